@@ -1,0 +1,65 @@
+"""lifecycle: keep a host program's extension services alive.
+
+Register services, watch their heartbeat deadlines, reconnect them with exponential backoff
+and jitter, report everything through blinker signals (`lifecycle.signals`), shut down cleanly.
+"""
+
+from __future__ import annotations
+
+from . import events, signals
+from .backoff import ExponentialBackoff
+from .config import LifecycleConfig
+from .connector import Connector
+from .errors import (
+    ConnectionFailed,
+    InvalidState,
+    LifecycleError,
+    ManagerClosed,
+    ServiceAlreadyExists,
+    ServiceNotFound,
+)
+from .events import LifecycleEvent
+from .manager import LifecycleManager
+from .model import (
+    Capability,
+    ExtensionService,
+    RegistrationInfo,
+    ServiceFilter,
+    ServiceId,
+    ServiceStatus,
+    TransportConfig,
+    TransportType,
+)
+from .registry import Registry, RegistryService, RegistryStats
+from .subscription import Subscription
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Capability",
+    "ConnectionFailed",
+    "Connector",
+    "ExponentialBackoff",
+    "ExtensionService",
+    "InvalidState",
+    "LifecycleConfig",
+    "LifecycleError",
+    "LifecycleEvent",
+    "LifecycleManager",
+    "ManagerClosed",
+    "RegistrationInfo",
+    "Registry",
+    "RegistryService",
+    "RegistryStats",
+    "ServiceAlreadyExists",
+    "ServiceFilter",
+    "ServiceId",
+    "ServiceNotFound",
+    "ServiceStatus",
+    "Subscription",
+    "TransportConfig",
+    "TransportType",
+    "__version__",
+    "events",
+    "signals",
+]

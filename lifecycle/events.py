@@ -1,0 +1,86 @@
+"""One frozen event class per signal; what subscriptions deliver and receivers get as ``event``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+from .model import ServiceId, ServiceStatus
+
+__all__ = [
+    "Error",
+    "Heartbeat",
+    "HeartbeatTimeout",
+    "LifecycleEvent",
+    "ReconnectFailed",
+    "Reconnected",
+    "Reconnecting",
+    "Started",
+    "StatusChanged",
+    "Stopped",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleEvent:
+    """Something that happened to a service; `at` is the `time.monotonic()` reading."""
+
+    signal_name: ClassVar[str] = ""
+    service_id: ServiceId
+    at: float
+
+    def signal_kwargs(self) -> dict[str, object]:
+        """The keyword arguments the matching signal is sent with (without ``event``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "at"}
+
+
+@dataclass(frozen=True, slots=True)
+class Started(LifecycleEvent):
+    signal_name: ClassVar[str] = "service_started"
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped(LifecycleEvent):
+    signal_name: ClassVar[str] = "service_stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged(LifecycleEvent):
+    signal_name: ClassVar[str] = "status_changed"
+    old_status: ServiceStatus
+    new_status: ServiceStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat(LifecycleEvent):
+    signal_name: ClassVar[str] = "heartbeat_received"
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatTimeout(LifecycleEvent):
+    signal_name: ClassVar[str] = "heartbeat_timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnecting(LifecycleEvent):
+    signal_name: ClassVar[str] = "reconnecting"
+    attempt: int
+    max_attempts: int
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnected(LifecycleEvent):
+    signal_name: ClassVar[str] = "reconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectFailed(LifecycleEvent):
+    signal_name: ClassVar[str] = "reconnect_failed"
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Error(LifecycleEvent):
+    signal_name: ClassVar[str] = "service_error"
+    error: str

@@ -1,0 +1,738 @@
+"""`LifecycleManager`: starts services, watches their heartbeat deadlines, reconnects, stops.
+
+Locking: one `RLock` guards the manager's own state (timers and attempt counters per service)
+and every decision that reads then writes the registry. Events are collected while it is held
+and dispatched after it is released, so receivers and connectors never run under it.
+
+Threads: with ``autostart=True`` one daemon watchdog thread runs deadlines and retries, and a
+small idle-shrinking pool runs connector calls so a hanging `connect` delays nobody else.
+With ``autostart=False`` there is no thread at all: `run_pending()` runs due timers and the
+connector inline, which is how tests drive time with freezegun.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from types import TracebackType
+from typing import Any
+
+from . import _validate, signals
+from .config import LifecycleConfig
+from .connector import Hooks, resolve_connector
+from .dispatch import dispatch
+from .errors import ConnectionFailed, InvalidState, LifecycleError, ManagerClosed, ServiceNotFound
+from .events import (
+    Error,
+    Heartbeat,
+    HeartbeatTimeout,
+    LifecycleEvent,
+    Reconnected,
+    ReconnectFailed,
+    Reconnecting,
+    Started,
+    StatusChanged,
+    Stopped,
+)
+from .model import ExtensionService, ServiceId, ServiceStatus
+from .pool import WorkerPool
+from .registry import Registry, RegistryService
+from .subscription import Subscription
+from .watchdog import Timer, Watchdog
+
+__all__ = ["LifecycleManager"]
+
+log = logging.getLogger("lifecycle")
+
+RUNNING = ServiceStatus.RUNNING
+STARTING = ServiceStatus.STARTING
+STOPPING = ServiceStatus.STOPPING
+STOPPED = ServiceStatus.STOPPED
+ERROR = ServiceStatus.ERROR
+RECONNECTING = ServiceStatus.RECONNECTING
+
+#: Every status change the manager makes; anything else is a bug or outside tampering.
+TRANSITIONS: dict[ServiceStatus, frozenset[ServiceStatus]] = {
+    STARTING: frozenset({RUNNING, STOPPING}),
+    RUNNING: frozenset({RECONNECTING, ERROR, STOPPING}),
+    ERROR: frozenset({RECONNECTING, RUNNING, STOPPING}),
+    RECONNECTING: frozenset({RUNNING, ERROR, STOPPING}),
+    STOPPING: frozenset({STOPPED}),
+    STOPPED: frozenset(),
+}
+
+_POOL_SIZE = 8
+
+_heartbeat_received = signals.heartbeat_received
+
+
+class _Entry:
+    """What the manager keeps per service: its hooks, timers and the reconnect attempt counter.
+
+    Status and last heartbeat live only in the registry.
+    """
+
+    __slots__ = (
+        "id", "name", "hooks", "auto_reconnect", "connect_timeout", "stopping",
+        "attempt", "deadline", "retry", "ping", "ping_busy", "inflight",
+    )
+
+    def __init__(self, service: ExtensionService, hooks: Hooks | None, auto_reconnect: bool) -> None:
+        self.id: ServiceId = service.id
+        self.name = service.name
+        self.hooks = hooks
+        self.auto_reconnect = auto_reconnect
+        self.connect_timeout = service.transport.timeout_secs
+        self.stopping = False
+        self.attempt = 0
+        self.deadline: Timer | None = None
+        self.retry: Timer | None = None
+        self.ping: Timer | None = None
+        self.ping_busy = False
+        # Identifies the connect attempt in flight; a result carrying another token is stale.
+        self.inflight: object | None = None
+
+    def label(self) -> str:
+        return f"{self.name!r} ({self.id})"
+
+    def cancel_timers(self) -> None:
+        for timer in (self.deadline, self.retry, self.ping):
+            if timer is not None:
+                timer.cancel()
+        self.deadline = self.retry = self.ping = None
+        self.inflight = None
+
+
+def _error_text(error: object) -> str:
+    if isinstance(error, str):
+        return error
+    if isinstance(error, BaseException):
+        return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    raise TypeError(f"error must be a str or an exception, not {type(error).__name__}")
+
+
+def _check_id(id: object) -> None:
+    if not isinstance(id, str):
+        raise TypeError(f"id must be a str, not {type(id).__name__}")
+
+
+class LifecycleManager:
+    """Keeps extension services alive: deadlines, reconnects with backoff, events, clean shutdown."""
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        config: LifecycleConfig | None = None,
+        *,
+        connector: object = None,
+        autostart: bool = True,
+        rng: random.Random | None = None,
+    ) -> None:
+        if config is None:
+            config = LifecycleConfig()
+        elif not isinstance(config, LifecycleConfig):
+            raise TypeError(f"config must be a LifecycleConfig, not {type(config).__name__}")
+        if registry is None:
+            registry = RegistryService(heartbeat_timeout_secs=config.heartbeat_timeout_secs)
+        elif not isinstance(registry, Registry):
+            raise TypeError(f"registry must implement lifecycle.Registry, not {type(registry).__name__}")
+        if rng is not None and not isinstance(rng, random.Random):
+            raise TypeError(f"rng must be a random.Random, not {type(rng).__name__}")
+        _validate.flag(autostart, "autostart")
+        self._hooks = resolve_connector(connector)
+        self._config = config
+        self._backoff = config.backoff
+        self._timeout = float(config.heartbeat_timeout_secs)
+        self._registry = registry
+        self._rng = rng if rng is not None else random.Random()
+        self._autostart = autostart
+        self._lock = threading.RLock()
+        self._entries: dict[str, _Entry] = {}
+        self._subscriptions: tuple[Subscription, ...] = ()
+        self._closed = False
+        self._watchdog = Watchdog(autostart=autostart)
+        self._pool = WorkerPool(_POOL_SIZE) if autostart else None
+        _register_fork_hook(self)
+
+    # -- properties and queries ------------------------------------------------------------
+
+    @property
+    def registry(self) -> Registry:
+        """The registry holding every managed service's status."""
+        return self._registry
+
+    @property
+    def config(self) -> LifecycleConfig:
+        """The settings this manager runs with."""
+        return self._config
+
+    @property
+    def closed(self) -> bool:
+        """True once `shutdown()` has begun."""
+        return self._closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<LifecycleManager {state} services={len(self._entries)}>"
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def count(self) -> int:
+        """How many services this manager manages."""
+        return len(self._entries)
+
+    def get_status(self, id: str) -> ServiceStatus | None:
+        """The service's status as the registry holds it, or None if this manager does not manage it."""
+        with self._lock:
+            if not isinstance(id, str) or id not in self._entries:
+                return None
+            live = self._registry.liveness(id)
+        return None if live is None else live[0]
+
+    def is_healthy(self, id: str) -> bool:
+        """True if the service is RUNNING and heartbeated within the heartbeat timeout."""
+        with self._lock:
+            if not isinstance(id, str) or id not in self._entries:
+                return False
+            live = self._registry.liveness(id)
+        if live is None:
+            return False
+        status, last = live
+        return status is RUNNING and last is not None and time.monotonic() - last < self._timeout
+
+    def attempts(self, id: str) -> int:
+        """Reconnect attempts made in the current reconnect cycle (0 when none; unknown id: 0)."""
+        with self._lock:
+            entry = self._entries.get(id) if isinstance(id, str) else None
+            return 0 if entry is None else entry.attempt
+
+    def armed_timers(self) -> int:
+        """Timers entered and not cancelled (deadlines, retries, pings); O(n), for tests and diagnostics."""
+        return self._watchdog.armed()
+
+    def calculate_reconnect_delay(self, attempt: int) -> float:
+        """Seconds to wait before retry `attempt` (0-based): exponential, capped, with proportional jitter."""
+        return self._backoff.delay(attempt, self._rng)
+
+    # -- starting and stopping -------------------------------------------------------------
+
+    def start_service(self, service: ExtensionService, *, connector: object = None) -> ServiceId:
+        """Register `service`, connect it in this thread, and mark it RUNNING with a full deadline.
+
+        If `connect` raises, the service is unregistered, nothing is emitted and
+        `ConnectionFailed` is raised from the connector's error.
+        """
+        self._check_open()
+        if not isinstance(service, ExtensionService):
+            raise TypeError(f"service must be an ExtensionService, not {type(service).__name__}")
+        hooks = self._hooks if connector is None else resolve_connector(connector)
+        auto = self._config.auto_reconnect and service.transport.auto_reconnect
+        entry = _Entry(service, hooks, auto)
+        with self._lock:
+            self._check_open()
+            self._registry.register(service)
+            try:
+                if service.status is not STARTING:
+                    self._registry.update_status(entry.id, STARTING)
+            except BaseException:
+                self._registry.unregister(entry.id)
+                raise
+            self._entries[entry.id] = entry
+        if hooks is not None:
+            try:
+                hooks.connect(self._snapshot(entry))
+            except BaseException as exc:
+                self._forget(entry)
+                if not isinstance(exc, Exception):
+                    raise
+                raise ConnectionFailed(f"connecting service {entry.label()} failed: {_error_text(exc)}") from exc
+        out: list[LifecycleEvent] = []
+        with self._lock:
+            if self._entries.get(entry.id) is not entry or entry.stopping:
+                stopped_meanwhile = True
+            else:
+                stopped_meanwhile = False
+                self._registry.heartbeat(entry.id)
+                out.append(Started(entry.id, time.monotonic()))
+                self._transition(entry, RUNNING, out)
+                self._on_running(entry, time.monotonic())
+        if stopped_meanwhile:
+            raise InvalidState(f"service {entry.label()} was stopped while it was starting")
+        self._dispatch(out)
+        return entry.id
+
+    def stop_service(self, id: str) -> None:
+        """STOPPING, cancel its timers, `disconnect` (errors logged), STOPPED, unregister, `service_stopped`."""
+        self._check_open()
+        self._stop(id, None)
+
+    def stop_all(self) -> None:
+        """Stop every service; one failing does not stop the others. Does nothing after shutdown."""
+        if self._closed:
+            return
+        self._stop_all(None)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop every service, stop the watchdog and the worker pool; idempotent.
+
+        `timeout` bounds the whole call: slow `disconnect` calls are abandoned (logged) once it
+        runs out. Afterwards mutating calls raise `ManagerClosed` and queries see no service.
+        """
+        timeout = _validate.number(timeout, "timeout", minimum=0)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        deadline = time.monotonic() + timeout
+        try:
+            self._stop_all(deadline)
+        finally:
+            self._watchdog.stop(max(0.0, deadline - time.monotonic()))
+            if self._pool is not None:
+                self._pool.shutdown(max(0.0, deadline - time.monotonic()))
+            with self._lock:
+                for entry in self._entries.values():
+                    entry.cancel_timers()
+                self._entries.clear()
+                subscriptions, self._subscriptions = self._subscriptions, ()
+            for subscription in subscriptions:
+                subscription._end()
+
+    def __enter__(self) -> LifecycleManager:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown()
+
+    # -- reports from services ---------------------------------------------------------------
+
+    def handle_heartbeat(self, id: str) -> None:
+        """Record a heartbeat (O(1)); a RECONNECTING or ERROR service becomes RUNNING again."""
+        if self._closed:
+            raise ManagerClosed("the manager is shut down")
+        with self._lock:
+            entry = self._entries.get(id) if isinstance(id, str) else None
+            if entry is None or entry.stopping:
+                raise self._refusal(id, entry, "heartbeat")
+            status = self._registry.heartbeat(id)
+            revived = None if status is RUNNING or status is STARTING else self._revive(entry)
+        if revived:
+            self._dispatch(revived)
+        if _heartbeat_received.receivers or self._subscriptions:
+            self._dispatch((Heartbeat(entry.id, time.monotonic()),))
+
+    def handle_error(self, id: str, error: str | BaseException) -> None:
+        """Report an error: `service_error`, ERROR, then (with auto-reconnect) RECONNECTING and attempt 1.
+
+        Returns at once; retries run on the watchdog. On a RECONNECTING service it only emits.
+        """
+        if self._closed:
+            raise ManagerClosed("the manager is shut down")
+        text = _error_text(error)
+        out: list[LifecycleEvent] = []
+        with self._lock:
+            entry = self._entries.get(id) if isinstance(id, str) else None
+            if entry is None or entry.stopping:
+                raise self._refusal(id, entry, "error report")
+            status = self._status(entry)
+            if status is STARTING:
+                raise InvalidState(f"service {entry.label()} is still starting; its connect has not returned")
+            out.append(Error(entry.id, time.monotonic(), text))
+            if status is not RECONNECTING:
+                self._transition(entry, ERROR, out)
+                if entry.auto_reconnect:
+                    self._begin_reconnect(entry, out)
+        log.warning("lifecycle: service %s reported an error: %s", entry.label(), text)
+        self._dispatch(out)
+
+    def health_check(self) -> list[ServiceId]:
+        """Time out every RUNNING service silent for the heartbeat timeout now; return their ids."""
+        self._check_open()
+        out: list[LifecycleEvent] = []
+        stale: list[ServiceId] = []
+        with self._lock:
+            now = time.monotonic()
+            for entry in list(self._entries.values()):
+                if entry.stopping:
+                    continue
+                live = self._registry.liveness(entry.id)
+                if live is None or live[0] is not RUNNING:
+                    continue
+                if live[1] is None or now - live[1] >= self._timeout:
+                    stale.append(entry.id)
+                    self._time_out(entry, out)
+        self._dispatch(out)
+        return stale
+
+    # -- time and events -------------------------------------------------------------------------
+
+    def run_pending(self) -> int:
+        """Run every timer due now in this thread (connects and pings inline); return how many ran."""
+        if self._closed:
+            return 0
+        return self._watchdog.run_pending()
+
+    def subscribe(self, maxsize: int = 256) -> Subscription:
+        """A queue of this manager's events; close it when done (or use it as a context manager)."""
+        self._check_open()
+        subscription = Subscription(maxsize, self._unsubscribe)
+        with self._lock:
+            self._check_open()
+            self._subscriptions = (*self._subscriptions, subscription)
+        return subscription
+
+    # -- internals: state changes (call with the lock held) ---------------------------------
+
+    def _status(self, entry: _Entry) -> ServiceStatus | None:
+        live = self._registry.liveness(entry.id)
+        return None if live is None else live[0]
+
+    def _transition(self, entry: _Entry, new: ServiceStatus, out: list[LifecycleEvent]) -> None:
+        old = self._registry.update_status(entry.id, new)
+        if old is new:
+            return
+        if new not in TRANSITIONS[old]:
+            log.warning("lifecycle: unexpected transition %s -> %s of %s (was the registry changed directly?)",
+                        old.value, new.value, entry.label())
+        out.append(StatusChanged(entry.id, time.monotonic(), old, new))
+
+    def _on_running(self, entry: _Entry, last_heartbeat: float) -> None:
+        """Arm the deadline (if none is armed) and restart pings after the service became RUNNING."""
+        entry.attempt = 0
+        entry.inflight = None
+        if entry.retry is not None:
+            entry.retry.cancel()
+            entry.retry = None
+        if entry.deadline is None:
+            entry.deadline = self._watchdog.call_at(last_heartbeat + self._timeout, self._on_deadline, entry)
+        if entry.hooks is not None and entry.hooks.ping is not None:
+            if entry.ping is not None:
+                entry.ping.cancel()
+            entry.ping = self._watchdog.call_later(self._config.heartbeat_interval_secs, self._on_ping_due, entry)
+
+    def _revive(self, entry: _Entry) -> list[LifecycleEvent]:
+        """A heartbeat (or ping) arrived for a RECONNECTING or ERROR service: RUNNING again."""
+        out: list[LifecycleEvent] = []
+        self._transition(entry, RUNNING, out)
+        self._on_running(entry, time.monotonic())
+        out.append(Reconnected(entry.id, time.monotonic()))
+        log.info("lifecycle: service %s is back (heartbeat)", entry.label())
+        return out
+
+    def _time_out(self, entry: _Entry, out: list[LifecycleEvent]) -> None:
+        log.warning("lifecycle: service %s missed its heartbeat deadline", entry.label())
+        out.append(HeartbeatTimeout(entry.id, time.monotonic()))
+        if entry.auto_reconnect:
+            self._begin_reconnect(entry, out)
+        else:
+            self._transition(entry, ERROR, out)
+
+    def _begin_reconnect(self, entry: _Entry, out: list[LifecycleEvent]) -> None:
+        entry.attempt = 0
+        if self._config.max_reconnect_attempts == 0:
+            self._give_up(entry, out)
+            return
+        self._transition(entry, RECONNECTING, out)
+        self._schedule_attempt(entry, out)
+
+    def _schedule_attempt(self, entry: _Entry, out: list[LifecycleEvent]) -> None:
+        limit = self._config.max_reconnect_attempts
+        if entry.attempt >= limit:
+            self._give_up(entry, out)
+            return
+        entry.attempt += 1
+        delay = self._backoff.delay(entry.attempt - 1, self._rng)
+        entry.retry = self._watchdog.call_later(delay, self._on_attempt_due, entry, entry.attempt)
+        out.append(Reconnecting(entry.id, time.monotonic(), entry.attempt, limit, delay))
+
+    def _give_up(self, entry: _Entry, out: list[LifecycleEvent]) -> None:
+        entry.retry = None
+        entry.inflight = None
+        self._transition(entry, ERROR, out)
+        out.append(ReconnectFailed(entry.id, time.monotonic(), entry.attempt))
+        log.error("lifecycle: service %s could not be reconnected after %d attempt(s)", entry.label(), entry.attempt)
+
+    # -- internals: timer actions (run on the watchdog or in run_pending) ----------------
+
+    def _on_deadline(self, entry: _Entry) -> None:
+        out: list[LifecycleEvent] = []
+        with self._lock:
+            if not self._current(entry):
+                return
+            entry.deadline = None
+            live = self._registry.liveness(entry.id)
+            if live is None or live[0] is not RUNNING:
+                return  # re-armed when the service becomes RUNNING again
+            last = live[1]
+            due = -float("inf") if last is None else last + self._timeout
+            if due > time.monotonic():
+                entry.deadline = self._watchdog.call_at(due, self._on_deadline, entry)
+                return
+            self._time_out(entry, out)
+        self._dispatch(out)
+
+    def _on_attempt_due(self, entry: _Entry, attempt: int) -> None:
+        out: list[LifecycleEvent] = []
+        token = object()
+        run_inline = False
+        with self._lock:
+            if not self._current(entry) or entry.attempt != attempt or self._status(entry) is not RECONNECTING:
+                return
+            entry.retry = None
+            hooks = entry.hooks
+            if hooks is None:
+                # Without a connector only a heartbeat revives the service, and none came in time.
+                log.info("lifecycle: no heartbeat from %s before attempt %d was due", entry.label(), attempt)
+                self._schedule_attempt(entry, out)
+            else:
+                entry.inflight = token
+                snapshot = self._snapshot(entry)
+                if self._pool is None:
+                    run_inline = True
+                else:
+                    self._submit(hooks.connect, snapshot, lambda error: self._connect_done(entry, token, error,
+                                                                                          snapshot))
+                    entry.retry = self._watchdog.call_later(entry.connect_timeout, self._connect_timed_out,
+                                                            entry, token)
+        self._dispatch(out)
+        if run_inline:
+            assert hooks is not None
+            self._connect_done(entry, token, _call(hooks.connect, snapshot), snapshot)
+
+    def _connect_done(self, entry: _Entry, token: object, error: BaseException | None,
+                      snapshot: ExtensionService) -> None:
+        out: list[LifecycleEvent] = []
+        with self._lock:
+            wanted = self._current(entry) and entry.inflight is token
+            if wanted:
+                entry.inflight = None
+                if entry.retry is not None:
+                    entry.retry.cancel()
+                    entry.retry = None
+                if error is None:
+                    self._registry.heartbeat(entry.id)  # a reconnect counts as a heartbeat
+                    self._transition(entry, RUNNING, out)
+                    self._on_running(entry, time.monotonic())
+                    out.append(Reconnected(entry.id, time.monotonic()))
+                    log.info("lifecycle: service %s reconnected", entry.label())
+                else:
+                    log.warning("lifecycle: reconnect attempt %d/%d of %s failed: %s", entry.attempt,
+                                self._config.max_reconnect_attempts, entry.label(), _error_text(error))
+                    self._schedule_attempt(entry, out)
+        if not wanted and error is None:
+            # Timed out, stopped or revived meanwhile: nobody wants this connection.
+            self._disconnect_quietly(entry, snapshot)
+        self._dispatch(out)
+
+    def _connect_timed_out(self, entry: _Entry, token: object) -> None:
+        out: list[LifecycleEvent] = []
+        with self._lock:
+            if not self._current(entry) or entry.inflight is not token:
+                return
+            entry.inflight = None
+            entry.retry = None
+            log.warning("lifecycle: reconnect attempt %d of %s still running after %.3g s; counted as failed",
+                        entry.attempt, entry.label(), entry.connect_timeout)
+            self._schedule_attempt(entry, out)
+        self._dispatch(out)
+
+    def _on_ping_due(self, entry: _Entry) -> None:
+        with self._lock:
+            if not self._current(entry) or entry.hooks is None or entry.hooks.ping is None:
+                return
+            if self._status(entry) is not RUNNING:
+                entry.ping = None  # restarted when the service becomes RUNNING again
+                return
+            entry.ping = self._watchdog.call_later(self._config.heartbeat_interval_secs, self._on_ping_due, entry)
+            if entry.ping_busy:
+                log.debug("lifecycle: ping of %s still running; this one is skipped", entry.label())
+                return
+            entry.ping_busy = True
+            ping = entry.hooks.ping
+            snapshot = self._snapshot(entry)
+            started = time.monotonic()
+            if self._pool is not None:
+                self._submit(ping, snapshot, lambda error: self._ping_done(entry, started, error))
+                return
+        self._ping_done(entry, started, _call(ping, snapshot))
+
+    def _ping_done(self, entry: _Entry, started: float, error: BaseException | None) -> None:
+        revived: list[LifecycleEvent] | None = None
+        with self._lock:
+            entry.ping_busy = False
+            if not self._current(entry):
+                return
+            if error is None and self._pool is not None and time.monotonic() - started > entry.connect_timeout:
+                error = TimeoutError(f"ping took longer than {entry.connect_timeout:g} s")
+            if error is not None:
+                log.warning("lifecycle: ping of %s failed: %s", entry.label(), _error_text(error))
+                return
+            status = self._registry.heartbeat(entry.id)
+            if status is RECONNECTING or status is ERROR:
+                revived = self._revive(entry)
+        if revived:
+            self._dispatch(revived)
+        if _heartbeat_received.receivers or self._subscriptions:
+            self._dispatch((Heartbeat(entry.id, time.monotonic()),))
+
+    # -- internals: helpers ------------------------------------------------------------------------
+
+    def _current(self, entry: _Entry) -> bool:
+        return not entry.stopping and self._entries.get(entry.id) is entry
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ManagerClosed("the manager is shut down")
+
+    def _refusal(self, id: object, entry: _Entry | None, what: str) -> LifecycleError:
+        if entry is not None:
+            return InvalidState(f"service {entry.label()} is stopping; its {what} is refused")
+        _check_id(id)
+        return ServiceNotFound(f"service {id!r} is not managed by this manager")
+
+    def _snapshot(self, entry: _Entry) -> ExtensionService:
+        service = self._registry.get(entry.id)
+        if service is None:
+            raise ServiceNotFound(f"service {entry.label()} vanished from the registry")
+        return service
+
+    def _dispatch(self, events: Iterable[LifecycleEvent]) -> None:
+        dispatch(self, events, self._subscriptions)
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        with self._lock:
+            self._subscriptions = tuple(s for s in self._subscriptions if s is not subscription)
+
+    def _submit(self, fn: Callable[[ExtensionService], Any], service: ExtensionService,
+                done: Callable[[BaseException | None], None]) -> None:
+        assert self._pool is not None
+        future = self._pool.submit(fn, service)
+        future.add_done_callback(lambda f: done(f.exception()))
+
+    def _forget(self, entry: _Entry) -> None:
+        """Undo a registration whose start failed: no entry, no registration, no timer."""
+        with self._lock:
+            if self._entries.get(entry.id) is entry:
+                del self._entries[entry.id]
+            entry.cancel_timers()
+            if entry.id in self._registry:
+                with contextlib.suppress(ServiceNotFound):
+                    self._registry.unregister(entry.id)
+
+    def _stop(self, id: str, deadline: float | None) -> None:
+        out: list[LifecycleEvent] = []
+        with self._lock:
+            entry = self._entries.get(id) if isinstance(id, str) else None
+            if entry is None:
+                _check_id(id)
+                raise ServiceNotFound(f"service {id!r} is not managed by this manager")
+            if entry.stopping:
+                return
+            entry.stopping = True
+            entry.cancel_timers()
+            snapshot = self._registry.get(entry.id)
+            self._transition(entry, STOPPING, out)
+        self._dispatch(out)
+        out = []
+        try:
+            if snapshot is not None:
+                self._disconnect_bounded(entry, snapshot, deadline)
+        finally:
+            with self._lock:
+                if entry.id in self._registry:
+                    self._transition(entry, STOPPED, out)
+                    self._registry.unregister(entry.id)
+                if self._entries.get(entry.id) is entry:
+                    del self._entries[entry.id]
+                out.append(Stopped(entry.id, time.monotonic()))
+        log.info("lifecycle: service %s stopped", entry.label())
+        self._dispatch(out)
+
+    def _stop_all(self, deadline: float | None) -> None:
+        for id in list(self._entries):
+            try:
+                self._stop(id, deadline)
+            except ServiceNotFound:
+                pass  # stopped concurrently
+            except Exception:
+                log.exception("lifecycle: stopping service %s failed; stopping the others", id)
+
+    def _disconnect_bounded(self, entry: _Entry, service: ExtensionService, deadline: float | None) -> None:
+        """Call `disconnect`, bounded by the transport timeout (and `deadline`) when threads are allowed."""
+        hooks = entry.hooks
+        if hooks is None or hooks.disconnect is None:
+            return
+        if self._pool is None or self._pool_closed():
+            self._disconnect_quietly(entry, service)
+            return
+        limit = entry.connect_timeout
+        if deadline is not None:
+            limit = max(0.0, min(limit, deadline - time.monotonic()))
+        future: Future[Any] = self._pool.submit(hooks.disconnect, service)
+        try:
+            future.result(timeout=limit)
+        except FutureTimeout:
+            log.warning("lifecycle: disconnect of %s still running after %.3g s; abandoned", entry.label(), limit)
+        except Exception as exc:
+            log.warning("lifecycle: disconnect of %s failed: %s", entry.label(), _error_text(exc))
+
+    def _pool_closed(self) -> bool:
+        return self._pool is None or self._pool.closed
+
+    def _disconnect_quietly(self, entry: _Entry, service: ExtensionService) -> None:
+        hooks = entry.hooks
+        if hooks is None or hooks.disconnect is None:
+            return
+        error = _call(hooks.disconnect, service)
+        if error is not None:
+            log.warning("lifecycle: disconnect of %s failed: %s", entry.label(), _error_text(error))
+
+    def _after_fork_in_child(self) -> None:
+        """Fresh locks and threads in a forked child; timers are kept and the watchdog restarts lazily."""
+        self._lock = threading.RLock()
+        for entry in self._entries.values():
+            entry.ping_busy = False
+        if self._pool is not None:
+            self._pool.reset_after_fork()
+        self._watchdog.reset_after_fork()
+
+
+def _call(fn: Callable[[ExtensionService], Any], service: ExtensionService) -> BaseException | None:
+    """Run a connector hook inline; return its exception (KeyboardInterrupt and SystemExit propagate)."""
+    try:
+        fn(service)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        return exc
+    return None
+
+
+_managers: weakref.WeakSet[LifecycleManager] = weakref.WeakSet()
+
+
+def _reset_managers_in_child() -> None:
+    for manager in list(_managers):
+        try:
+            manager._after_fork_in_child()
+        except Exception:
+            log.exception("lifecycle: resetting %r after fork failed", manager)
+
+
+def _register_fork_hook(manager: LifecycleManager) -> None:
+    _managers.add(manager)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_managers_in_child)

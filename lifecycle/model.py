@@ -1,0 +1,278 @@
+"""The service model: ids, statuses, transport settings and the `ExtensionService` record."""
+
+from __future__ import annotations
+
+import copy
+import enum
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import _validate
+
+__all__ = [
+    "Capability",
+    "ExtensionService",
+    "RegistrationInfo",
+    "ServiceFilter",
+    "ServiceId",
+    "ServiceStatus",
+    "TransportConfig",
+    "TransportType",
+]
+
+
+class ServiceId(str):
+    """A service's unique id: plain text, equal to and hashed like the same `str`."""
+
+    __slots__ = ()
+
+    @classmethod
+    def generate(cls) -> ServiceId:
+        """Return a new random id (uuid4 text)."""
+        return cls(uuid.uuid4())
+
+    def __repr__(self) -> str:
+        return f"ServiceId({str.__repr__(self)})"
+
+
+class ServiceStatus(enum.StrEnum):
+    """Where a service is in its life; see the state diagram in README.md."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    ERROR = "error"
+    RECONNECTING = "reconnecting"
+
+
+class TransportType(enum.StrEnum):
+    """How the host talks to the service; descriptive only, the manager never dials it."""
+
+    STDIO = "stdio"
+    TCP = "tcp"
+    UNIX = "unix"
+    WEBSOCKET = "websocket"
+
+
+def _status(value: Any, field_name: str = "status") -> ServiceStatus:
+    if isinstance(value, ServiceStatus):
+        return value
+    if isinstance(value, str):
+        try:
+            return ServiceStatus(value)
+        except ValueError:
+            choices = ", ".join(s.value for s in ServiceStatus)
+            raise ValueError(f"{field_name} must be one of {choices}; got {value!r}") from None
+    raise TypeError(f"{field_name} must be a ServiceStatus, not {type(value).__name__}")
+
+
+def _transport_type(value: object) -> TransportType:
+    if isinstance(value, TransportType):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"TransportConfig.transport_type must be a TransportType, not {type(value).__name__}")
+    try:
+        return TransportType(value)
+    except ValueError:
+        choices = ", ".join(t.value for t in TransportType)
+        raise ValueError(f"TransportConfig.transport_type must be one of {choices}; got {value!r}") from None
+
+
+def _copy_container(value: Any) -> Any:
+    # Most services carry empty lists and dicts; skipping deepcopy for those keeps
+    # registration and snapshots cheap without giving up isolation.
+    if not value:
+        return type(value)()
+    return copy.deepcopy(value)
+
+
+@dataclass(slots=True)
+class Capability:
+    """Something a service can do, e.g. `Capability("search", "2")`."""
+
+    name: str
+    version: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _validate.text(self.name, "Capability.name")
+        if not isinstance(self.version, str):
+            raise TypeError(f"Capability.version must be a str, not {type(self.version).__name__}")
+        if not isinstance(self.config, dict):
+            raise TypeError(f"Capability.config must be a dict, not {type(self.config).__name__}")
+
+
+@dataclass(slots=True)
+class TransportConfig:
+    """How to reach a service. The manager reads only `auto_reconnect` and `timeout_secs`."""
+
+    transport_type: TransportType = TransportType.STDIO
+    address: str | None = None
+    port: int | None = None
+    command: str | None = None
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    timeout_secs: float = 30.0
+    auto_reconnect: bool = True
+    max_retries: int = 3
+    heartbeat_interval_secs: float = 30.0
+
+    def __post_init__(self) -> None:
+        self.transport_type = _transport_type(self.transport_type)
+        for name in ("address", "command", "cwd"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"TransportConfig.{name} must be a str or None, not {type(value).__name__}")
+        if self.port is not None:
+            _validate.integer(self.port, "TransportConfig.port", minimum=0)
+            if self.port > 65535:
+                raise ValueError(f"TransportConfig.port must be <= 65535, got {self.port}")
+        if not isinstance(self.args, list):
+            raise TypeError(f"TransportConfig.args must be a list, not {type(self.args).__name__}")
+        if not isinstance(self.env, dict):
+            raise TypeError(f"TransportConfig.env must be a dict, not {type(self.env).__name__}")
+        self.timeout_secs = _validate.number(self.timeout_secs, "TransportConfig.timeout_secs", positive=True)
+        _validate.flag(self.auto_reconnect, "TransportConfig.auto_reconnect")
+        _validate.integer(self.max_retries, "TransportConfig.max_retries", minimum=0)
+        self.heartbeat_interval_secs = _validate.number(
+            self.heartbeat_interval_secs, "TransportConfig.heartbeat_interval_secs", positive=True
+        )
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> TransportConfig:
+        clone = copy.copy(self)
+        clone.args = _copy_container(self.args)
+        clone.env = _copy_container(self.env)
+        return clone
+
+
+@dataclass(slots=True)
+class ExtensionService:
+    """One extension service as the registry knows it.
+
+    `status`, `last_heartbeat` (a `time.monotonic()` reading) and `retry_count` are state;
+    the rest describes the service. Instances handed out by a registry are snapshots.
+    """
+
+    name: str
+    version: str
+    description: str = field(default="", kw_only=True)
+    capabilities: list[Capability] = field(default_factory=list, kw_only=True)
+    transport: TransportConfig = field(default_factory=TransportConfig, kw_only=True)
+    metadata: dict[str, Any] = field(default_factory=dict, kw_only=True)
+    id: ServiceId = field(default_factory=ServiceId.generate, kw_only=True)
+    status: ServiceStatus = field(default=ServiceStatus.STARTING, kw_only=True)
+    last_heartbeat: float | None = field(default=None, kw_only=True)
+    retry_count: int = field(default=0, kw_only=True)
+
+    def __post_init__(self) -> None:
+        _validate.text(self.name, "ExtensionService.name")
+        _validate.text(self.version, "ExtensionService.version")
+        if not isinstance(self.description, str):
+            raise TypeError(f"ExtensionService.description must be a str, not {type(self.description).__name__}")
+        if not isinstance(self.capabilities, list):
+            raise TypeError(
+                f"ExtensionService.capabilities must be a list, not {type(self.capabilities).__name__}"
+            )
+        for cap in self.capabilities:
+            if not isinstance(cap, Capability):
+                raise TypeError(
+                    f"ExtensionService.capabilities must hold Capability objects, not {type(cap).__name__}"
+                )
+        if not isinstance(self.transport, TransportConfig):
+            raise TypeError(
+                f"ExtensionService.transport must be a TransportConfig, not {type(self.transport).__name__}"
+            )
+        if not isinstance(self.metadata, dict):
+            raise TypeError(f"ExtensionService.metadata must be a dict, not {type(self.metadata).__name__}")
+        if type(self.id) is not ServiceId:
+            self.id = ServiceId(_validate.text(self.id, "ExtensionService.id"))
+        self.status = _status(self.status, "ExtensionService.status")
+        if self.last_heartbeat is not None:
+            self.last_heartbeat = _validate.number(self.last_heartbeat, "ExtensionService.last_heartbeat")
+        _validate.integer(self.retry_count, "ExtensionService.retry_count", minimum=0)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ExtensionService:
+        clone = copy.copy(self)
+        clone.capabilities = _copy_container(self.capabilities)
+        clone.transport = copy.deepcopy(self.transport, memo)
+        clone.metadata = _copy_container(self.metadata)
+        return clone
+
+    def heartbeat(self) -> None:
+        """Record a heartbeat now (monotonic clock) and reset `retry_count`."""
+        self.last_heartbeat = time.monotonic()
+        self.retry_count = 0
+
+    def is_healthy(self, timeout_secs: float) -> bool:
+        """True only if `RUNNING` and a heartbeat was seen less than `timeout_secs` ago."""
+        timeout = _validate.number(timeout_secs, "timeout_secs")
+        if self.status is not ServiceStatus.RUNNING or self.last_heartbeat is None:
+            return False
+        return time.monotonic() - self.last_heartbeat < timeout
+
+    def has_capability(self, name: str) -> bool:
+        """True if the service offers a capability called `name`."""
+        return any(cap.name == name for cap in self.capabilities)
+
+    def get_capability(self, name: str) -> Capability | None:
+        """The capability called `name`, or None."""
+        for cap in self.capabilities:
+            if cap.name == name:
+                return cap
+        return None
+
+    def set_status(self, status: ServiceStatus) -> None:
+        """Set `status` (no transition check: this is the plain record)."""
+        self.status = _status(status)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class RegistrationInfo:
+    """A registered service with when it was registered and last updated (aware UTC datetimes)."""
+
+    service: ExtensionService
+    registered_at: datetime = field(default_factory=_utcnow)
+    updated_at: datetime = field(default_factory=_utcnow)
+
+    def touch(self) -> None:
+        """Set `updated_at` to now."""
+        self.updated_at = _utcnow()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RegistrationInfo:
+        return RegistrationInfo(copy.deepcopy(self.service, memo), self.registered_at, self.updated_at)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceFilter:
+    """Criteria for `RegistryService.list`; every criterion given must match."""
+
+    status: ServiceStatus | None = None
+    capability: str | None = None
+    transport_type: TransportType | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is not None:
+            object.__setattr__(self, "status", _status(self.status, "ServiceFilter.status"))
+        if self.capability is not None:
+            _validate.text(self.capability, "ServiceFilter.capability")
+        if self.transport_type is not None and not isinstance(self.transport_type, TransportType):
+            raise TypeError(
+                f"ServiceFilter.transport_type must be a TransportType, not {type(self.transport_type).__name__}"
+            )
+
+    def matches(self, service: ExtensionService) -> bool:
+        """True if `service` meets every criterion given."""
+        if self.status is not None and service.status is not self.status:
+            return False
+        if self.capability is not None and not service.has_capability(self.capability):
+            return False
+        return self.transport_type is None or service.transport.transport_type is self.transport_type

@@ -1,0 +1,172 @@
+"""A generic timer thread: a `sched` queue whose waits can be cut short by an earlier timer.
+
+It knows nothing of services. Callers enter actions with `call_at`; they run on the watchdog
+thread (or, with ``autostart=False``, inside `run_pending` in the caller's thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sched
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Timer", "Watchdog"]
+
+log = logging.getLogger("lifecycle")
+
+
+def _clock() -> float:
+    # Looked up at call time so freezegun's patched time.monotonic is honoured;
+    # sched's default timefunc is bound at import and would escape it.
+    return time.monotonic()
+
+
+def _no_delay(_seconds: float) -> None:
+    # sched.run(blocking=False) calls delayfunc(0) after every action; sleeping there
+    # costs ~56 us per fired timer and nothing needs it.
+    return None
+
+
+class Timer:
+    """A handle to one entered action; `cancel` is O(1) and the stale entry later fires as a no-op."""
+
+    __slots__ = ("when", "action", "args", "cancelled")
+
+    def __init__(self, when: float, action: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.when = when
+        self.action = action
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Make the timer do nothing when it comes due; safe from any thread, idempotent."""
+        self.cancelled = True
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self.cancelled else "armed"
+        return f"<Timer at {self.when:.3f} {getattr(self.action, '__name__', self.action)!r} {state}>"
+
+
+class Watchdog:
+    """One daemon thread running a `sched.scheduler`, started lazily on the first timer.
+
+    Locking: the condition guards only the decision to sleep and the wake-up; actions run with
+    no watchdog lock held. A timer entered from another thread for a time earlier than the one
+    the thread sleeps towards notifies it, so it never oversleeps (`sched.run()` alone would).
+    The thread survives any exception an action raises: it is logged and the loop goes on.
+    """
+
+    def __init__(self, *, autostart: bool = True, name: str = "lifecycle-watchdog") -> None:
+        self._autostart = autostart
+        self._name = name
+        self._sched = sched.scheduler(_clock, _no_delay)
+        self._cond = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        # While the thread sleeps, the time it will wake at; -inf while it is awake.
+        self._wake_at = -math.inf
+        # Set when a timer was entered while the thread was awake, so it re-checks before sleeping.
+        self._recheck = False
+        self._fired = 0
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The watchdog thread, if one was started."""
+        return self._thread
+
+    def call_at(self, when: float, action: Callable[..., Any], *args: Any) -> Timer:
+        """Run `action(*args)` at monotonic time `when` (at once if already past)."""
+        timer = Timer(when, action, args)
+        with self._cond:
+            if self._stopping:
+                timer.cancelled = True
+                return timer
+            self._sched.enterabs(when, 0, self._fire, (timer,))
+            if self._thread is None:
+                if self._autostart:
+                    self._start_thread()
+            elif when < self._wake_at:
+                self._cond.notify()
+            elif self._wake_at == -math.inf:
+                self._recheck = True
+        return timer
+
+    def call_later(self, delay: float, action: Callable[..., Any], *args: Any) -> Timer:
+        """Run `action(*args)` `delay` seconds from now."""
+        return self.call_at(_clock() + delay, action, *args)
+
+    def armed(self) -> int:
+        """How many timers are entered and not cancelled (O(n); for tests and diagnostics)."""
+        return sum(1 for event in self._sched.queue if not event.argument[0].cancelled)
+
+    def run_pending(self) -> int:
+        """Run every timer due now in the calling thread; return how many actions ran."""
+        before = self._fired
+        self._sched.run(blocking=False)
+        return self._fired - before
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop the thread, drop every timer, and join; True if no thread is left running."""
+        with self._cond:
+            self._stopping = True
+            for event in self._sched.queue:
+                event.argument[0].cancelled = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: fresh locks, no thread; pending timers stay and a thread restarts lazily."""
+        self._cond = threading.Condition(threading.Lock())
+        # sched guards its heap with a private RLock that may have been held by a parent thread.
+        self._sched._lock = threading.RLock()  # type: ignore[attr-defined]
+        self._thread = None
+        self._wake_at = -math.inf
+        self._recheck = False
+        if not self._stopping and not self._sched.empty() and self._autostart:
+            with self._cond:
+                self._start_thread()
+
+    def _fire(self, timer: Timer) -> None:
+        if timer.cancelled:
+            return
+        timer.cancelled = True
+        self._fired += 1
+        try:
+            timer.action(*timer.args)
+        except Exception:
+            log.exception("lifecycle: timer action %r raised; the watchdog goes on", timer.action)
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def _loop(self) -> None:
+        cond = self._cond
+        while True:
+            try:
+                delay = self._sched.run(blocking=False)
+            except BaseException:  # the watchdog never dies, whatever user code raises
+                log.exception("lifecycle: watchdog loop caught an exception; going on")
+                continue
+            with cond:
+                if self._stopping:
+                    return
+                if self._recheck:
+                    self._recheck = False
+                    continue
+                if delay is None:
+                    self._wake_at = math.inf
+                    cond.wait()
+                else:
+                    self._wake_at = _clock() + delay
+                    cond.wait(delay)
+                self._wake_at = -math.inf
