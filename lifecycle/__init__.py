@@ -6,6 +6,8 @@ and jitter, report everything through blinker signals (`lifecycle.signals`), shu
 
 from __future__ import annotations
 
+import logging
+
 from . import events, signals
 from .backoff import ExponentialBackoff
 from .config import LifecycleConfig
@@ -34,6 +36,9 @@ from .registry import Registry, RegistryService, RegistryStats
 from .subscription import Subscription
 
 __version__ = "0.1.0"
+
+# Applications decide where library logs go (the logger is "lifecycle").
+logging.getLogger("lifecycle").addHandler(logging.NullHandler())
 
 __all__ = [
     "Capability",

@@ -1,0 +1,92 @@
+"""Shared fixtures: frozen time, managers in manual mode, and an event recorder."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import freezegun
+import pytest
+
+from lifecycle import LifecycleConfig, LifecycleManager
+from lifecycle.dispatch import SIGNALS
+from lifecycle.events import LifecycleEvent
+
+
+class Recorder:
+    """Records every event a manager emits through its signals, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[LifecycleEvent] = []
+        self.kwargs: list[dict[str, Any]] = []
+
+    def __call__(self, sender: object, **kwargs: Any) -> None:
+        self.events.append(kwargs["event"])
+        self.kwargs.append(kwargs)
+
+    def names(self) -> list[str]:
+        return [e.signal_name for e in self.events]
+
+    def of(self, cls: type[LifecycleEvent]) -> list[Any]:
+        return [e for e in self.events if type(e) is cls]
+
+    def clear(self) -> None:
+        self.events.clear()
+        self.kwargs.clear()
+
+
+class Clock:
+    """Moves frozen time and runs whatever became due, like the watchdog would."""
+
+    def __init__(self, frozen: Any) -> None:
+        self.frozen = frozen
+
+    def advance(self, seconds: float, *managers: LifecycleManager) -> int:
+        self.frozen.tick(seconds)
+        return sum(m.run_pending() for m in managers)
+
+
+@pytest.fixture
+def frozen() -> Iterator[Any]:
+    with freezegun.freeze_time("2026-01-01 00:00:00") as frozen_time:
+        yield frozen_time
+
+
+@pytest.fixture
+def clock(frozen: Any) -> Clock:
+    return Clock(frozen)
+
+
+@pytest.fixture
+def make_manager(frozen: Any) -> Iterator[Callable[..., LifecycleManager]]:
+    """Build managers inside the freeze, in manual mode with a pinned RNG; shut them down after."""
+    managers: list[LifecycleManager] = []
+
+    def make(config: LifecycleConfig | None = None, **kwargs: Any) -> LifecycleManager:
+        kwargs.setdefault("autostart", False)
+        kwargs.setdefault("rng", random.Random(1234))
+        manager = LifecycleManager(config=config, **kwargs)
+        managers.append(manager)
+        return manager
+
+    yield make
+    for manager in managers:
+        manager.shutdown()
+
+
+@pytest.fixture
+def record() -> Iterator[Callable[[LifecycleManager], Recorder]]:
+    """`record(manager)` connects a Recorder (strongly) to every signal for that manager."""
+    connections: list[tuple[Any, Recorder, LifecycleManager]] = []
+
+    def attach(manager: LifecycleManager) -> Recorder:
+        recorder = Recorder()
+        for signal in SIGNALS.values():
+            signal.connect(recorder, sender=manager, weak=False)
+            connections.append((signal, recorder, manager))
+        return recorder
+
+    yield attach
+    for signal, recorder, manager in connections:
+        signal.disconnect(recorder, sender=manager)
