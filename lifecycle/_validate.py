@@ -24,7 +24,10 @@ def number(value: Any, field: str, *, positive: bool = False, minimum: float | N
     """Return `value` as a finite float (bools refused), else raise TypeError/ValueError naming `field`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{field} must be an int or float, not {type(value).__name__}")
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:  # an int too large for a float
+        result = math.inf
     if not math.isfinite(result):
         raise ValueError(f"{field} must be finite, got {value!r}")
     if positive and result <= 0:

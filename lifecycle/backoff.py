@@ -45,7 +45,8 @@ class ExponentialBackoff:
         if self.initial == 0 or self.multiplier == 1:
             return min(self.initial, self.maximum)
         # Past this exponent the product is at or above the cap, so stop before ** overflows.
-        saturating = math.ceil(math.log(self.maximum / self.initial) / math.log(self.multiplier))
+        # Logs of each side, not of the ratio: maximum / initial overflows for tiny initial delays.
+        saturating = math.ceil((math.log(self.maximum) - math.log(self.initial)) / math.log(self.multiplier))
         if attempt >= saturating:
             return self.maximum
         return min(self.maximum, self.initial * self.multiplier**attempt)

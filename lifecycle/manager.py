@@ -74,6 +74,15 @@ _POOL_SIZE = 8
 _heartbeat_received = signals.heartbeat_received
 
 
+class _Attempt:
+    """One reconnect `connect` call in flight."""
+
+    __slots__ = ("timed_out",)
+
+    def __init__(self) -> None:
+        self.timed_out = False
+
+
 class _Entry:
     """What the manager keeps per service: its hooks, timers and the reconnect attempt counter.
 
@@ -97,8 +106,8 @@ class _Entry:
         self.retry: Timer | None = None
         self.ping: Timer | None = None
         self.ping_busy = False
-        # Identifies the connect attempt in flight; a result carrying another token is stale.
-        self.inflight: object | None = None
+        # The connect attempt in flight; a result for any other attempt is stale.
+        self.inflight: _Attempt | None = None
 
     def label(self) -> str:
         return f"{self.name!r} ({self.id})"
@@ -484,7 +493,7 @@ class LifecycleManager:
 
     def _on_attempt_due(self, entry: _Entry, attempt: int) -> None:
         out: list[LifecycleEvent] = []
-        token = object()
+        token = _Attempt()
         run_inline = False
         with self._lock:
             if not self._current(entry) or entry.attempt != attempt or self._status(entry) is not RECONNECTING:
@@ -510,11 +519,14 @@ class LifecycleManager:
             assert hooks is not None
             self._connect_done(entry, token, _call(hooks.connect, snapshot), snapshot)
 
-    def _connect_done(self, entry: _Entry, token: object, error: BaseException | None,
+    def _connect_done(self, entry: _Entry, token: _Attempt, error: BaseException | None,
                       snapshot: ExtensionService) -> None:
         out: list[LifecycleEvent] = []
         with self._lock:
             wanted = self._current(entry) and entry.inflight is token
+            # A late connection is closed if its attempt timed out or the service is gone; if a
+            # heartbeat revived the service meanwhile, the connection is kept.
+            unwanted = not wanted and (token.timed_out or not self._current(entry))
             if wanted:
                 entry.inflight = None
                 if entry.retry is not None:
@@ -530,18 +542,18 @@ class LifecycleManager:
                     log.warning("lifecycle: reconnect attempt %d/%d of %s failed: %s", entry.attempt,
                                 self._config.max_reconnect_attempts, entry.label(), _error_text(error))
                     self._schedule_attempt(entry, out)
-        if not wanted and error is None:
-            # Timed out, stopped or revived meanwhile: nobody wants this connection.
+        if unwanted and error is None:
             self._disconnect_quietly(entry, snapshot)
         self._dispatch(out)
 
-    def _connect_timed_out(self, entry: _Entry, token: object) -> None:
+    def _connect_timed_out(self, entry: _Entry, token: _Attempt) -> None:
         out: list[LifecycleEvent] = []
         with self._lock:
             if not self._current(entry) or entry.inflight is not token:
                 return
             entry.inflight = None
             entry.retry = None
+            token.timed_out = True
             log.warning("lifecycle: reconnect attempt %d of %s still running after %.3g s; counted as failed",
                         entry.attempt, entry.label(), entry.connect_timeout)
             self._schedule_attempt(entry, out)

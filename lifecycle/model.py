@@ -85,7 +85,7 @@ def _transport_type(value: object) -> TransportType:
 def _copy_container(value: Any) -> Any:
     # Most services carry empty lists and dicts; skipping deepcopy for those keeps
     # registration and snapshots cheap without giving up isolation.
-    if not value:
+    if not value and type(value) in (list, dict):
         return type(value)()
     return copy.deepcopy(value)
 
