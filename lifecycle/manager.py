@@ -261,7 +261,7 @@ class LifecycleManager:
                 hooks.connect(self._snapshot(entry))
             except BaseException as exc:
                 self._forget(entry)
-                if not isinstance(exc, Exception):
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                     raise
                 raise ConnectionFailed(f"connecting service {entry.label()} failed: {_error_text(exc)}") from exc
         out: list[LifecycleEvent] = []
@@ -653,8 +653,8 @@ class LifecycleManager:
                 return
             entry.stopping = True
             entry.cancel_timers()
-            snapshot = self._registry.get(entry.id)
             self._transition(entry, STOPPING, out)
+            snapshot = self._registry.get(entry.id)
         self._dispatch(out)
         out = []
         try:

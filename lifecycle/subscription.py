@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -49,18 +48,10 @@ class Subscription:
         if timeout is not None:
             timeout = _validate.number(timeout, "timeout", minimum=0)
         with self._cond:
-            if self._state == _CLOSED:
+            # wait_for keeps time with threading's own clock, so a frozen test clock cannot stall it.
+            self._cond.wait_for(lambda: self._events or self._state != _OPEN, timeout)
+            if self._state == _CLOSED or not self._events:
                 raise queue.Empty
-            end = None if timeout is None else time.monotonic() + timeout
-            while not self._events:
-                if self._state != _OPEN:
-                    raise queue.Empty
-                remaining = None if end is None else end - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise queue.Empty
-                self._cond.wait(remaining)
-                if self._state == _CLOSED:
-                    raise queue.Empty
             return self._events.popleft()
 
     def get_nowait(self) -> LifecycleEvent:

@@ -47,6 +47,15 @@ class Clock:
         return sum(m.run_pending() for m in managers)
 
 
+@pytest.fixture(autouse=True)
+def no_leaked_receivers() -> Iterator[None]:
+    """Every test leaves the library's signals with the receivers it found."""
+    before = {name: set(signal.receivers) for name, signal in SIGNALS.items()}
+    yield
+    after = {name: set(signal.receivers) for name, signal in SIGNALS.items()}
+    assert after == before, "a test left receivers connected to lifecycle.signals"
+
+
 @pytest.fixture
 def frozen() -> Iterator[Any]:
     with freezegun.freeze_time("2026-01-01 00:00:00") as frozen_time:
@@ -88,5 +97,6 @@ def record() -> Iterator[Callable[[LifecycleManager], Recorder]]:
         return recorder
 
     yield attach
-    for signal, recorder, manager in connections:
-        signal.disconnect(recorder, sender=manager)
+    for signal, recorder, _manager in connections:
+        # Without a sender, blinker forgets the receiver entirely (with one it stays in .receivers).
+        signal.disconnect(recorder)

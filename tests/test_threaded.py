@@ -70,7 +70,7 @@ def waiter(manager):
         sig.connect(w, sender=manager, weak=False)
     yield w
     for sig in signals._signals.values():
-        sig.disconnect(w, sender=manager)
+        sig.disconnect(w)
 
 
 def test_no_thread_is_started_before_the_first_service():
@@ -169,7 +169,7 @@ def test_watchdog_survives_a_raising_receiver_and_later_deadlines_still_fire(man
         assert waiter.wait_for(named("heartbeat_timeout", second))
         assert waiter.wait_for(named("reconnecting", second))
     finally:
-        signals.heartbeat_timeout.disconnect(bad, sender=manager)
+        signals.heartbeat_timeout.disconnect(bad)
     assert any("receiver bug" in r.getMessage() or (r.exc_info and "receiver bug" in str(r.exc_info[1]))
                for r in caplog.records)
 
@@ -259,5 +259,5 @@ def test_a_receiver_may_call_back_into_the_manager_from_the_watchdog_thread(mana
         assert done.wait(WAIT)
         assert waiter.wait_for(named("reconnected", sid))
     finally:
-        signals.heartbeat_timeout.disconnect(reenter, sender=manager)
+        signals.heartbeat_timeout.disconnect(reenter)
     assert seen and seen[0] is not None
