@@ -32,6 +32,7 @@ from .model import (
     TransportConfig,
     TransportType,
 )
+from .receivers import Connection, connect
 from .registry import Registry, RegistryService, RegistryStats
 from .subscription import Subscription
 
@@ -42,6 +43,7 @@ logging.getLogger("lifecycle").addHandler(logging.NullHandler())
 
 __all__ = [
     "Capability",
+    "Connection",
     "ConnectionFailed",
     "Connector",
     "ExponentialBackoff",
@@ -65,6 +67,7 @@ __all__ = [
     "TransportConfig",
     "TransportType",
     "__version__",
+    "connect",
     "events",
     "signals",
 ]

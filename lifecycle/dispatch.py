@@ -1,7 +1,8 @@
 """Deliver events: to subscriptions, then to each blinker receiver in isolation.
 
 blinker's own `send` stops at the first receiver that raises; this loop logs the error and
-goes on, skips coroutine receivers (no event loop here), and honours `signal.muted()`.
+goes on, closes and reports what an async receiver returns (there is no event loop to run it),
+and honours `signal.muted()`.
 Callers must not hold any manager lock: receivers may call back into the manager.
 """
 
@@ -49,13 +50,17 @@ def dispatch(sender: object, events: Iterable[LifecycleEvent], subscriptions: tu
         if not signal.receivers or signal.is_muted:
             continue
         kwargs = event.signal_kwargs()
-        for receiver in list(signal.receivers_for(sender)):
-            if inspect.iscoroutinefunction(receiver):
-                log.error("lifecycle: skipped async receiver %r of %s; receivers must be plain functions",
-                          receiver, signal.name)
-                continue
+        for receiver in signal.receivers_for(sender):
             try:
-                receiver(sender, event=event, **kwargs)
+                result = receiver(sender, event=event, **kwargs)
             except Exception:
                 log.exception("lifecycle: receiver %r of %s raised; other receivers still run",
                               receiver, signal.name)
+                continue
+            if result is not None and inspect.isawaitable(result):
+                # An async receiver: checked on its result, which costs nothing for plain ones.
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+                log.error("lifecycle: skipped async receiver %r of %s; receivers must be plain functions",
+                          receiver, signal.name)

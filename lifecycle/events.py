@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
 from .model import ServiceId, ServiceStatus
@@ -31,7 +31,8 @@ class LifecycleEvent:
 
     def signal_kwargs(self) -> dict[str, object]:
         """The keyword arguments the matching signal is sent with (without ``event``)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "at"}
+        # Spelled out per class: this runs for every event that has a receiver.
+        return {"service_id": self.service_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,9 @@ class StatusChanged(LifecycleEvent):
     signal_name: ClassVar[str] = "status_changed"
     old_status: ServiceStatus
     new_status: ServiceStatus
+
+    def signal_kwargs(self) -> dict[str, object]:
+        return {"service_id": self.service_id, "old_status": self.old_status, "new_status": self.new_status}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,10 @@ class Reconnecting(LifecycleEvent):
     max_attempts: int
     delay: float
 
+    def signal_kwargs(self) -> dict[str, object]:
+        return {"service_id": self.service_id, "attempt": self.attempt, "max_attempts": self.max_attempts,
+                "delay": self.delay}
+
 
 @dataclass(frozen=True, slots=True)
 class Reconnected(LifecycleEvent):
@@ -79,8 +87,14 @@ class ReconnectFailed(LifecycleEvent):
     signal_name: ClassVar[str] = "reconnect_failed"
     attempts: int
 
+    def signal_kwargs(self) -> dict[str, object]:
+        return {"service_id": self.service_id, "attempts": self.attempts}
+
 
 @dataclass(frozen=True, slots=True)
 class Error(LifecycleEvent):
     signal_name: ClassVar[str] = "service_error"
     error: str
+
+    def signal_kwargs(self) -> dict[str, object]:
+        return {"service_id": self.service_id, "error": self.error}

@@ -6,11 +6,13 @@ import copy
 import enum
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from . import _validate
+
+_T = TypeVar("_T")
 
 __all__ = [
     "Capability",
@@ -82,6 +84,24 @@ def _transport_type(value: object) -> TransportType:
         raise ValueError(f"TransportConfig.transport_type must be one of {choices}; got {value!r}") from None
 
 
+_field_names: dict[type, tuple[str, ...]] = {}
+
+
+def _shallow_copy(obj: _T) -> _T:
+    """`copy.copy` for slotted dataclasses without its slow reduce protocol; subclasses keep their extras."""
+    cls = type(obj)
+    names = _field_names.get(cls)
+    if names is None:
+        names = _field_names[cls] = tuple(f.name for f in fields(obj))  # type: ignore[arg-type]
+    clone = object.__new__(cls)
+    for name in names:
+        object.__setattr__(clone, name, getattr(obj, name))
+    extra = getattr(obj, "__dict__", None)
+    if extra:
+        clone.__dict__.update(copy.deepcopy(extra))
+    return clone
+
+
 def _copy_container(value: Any) -> Any:
     # Most services carry empty lists and dicts; skipping deepcopy for those keeps
     # registration and snapshots cheap without giving up isolation.
@@ -144,7 +164,7 @@ class TransportConfig:
         )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TransportConfig:
-        clone = copy.copy(self)
+        clone = _shallow_copy(self)
         clone.args = _copy_container(self.args)
         clone.env = _copy_container(self.env)
         return clone
@@ -197,7 +217,7 @@ class ExtensionService:
         _validate.integer(self.retry_count, "ExtensionService.retry_count", minimum=0)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ExtensionService:
-        clone = copy.copy(self)
+        clone = _shallow_copy(self)
         clone.capabilities = _copy_container(self.capabilities)
         clone.transport = copy.deepcopy(self.transport, memo)
         clone.metadata = _copy_container(self.metadata)
