@@ -335,3 +335,22 @@ def test_signals_module_holds_named_signals_of_one_namespace():
         assert isinstance(sig.__doc__, str)
         assert sig.__doc__.strip()
         assert blinker.signal(name) is not sig  # not blinker's default namespace
+
+
+def test_every_event_class_sends_exactly_its_fields_but_at_as_signal_kwargs():
+    from lifecycle import ServiceId
+    from lifecycle import events as ev
+
+    samples = {
+        ev.StatusChanged: {"old_status": ServiceStatus.RUNNING, "new_status": ServiceStatus.ERROR},
+        ev.Reconnecting: {"attempt": 2, "max_attempts": 5, "delay": 1.5},
+        ev.ReconnectFailed: {"attempts": 5},
+        ev.Error: {"error": "boom"},
+    }
+    classes = [ev.Started, ev.Stopped, ev.StatusChanged, ev.Heartbeat, ev.HeartbeatTimeout,
+               ev.Reconnecting, ev.Reconnected, ev.ReconnectFailed, ev.Error]
+    for cls in classes:
+        extra = samples.get(cls, {})
+        event = cls(ServiceId("x"), 1.0, **extra)
+        names = {f.name for f in dataclasses.fields(event)} - {"at"}
+        assert event.signal_kwargs() == {name: getattr(event, name) for name in names}, cls.__name__
