@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -34,6 +35,10 @@ class LifecycleEvent:
         # Spelled out per class: this runs for every event that has a receiver.
         return {"service_id": self.service_id}
 
+    def _call(self, receiver: Callable[..., object], sender: object) -> object:
+        """Call a receiver with this event's signal arguments (no kwargs dict on the hot path)."""
+        return receiver(sender, event=self, service_id=self.service_id)
+
 
 @dataclass(frozen=True, slots=True)
 class Started(LifecycleEvent):
@@ -50,6 +55,9 @@ class StatusChanged(LifecycleEvent):
     signal_name: ClassVar[str] = "status_changed"
     old_status: ServiceStatus
     new_status: ServiceStatus
+
+    def _call(self, receiver: Callable[..., object], sender: object) -> object:
+        return receiver(sender, event=self, **self.signal_kwargs())
 
     def signal_kwargs(self) -> dict[str, object]:
         return {"service_id": self.service_id, "old_status": self.old_status, "new_status": self.new_status}
@@ -72,6 +80,9 @@ class Reconnecting(LifecycleEvent):
     max_attempts: int
     delay: float
 
+    def _call(self, receiver: Callable[..., object], sender: object) -> object:
+        return receiver(sender, event=self, **self.signal_kwargs())
+
     def signal_kwargs(self) -> dict[str, object]:
         return {"service_id": self.service_id, "attempt": self.attempt, "max_attempts": self.max_attempts,
                 "delay": self.delay}
@@ -87,6 +98,9 @@ class ReconnectFailed(LifecycleEvent):
     signal_name: ClassVar[str] = "reconnect_failed"
     attempts: int
 
+    def _call(self, receiver: Callable[..., object], sender: object) -> object:
+        return receiver(sender, event=self, **self.signal_kwargs())
+
     def signal_kwargs(self) -> dict[str, object]:
         return {"service_id": self.service_id, "attempts": self.attempts}
 
@@ -95,6 +109,9 @@ class ReconnectFailed(LifecycleEvent):
 class Error(LifecycleEvent):
     signal_name: ClassVar[str] = "service_error"
     error: str
+
+    def _call(self, receiver: Callable[..., object], sender: object) -> object:
+        return receiver(sender, event=self, **self.signal_kwargs())
 
     def signal_kwargs(self) -> dict[str, object]:
         return {"service_id": self.service_id, "error": self.error}

@@ -28,7 +28,7 @@ from typing import Any
 from . import _validate, signals
 from .config import LifecycleConfig
 from .connector import Hooks, resolve_connector
-from .dispatch import dispatch
+from .dispatch import Dispatcher
 from .errors import ConnectionFailed, InvalidState, LifecycleError, ManagerClosed, ServiceNotFound
 from .events import (
     Error,
@@ -166,6 +166,7 @@ class LifecycleManager:
         self._lock = threading.RLock()
         self._entries: dict[str, _Entry] = {}
         self._subscriptions: tuple[Subscription, ...] = ()
+        self._dispatcher = Dispatcher()
         self._closed = False
         self._watchdog = Watchdog(autostart=autostart)
         self._pool = WorkerPool(_POOL_SIZE) if autostart else None
@@ -339,7 +340,7 @@ class LifecycleManager:
         if revived:
             self._dispatch(revived)
         if _heartbeat_received.receivers or self._subscriptions:
-            self._dispatch((Heartbeat(entry.id, time.monotonic()),))
+            self._dispatcher.dispatch(self, (Heartbeat(entry.id, time.monotonic()),), self._subscriptions)
 
     def handle_error(self, id: str, error: str | BaseException) -> None:
         """Report an error: `service_error`, ERROR, then (with auto-reconnect) RECONNECTING and attempt 1.
@@ -620,7 +621,7 @@ class LifecycleManager:
         return service
 
     def _dispatch(self, events: Iterable[LifecycleEvent]) -> None:
-        dispatch(self, events, self._subscriptions)
+        self._dispatcher.dispatch(self, events, self._subscriptions)
 
     def _unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
