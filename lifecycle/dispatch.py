@@ -96,7 +96,9 @@ class Dispatcher:
                     receiver = reference
                 try:
                     result = event._call(receiver, sender)
-                except Exception:
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException:  # CancelledError and friends are a receiver's bug too
                     log.exception("lifecycle: receiver %r of %s raised; other receivers still run",
                                   receiver, signal.name)
                     continue

@@ -90,7 +90,7 @@ class _Entry:
     """
 
     __slots__ = (
-        "id", "name", "hooks", "auto_reconnect", "connect_timeout", "stopping",
+        "id", "name", "hooks", "auto_reconnect", "connect_timeout",
         "attempt", "deadline", "retry", "ping", "ping_busy", "inflight",
     )
 
@@ -100,7 +100,6 @@ class _Entry:
         self.hooks = hooks
         self.auto_reconnect = auto_reconnect
         self.connect_timeout = service.transport.timeout_secs
-        self.stopping = False
         self.attempt = 0
         self.deadline: Timer | None = None
         self.retry: Timer | None = None
@@ -165,6 +164,7 @@ class LifecycleManager:
         self._autostart = autostart
         self._lock = threading.RLock()
         self._entries: dict[str, _Entry] = {}
+        self._stopping: set[str] = set()  # ids between STOPPING and unregistered
         self._subscriptions: tuple[Subscription, ...] = ()
         self._dispatcher = Dispatcher()
         self._closed = False
@@ -267,7 +267,7 @@ class LifecycleManager:
                 raise ConnectionFailed(f"connecting service {entry.label()} failed: {_error_text(exc)}") from exc
         out: list[LifecycleEvent] = []
         with self._lock:
-            if self._entries.get(entry.id) is not entry or entry.stopping:
+            if not self._current(entry):
                 stopped_meanwhile = True
             else:
                 stopped_meanwhile = False
@@ -333,7 +333,8 @@ class LifecycleManager:
             raise ManagerClosed("the manager is shut down")
         with self._lock:
             entry = self._entries.get(id) if isinstance(id, str) else None
-            if entry is None or entry.stopping:
+            # The stopping set is almost always empty; checking it avoids touching the entry.
+            if entry is None or (self._stopping and id in self._stopping):
                 raise self._refusal(id, entry, "heartbeat")
             status = self._registry.heartbeat(id)
             revived = None if status is RUNNING or status is STARTING else self._revive(entry)
@@ -353,7 +354,7 @@ class LifecycleManager:
         out: list[LifecycleEvent] = []
         with self._lock:
             entry = self._entries.get(id) if isinstance(id, str) else None
-            if entry is None or entry.stopping:
+            if entry is None or id in self._stopping:
                 raise self._refusal(id, entry, "error report")
             status = self._status(entry)
             if status is STARTING:
@@ -374,7 +375,7 @@ class LifecycleManager:
         with self._lock:
             now = time.monotonic()
             for entry in list(self._entries.values()):
-                if entry.stopping:
+                if entry.id in self._stopping:
                     continue
                 live = self._registry.liveness(entry.id)
                 if live is None or live[0] is not RUNNING:
@@ -518,7 +519,12 @@ class LifecycleManager:
         self._dispatch(out)
         if run_inline:
             assert hooks is not None
-            self._connect_done(entry, token, _call(hooks.connect, snapshot), snapshot)
+            try:
+                error = _call(hooks.connect, snapshot)
+            except BaseException as interrupt:  # KeyboardInterrupt/SystemExit: count the attempt, then let it go
+                self._connect_done(entry, token, interrupt, snapshot)
+                raise
+            self._connect_done(entry, token, error, snapshot)
 
     def _connect_done(self, entry: _Entry, token: _Attempt, error: BaseException | None,
                       snapshot: ExtensionService) -> None:
@@ -602,7 +608,7 @@ class LifecycleManager:
     # -- internals: helpers ------------------------------------------------------------------------
 
     def _current(self, entry: _Entry) -> bool:
-        return not entry.stopping and self._entries.get(entry.id) is entry
+        return self._entries.get(entry.id) is entry and entry.id not in self._stopping
 
     def _check_open(self) -> None:
         if self._closed:
@@ -650,9 +656,9 @@ class LifecycleManager:
             if entry is None:
                 _check_id(id)
                 raise ServiceNotFound(f"service {id!r} is not managed by this manager")
-            if entry.stopping:
+            if entry.id in self._stopping:
                 return
-            entry.stopping = True
+            self._stopping.add(entry.id)
             entry.cancel_timers()
             self._transition(entry, STOPPING, out)
             snapshot = self._registry.get(entry.id)
@@ -668,6 +674,7 @@ class LifecycleManager:
                     self._registry.unregister(entry.id)
                 if self._entries.get(entry.id) is entry:
                     del self._entries[entry.id]
+                self._stopping.discard(entry.id)
                 out.append(Stopped(entry.id, time.monotonic()))
         log.info("lifecycle: service %s stopped", entry.label())
         self._dispatch(out)

@@ -75,103 +75,120 @@ class Registry(Protocol):
     def __contains__(self, id: object) -> bool: ...
 
 
-def _not_found(id: str) -> ServiceNotFound:
+def _not_found(id: object) -> Exception:
+    if not isinstance(id, str):
+        return TypeError(f"id must be a str, not {type(id).__name__}")
     return ServiceNotFound(f"service {id!r} is not registered")
 
 
 class RegistryService:
-    """In-process registry guarded by one lock; safe to share between threads."""
+    """In-process registry guarded by one lock; safe to share between threads.
+
+    Status, last heartbeat and retry count are kept in flat per-id columns, not in the stored
+    service records: a heartbeat then touches two dict slots instead of three objects, which
+    keeps its cost flat as the number of services grows. Snapshots put the columns back
+    into the copies they hand out.
+    """
 
     def __init__(self, *, heartbeat_timeout_secs: float = 60.0) -> None:
         self.heartbeat_timeout_secs = _validate.number(
             heartbeat_timeout_secs, "heartbeat_timeout_secs", positive=True
         )
         self._lock = threading.Lock()
-        self._by_id: dict[str, RegistrationInfo] = {}
+        self._info: dict[str, RegistrationInfo] = {}
+        self._status: dict[str, ServiceStatus] = {}
+        self._last: dict[str, float | None] = {}
+        self._retries: dict[str, int] = {}  # only non-zero counts
         self._id_by_name: dict[str, ServiceId] = {}
 
     def __repr__(self) -> str:
-        return f"<RegistryService services={len(self._by_id)}>"
+        return f"<RegistryService services={len(self._status)}>"
 
     def register(self, service: ExtensionService) -> ServiceId:
         """Store a copy of `service`; a second service with its name or id is refused."""
         if not isinstance(service, ExtensionService):
             raise TypeError(f"service must be an ExtensionService, not {type(service).__name__}")
         info = RegistrationInfo(copy.deepcopy(service))
+        id = service.id
         with self._lock:
             if service.name in self._id_by_name:
                 raise ServiceAlreadyExists(
                     f"a service named {service.name!r} is already registered "
                     f"(id {self._id_by_name[service.name]!r})"
                 )
-            if service.id in self._by_id:
-                raise ServiceAlreadyExists(f"a service with id {service.id!r} is already registered")
-            self._by_id[service.id] = info
-            self._id_by_name[service.name] = service.id
-        return service.id
+            if id in self._info:
+                raise ServiceAlreadyExists(f"a service with id {id!r} is already registered")
+            self._info[id] = info
+            self._status[id] = service.status
+            self._last[id] = service.last_heartbeat
+            if service.retry_count:
+                self._retries[id] = service.retry_count
+            self._id_by_name[service.name] = id
+        return id
 
     def unregister(self, id: str) -> RegistrationInfo:
         """Remove the service and return its last registration record."""
         with self._lock:
-            info = self._by_id.pop(id, None)
+            info = self._info.pop(id, None) if isinstance(id, str) else None
             if info is None:
                 raise _not_found(id)
-            del self._id_by_name[info.service.name]
+            self._fill(id, info.service)
+            del self._status[id], self._last[id], self._id_by_name[info.service.name]
+            self._retries.pop(id, None)
         return info
 
     def get(self, id: str) -> ExtensionService | None:
         """A snapshot of the service, or None."""
         with self._lock:
-            info = self._by_id.get(id)
-            return None if info is None else copy.deepcopy(info.service)
+            info = self._info.get(id) if isinstance(id, str) else None
+            return None if info is None else self._snapshot(id, info)
 
     def get_by_name(self, name: str) -> ExtensionService | None:
         """A snapshot of the service called `name`, or None."""
         with self._lock:
-            id = self._id_by_name.get(name)
-            return None if id is None else copy.deepcopy(self._by_id[id].service)
+            id = self._id_by_name.get(name) if isinstance(name, str) else None
+            return None if id is None else self._snapshot(id, self._info[id])
 
     def get_registration(self, id: str) -> RegistrationInfo | None:
         """A snapshot of the registration record, or None."""
         with self._lock:
-            info = self._by_id.get(id)
-            return None if info is None else copy.deepcopy(info)
+            info = self._info.get(id) if isinstance(id, str) else None
+            if info is None:
+                return None
+            return RegistrationInfo(self._snapshot(id, info), info.registered_at, info.updated_at)
 
     def update_status(self, id: str, status: ServiceStatus) -> ServiceStatus:
         """Set the status without checking the transition; returns the previous status."""
         status = _status(status)
         with self._lock:
-            info = self._by_id.get(id)
-            if info is None:
+            old = self._status.get(id) if isinstance(id, str) else None
+            if old is None:
                 raise _not_found(id)
-            old = info.service.status
-            info.service.status = status
-            info.touch()
+            self._status[id] = status
+            self._info[id].touch()
             return old
 
     def heartbeat(self, id: str) -> ServiceStatus:
         """Record a heartbeat now; returns the service's status."""
         with self._lock:
-            info = self._by_id.get(id)
-            if info is None:
+            status = self._status.get(id) if isinstance(id, str) else None
+            if status is None:
                 raise _not_found(id)
-            service = info.service
-            service.last_heartbeat = time.monotonic()
-            service.retry_count = 0
-            return service.status
+            self._last[id] = time.monotonic()
+            if self._retries:
+                self._retries.pop(id, None)
+            return status
 
     def liveness(self, id: str) -> tuple[ServiceStatus, float | None] | None:
         """(status, last_heartbeat), or None for an unknown id."""
         with self._lock:
-            info = self._by_id.get(id)
-            if info is None:
-                return None
-            return info.service.status, info.service.last_heartbeat
+            status = self._status.get(id) if isinstance(id, str) else None
+            return None if status is None else (status, self._last[id])
 
     def list_all(self) -> _Services:
         """Snapshots of every service, in registration order."""
         with self._lock:
-            return [copy.deepcopy(info.service) for info in self._by_id.values()]
+            return [self._snapshot(id, info) for id, info in self._info.items()]
 
     def list(self, filter: ServiceFilter | None = None) -> _Services:
         """Snapshots of the services matching `filter` (all of them without one)."""
@@ -180,7 +197,14 @@ class RegistryService:
         if not isinstance(filter, ServiceFilter):
             raise TypeError(f"filter must be a ServiceFilter, not {type(filter).__name__}")
         with self._lock:
-            return [copy.deepcopy(i.service) for i in self._by_id.values() if filter.matches(i.service)]
+            found = []
+            for id, info in self._info.items():
+                if filter.status is not None and self._status[id] is not filter.status:
+                    continue
+                service = self._snapshot(id, info)
+                if filter.matches(service):
+                    found.append(service)
+            return found
 
     def find_by_capability(self, name: str) -> _Services:
         """Snapshots of the services offering capability `name`."""
@@ -190,9 +214,9 @@ class RegistryService:
         """Counts per status."""
         counts = dict.fromkeys(ServiceStatus, 0)
         with self._lock:
-            for info in self._by_id.values():
-                counts[info.service.status] += 1
-            total = len(self._by_id)
+            for status in self._status.values():
+                counts[status] += 1
+            total = len(self._status)
         return RegistryStats(
             total=total,
             starting=counts[ServiceStatus.STARTING],
@@ -212,29 +236,38 @@ class RegistryService:
         stale: _Ids = []
         with self._lock:
             now = time.monotonic()
-            for info in self._by_id.values():
-                service = info.service
-                if service.status is not ServiceStatus.RUNNING:
+            for id, status in self._status.items():
+                if status is not ServiceStatus.RUNNING:
                     continue
-                last = service.last_heartbeat
+                last = self._last[id]
                 if last is None or now - last >= self.heartbeat_timeout_secs:
-                    service.status = ServiceStatus.RECONNECTING
-                    info.touch()
-                    stale.append(service.id)
+                    stale.append(self._info[id].service.id)
+            for id in stale:
+                self._status[id] = ServiceStatus.RECONNECTING
+                self._info[id].touch()
         return stale
 
     def clear(self) -> None:
         """Forget every service."""
         with self._lock:
-            self._by_id.clear()
-            self._id_by_name.clear()
+            for column in (self._info, self._status, self._last, self._retries, self._id_by_name):
+                column.clear()
 
     def count(self) -> int:
         """How many services are registered."""
-        return len(self._by_id)
+        return len(self._status)
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._status)
 
     def __contains__(self, id: object) -> bool:
-        return id in self._by_id
+        return isinstance(id, str) and id in self._status
+
+    def _fill(self, id: str, service: ExtensionService) -> ExtensionService:
+        service.status = self._status[id]
+        service.last_heartbeat = self._last[id]
+        service.retry_count = self._retries.get(id, 0)
+        return service
+
+    def _snapshot(self, id: str, info: RegistrationInfo) -> ExtensionService:
+        return self._fill(id, copy.deepcopy(info.service))
