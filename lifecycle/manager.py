@@ -328,20 +328,37 @@ class LifecycleManager:
     # -- reports from services ---------------------------------------------------------------
 
     def handle_heartbeat(self, id: str) -> None:
-        """Record a heartbeat (O(1)); a RECONNECTING or ERROR service becomes RUNNING again."""
+        """Record a heartbeat (O(1)); a RECONNECTING or ERROR service becomes RUNNING again.
+
+        The common case (a RUNNING service) takes no manager lock: the registry records the
+        beat atomically, and deadline expiry is a compare-and-set in the registry, so a beat
+        racing a deadline either lands first (no timeout) or finds the service RECONNECTING
+        and revives it under the lock.
+        """
         if self._closed:
             raise ManagerClosed("the manager is shut down")
-        with self._lock:
-            entry = self._entries.get(id) if isinstance(id, str) else None
-            # The stopping set is almost always empty; checking it avoids touching the entry.
-            if entry is None or (self._stopping and id in self._stopping):
-                raise self._refusal(id, entry, "heartbeat")
-            status = self._registry.heartbeat(id)
-            revived = None if status is RUNNING or status is STARTING else self._revive(entry)
-        if revived:
-            self._dispatch(revived)
+        entry = self._entries.get(id) if isinstance(id, str) else None
+        # The stopping set is almost always empty; checking it avoids touching the entry.
+        if entry is None or (self._stopping and id in self._stopping):
+            raise self._refusal(id, entry, "heartbeat")
+        status = self._registry.heartbeat(id)
+        if status is not RUNNING and status is not STARTING:
+            self._heartbeat_slow(entry)
         if _heartbeat_received.receivers or self._subscriptions:
             self._dispatcher.dispatch(self, (Heartbeat(entry.id, time.monotonic()),), self._subscriptions)
+
+    def _heartbeat_slow(self, entry: _Entry) -> None:
+        """A beat for a service that is not RUNNING: refuse it if stopping, else revive the service."""
+        revived: list[LifecycleEvent] = []
+        with self._lock:
+            if self._entries.get(entry.id) is not entry:
+                raise self._refusal(entry.id, None, "heartbeat")  # stopped meanwhile: not managed any more
+            status = self._status(entry)
+            if entry.id in self._stopping or status is STOPPING or status is STOPPED:
+                raise self._refusal(entry.id, entry, "heartbeat")
+            if status is RECONNECTING or status is ERROR:
+                revived = self._revive(entry)
+        self._dispatch(revived)
 
     def handle_error(self, id: str, error: str | BaseException) -> None:
         """Report an error: `service_error`, ERROR, then (with auto-reconnect) RECONNECTING and attempt 1.
@@ -380,9 +397,8 @@ class LifecycleManager:
                 live = self._registry.liveness(entry.id)
                 if live is None or live[0] is not RUNNING:
                     continue
-                if live[1] is None or now - live[1] >= self._timeout:
+                if (live[1] is None or now - live[1] >= self._timeout) and self._expire(entry, out):
                     stale.append(entry.id)
-                    self._time_out(entry, out)
         self._dispatch(out)
         return stale
 
@@ -441,13 +457,22 @@ class LifecycleManager:
         log.info("lifecycle: service %s is back (heartbeat)", entry.label())
         return out
 
-    def _time_out(self, entry: _Entry, out: list[LifecycleEvent]) -> None:
+    def _expire(self, entry: _Entry, out: list[LifecycleEvent]) -> bool:
+        """Time the service out if it is still RUNNING and silent; False if a heartbeat got there first."""
+        reconnect = entry.auto_reconnect and self._config.max_reconnect_attempts > 0
+        target = RECONNECTING if reconnect else ERROR
+        if self._registry.expire(entry.id, self._timeout, target) is None:
+            return False
         log.warning("lifecycle: service %s missed its heartbeat deadline", entry.label())
-        out.append(HeartbeatTimeout(entry.id, time.monotonic()))
-        if entry.auto_reconnect:
-            self._begin_reconnect(entry, out)
-        else:
-            self._transition(entry, ERROR, out)
+        now = time.monotonic()
+        out.append(HeartbeatTimeout(entry.id, now))
+        out.append(StatusChanged(entry.id, now, RUNNING, target))
+        entry.attempt = 0
+        if reconnect:
+            self._schedule_attempt(entry, out)
+        elif entry.auto_reconnect:
+            self._give_up(entry, out)  # max_reconnect_attempts == 0
+        return True
 
     def _begin_reconnect(self, entry: _Entry, out: list[LifecycleEvent]) -> None:
         entry.attempt = 0
@@ -490,7 +515,10 @@ class LifecycleManager:
             if due > time.monotonic():
                 entry.deadline = self._watchdog.call_at(due, self._on_deadline, entry)
                 return
-            self._time_out(entry, out)
+            if not self._expire(entry, out):
+                # A heartbeat landed between the check and the expiry: follow its deadline.
+                entry.deadline = self._watchdog.call_later(self._timeout, self._on_deadline, entry)
+                return
         self._dispatch(out)
 
     def _on_attempt_due(self, entry: _Entry, attempt: int) -> None:

@@ -19,6 +19,7 @@ from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId,
 
 __all__ = ["Registry", "RegistryService", "RegistryStats"]
 
+_RUNNING = ServiceStatus.RUNNING
 _Services = list[ExtensionService]
 _Ids = list[ServiceId]
 
@@ -57,7 +58,15 @@ class Registry(Protocol):
         ...
 
     def heartbeat(self, id: str) -> ServiceStatus:
-        """Record a heartbeat now and return the service's status."""
+        """Record a heartbeat now, unless the service is STOPPING or STOPPED; return its status."""
+        ...
+
+    def expire(self, id: str, timeout: float, status: ServiceStatus) -> ServiceStatus | None:
+        """Atomically: if RUNNING and silent for `timeout` seconds, set `status` and return RUNNING.
+
+        Otherwise change nothing and return None. This is what lets heartbeats skip the
+        manager's lock: a beat and an expiry can no longer interleave.
+        """
         ...
 
     def liveness(self, id: str) -> tuple[ServiceStatus, float | None] | None:
@@ -85,9 +94,10 @@ class RegistryService:
     """In-process registry guarded by one lock; safe to share between threads.
 
     Status, last heartbeat and retry count are kept in flat per-id columns, not in the stored
-    service records: a heartbeat then touches two dict slots instead of three objects, which
-    keeps its cost flat as the number of services grows. Snapshots put the columns back
-    into the copies they hand out.
+    service records, and RUNNING (the usual status) is implied by absence from the small
+    `_not_running` column. A heartbeat on a RUNNING service thus touches one large dict, which
+    keeps its cost nearly flat as the number of services grows. Snapshots put the columns
+    back into the copies they hand out.
     """
 
     def __init__(self, *, heartbeat_timeout_secs: float = 60.0) -> None:
@@ -96,13 +106,13 @@ class RegistryService:
         )
         self._lock = threading.Lock()
         self._info: dict[str, RegistrationInfo] = {}
-        self._status: dict[str, ServiceStatus] = {}
-        self._last: dict[str, float | None] = {}
+        self._last: dict[str, float | None] = {}  # every registered id is a key
+        self._not_running: dict[str, ServiceStatus] = {}
         self._retries: dict[str, int] = {}  # only non-zero counts
         self._id_by_name: dict[str, ServiceId] = {}
 
     def __repr__(self) -> str:
-        return f"<RegistryService services={len(self._status)}>"
+        return f"<RegistryService services={len(self._last)}>"
 
     def register(self, service: ExtensionService) -> ServiceId:
         """Store a copy of `service`; a second service with its name or id is refused."""
@@ -119,8 +129,8 @@ class RegistryService:
             if id in self._info:
                 raise ServiceAlreadyExists(f"a service with id {id!r} is already registered")
             self._info[id] = info
-            self._status[id] = service.status
             self._last[id] = service.last_heartbeat
+            self._set_status(id, service.status)
             if service.retry_count:
                 self._retries[id] = service.retry_count
             self._id_by_name[service.name] = id
@@ -133,7 +143,8 @@ class RegistryService:
             if info is None:
                 raise _not_found(id)
             self._fill(id, info.service)
-            del self._status[id], self._last[id], self._id_by_name[info.service.name]
+            del self._last[id], self._id_by_name[info.service.name]
+            self._not_running.pop(id, None)
             self._retries.pop(id, None)
         return info
 
@@ -161,28 +172,44 @@ class RegistryService:
         """Set the status without checking the transition; returns the previous status."""
         status = _status(status)
         with self._lock:
-            old = self._status.get(id) if isinstance(id, str) else None
+            old = self._get_status(id)
             if old is None:
                 raise _not_found(id)
-            self._status[id] = status
+            self._set_status(id, status)
             self._info[id].touch()
             return old
 
     def heartbeat(self, id: str) -> ServiceStatus:
-        """Record a heartbeat now; returns the service's status."""
+        """Record a heartbeat now (not for a STOPPING or STOPPED service); returns the service's status."""
         with self._lock:
-            status = self._status.get(id) if isinstance(id, str) else None
-            if status is None:
+            last = self._last
+            if not isinstance(id, str) or id not in last:
                 raise _not_found(id)
-            self._last[id] = time.monotonic()
+            status = self._not_running.get(id, _RUNNING) if self._not_running else _RUNNING
+            if status is ServiceStatus.STOPPING or status is ServiceStatus.STOPPED:
+                return status
+            last[id] = time.monotonic()
             if self._retries:
                 self._retries.pop(id, None)
             return status
 
+    def expire(self, id: str, timeout: float, status: ServiceStatus) -> ServiceStatus | None:
+        """If RUNNING and silent for `timeout` seconds, set `status` and return RUNNING; else None."""
+        status = _status(status)
+        with self._lock:
+            if self._get_status(id) is not _RUNNING:
+                return None
+            last = self._last[id]
+            if last is not None and time.monotonic() - last < timeout:
+                return None
+            self._set_status(id, status)
+            self._info[id].touch()
+            return ServiceStatus.RUNNING
+
     def liveness(self, id: str) -> tuple[ServiceStatus, float | None] | None:
         """(status, last_heartbeat), or None for an unknown id."""
         with self._lock:
-            status = self._status.get(id) if isinstance(id, str) else None
+            status = self._get_status(id)
             return None if status is None else (status, self._last[id])
 
     def list_all(self) -> _Services:
@@ -199,7 +226,7 @@ class RegistryService:
         with self._lock:
             found = []
             for id, info in self._info.items():
-                if filter.status is not None and self._status[id] is not filter.status:
+                if filter.status is not None and self._get_status(id) is not filter.status:
                     continue
                 service = self._snapshot(id, info)
                 if filter.matches(service):
@@ -214,9 +241,10 @@ class RegistryService:
         """Counts per status."""
         counts = dict.fromkeys(ServiceStatus, 0)
         with self._lock:
-            for status in self._status.values():
+            for status in self._not_running.values():
                 counts[status] += 1
-            total = len(self._status)
+            total = len(self._last)
+            counts[_RUNNING] = total - len(self._not_running)
         return RegistryStats(
             total=total,
             starting=counts[ServiceStatus.STARTING],
@@ -236,35 +264,46 @@ class RegistryService:
         stale: _Ids = []
         with self._lock:
             now = time.monotonic()
-            for id, status in self._status.items():
-                if status is not ServiceStatus.RUNNING:
+            not_running = self._not_running
+            for id, last in self._last.items():
+                if id in not_running:
                     continue
-                last = self._last[id]
                 if last is None or now - last >= self.heartbeat_timeout_secs:
                     stale.append(self._info[id].service.id)
             for id in stale:
-                self._status[id] = ServiceStatus.RECONNECTING
+                self._set_status(id, ServiceStatus.RECONNECTING)
                 self._info[id].touch()
         return stale
 
     def clear(self) -> None:
         """Forget every service."""
         with self._lock:
-            for column in (self._info, self._status, self._last, self._retries, self._id_by_name):
+            for column in (self._info, self._last, self._not_running, self._retries, self._id_by_name):
                 column.clear()
 
     def count(self) -> int:
         """How many services are registered."""
-        return len(self._status)
+        return len(self._last)
 
     def __len__(self) -> int:
-        return len(self._status)
+        return len(self._last)
 
     def __contains__(self, id: object) -> bool:
-        return isinstance(id, str) and id in self._status
+        return isinstance(id, str) and id in self._last
+
+    def _get_status(self, id: object) -> ServiceStatus | None:
+        if not isinstance(id, str) or id not in self._last:
+            return None
+        return self._not_running.get(id, _RUNNING)
+
+    def _set_status(self, id: str, status: ServiceStatus) -> None:
+        if status is _RUNNING:
+            self._not_running.pop(id, None)
+        else:
+            self._not_running[id] = status
 
     def _fill(self, id: str, service: ExtensionService) -> ExtensionService:
-        service.status = self._status[id]
+        service.status = self._not_running.get(id, _RUNNING)
         service.last_heartbeat = self._last[id]
         service.retry_count = self._retries.get(id, 0)
         return service

@@ -81,6 +81,11 @@ class Watchdog:
     def call_at(self, when: float, action: Callable[..., Any], *args: Any) -> Timer:
         """Run `action(*args)` at monotonic time `when` (at once if already past)."""
         timer = Timer(when, action, args)
+        if self._running_here():
+            # From an action on the watchdog thread: it is awake and re-checks before sleeping.
+            self._sched.enterabs(when, 0, self._fire, (timer,))
+            self._recheck = True
+            return timer
         with self._cond:
             if self._stopping:
                 timer.cancelled = True
@@ -133,6 +138,10 @@ class Watchdog:
         if not self._stopping and not self._sched.empty() and self._autostart:
             with self._cond:
                 self._start_thread()
+
+    def _running_here(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.ident == threading.get_ident()
 
     def _fire(self, timer: Timer) -> None:
         if timer.cancelled:
