@@ -51,8 +51,20 @@ class Timer:
         return f"<Timer at {self.when:.3f} {getattr(self.action, '__name__', self.action)!r} {state}>"
 
 
+_SLOTS_PER_SECOND = 1000.0
+
+
+def _due(timer: Timer) -> float:
+    return timer.when
+
+
 class Watchdog:
     """One daemon thread running a `sched.scheduler`, started lazily on the first timer.
+
+    Timers due within the same millisecond share one `sched` event (a slot), so a burst of
+    deadlines costs a list walk rather than a heap push and pop each. A slot's event is
+    entered for its earliest timer and runs only the timers already due, in time order, so
+    no timer ever fires early; the rest get a new event at their own time.
 
     Locking: the condition guards only the decision to sleep and the wake-up; actions run with
     no watchdog lock held. A timer entered from another thread for a time earlier than the one
@@ -72,6 +84,9 @@ class Watchdog:
         # Set when a timer was entered while the thread was awake, so it re-checks before sleeping.
         self._recheck = False
         self._fired = 0
+        self._slot_lock = threading.Lock()
+        self._slots: dict[int, list[Timer]] = {}
+        self._slot_at: dict[int, float] = {}  # when each slot's earliest sched event fires
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -82,15 +97,17 @@ class Watchdog:
         """Run `action(*args)` at monotonic time `when` (at once if already past)."""
         timer = Timer(when, action, args)
         if self._running_here():
-            # From an action on the watchdog thread: it is awake and re-checks before sleeping.
-            self._sched.enterabs(when, 0, self._fire, (timer,))
-            self._recheck = True
+            # An action on the watchdog thread, inside sched.run(), which sees the new timer.
+            if self._stopping:
+                timer.cancelled = True
+            else:
+                self._add(timer)
             return timer
         with self._cond:
             if self._stopping:
                 timer.cancelled = True
                 return timer
-            self._sched.enterabs(when, 0, self._fire, (timer,))
+            self._add(timer)
             if self._thread is None:
                 if self._autostart:
                     self._start_thread()
@@ -106,7 +123,8 @@ class Watchdog:
 
     def armed(self) -> int:
         """How many timers are entered and not cancelled (O(n); for tests and diagnostics)."""
-        return sum(1 for event in self._sched.queue if not event.argument[0].cancelled)
+        with self._slot_lock:
+            return sum(1 for slot in self._slots.values() for timer in slot if not timer.cancelled)
 
     def run_pending(self) -> int:
         """Run every timer due now in the calling thread; return how many actions ran."""
@@ -118,8 +136,10 @@ class Watchdog:
         """Stop the thread, drop every timer, and join; True if no thread is left running."""
         with self._cond:
             self._stopping = True
-            for event in self._sched.queue:
-                event.argument[0].cancelled = True
+            with self._slot_lock:
+                for slot in self._slots.values():
+                    for timer in slot:
+                        timer.cancelled = True
             self._cond.notify_all()
             thread = self._thread
         if thread is None or thread is threading.current_thread():
@@ -132,6 +152,7 @@ class Watchdog:
         self._cond = threading.Condition(threading.Lock())
         # sched guards its heap with a private RLock that may have been held by a parent thread.
         self._sched._lock = threading.RLock()  # type: ignore[attr-defined]
+        self._slot_lock = threading.Lock()
         self._thread = None
         self._wake_at = -math.inf
         self._recheck = False
@@ -142,6 +163,43 @@ class Watchdog:
     def _running_here(self) -> bool:
         thread = self._thread
         return thread is not None and thread.ident == threading.get_ident()
+
+    def _add(self, timer: Timer) -> None:
+        key = math.floor(timer.when * _SLOTS_PER_SECOND)
+        with self._slot_lock:
+            slot = self._slots.get(key)
+            if slot is None:
+                self._slots[key] = [timer]
+            else:
+                slot.append(timer)
+                if timer.when >= self._slot_at[key]:
+                    return
+            self._slot_at[key] = timer.when
+            self._sched.enterabs(timer.when, 0, self._fire_slot, (key,))
+
+    def _fire_slot(self, key: int) -> None:
+        now = _clock()
+        with self._slot_lock:
+            slot = self._slots.pop(key, None)
+            if slot is None:
+                return  # an earlier event for this slot already ran everything
+            del self._slot_at[key]
+            due = [timer for timer in slot if timer.when <= now]
+            if len(due) < len(slot):
+                rest = [timer for timer in slot if timer.when > now]
+                self._slots[key] = rest
+                at = self._slot_at[key] = min(timer.when for timer in rest)
+                self._sched.enterabs(at, 0, self._fire_slot, (key,))
+        if len(due) > 1:
+            due.sort(key=_due)
+        for index, timer in enumerate(due):
+            try:
+                self._fire(timer)
+            except BaseException:
+                # Only an interrupt gets here (run_pending in the owner's thread): keep the rest queued.
+                for later in due[index + 1:]:
+                    self._add(later)
+                raise
 
     def _fire(self, timer: Timer) -> None:
         if timer.cancelled:
