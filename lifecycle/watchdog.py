@@ -75,7 +75,9 @@ class Watchdog:
     def __init__(self, *, autostart: bool = True, name: str = "lifecycle-watchdog") -> None:
         self._autostart = autostart
         self._name = name
-        self._sched = sched.scheduler(_clock, _no_delay)
+        self._sched = sched.scheduler(self._time, _no_delay)
+        # Set by run_pending: "now" stays where the call began (see there).
+        self._now: float | None = None
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -127,9 +129,18 @@ class Watchdog:
             return sum(1 for slot in self._slots.values() for timer in slot if not timer.cancelled)
 
     def run_pending(self) -> int:
-        """Run every timer due now in the calling thread; return how many actions ran."""
+        """Run every timer due now in the calling thread; return how many actions ran.
+
+        "Now" is the moment the call began: a timer that an action enters, or that comes due
+        because an action let (test) time move on, waits for the next call. Otherwise an
+        action that takes longer than its own period would keep this call busy forever.
+        """
         before = self._fired
-        self._sched.run(blocking=False)
+        self._now = _clock()
+        try:
+            self._sched.run(blocking=False)
+        finally:
+            self._now = None
         return self._fired - before
 
     def stop(self, timeout: float | None = None) -> bool:
@@ -177,8 +188,12 @@ class Watchdog:
             self._slot_at[key] = timer.when
             self._sched.enterabs(timer.when, 0, self._fire_slot, (key,))
 
+    def _time(self) -> float:
+        now = self._now
+        return _clock() if now is None else now
+
     def _fire_slot(self, key: int) -> None:
-        now = _clock()
+        now = self._time()
         with self._slot_lock:
             slot = self._slots.pop(key, None)
             if slot is None:
