@@ -448,13 +448,13 @@ class LifecycleManager:
                 entry.ping.cancel()
             entry.ping = self._watchdog.call_later(self._config.heartbeat_interval_secs, self._on_ping_due, entry)
 
-    def _revive(self, entry: _Entry) -> list[LifecycleEvent]:
-        """A heartbeat (or ping) arrived for a RECONNECTING or ERROR service: RUNNING again."""
+    def _revive(self, entry: _Entry, how: str = "heartbeat") -> list[LifecycleEvent]:
+        """A heartbeat, ping or reconnect for a RECONNECTING or ERROR service: RUNNING again."""
         out: list[LifecycleEvent] = []
         self._transition(entry, RUNNING, out)
         self._on_running(entry, time.monotonic())
         out.append(Reconnected(entry.id, time.monotonic()))
-        log.info("lifecycle: service %s is back (heartbeat)", entry.label())
+        log.info("lifecycle: service %s is back (%s)", entry.label(), how)
         return out
 
     def _expire(self, entry: _Entry, out: list[LifecycleEvent]) -> bool:
@@ -569,10 +569,7 @@ class LifecycleManager:
                     entry.retry = None
                 if error is None:
                     self._registry.heartbeat(entry.id)  # a reconnect counts as a heartbeat
-                    self._transition(entry, RUNNING, out)
-                    self._on_running(entry, time.monotonic())
-                    out.append(Reconnected(entry.id, time.monotonic()))
-                    log.info("lifecycle: service %s reconnected", entry.label())
+                    out = self._revive(entry, "reconnected")
                 else:
                     log.warning("lifecycle: reconnect attempt %d/%d of %s failed: %s", entry.attempt,
                                 self._config.max_reconnect_attempts, entry.label(), _error_text(error))
