@@ -1,0 +1,1 @@
+"""Performance benchmarks of `lifecycle`: run ``python -m benchmarks`` (see `benchmarks.run`)."""
