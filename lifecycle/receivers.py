@@ -7,6 +7,7 @@ temporary object connected the plain way vanishes silently at the next garbage c
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -32,16 +33,17 @@ class Connection:
 
     def disconnect(self) -> None:
         """Detach the receiver from every signal it was connected to."""
-        if not self.connected:
-            return
-        self.connected = False
-        receiver_id = make_id(self.receiver)
-        for signal in self.signals:
-            signal.disconnect(self.receiver, sender=self.sender)
-            # A sender-scoped disconnect leaves the receiver (strongly held) in `signal.receivers`
-            # even when no sender is left; forget it entirely once it listens to nobody.
-            if not signal._by_receiver.get(receiver_id):
-                signal.disconnect(self.receiver)
+        with _lock:
+            if not self.connected:
+                return
+            receiver_id = make_id(self.receiver)
+            for signal in self.signals:
+                _retry(signal.disconnect, self.receiver, sender=self.sender)
+                # A sender-scoped disconnect leaves the receiver (strongly held) in `signal.receivers`
+                # even when no sender is left; forget it entirely once it listens to nobody.
+                if not signal._by_receiver.get(receiver_id):
+                    _retry(signal.disconnect, self.receiver)
+            self.connected = False
 
     def __enter__(self) -> Connection:
         return self
@@ -75,6 +77,24 @@ def connect(receiver: Receiver, *signals: NamedSignal | str, sender: Any = ANY) 
     if not callable(receiver):
         raise TypeError(f"receiver must be callable, not {type(receiver).__name__}")
     chosen = tuple(_signal(s) for s in signals) if signals else tuple(SIGNALS.values())
-    for signal in chosen:
-        signal.connect(receiver, sender=sender, weak=False)
+    with _lock:
+        for signal in chosen:
+            signal.connect(receiver, sender=sender, weak=False)
     return Connection(receiver, chosen, sender)
+
+
+# blinker has no lock: a sender-less disconnect walks a dict that a concurrent connect, or the
+# weakref cleanup of a collected sender, may change under it. Our own calls are serialized;
+# the cleanup cannot be, so a walk that hit it is retried (disconnecting twice is harmless).
+_lock = threading.Lock()
+
+
+def _retry(operation: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+    attempts = 20
+    for attempt in range(attempts):
+        try:
+            operation(*args, **kwargs)
+            return
+        except RuntimeError:  # "dictionary changed size during iteration"
+            if attempt == attempts - 1:
+                raise
