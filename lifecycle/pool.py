@@ -34,6 +34,7 @@ class WorkerPool:
         # One token per idle worker: a submit that takes one knows an idle thread will serve it.
         self._idle = threading.Semaphore(0)
         self._workers: set[threading.Thread] = set()
+        self._busy: set[threading.Thread] = set()
         self._closed = False
         self._count = 0
 
@@ -65,7 +66,8 @@ class WorkerPool:
                 self._closed = True
                 for _ in range(len(self._workers)):
                     self._jobs.put(None)
-            workers = list(self._workers)
+            # A worker stuck in a call the manager has given up on is not waited for.
+            workers = [w for w in self._workers if w not in self._busy]
         end = time.monotonic() + timeout
         for worker in workers:
             if worker is not threading.current_thread():
@@ -82,6 +84,7 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._idle = threading.Semaphore(0)
         self._workers = set()
+        self._busy = set()
         self._jobs = queue.SimpleQueue()
 
     def _work(self) -> None:
@@ -102,11 +105,14 @@ class WorkerPool:
                 return
             future, fn, args = job
             if future.set_running_or_notify_cancel():
+                self._busy.add(me)
                 try:
                     result = fn(*args)
                 except BaseException as exc:  # a connector's failure, whatever it is, is the caller's to judge
                     future.set_exception(exc)
                 else:
                     future.set_result(result)
+                finally:
+                    self._busy.discard(me)
             del job, future, fn, args
             self._idle.release()

@@ -18,6 +18,7 @@ from lifecycle import (
     LifecycleManager,
     ServiceStatus,
     TransportConfig,
+    connect,
     signals,
 )
 from lifecycle.watchdog import Watchdog
@@ -261,3 +262,21 @@ def test_a_receiver_may_call_back_into_the_manager_from_the_watchdog_thread(mana
     finally:
         signals.heartbeat_timeout.disconnect(reenter)
     assert seen and seen[0] is not None
+
+
+def test_shutdown_does_not_wait_for_a_worker_stuck_in_an_abandoned_connect():
+    hanging = HangingConnector()
+    m = LifecycleManager(config=FAST, connector=hanging)
+    w = Waiter()
+    connection = connect(w, sender=m)
+    try:
+        sid = m.start_service(ExtensionService("a", "1", transport=TransportConfig(timeout_secs=0.1)))
+        # Attempt 2 is scheduled only once attempt 1 (stuck on a worker) was given up on.
+        assert w.wait_for(lambda ev: any(e.signal_name == "reconnecting" and e.service_id == sid
+                                         and e.attempt == 2 for e in ev))
+        began = time.monotonic()
+        m.shutdown(timeout=5.0)
+        assert time.monotonic() - began < 2.0
+    finally:
+        connection.disconnect()
+        hanging.release.set()
