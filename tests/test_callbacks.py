@@ -16,6 +16,7 @@ import warnings
 from typing import Any
 
 import pytest
+from helpers import WAIT, Waiter, new_threads_exit
 
 import lifecycle
 from lifecycle import (
@@ -32,7 +33,6 @@ ERROR = ServiceStatus.ERROR
 RECONNECTING = ServiceStatus.RECONNECTING
 STOPPING = ServiceStatus.STOPPING
 
-WAIT = 5.0  # generous bound for things that take well under a second
 
 # Manual mode: whole seconds, no jitter.
 CFG = LifecycleConfig(
@@ -83,39 +83,11 @@ class Counting:
         self.disconnects += 1
 
 
-class Waiter:
-    """A receiver that records events and lets a test wait for a condition on them."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-        self.cond = threading.Condition()
-
-    def __call__(self, sender: object, **kwargs: Any) -> None:
-        with self.cond:
-            self.events.append(kwargs["event"])
-            self.cond.notify_all()
-
-    def wait_for(self, predicate: Any, timeout: float = WAIT) -> bool:
-        with self.cond:
-            return self.cond.wait_for(lambda: predicate(self.events), timeout)
-
-    def names(self, sid: str | None = None) -> list[str]:
-        with self.cond:
-            return [e.signal_name for e in self.events if sid is None or e.service_id == sid]
-
-
 def seen(name: str, sid: str, **fields: Any) -> Any:
     return lambda events: any(
         e.signal_name == name and e.service_id == sid and all(getattr(e, k) == v for k, v in fields.items())
         for e in events
     )
-
-
-def new_threads_exit(before: set[threading.Thread]) -> None:
-    new = [t for t in threading.enumerate() if t not in before]
-    for t in new:
-        t.join(WAIT)
-    assert [t.name for t in new if t.is_alive()] == []
 
 
 @pytest.fixture

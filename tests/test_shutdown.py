@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import pytest
+from helpers import WAIT, new_threads_exit
 
 import lifecycle
 from lifecycle import (
@@ -25,8 +26,6 @@ from lifecycle import (
     ManagerClosed,
     TransportConfig,
 )
-
-WAIT = 5.0
 
 FAST = LifecycleConfig(
     heartbeat_interval_secs=0.05,
@@ -44,14 +43,6 @@ CFG = LifecycleConfig(
     max_reconnect_delay_ms=4000,
     jitter=0.0,
 )
-
-
-def new_threads_exit(before: set[threading.Thread], timeout: float = WAIT) -> None:
-    new = [t for t in threading.enumerate() if t not in before]
-    end = time.monotonic() + timeout
-    for t in new:
-        t.join(max(0.0, end - time.monotonic()))
-    assert [t.name for t in new if t.is_alive()] == []
 
 
 class Storm:

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+from helpers import WAIT, Waiter
 
 from lifecycle import (
     ExtensionService,
@@ -25,7 +26,6 @@ from lifecycle.watchdog import Watchdog
 
 pytestmark = pytest.mark.threaded
 
-WAIT = 5.0  # generous bound for anything that should take well under a second
 
 FAST = LifecycleConfig(
     heartbeat_interval_secs=0.05,
@@ -34,23 +34,6 @@ FAST = LifecycleConfig(
     max_reconnect_delay_ms=100,
     max_reconnect_attempts=3,
 )
-
-
-class Waiter:
-    """A receiver that records events and lets the test wait for a condition on them."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-        self.cond = threading.Condition()
-
-    def __call__(self, sender: object, **kwargs: Any) -> None:
-        with self.cond:
-            self.events.append(kwargs["event"])
-            self.cond.notify_all()
-
-    def wait_for(self, predicate: Any, timeout: float = WAIT) -> bool:
-        with self.cond:
-            return self.cond.wait_for(lambda: predicate(self.events), timeout)
 
 
 def named(name: str, sid: str) -> Any:
