@@ -102,22 +102,34 @@ class TimerWatch:
             self._arm(sid)
 
 
+def _start_all(start: Any, ids: list[str]) -> Result:
+    """Start every id; return start cost, threads alive and RSS growth per service, then settle."""
+    n = len(ids)
+    gc.collect()
+    rss0 = rss_kib()
+    t0 = time.perf_counter_ns()
+    for sid in ids:
+        start(sid)
+    start_ns = time.perf_counter_ns() - t0
+    gc.collect()
+    rss1 = rss_kib()
+    threads = threading.active_count()
+    settle(0.5)
+    return {
+        "start_us": start_ns / n / 1000.0,
+        "start_total_s": start_ns / 1e9,
+        "threads": threads,
+        "rss_kib_per_service": (rss1 - rss0) / n,
+    }
+
+
 def case_timer(n: int, args: argparse.Namespace) -> Result:
     """Timer per service: start cost, threads, RSS per service, idle CPU, heartbeat cost."""
     require_threads(n)
     watch = TimerWatch(IDLE_TIMEOUT, lambda sid: None)
     ids = _ids(n)
-    gc.collect()
-    rss0 = rss_kib()
+    started = _start_all(watch.start, ids)
     pc = time.perf_counter_ns
-    t0 = pc()
-    for sid in ids:
-        watch.start(sid)
-    start_ns = pc() - t0
-    gc.collect()
-    rss1 = rss_kib()
-    threads = threading.active_count()
-    settle(0.5)
     c0, w0 = cpu_seconds(), time.monotonic()
     time.sleep(args.seconds)
     idle = 100.0 * (cpu_seconds() - c0) / (time.monotonic() - w0)
@@ -134,10 +146,7 @@ def case_timer(n: int, args: argparse.Namespace) -> Result:
             watch.beat(sid)
         costs.append((pc() - t0) / batch / 1000.0)
     return {
-        "start_us": start_ns / n / 1000.0,
-        "start_total_s": start_ns / 1e9,
-        "threads": threads,
-        "rss_kib_per_service": (rss1 - rss0) / n,
+        **started,
         "idle_cpu_pct": idle,
         "hb_p50_us": quantile(costs, 0.5),
         "hb_p99_us": quantile(costs, 0.99),
@@ -197,26 +206,12 @@ def case_poller(n: int, args: argparse.Namespace) -> Result:
     """Poller per service (timeout 90 s, random phase): start cost, threads, RSS per service, idle CPU."""
     require_threads(n)
     watch = PollerWatch(IDLE_TIMEOUT, lambda sid, at: None, random_phase=True)
-    ids = _ids(n)
-    gc.collect()
-    rss0 = rss_kib()
-    pc = time.perf_counter_ns
-    t0 = pc()
-    for sid in ids:
-        watch.start(sid)
-    start_ns = pc() - t0
-    gc.collect()
-    rss1 = rss_kib()
-    threads = threading.active_count()
-    settle(0.5)
+    started = _start_all(watch.start, _ids(n))
     c0, w0, k0 = cpu_seconds(), time.monotonic(), watch.wakeups
     time.sleep(args.seconds)
     elapsed = time.monotonic() - w0
     return {
-        "start_us": start_ns / n / 1000.0,
-        "start_total_s": start_ns / 1e9,
-        "threads": threads,
-        "rss_kib_per_service": (rss1 - rss0) / n,
+        **started,
         "idle_cpu_pct": 100.0 * (cpu_seconds() - c0) / elapsed,
         "wakeups_per_s": (watch.wakeups - k0) / elapsed,
     }
