@@ -718,7 +718,7 @@ class LifecycleManager:
         hooks = entry.hooks
         if hooks is None or hooks.disconnect is None:
             return
-        if self._pool is None or self._pool_closed():
+        if self._pool is None or self._pool.closed:
             self._disconnect_quietly(entry, service)
             return
         limit = entry.connect_timeout
@@ -731,9 +731,6 @@ class LifecycleManager:
             log.warning("lifecycle: disconnect of %s still running after %.3g s; abandoned", entry.label(), limit)
         except Exception as exc:
             log.warning("lifecycle: disconnect of %s failed: %s", entry.label(), _error_text(exc))
-
-    def _pool_closed(self) -> bool:
-        return self._pool is None or self._pool.closed
 
     def _disconnect_quietly(self, entry: _Entry, service: ExtensionService) -> None:
         hooks = entry.hooks

@@ -8,32 +8,10 @@ from typing import Any
 
 import freezegun
 import pytest
+from helpers import Recorder
 
 from lifecycle import LifecycleConfig, LifecycleManager
 from lifecycle.dispatch import SIGNALS
-from lifecycle.events import LifecycleEvent
-
-
-class Recorder:
-    """Records every event a manager emits through its signals, in order."""
-
-    def __init__(self) -> None:
-        self.events: list[LifecycleEvent] = []
-        self.kwargs: list[dict[str, Any]] = []
-
-    def __call__(self, sender: object, **kwargs: Any) -> None:
-        self.events.append(kwargs["event"])
-        self.kwargs.append(kwargs)
-
-    def names(self) -> list[str]:
-        return [e.signal_name for e in self.events]
-
-    def of(self, cls: type[LifecycleEvent]) -> list[Any]:
-        return [e for e in self.events if type(e) is cls]
-
-    def clear(self) -> None:
-        self.events.clear()
-        self.kwargs.clear()
 
 
 class Clock:

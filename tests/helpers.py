@@ -1,10 +1,12 @@
-"""Helpers shared by the real-thread tests: an event waiter and a thread-leak check."""
+"""Helpers shared by the tests: event recorders and waiters, and a thread-leak check."""
 
 from __future__ import annotations
 
 import threading
 import time
 from typing import Any
+
+from lifecycle.events import LifecycleEvent
 
 WAIT = 5.0  # generous bound for anything that should take well under a second
 
@@ -37,3 +39,25 @@ def new_threads_exit(before: set[threading.Thread], timeout: float = WAIT) -> No
     for t in new:
         t.join(max(0.0, end - time.monotonic()))
     assert [t.name for t in new if t.is_alive()] == []
+
+
+class Recorder:
+    """Records every event a manager emits through its signals, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[LifecycleEvent] = []
+        self.kwargs: list[dict[str, Any]] = []
+
+    def __call__(self, sender: object, **kwargs: Any) -> None:
+        self.events.append(kwargs["event"])
+        self.kwargs.append(kwargs)
+
+    def names(self) -> list[str]:
+        return [e.signal_name for e in self.events]
+
+    def of(self, cls: type[LifecycleEvent]) -> list[Any]:
+        return [e for e in self.events if type(e) is cls]
+
+    def clear(self) -> None:
+        self.events.clear()
+        self.kwargs.clear()

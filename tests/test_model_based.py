@@ -36,6 +36,7 @@ from typing import Any
 
 import freezegun
 import pytest
+from helpers import Recorder
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -456,16 +457,6 @@ class Model:
 def event_key(event: LifecycleEvent) -> tuple[Any, ...]:
     extra = tuple(v for k, v in event.signal_kwargs().items() if k != "service_id")
     return (event.signal_name, event.service_id, event.at, *extra)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[LifecycleEvent] = []
-        self.kwargs: list[dict[str, Any]] = []
-
-    def __call__(self, sender: object, **kwargs: Any) -> None:
-        self.events.append(kwargs["event"])
-        self.kwargs.append(kwargs)
 
 
 # -- the state machine -----------------------------------------------------------------------------
