@@ -1,0 +1,12 @@
+"""Integrations with the frameworks lifecycle's users run: Flask, Django, and the shared HTTP views.
+
+Each integration is imported on its own (`lifecycle.contrib.flask`, `lifecycle.contrib.django`)
+and needs its framework installed (`pip install 'lifecycle[flask]'` or `'lifecycle[django]'`).
+"""
+
+from __future__ import annotations
+
+from ._http import bearer_token_valid
+from ._settings import ConfigurationError
+
+__all__ = ["ConfigurationError", "bearer_token_valid"]

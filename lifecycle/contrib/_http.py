@@ -1,0 +1,206 @@
+"""The HTTP endpoints both framework integrations serve, written once without any framework.
+
+Each endpoint takes the manager and returns a `Reply`; `contrib.flask` and `contrib.django`
+only translate it into their own response objects. Every outcome a client can cause
+(unknown id, wrong method, refused credentials, a closed manager) is a JSON reply with a
+4xx/5xx status, never an exception.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._validate import MAX_TEXT_LENGTH
+from ..errors import InvalidState, ManagerClosed, ServiceNotFound
+from ..manager import LifecycleManager
+from ..model import ExtensionService, ServiceStatus
+from ._settings import Settings
+
+__all__ = [
+    "Reply",
+    "bearer_token_valid",
+    "check_access",
+    "get_service",
+    "healthz",
+    "heartbeat",
+    "list_services",
+    "method_not_allowed",
+    "not_found",
+    "serve",
+]
+
+log = logging.getLogger("lifecycle")
+
+_QUOTED_ID_LENGTH = 80  # how much of a bad id an error message repeats
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A response: status code, JSON body (None for no body) and extra headers."""
+
+    status: int
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def _error(status: int, error: str, message: str, **extra: Any) -> Reply:
+    return Reply(status, {"error": error, "message": message, **extra})
+
+
+def _quote(id: str) -> str:
+    return repr(id if len(id) <= _QUOTED_ID_LENGTH else id[:_QUOTED_ID_LENGTH] + "...")
+
+
+def _unknown(id: str) -> Reply:
+    return _error(404, "not_found", f"no service with id {_quote(id)}")
+
+
+def not_found(path: str) -> Reply:
+    """404 for a path under the endpoints' prefix that names no endpoint."""
+    return _error(404, "not_found", f"no lifecycle endpoint at {_quote(path)}")
+
+
+def method_not_allowed(method: str, allowed: tuple[str, ...]) -> Reply:
+    """405 with the Allow header listing what the endpoint does accept."""
+    return Reply(
+        405,
+        {"error": "method_not_allowed", "message": f"{method} is not allowed here", "allowed": list(allowed)},
+        {"Allow": ", ".join(allowed)},
+    )
+
+
+def bearer_token_valid(authorization: str | None, token: str) -> bool:
+    """True if an Authorization header carries exactly `token` as a bearer token (constant-time compare)."""
+    if authorization is None:
+        return False
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    # compare_digest on str accepts ASCII only; bytes make any header safe to compare.
+    return hmac.compare_digest(credentials.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8"))
+
+
+def check_access(settings: Settings, request: Any, authorization: str | None) -> Reply | None:
+    """None when the request may proceed; otherwise the 401/403 reply that refuses it.
+
+    With `HEARTBEAT_TOKEN`, no credentials give 401 (with a Bearer challenge) and wrong ones 403.
+    With an `AUTH` hook, a falsy result gives 403; a hook that raises refuses too (and is logged),
+    so a broken hook fails closed.
+    """
+    if settings.token is not None:
+        if authorization is None or not authorization.strip():
+            return Reply(
+                401,
+                {"error": "unauthorized", "message": "a bearer token is required"},
+                {"WWW-Authenticate": 'Bearer realm="lifecycle"'},
+            )
+        if not bearer_token_valid(authorization, settings.token):
+            return _error(403, "forbidden", "the bearer token is not valid")
+        return None
+    if settings.authorize is not None:
+        try:
+            allowed = settings.authorize(request)
+        except Exception:
+            log.exception("lifecycle: the authorization hook raised; refusing the request")
+            allowed = False
+        if not allowed:
+            return _error(403, "forbidden", "the authorization hook refused this request")
+    return None
+
+
+def _valid_id(id: str) -> bool:
+    return 0 < len(id) <= MAX_TEXT_LENGTH
+
+
+def heartbeat(manager: LifecycleManager, id: str) -> Reply:
+    """POST /services/<id>/heartbeat: 204, or 404 (unknown), 409 (stopping), 503 (shut down)."""
+    if not _valid_id(id):
+        return _unknown(id)
+    try:
+        manager.handle_heartbeat(id)
+    except ServiceNotFound:
+        return _unknown(id)
+    except InvalidState as exc:
+        return _error(409, "conflict", str(exc))
+    except ManagerClosed:
+        return _error(503, "closed", "the lifecycle manager is shut down")
+    return Reply(204)
+
+
+def _describe(service: ExtensionService, now: float) -> dict[str, Any]:
+    last = service.last_heartbeat
+    return {
+        "id": str(service.id),
+        "name": service.name,
+        "version": service.version,
+        "status": str(service.status),
+        "seconds_since_heartbeat": None if last is None else round(max(0.0, now - last), 3),
+    }
+
+
+def list_services(manager: LifecycleManager) -> Reply:
+    """GET /services: every managed service, in registration order."""
+    now = time.monotonic()
+    return Reply(200, [_describe(service, now) for service in manager.registry.list_all()])
+
+
+def get_service(manager: LifecycleManager, id: str) -> Reply:
+    """GET /services/<id>: one service, or 404."""
+    service = manager.registry.get(id) if _valid_id(id) else None
+    if service is None:
+        return _unknown(id)
+    return Reply(200, _describe(service, time.monotonic()))
+
+
+def healthz(manager: LifecycleManager) -> Reply:
+    """GET /healthz: 200 when every service is RUNNING, else 503 listing the others by id and status."""
+    if manager.closed:
+        return Reply(503, {"status": "closed", "failing": []})
+    services = manager.registry.list_all()
+    failing = [
+        {"id": str(s.id), "name": s.name, "status": str(s.status)}
+        for s in services
+        if s.status is not ServiceStatus.RUNNING
+    ]
+    if failing:
+        return Reply(503, {"status": "failing", "services": len(services), "failing": failing})
+    return Reply(200, {"status": "ok", "services": len(services), "failing": []})
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+"""The methods the integrations route to `serve`, so that each gets a JSON answer."""
+
+ENDPOINTS: dict[str, tuple[tuple[str, ...], Callable[..., Reply]]] = {
+    "heartbeat": (("POST",), heartbeat),
+    "list_services": (("GET", "HEAD"), list_services),
+    "get_service": (("GET", "HEAD"), get_service),
+    "healthz": (("GET", "HEAD"), healthz),
+}
+"""Endpoint name -> (methods it accepts, handler taking the manager and the URL's arguments)."""
+
+
+def serve(
+    endpoint: str,
+    manager: LifecycleManager,
+    settings: Settings,
+    *,
+    method: str,
+    request: Any,
+    authorization: str | None,
+    **arguments: str,
+) -> Reply:
+    """Answer one request: the method is checked first, then access, then the endpoint runs."""
+    allowed, handler = ENDPOINTS[endpoint]
+    if method == "OPTIONS":
+        return Reply(204, None, {"Allow": ", ".join((*allowed, "OPTIONS"))})
+    if method not in allowed:
+        return method_not_allowed(method, (*allowed, "OPTIONS"))
+    refused = check_access(settings, request, authorization)
+    if refused is not None:
+        return refused
+    return handler(manager, **arguments)

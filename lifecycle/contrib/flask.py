@@ -1,0 +1,160 @@
+"""Flask integration: `Lifecycle(app)` or `Lifecycle()` + `init_app(app)`, config from `LIFECYCLE_*` keys.
+
+The manager lives in `app.extensions["lifecycle"]` (or `Lifecycle.manager` inside an app
+context). Unless `LIFECYCLE_ENDPOINTS` is False, a blueprint serves the HTTP endpoints under
+`LIFECYCLE_URL_PREFIX` (default "/lifecycle"). Each worker process of a server has its own
+manager and registry: a heartbeat POSTed to one worker is not seen by the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+from flask import Blueprint, Flask, Response, current_app, request
+from werkzeug.exceptions import MethodNotAllowed
+
+from .. import _validate
+from ..manager import LifecycleManager
+from ._http import METHODS, Reply, not_found, serve
+from ._process import build_manager
+from ._settings import ConfigurationError, Settings, parse_settings
+
+__all__ = ["EXTENSION_KEY", "Lifecycle"]
+
+log = logging.getLogger("lifecycle")
+
+EXTENSION_KEY = "lifecycle"
+"""`app.extensions[EXTENSION_KEY]` is the app's `LifecycleManager`."""
+
+_PREFIX = "LIFECYCLE_"
+_FLASK_KEYS = ("ENDPOINTS", "URL_PREFIX")
+
+
+def _spell(key: str) -> str:
+    return _PREFIX + key
+
+
+class Lifecycle:
+    """The Flask extension: one `LifecycleManager` per app, shut down when the process exits.
+
+    `connector`, when given, is used instead of `LIFECYCLE_CONNECTOR` for every app.
+    """
+
+    def __init__(self, app: Flask | None = None, *, connector: object = None) -> None:
+        self.connector = connector
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> LifecycleManager:
+        """Validate the app's `LIFECYCLE_*` config, build its manager and mount the endpoints.
+
+        Raises `ConfigurationError` naming the bad key; the app is then left untouched.
+        """
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(f"lifecycle is already initialised on app {app.name!r}")
+        values = {key[len(_PREFIX) :]: value for key, value in app.config.items() if key.startswith(_PREFIX)}
+        settings = parse_settings(values, _spell, extra=_FLASK_KEYS)
+        if self.connector is not None:
+            settings = dataclasses.replace(settings, connector=self.connector)
+        endpoints, prefix = _endpoint_settings(settings)
+        blueprint = _blueprint(settings, prefix) if endpoints else None
+        manager = build_manager(settings)
+        app.extensions[EXTENSION_KEY] = manager
+        if blueprint is not None:
+            app.register_blueprint(blueprint)
+            if not settings.protected:
+                log.warning(
+                    "lifecycle: the endpoints under %s have no authorization; set LIFECYCLE_HEARTBEAT_TOKEN "
+                    "or LIFECYCLE_AUTH before exposing them beyond a trusted network",
+                    prefix,
+                )
+        return manager
+
+    @property
+    def manager(self) -> LifecycleManager:
+        """The current app's manager (needs an app context)."""
+        return self.get_manager()
+
+    def get_manager(self, app: Flask | None = None) -> LifecycleManager:
+        """The manager of `app` (the current app by default)."""
+        target = app if app is not None else current_app
+        try:
+            manager: LifecycleManager = target.extensions[EXTENSION_KEY]
+        except KeyError:
+            raise RuntimeError("lifecycle is not initialised on this app; call Lifecycle.init_app(app)") from None
+        return manager
+
+
+def _endpoint_settings(settings: Settings) -> tuple[bool, str]:
+    extra = settings.extra or {}
+    endpoints = extra.get("ENDPOINTS", True)
+    if not isinstance(endpoints, bool):
+        raise ConfigurationError(_spell("ENDPOINTS"), f"must be a bool, not {type(endpoints).__name__}")
+    prefix = extra.get("URL_PREFIX", "/lifecycle")
+    key = _spell("URL_PREFIX")
+    try:
+        _validate.text(prefix, key)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(key, str(exc).removeprefix(key).lstrip()) from None
+    if not prefix.startswith("/") or not prefix.strip("/"):
+        raise ConfigurationError(key, f"must be a path below the root like '/lifecycle', not {prefix!r}")
+    return endpoints, prefix.rstrip("/")
+
+
+def _response(reply: Reply) -> Response:
+    body = "" if reply.body is None or reply.status == 204 else json.dumps(reply.body)
+    return current_app.response_class(body, reply.status, headers=dict(reply.headers), mimetype="application/json")
+
+
+def _blueprint(settings: Settings, prefix: str) -> Blueprint:
+    """The endpoints for one app; every answer under the prefix is JSON, routing errors included."""
+    blueprint = Blueprint("lifecycle", __name__, url_prefix=prefix)
+
+    def answer(endpoint: str, **arguments: str) -> Response:
+        manager = current_app.extensions[EXTENSION_KEY]
+        reply = serve(
+            endpoint,
+            manager,
+            settings,
+            method=request.method,
+            request=request,
+            authorization=request.headers.get("Authorization"),
+            **arguments,
+        )
+        return _response(reply)
+
+    @blueprint.route("/services/<path:id>/heartbeat", methods=METHODS)
+    def heartbeat(id: str) -> Response:
+        return answer("heartbeat", id=id)
+
+    @blueprint.route("/services", methods=METHODS)
+    def list_services() -> Response:
+        return answer("list_services")
+
+    @blueprint.route("/services/<path:id>", methods=METHODS)
+    def get_service(id: str) -> Response:
+        return answer("get_service", id=id)
+
+    @blueprint.route("/healthz", methods=METHODS)
+    def healthz() -> Response:
+        return answer("healthz")
+
+    @blueprint.before_app_request
+    def routing_failed() -> Response | None:
+        # Flask sends routing errors (unknown path, exotic method) to app-wide handlers, which
+        # would answer in HTML; under our prefix the answer is JSON like everything else.
+        error = request.routing_exception
+        if error is None or not (request.path == prefix or request.path.startswith(prefix + "/")):
+            return None
+        if isinstance(error, MethodNotAllowed):
+            # Our rules take every common method, so this one is exotic; find the endpoint by
+            # matching with OPTIONS (which each takes) and let it refuse the method properly.
+            adapter = current_app.create_url_adapter(request)
+            if adapter is not None:
+                rule, arguments = adapter.match(method="OPTIONS", return_rule=True)
+                return answer(rule.endpoint.rpartition(".")[2], **arguments)
+        return _response(not_found(request.path))
+
+    return blueprint
