@@ -20,6 +20,7 @@ from blinker import NamedSignal
 from blinker._utilities import make_id
 
 from . import signals
+from ._forksafe import hold_across_fork
 from .events import LifecycleEvent
 from .subscription import Subscription
 
@@ -56,6 +57,7 @@ class _Generation:
 
 
 _generation = _Generation()
+hold_across_fork(lambda: [_generation._lock], lambda: setattr(_generation, "_lock", threading.Lock()))
 for _signal in SIGNALS.values():
     _signal.receiver_connected.connect(_generation.bump, weak=False)
     _signal.receiver_disconnected.connect(_generation.bump, weak=False)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import threading
 import time
@@ -26,6 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from . import _validate, signals
+from ._forksafe import hold_across_fork
 from .config import LifecycleConfig
 from .connector import Hooks, resolve_connector
 from .dispatch import Dispatcher
@@ -745,6 +745,8 @@ class LifecycleManager:
         self._lock = threading.RLock()
         for entry in self._entries.values():
             entry.ping_busy = False
+        for subscription in self._subscriptions:
+            subscription._after_fork_in_child()
         if self._pool is not None:
             self._pool.reset_after_fork()
         self._watchdog.reset_after_fork()
@@ -776,5 +778,6 @@ def _register_fork_hook(manager: LifecycleManager) -> None:
     _managers.add(manager)
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_managers_in_child)
+# Registered after the registry module's hook, so each manager's lock is taken before the
+# registry locks: the order every code path uses.
+hold_across_fork(lambda: [manager._lock for manager in list(_managers)], _reset_managers_in_child)

@@ -15,6 +15,7 @@ from typing import Any
 from blinker import ANY, NamedSignal
 from blinker._utilities import make_id
 
+from ._forksafe import hold_across_fork
 from .dispatch import SIGNALS
 
 __all__ = ["Connection", "connect"]
@@ -87,6 +88,14 @@ def connect(receiver: Receiver, *signals: NamedSignal | str, sender: Any = ANY) 
 # weakref cleanup of a collected sender, may change under it. Our own calls are serialized;
 # the cleanup cannot be, so a walk that hit it is retried (disconnecting twice is harmless).
 _lock = threading.Lock()
+
+
+def _renew_lock() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+hold_across_fork(lambda: [_lock], _renew_lock)
 
 
 def _retry(operation: Callable[..., object], *args: Any, **kwargs: Any) -> None:

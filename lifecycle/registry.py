@@ -10,10 +10,12 @@ from __future__ import annotations
 import copy
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from . import _validate
+from ._forksafe import hold_across_fork
 from .errors import ServiceAlreadyExists, ServiceNotFound
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status
 
@@ -105,6 +107,7 @@ class RegistryService:
             heartbeat_timeout_secs, "heartbeat_timeout_secs", positive=True
         )
         self._lock = threading.Lock()
+        _registries.add(self)
         self._info: dict[str, RegistrationInfo] = {}
         self._last: dict[str, float | None] = {}  # every registered id is a key
         self._not_running: dict[str, ServiceStatus] = {}
@@ -310,3 +313,14 @@ class RegistryService:
 
     def _snapshot(self, id: str, info: RegistrationInfo) -> ExtensionService:
         return self._fill(id, copy.deepcopy(info.service))
+
+
+_registries: weakref.WeakSet[RegistryService] = weakref.WeakSet()
+
+
+def _renew_registry_locks() -> None:
+    for registry in list(_registries):
+        registry._lock = threading.Lock()
+
+
+hold_across_fork(lambda: [registry._lock for registry in list(_registries)], _renew_registry_locks)

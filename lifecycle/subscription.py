@@ -31,6 +31,10 @@ class Subscription:
         self._state = _OPEN
         self._on_close = on_close
 
+    def _after_fork_in_child(self) -> None:
+        """A parent thread may have held the condition's lock at fork time; the child gets a fresh one."""
+        self._cond = threading.Condition(threading.Lock())
+
     def __repr__(self) -> str:
         return f"<Subscription {self._state} pending={len(self._events)} dropped={self.dropped}>"
 

@@ -413,6 +413,56 @@ def test_a_manager_keeps_working_in_both_processes_after_a_fork():
     assert "Traceback" not in proc.stderr and "Exception" not in proc.stderr, proc.stderr
 
 
+FORK_WHILE_LOCKED_SCRIPT = r"""
+import os, signal, sys, threading
+import lifecycle
+import lifecycle.receivers
+from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager
+
+m = LifecycleManager(config=LifecycleConfig(heartbeat_interval_secs=5, heartbeat_timeout_secs=10))
+sid = m.start_service(ExtensionService("s", "1"))
+sub = m.subscribe()
+# Every lock a child needs, as some other thread of the parent might hold it at the moment of fork.
+locks = {"manager": m._lock, "registry": m.registry._lock, "subscription": sub._cond,
+         "receivers": lifecycle.receivers._lock}
+name = sys.argv[1]
+held = threading.Event()
+
+def holder():
+    with locks[name]:
+        held.set()
+        threading.Event().wait(0.3)  # a short critical section that the fork lands in
+
+threading.Thread(target=holder, daemon=True).start()
+held.wait()
+pid = os.fork()
+if pid == 0:
+    signal.alarm(5)  # a child stuck on a lock inherited held dies instead of hanging the test
+    m.handle_heartbeat(sid)
+    m.start_service(ExtensionService("child", "1"))
+    sub.get(timeout=1)
+    with lifecycle.connect(lambda sender, **kw: None, sender=m):
+        pass
+    m.shutdown(timeout=5)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+m.handle_heartbeat(sid)  # the parent is unaffected
+m.shutdown(timeout=5)
+print("child exit code", os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("lock", ["manager", "registry", "subscription", "receivers"])
+def test_a_fork_while_another_thread_holds_a_lock_never_strands_the_child(lock):
+    """The fork waits for the critical section to end (as logging does), and the child gets fresh locks."""
+    proc = subprocess.run([sys.executable, "-c", FORK_WHILE_LOCKED_SCRIPT, lock], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert proc.stdout.strip() == "child exit code 0", (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
 class SlowLivenessRegistry(RegistryService):
     """A registry whose reads take a millisecond (think of a shared, remote one): it widens the
     window between the watchdog reading a service's last heartbeat and acting on it, which is
