@@ -1,0 +1,68 @@
+"""A Flask app whose lifecycle manager watches one extension service that heartbeats over HTTP.
+
+Run it (from the repository root, after `pip install -e '.[flask,gunicorn]'`):
+
+    flask --app examples/flask_app run --port 5000
+    gunicorn --preload --workers 2 --bind 127.0.0.1:5000 --chdir examples flask_app:app
+
+then start the extension, kill it, start it again, and watch the app's log and
+`curl http://127.0.0.1:5000/lifecycle/healthz`:
+
+    python examples/extension_client.py --url http://127.0.0.1:5000/lifecycle
+
+Settings come from `FLASK_LIFECYCLE_*` environment variables (Flask's `from_prefixed_env`,
+values parsed as JSON), e.g. `FLASK_LIFECYCLE_HEARTBEAT_TIMEOUT_SECS=3` or
+`FLASK_LIFECYCLE_HEARTBEAT_TOKEN=s3cret`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import Flask, jsonify
+
+import lifecycle
+from lifecycle import ExtensionService, LifecycleEvent
+from lifecycle.contrib.flask import Lifecycle
+
+SERVICE = "example-extension"
+"""The extension's name, and its id too, so that the client can address it without a lookup."""
+
+extension = Lifecycle()
+log = logging.getLogger("example")
+
+
+def log_event(sender: object, *, event: LifecycleEvent, **_: Any) -> None:
+    """Every lifecycle event of this process, in the log (heartbeats are too many to show)."""
+    if event.signal_name != "heartbeat_received":
+        details = ", ".join(f"{key}={value}" for key, value in event.signal_kwargs().items())
+        log.info("%s: %s", event.signal_name, details)
+
+
+def create_app() -> Flask:
+    """The app factory: defaults, then the environment, then lifecycle and its one service."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s pid=%(process)d %(name)s %(levelname)s %(message)s")
+    app = Flask(__name__)
+    app.config.update(
+        LIFECYCLE_HEARTBEAT_INTERVAL_SECS=5,
+        LIFECYCLE_HEARTBEAT_TIMEOUT_SECS=15,
+        # The extension pushes heartbeats and the app cannot dial it, so there is nothing to
+        # reconnect: a silent service turns ERROR and its next heartbeat makes it RUNNING again.
+        LIFECYCLE_AUTO_RECONNECT=False,
+    )
+    app.config.from_prefixed_env()
+    manager = extension.init_app(app)
+    manager.start_service(ExtensionService(SERVICE, "1.0", id=SERVICE))
+    # Kept for the life of the app: lifecycle.connect holds the receiver strongly.
+    app.config["EXAMPLE_EVENT_LOG"] = lifecycle.connect(log_event, sender=manager)
+
+    @app.get("/")
+    def index() -> Any:
+        return jsonify(pid=os.getpid(), services=len(manager), lifecycle="/lifecycle/services")
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,200 @@
+"""The example Flask app under a real gunicorn: fork safety with --preload, and heartbeats over HTTP.
+
+Each test starts gunicorn on 127.0.0.1 port 0 and reads its log as it is written; every wait
+is for a log line or an HTTP answer, bounded by a generous deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("gunicorn")
+pytest.importorskip("flask")
+
+pytestmark = [
+    pytest.mark.threaded,
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="gunicorn needs os.fork"),
+]
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SERVICE = "example-extension"
+DEADLINE = 30.0  # generous: gunicorn boots in well under a second even on a loaded machine
+
+
+def _gunicorn_flags() -> list[str]:
+    help_text = subprocess.run([sys.executable, "-m", "gunicorn", "--help"], capture_output=True, text=True).stdout
+    # gunicorn 27 opens a control socket in ~/.gunicorn by default; tests run side by side must not share it.
+    return ["--no-control-socket"] if "--no-control-socket" in help_text else []
+
+
+class Process:
+    """A child process whose merged output is collected line by line, for waiting on."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **env},
+            cwd=EXAMPLES.parent,
+        )
+        self.lines: list[str] = []
+        self.cond = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[list[str]], Any], timeout: float = DEADLINE) -> Any:
+        """The first truthy `predicate(lines)` within `timeout`; fails the test with the log otherwise."""
+        result = None
+
+        def check() -> bool:
+            nonlocal result
+            result = predicate(self.lines)
+            return bool(result) or (self.proc.poll() is not None and not self.reader.is_alive())
+
+        with self.cond:
+            self.cond.wait_for(check, timeout)
+            if not result:
+                pytest.fail("waited in vain; output so far:\n" + "\n".join(self.lines))
+        return result
+
+    def matches(self, pattern: str) -> list[re.Match[str]]:
+        with self.cond:
+            return [m for m in map(re.compile(pattern).search, self.lines) if m]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(DEADLINE)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.reader.join(DEADLINE)
+
+
+@pytest.fixture
+def start_gunicorn() -> Iterator[Callable[..., tuple[Process, str]]]:
+    """Start the example app under gunicorn; returns the process and its base URL, and stops it after."""
+    started: list[Process] = []
+
+    def start(*args: str, **env: str) -> tuple[Process, str]:
+        argv = [sys.executable, "-m", "gunicorn", *_gunicorn_flags(), "--bind", "127.0.0.1:0",
+                "--chdir", str(EXAMPLES), *args, "flask_app:app"]
+        server = Process(argv, env)
+        started.append(server)
+        port = server.wait_for(lambda lines: re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", "\n".join(lines)))
+        return server, f"http://127.0.0.1:{port.group(1)}"
+
+    yield start
+    for server in started:
+        server.stop(signal.SIGKILL)
+
+
+def request(url: str, method: str = "GET", token: str | None = None) -> tuple[int, Any]:
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            body = response.read()
+            return response.status, json.loads(body) if body else None
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def eventually(check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
+    """Retry `check` (an HTTP question) until it answers truthily; the server offers nothing to wait on."""
+    end = time.monotonic() + timeout
+    pause = threading.Event()
+    while True:
+        result = check()
+        if result or time.monotonic() > end:
+            assert result, "condition not met in time"
+            return result
+        pause.wait(0.05)
+
+
+MISSED = r"pid=(\d+) lifecycle WARNING lifecycle: service .* missed its heartbeat deadline"
+
+
+def test_preloaded_manager_detects_timeouts_in_both_workers_and_the_master(start_gunicorn):
+    """--preload: the manager and its service are made in the master before the fork; every process
+    then runs its own watchdog, so both workers (and the master, unaffected) see the silent service
+    time out."""
+    server, _ = start_gunicorn(
+        "--preload", "--workers", "2",
+        FLASK_LIFECYCLE_HEARTBEAT_INTERVAL_SECS="0.2", FLASK_LIFECYCLE_HEARTBEAT_TIMEOUT_SECS="0.5",
+    )
+    master = int(server.wait_for(lambda lines: re.search(r"Listening at: \S+ \((\d+)\)", "\n".join(lines))).group(1))
+    workers = server.wait_for(
+        lambda lines: (pids := set(re.findall(r"Booting worker with pid: (\d+)", "\n".join(lines))))
+        and len(pids) == 2 and {int(p) for p in pids}
+    )
+    server.wait_for(lambda lines: {int(m.group(1)) for m in server.matches(MISSED)} >= {*workers, master})
+    assert server.stop() == 0
+    output = "\n".join(server.lines)
+    assert "Traceback" not in output
+    # atexit shut each worker's manager down: its service was stopped, in each worker.
+    stopped = {int(m.group(1)) for m in server.matches(r"pid=(\d+) example INFO service_stopped")}
+    assert stopped >= workers
+
+
+def test_the_extension_client_keeps_its_service_alive_and_recovers_it_after_being_killed(start_gunicorn):
+    token = "s3cret-token"
+    server, base = start_gunicorn(
+        "--workers", "1",
+        FLASK_LIFECYCLE_HEARTBEAT_INTERVAL_SECS="0.2", FLASK_LIFECYCLE_HEARTBEAT_TIMEOUT_SECS="1.0",
+        FLASK_LIFECYCLE_HEARTBEAT_TOKEN=token,
+    )
+    lifecycle_url = f"{base}/lifecycle"
+    assert request(f"{lifecycle_url}/healthz")[0] == 401  # the token guards every endpoint
+
+    def start_client() -> Process:
+        client = Process([sys.executable, str(EXAMPLES / "extension_client.py"), "--url", lifecycle_url,
+                          "--interval", "0.1"], {"LIFECYCLE_HEARTBEAT_TOKEN": token})
+        client.wait_for(lambda lines: "heartbeat: 204" in lines)
+        return client
+
+    client = start_client()
+    # Two full timeouts of heartbeats: the service must stay RUNNING all along.
+    threading.Event().wait(2.0)
+    status, body = request(f"{lifecycle_url}/services/{SERVICE}", token=token)
+    assert status == 200 and body["status"] == "running" and body["seconds_since_heartbeat"] < 1.0, body
+    assert server.matches(MISSED) == []
+
+    client.stop(signal.SIGKILL)
+    server.wait_for(lambda lines: server.matches(MISSED))
+    status, body = eventually(lambda: (r := request(f"{lifecycle_url}/healthz", token=token))[0] == 503 and r)
+    assert body["failing"] == [{"id": SERVICE, "name": SERVICE, "status": "error"}]
+
+    # Without the token a heartbeat is refused and changes nothing.
+    assert request(f"{lifecycle_url}/services/{SERVICE}/heartbeat", "POST")[0] == 401
+    assert request(f"{lifecycle_url}/services/{SERVICE}/heartbeat", "POST", token="wrong")[0] == 403
+    assert request(f"{lifecycle_url}/services/{SERVICE}", token=token)[1]["status"] == "error"
+
+    client = start_client()
+    server.wait_for(lambda lines: server.matches(r"service 'example-extension' .* is back \(heartbeat\)"))
+    assert request(f"{lifecycle_url}/healthz", token=token) == (200, {"status": "ok", "services": 1, "failing": []})
+    client.stop()
+    assert server.stop() == 0
