@@ -133,6 +133,19 @@ def test_bad_config_is_a_typed_error_naming_the_key_and_leaves_the_app_untouched
     assert len(_at_exit) == managers and set(threading.enumerate()) == threads
 
 
+def test_a_blueprint_name_clash_leaves_no_manager_behind():
+    from flask import Blueprint
+
+    app = Flask("clash")
+    app.config.update(MANUAL)
+    app.register_blueprint(Blueprint("lifecycle", __name__))
+    managers = dict(_at_exit)
+    with pytest.raises(ValueError, match="already registered"):
+        Lifecycle(app)
+    assert "lifecycle" not in app.extensions
+    assert all(m.closed for m in _at_exit if m not in managers)
+
+
 def test_auth_and_token_together_are_refused():
     app = Flask("both")
     app.config.update(LIFECYCLE_AUTH=lambda request: True, LIFECYCLE_HEARTBEAT_TOKEN="t")

@@ -61,15 +61,19 @@ class Lifecycle:
         endpoints, prefix = _endpoint_settings(settings)
         blueprint = _blueprint(settings, prefix) if endpoints else None
         manager = build_manager(settings)
-        app.extensions[EXTENSION_KEY] = manager
         if blueprint is not None:
-            app.register_blueprint(blueprint)
-            if not settings.protected:
-                log.warning(
-                    "lifecycle: the endpoints under %s have no authorization; set LIFECYCLE_HEARTBEAT_TOKEN "
-                    "or LIFECYCLE_AUTH before exposing them beyond a trusted network",
-                    prefix,
-                )
+            try:
+                app.register_blueprint(blueprint)
+            except BaseException:  # e.g. the app already has a blueprint named "lifecycle"
+                manager.shutdown(0)
+                raise
+        app.extensions[EXTENSION_KEY] = manager
+        if blueprint is not None and not settings.protected:
+            log.warning(
+                "lifecycle: the endpoints under %s have no authorization; set LIFECYCLE_HEARTBEAT_TOKEN "
+                "or LIFECYCLE_AUTH before exposing them beyond a trusted network",
+                prefix,
+            )
         return manager
 
     @property
