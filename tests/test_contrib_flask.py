@@ -112,6 +112,7 @@ def test_init_app_twice_is_refused(make_app):
         ("LIFECYCLE_AUTH", "nodots", "not a dotted path"),
         ("LIFECYCLE_AUTH", "no.such.module.check", "cannot import"),
         ("LIFECYCLE_CONNECTOR", "lifecycle.NoSuchConnector", "cannot import"),
+        ("LIFECYCLE_CONNECTOR", 42, "connector must have a connect(service) method or be callable"),
         ("LIFECYCLE_ENDPOINTS", "on", "must be a bool"),
         ("LIFECYCLE_URL_PREFIX", "lifecycle", "must be a path below the root"),
         ("LIFECYCLE_URL_PREFIX", "/", "must be a path below the root"),

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import _validate
 from ..config import LifecycleConfig
+from ..connector import resolve_connector
 from ..errors import LifecycleError
 
 __all__ = ["ConfigurationError", "Settings", "parse_settings"]
@@ -75,6 +76,10 @@ def parse_settings(
     connector = values.get("CONNECTOR")
     if isinstance(connector, str):
         connector = _import(connector, spell("CONNECTOR"))
+    try:
+        resolve_connector(connector)
+    except TypeError as exc:
+        raise ConfigurationError(spell("CONNECTOR"), str(exc)) from None
     authorize = values.get("AUTH")
     if isinstance(authorize, str):
         authorize = _import(authorize, spell("AUTH"))

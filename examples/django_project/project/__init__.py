@@ -1,0 +1,1 @@
+"""The example project: settings, URLconf and WSGI entry point."""

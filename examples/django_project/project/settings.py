@@ -1,0 +1,39 @@
+"""Settings for the lifecycle example: no database, the lifecycle app, and `LIFECYCLE` partly from env vars."""
+
+from __future__ import annotations
+
+import os
+
+# Example values only: set DJANGO_SECRET_KEY and LIFECYCLE_HEARTBEAT_TOKEN for anything beyond a demo.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-a-secret")
+DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+
+INSTALLED_APPS = [
+    "lifecycle.contrib.django",
+    "extensions",
+]
+MIDDLEWARE = [
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+]
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+DATABASES: dict[str, dict[str, str]] = {}
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+LIFECYCLE = {
+    "HEARTBEAT_INTERVAL_SECS": float(os.environ.get("LIFECYCLE_HEARTBEAT_INTERVAL_SECS", "30")),
+    "HEARTBEAT_TIMEOUT_SECS": float(os.environ.get("LIFECYCLE_HEARTBEAT_TIMEOUT_SECS", "90")),
+    # Unset means no token: fine on localhost, and `manage.py check` warns (lifecycle.W001).
+    "HEARTBEAT_TOKEN": os.environ.get("LIFECYCLE_HEARTBEAT_TOKEN") or None,
+}
+
+# The library logs to the "lifecycle" logger; show its INFO lines (starts, stops, timeouts) on the console.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"lifecycle": {"handlers": ["console"], "level": "INFO"}},
+}

@@ -1,0 +1,9 @@
+"""The example's URLconf: the lifecycle endpoints under /lifecycle/."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("lifecycle/", include("lifecycle.contrib.django.urls")),
+]

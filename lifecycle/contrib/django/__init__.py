@@ -1,0 +1,100 @@
+"""Django integration: one `LifecycleManager` per process, configured by the `LIFECYCLE` setting.
+
+Usage: add "lifecycle.contrib.django" to INSTALLED_APPS, set `LIFECYCLE = {...}` (optional;
+missing keys take their defaults), mount the endpoints with
+`path("lifecycle/", include("lifecycle.contrib.django.urls"))`, and get the manager with
+`get_manager()`, e.g. to start services in your own `AppConfig.ready()`. The manager is built on
+first use and shut down at interpreter exit. Each worker process of a server has its own manager
+and registry: a heartbeat POSTed to one worker is not seen by the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+from ...manager import LifecycleManager
+from .._process import build_manager
+from .._settings import ConfigurationError, Settings, parse_settings
+
+__all__ = ["get_manager"]
+
+log = logging.getLogger("lifecycle")
+
+SETTING = "LIFECYCLE"
+
+_lock = threading.Lock()
+_cached: tuple[LifecycleManager, Settings] | None = None
+
+
+def _spell(key: str) -> str:
+    return f"{SETTING}['{key}']"
+
+
+def _values() -> Any:
+    """The raw `settings.LIFECYCLE` (None when unset); importing django.conf late keeps import side-effect free."""
+    from django.conf import settings
+
+    return getattr(settings, SETTING, None)
+
+
+def _parse(values: Any) -> Settings:
+    """`Settings` from a raw `LIFECYCLE` value; raises `ConfigurationError` (the checks classify it)."""
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        raise ConfigurationError(SETTING, f"must be a dict, not {type(values).__name__}")
+    bad_keys = [key for key in values if not isinstance(key, str)]
+    if bad_keys:
+        raise ConfigurationError(SETTING, f"setting names must be str, not {bad_keys[0]!r}")
+    return parse_settings(values, _spell)
+
+
+def get_manager() -> LifecycleManager:
+    """This process's manager, built from `settings.LIFECYCLE` on first call.
+
+    Raises `ImproperlyConfigured` for a bad setting: system checks do not run under every
+    server (gunicorn), so the accessor validates too.
+    """
+    return _current()[0]
+
+
+def _current() -> tuple[LifecycleManager, Settings]:
+    """The cached (manager, settings) pair; the views need both, built from one reading of the setting."""
+    global _cached
+    with _lock:
+        if _cached is None:
+            try:
+                settings = _parse(_values())
+            except ConfigurationError as exc:
+                raise ImproperlyConfigured(str(exc)) from exc
+            _cached = (build_manager(settings), settings)
+        return _cached
+
+
+def _reset() -> None:
+    """Shut the cached manager down and drop it, so that the next `get_manager()` builds a fresh one."""
+    global _cached
+    with _lock:
+        dropped, _cached = _cached, None
+    if dropped is not None:
+        manager, settings = dropped
+        # Outside the lock: a slow disconnect must not block get_manager() in other threads.
+        try:
+            manager.shutdown(settings.shutdown_timeout)
+        except Exception:
+            log.exception("lifecycle: shutting down the manager replaced after a settings change failed")
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    # Sent by override_settings in tests: the old manager was built from the old value.
+    if setting == SETTING:
+        _reset()
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="lifecycle.contrib.django.setting_changed")
