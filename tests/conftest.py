@@ -1,28 +1,20 @@
-"""Shared fixtures: frozen time, managers in manual mode, and an event recorder."""
+"""Shared fixtures: the lifecycle.testing plugin's, plus two thin aliases and the receiver-leak check.
+
+The plugin (frozen_lifecycle, make_lifecycle_manager, lifecycle_manager, lifecycle_events,
+lifecycle_config) is loaded through its pytest11 entry point; registering it here again would fail.
+"""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterator
-from typing import Any
 
-import freezegun
 import pytest
-from helpers import Recorder
 
-from lifecycle import LifecycleConfig, LifecycleManager
+from lifecycle import LifecycleManager
 from lifecycle.dispatch import SIGNALS
+from lifecycle.testing import EventRecorder, FrozenLifecycle
 
-
-class Clock:
-    """Moves frozen time and runs whatever became due, like the watchdog would."""
-
-    def __init__(self, frozen: Any) -> None:
-        self.frozen = frozen
-
-    def advance(self, seconds: float, *managers: LifecycleManager) -> int:
-        self.frozen.tick(seconds)
-        return sum(m.run_pending() for m in managers)
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(autouse=True)
@@ -35,46 +27,22 @@ def no_leaked_receivers() -> Iterator[None]:
 
 
 @pytest.fixture
-def frozen() -> Iterator[Any]:
-    with freezegun.freeze_time("2026-01-01 00:00:00") as frozen_time:
-        yield frozen_time
+def make_manager(
+    frozen_lifecycle: FrozenLifecycle, make_lifecycle_manager: Callable[..., LifecycleManager]
+) -> Callable[..., LifecycleManager]:
+    """The plugin's factory, always under frozen time (these tests rely on it even without advancing)."""
+    return make_lifecycle_manager
 
 
 @pytest.fixture
-def clock(frozen: Any) -> Clock:
-    return Clock(frozen)
+def record() -> Iterator[Callable[[LifecycleManager], EventRecorder]]:
+    """`record(manager)`: a new EventRecorder per call (so one test can keep managers apart); closed after."""
+    recorders: list[EventRecorder] = []
 
-
-@pytest.fixture
-def make_manager(frozen: Any) -> Iterator[Callable[..., LifecycleManager]]:
-    """Build managers inside the freeze, in manual mode with a pinned RNG; shut them down after."""
-    managers: list[LifecycleManager] = []
-
-    def make(config: LifecycleConfig | None = None, **kwargs: Any) -> LifecycleManager:
-        kwargs.setdefault("autostart", False)
-        kwargs.setdefault("rng", random.Random(1234))
-        manager = LifecycleManager(config=config, **kwargs)
-        managers.append(manager)
-        return manager
-
-    yield make
-    for manager in managers:
-        manager.shutdown()
-
-
-@pytest.fixture
-def record() -> Iterator[Callable[[LifecycleManager], Recorder]]:
-    """`record(manager)` connects a Recorder (strongly) to every signal for that manager."""
-    connections: list[tuple[Any, Recorder, LifecycleManager]] = []
-
-    def attach(manager: LifecycleManager) -> Recorder:
-        recorder = Recorder()
-        for signal in SIGNALS.values():
-            signal.connect(recorder, sender=manager, weak=False)
-            connections.append((signal, recorder, manager))
-        return recorder
+    def attach(manager: LifecycleManager) -> EventRecorder:
+        recorders.append(EventRecorder().record(manager))
+        return recorders[-1]
 
     yield attach
-    for signal, recorder, _manager in connections:
-        # Without a sender, blinker forgets the receiver entirely (with one it stays in .receivers).
-        signal.disconnect(recorder)
+    for recorder in recorders:
+        recorder.close()

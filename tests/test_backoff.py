@@ -86,7 +86,7 @@ def test_manager_jittered_delays_actually_vary_below_the_cap(manager_factory):
     assert max(delays) - min(delays) > 0.5 * (4.4 - 3.6)
 
 
-def test_jitter_comes_from_a_real_rng_not_the_frozen_clock(frozen, manager_factory):
+def test_jitter_comes_from_a_real_rng_not_the_frozen_clock(frozen_lifecycle, manager_factory):
     m = manager_factory()
     delays = {m.calculate_reconnect_delay(0) for _ in range(100)}
     assert len(delays) > 90

@@ -96,13 +96,13 @@ class Env:
 
 
 @pytest.fixture
-def env(make_manager, record, clock) -> Env:
+def env(make_manager, record, frozen_lifecycle) -> Env:
     m = make_manager(CFG)
     rec = record(m)
     conn = Conn()
     a = m.start_service(ExtensionService("alpha", "1"), connector=conn)
     b = m.start_service(ExtensionService("beta", "1"))
-    clock.advance(1, m)
+    frozen_lifecycle.advance(1, m)
     m.handle_error(b, "lost")
     sub = m.subscribe()
     m.handle_heartbeat(a)
@@ -450,11 +450,12 @@ CASES = [
 
 
 @pytest.mark.parametrize("bad", CASES)
-def test_bad_input_raises_the_documented_error_and_leaves_no_partial_state(env, frozen, bad):
+def test_bad_input_raises_the_documented_error_and_leaves_no_partial_state(env, frozen_lifecycle, bad):
     if bad.prepare is not None:
         bad.prepare(env)
     before = snapshot(env)
-    frozen.tick(0.5)  # so a heartbeat or a registry touch the failed call made would show in the timestamps
+    # so a heartbeat or a registry touch the failed call made would show in the timestamps:
+    frozen_lifecycle.freezer.tick(0.5)
     with pytest.raises(bad.exc, match=bad.match) as info:
         bad.call(env)
     if bad.exc in (TypeError, ValueError):

@@ -16,7 +16,7 @@ import warnings
 from typing import Any
 
 import pytest
-from helpers import WAIT, Waiter, new_threads_exit
+from helpers import WAIT, new_threads_exit
 
 import lifecycle
 from lifecycle import (
@@ -27,6 +27,7 @@ from lifecycle import (
     ServiceStatus,
     TransportConfig,
 )
+from lifecycle.testing import EventRecorder
 
 RUNNING = ServiceStatus.RUNNING
 ERROR = ServiceStatus.ERROR
@@ -92,10 +93,10 @@ def seen(name: str, sid: str, **fields: Any) -> Any:
 
 @pytest.fixture
 def threaded():
-    """A real-thread manager (autostart) with a Waiter on all its signals; shut down afterwards."""
+    """A real-thread manager (autostart) with an EventRecorder on all its signals; shut down afterwards."""
     before = set(threading.enumerate())
     m = LifecycleManager(config=FAST)
-    waiter = Waiter()
+    waiter = EventRecorder()
     connection = lifecycle.connect(waiter, sender=m)
     yield m, waiter
     connection.disconnect()
@@ -106,7 +107,8 @@ def threaded():
 # -- receivers calling back into the manager -------------------------------------------------------
 
 
-def test_receiver_stopping_the_same_service_during_handle_error_cancels_its_reconnect(make_manager, record, clock):
+def test_receiver_stopping_the_same_service_during_handle_error_cancels_its_reconnect(
+        make_manager, record, frozen_lifecycle):
     m = make_manager(CFG)
     rec = record(m)
     conn = Counting()
@@ -121,7 +123,7 @@ def test_receiver_stopping_the_same_service_during_handle_error_cancels_its_reco
     assert m.armed_timers() == 0, "the retry scheduled by handle_error must be cancelled by the stop"
     assert rec.names().count("service_stopped") == 1
     connects = conn.connects
-    clock.advance(60, m)
+    frozen_lifecycle.advance(60, m)
     assert conn.connects == connects, "no reconnect attempt may run for a stopped service"
     assert conn.disconnects == 1
 
@@ -162,7 +164,7 @@ def test_receiver_restarting_a_service_by_name_when_it_stopped(make_manager, rec
     assert rec.names()[-2:] == ["service_started", "status_changed"]
 
 
-def test_receiver_heartbeating_from_reconnecting_revives_and_cancels_the_retry(make_manager, record, clock):
+def test_receiver_heartbeating_from_reconnecting_revives_and_cancels_the_retry(make_manager, record, frozen_lifecycle):
     m = make_manager(CFG)
     rec = record(m)
     conn = Counting()
@@ -177,7 +179,7 @@ def test_receiver_heartbeating_from_reconnecting_revives_and_cancels_the_retry(m
     assert m.attempts(sid) == 0
     assert m.armed_timers() == 1  # the deadline; the retry was cancelled
     assert "reconnected" in rec.names()
-    clock.advance(2, m)  # past every retry that could have been due, before the deadline
+    frozen_lifecycle.advance(2, m)  # past every retry that could have been due, before the deadline
     assert conn.connects == 1, "the cancelled retry must not run"
     assert m.get_status(sid) is RUNNING
 
@@ -239,7 +241,7 @@ def test_shutdown_from_a_receiver_on_the_watchdog_thread_returns_and_the_watchdo
 
 
 def test_raising_receivers_are_logged_and_every_other_receiver_still_gets_every_event(
-        make_manager, record, clock, caplog):
+        make_manager, record, frozen_lifecycle, caplog):
     m = make_manager(CFG)
     rec = record(m)
 
@@ -251,7 +253,7 @@ def test_raising_receivers_are_logged_and_every_other_receiver_still_gets_every_
         m.handle_heartbeat(sid)
         m.handle_error(sid, "boom")
         for step in (1, 2, 4):  # every retry fails (no connector, no heartbeat): reconnect_failed
-            clock.advance(step, m)
+            frozen_lifecycle.advance(step, m)
         m.handle_heartbeat(sid)
         m.stop_service(sid)
     names = rec.names()
@@ -472,17 +474,18 @@ def test_start_service_wraps_an_odd_base_exception_with_threads_too(odd):
 
 
 @pytest.mark.parametrize("odd", ODD_EXCEPTIONS)
-def test_a_reconnect_raising_an_odd_base_exception_counts_as_a_failed_attempt(make_manager, record, clock, odd):
+def test_a_reconnect_raising_an_odd_base_exception_counts_as_a_failed_attempt(
+        make_manager, record, frozen_lifecycle, odd):
     m = make_manager(CFG)
     rec = record(m)
     conn = Counting()
     sid = m.start_service(ExtensionService("a", "1"), connector=conn)
     conn.fail_with = odd
     m.handle_error(sid, "boom")
-    clock.advance(1, m)  # attempt 1 runs inline and raises
+    frozen_lifecycle.advance(1, m)  # attempt 1 runs inline and raises
     assert m.attempts(sid) == 2 and m.get_status(sid) is RECONNECTING
-    clock.advance(2, m)
-    clock.advance(4, m)
+    frozen_lifecycle.advance(2, m)
+    frozen_lifecycle.advance(4, m)
     assert [e.attempt for e in rec.events if e.signal_name == "reconnecting"] == [1, 2, 3]
     assert rec.names()[-1] == "reconnect_failed" and m.get_status(sid) is ERROR
     assert conn.connects == 4
@@ -523,7 +526,7 @@ def test_keyboard_interrupt_from_connect_in_start_service_propagates_and_leaves_
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, SystemExit])
 def test_keyboard_interrupt_from_connect_in_run_pending_propagates_and_the_manager_stays_usable(
-        make_manager, record, clock, exc):
+        make_manager, record, frozen_lifecycle, exc):
     m = make_manager(CFG)
     record(m)
     conn = Counting()
@@ -532,7 +535,7 @@ def test_keyboard_interrupt_from_connect_in_run_pending_propagates_and_the_manag
     conn.fail_with = exc
     m.handle_error(sid, "boom")
     m.handle_error(other, "boom")  # both retries fall due at the same instant
-    clock.frozen.tick(1)
+    frozen_lifecycle.freezer.tick(1)
     with pytest.raises(exc):
         m.run_pending()  # not swallowed, not wrapped: the owner's Ctrl-C reaches the owner
     for s in (sid, other):
@@ -547,18 +550,18 @@ def test_keyboard_interrupt_from_connect_in_run_pending_propagates_and_the_manag
     assert m.armed_timers() == 0 and m.count() == 0
 
 
-def test_a_reconnect_interrupted_by_keyboard_interrupt_is_counted_and_retried(make_manager, record, clock):
+def test_a_reconnect_interrupted_by_keyboard_interrupt_is_counted_and_retried(make_manager, record, frozen_lifecycle):
     m = make_manager(CFG)
     rec = record(m)
     conn = Counting()
     sid = m.start_service(ExtensionService("a", "1"), connector=conn)
     conn.fail_with = KeyboardInterrupt
     m.handle_error(sid, "boom")
-    clock.frozen.tick(1)
+    frozen_lifecycle.freezer.tick(1)
     with pytest.raises(KeyboardInterrupt):
         m.run_pending()
     conn.fail_with = None
-    clock.advance(10, m)  # the interrupted attempt counted as failed: attempt 2 follows and succeeds
+    frozen_lifecycle.advance(10, m)  # the interrupted attempt counted as failed: attempt 2 follows and succeeds
     assert [e.attempt for e in rec.events if e.signal_name == "reconnecting"] == [1, 2]
     assert m.get_status(sid) is RUNNING
 

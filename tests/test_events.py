@@ -15,6 +15,7 @@ import pytest
 import lifecycle
 from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, ServiceStatus, events, signals
 from lifecycle.events import LifecycleEvent, StatusChanged
+from lifecycle.testing import FrozenLifecycle
 
 S = ServiceStatus
 CFG = LifecycleConfig(
@@ -58,12 +59,12 @@ TYPES: dict[str, type] = {
 }
 
 
-def run_every_signal(m: LifecycleManager, clock: Any) -> str:
+def run_every_signal(m: LifecycleManager, frozen_lifecycle: FrozenLifecycle) -> str:
     """Drive one service through a life that sends each of the nine signals at least once."""
     sid = m.start_service(ExtensionService("alpha", "1"))  # service_started, status_changed
     m.handle_heartbeat(sid)  # heartbeat_received
-    clock.advance(3, m)  # heartbeat_timeout, status_changed, reconnecting
-    clock.advance(1, m)  # attempt 1 due without a heartbeat: status_changed, reconnect_failed
+    frozen_lifecycle.advance(3, m)  # heartbeat_timeout, status_changed, reconnecting
+    frozen_lifecycle.advance(1, m)  # attempt 1 due without a heartbeat: status_changed, reconnect_failed
     m.handle_heartbeat(sid)  # status_changed, reconnected, heartbeat_received
     m.handle_error(sid, "boom")  # service_error, status_changed x2, reconnecting
     m.stop_service(sid)  # status_changed x2, service_stopped
@@ -71,10 +72,10 @@ def run_every_signal(m: LifecycleManager, clock: Any) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(KWARGS))
-def test_signal_is_sent_with_the_contract_kwargs(make_manager, clock, record, name):
+def test_signal_is_sent_with_the_contract_kwargs(make_manager, frozen_lifecycle, record, name):
     m = make_manager(CFG)
     rec = record(m)
-    sid = run_every_signal(m, clock)
+    sid = run_every_signal(m, frozen_lifecycle)
     sent = [kw for kw in rec.kwargs if kw["event"].signal_name == name]
     assert sent, f"{name} was never sent"
     for kwargs in sent:
@@ -88,10 +89,10 @@ def test_signal_is_sent_with_the_contract_kwargs(make_manager, clock, record, na
             assert not isinstance(kwargs[key], bool), key
 
 
-def test_signal_values_match_what_happened(make_manager, clock, record):
+def test_signal_values_match_what_happened(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     rec = record(m)
-    run_every_signal(m, clock)
+    run_every_signal(m, frozen_lifecycle)
     by_name: dict[str, list[dict[str, Any]]] = {}
     for kw in rec.kwargs:
         by_name.setdefault(kw["event"].signal_name, []).append(kw)
@@ -121,7 +122,7 @@ LEGAL = {
 
 
 @pytest.mark.parametrize("auto_reconnect", [True, False])
-def test_every_status_change_is_in_the_transition_table(make_manager, clock, record, auto_reconnect):
+def test_every_status_change_is_in_the_transition_table(make_manager, frozen_lifecycle, record, auto_reconnect):
     cfg = LifecycleConfig(
         heartbeat_interval_secs=1,
         heartbeat_timeout_secs=3,
@@ -131,11 +132,11 @@ def test_every_status_change_is_in_the_transition_table(make_manager, clock, rec
     )
     m = make_manager(cfg)
     rec = record(m)
-    run_every_signal(m, clock)
+    run_every_signal(m, frozen_lifecycle)
     sid = m.start_service(ExtensionService("beta", "1"))
     m.handle_error(sid, "x")
     m.handle_heartbeat(sid)
-    clock.advance(10, m)
+    frozen_lifecycle.advance(10, m)
     m.shutdown()
     changes = rec.of(StatusChanged)
     assert len(changes) >= 10
@@ -195,18 +196,18 @@ def test_events_cannot_be_mutated(make_manager, record):
         event.new_status = S.ERROR  # type: ignore[misc]
 
 
-def test_event_at_is_the_frozen_monotonic_time(make_manager, clock, record):
+def test_event_at_is_the_frozen_monotonic_time(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     rec = record(m)
     t0 = time.monotonic()
     m.start_service(ExtensionService("alpha", "1"))
-    clock.advance(1.5, m)
+    frozen_lifecycle.advance(1.5, m)
     m.handle_error(rec.events[0].service_id, "x")
-    clock.advance(1, m)  # the attempt (no connector) fails at t0+2.5
+    frozen_lifecycle.advance(1, m)  # the attempt (no connector) fails at t0+2.5
     assert [e.at for e in rec.events] == [t0] * 2 + [t0 + 1.5] * 4 + [t0 + 2.5] * 2
 
 
-def test_status_changed_is_never_sent_for_an_unchanged_status(make_manager, clock, record):
+def test_status_changed_is_never_sent_for_an_unchanged_status(make_manager, frozen_lifecycle, record):
     m = make_manager(LifecycleConfig(heartbeat_interval_secs=1, heartbeat_timeout_secs=3, auto_reconnect=False))
     rec = record(m)
     sid = m.start_service(ExtensionService("alpha", "1"))
@@ -253,7 +254,7 @@ def _from_another_thread(fn: Any) -> list[Any]:
 
 
 @pytest.mark.parametrize("signal_name", ["status_changed", "heartbeat_timeout"])
-def test_receivers_run_with_no_manager_lock_held(make_manager, clock, signal_name):
+def test_receivers_run_with_no_manager_lock_held(make_manager, frozen_lifecycle, signal_name):
     m = make_manager(CFG)
     answers: list[list[Any]] = []
 
@@ -262,12 +263,12 @@ def test_receivers_run_with_no_manager_lock_held(make_manager, clock, signal_nam
 
     with getattr(signals, signal_name).connected_to(receiver, sender=m):
         m.start_service(ExtensionService("alpha", "1"))
-        clock.advance(3, m)  # the timeout fires inside run_pending, as on the watchdog
+        frozen_lifecycle.advance(3, m)  # the timeout fires inside run_pending, as on the watchdog
     assert answers
     assert all(len(a) == 1 for a in answers)
 
 
-def test_raising_receiver_is_logged_and_others_and_the_caller_go_on(make_manager, clock, caplog):
+def test_raising_receiver_is_logged_and_others_and_the_caller_go_on(make_manager, frozen_lifecycle, caplog):
     m = make_manager(CFG)
     got: dict[str, list[str]] = {"first": [], "second": []}
 
@@ -287,7 +288,7 @@ def test_raising_receiver_is_logged_and_others_and_the_caller_go_on(make_manager
         signals.heartbeat_timeout.connected_to(second, sender=m),
     ):
         sid = m.start_service(ExtensionService("alpha", "1"))  # the caller is not disturbed
-        clock.advance(3, m)  # nor is the timer run
+        frozen_lifecycle.advance(3, m)  # nor is the timer run
     # Whatever order blinker picks, each receiver ran although the other raised.
     assert got == {k: ["service_started", "heartbeat_timeout"] for k in got}
     assert m.get_status(sid) is S.RECONNECTING  # the deadline action completed

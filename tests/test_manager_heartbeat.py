@@ -1,6 +1,6 @@
 """LifecycleManager: heartbeats, the deadline, health_check, and timeouts without auto-reconnect.
 
-Manual mode under frozen time: `clock.advance` ticks time and runs whatever became due.
+Manual mode under frozen time: `frozen_lifecycle.advance` ticks time and runs whatever became due.
 Times used are exact binary fractions so deadlines compare exactly.
 """
 
@@ -55,28 +55,28 @@ class StoppingProbe:
                 self.raised.append(exc)
 
 
-def test_handle_heartbeat_records_the_heartbeat_in_the_registry(make_manager, clock):
+def test_handle_heartbeat_records_the_heartbeat_in_the_registry(make_manager, frozen_lifecycle):
     m = make_manager(CFG)
     t0 = time.monotonic()
     sid = m.start_service(ExtensionService("alpha", "1"))
-    clock.advance(2, m)
+    frozen_lifecycle.advance(2, m)
     assert m.registry.get(sid).last_heartbeat == t0
     m.handle_heartbeat(sid)
     assert m.registry.get(sid).last_heartbeat == t0 + 2
 
 
-def test_heartbeat_pushes_the_deadline(make_manager, clock, record):
+def test_heartbeat_pushes_the_deadline(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     rec = record(m)
     t0 = time.monotonic()
     sid = m.start_service(ExtensionService("alpha", "1"))
-    clock.advance(2, m)
+    frozen_lifecycle.advance(2, m)
     m.handle_heartbeat(sid)
-    clock.advance(1, m)  # t=3: the start deadline passes without a timeout
+    frozen_lifecycle.advance(1, m)  # t=3: the start deadline passes without a timeout
     assert m.get_status(sid) is S.RUNNING
-    clock.advance(1.5, m)  # t=4.5
+    frozen_lifecycle.advance(1.5, m)  # t=4.5
     assert rec.of(HeartbeatTimeout) == []
-    clock.advance(0.5, m)  # t=5 = heartbeat + timeout
+    frozen_lifecycle.advance(0.5, m)  # t=5 = heartbeat + timeout
     assert [e.at for e in rec.of(HeartbeatTimeout)] == [t0 + 5]
     assert m.get_status(sid) is S.RECONNECTING
 
@@ -108,7 +108,7 @@ def test_heartbeat_on_a_running_service_changes_no_status(make_manager, record):
     assert m.get_status(sid) is S.RUNNING
 
 
-def test_heartbeat_on_a_reconnecting_service_brings_it_back(make_manager, clock, record):
+def test_heartbeat_on_a_reconnecting_service_brings_it_back(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     sid = m.start_service(ExtensionService("alpha", "1"))
     m.handle_error(sid, "down")
@@ -127,12 +127,12 @@ def test_heartbeat_on_a_reconnecting_service_brings_it_back(make_manager, clock,
     assert m.attempts(sid) == 0
     assert m.armed_timers() == 1  # attempt 1 was cancelled
     rec.clear()
-    clock.advance(2.5, m)  # the cancelled attempt 1 (due at +1) must not run
+    frozen_lifecycle.advance(2.5, m)  # the cancelled attempt 1 (due at +1) must not run
     assert rec.events == []
     assert m.get_status(sid) is S.RUNNING
 
 
-def test_heartbeat_on_an_error_service_brings_it_back(make_manager, clock, record):
+def test_heartbeat_on_an_error_service_brings_it_back(make_manager, frozen_lifecycle, record):
     m = make_manager(NO_AUTO)
     sid = m.start_service(ExtensionService("alpha", "1"))
     m.handle_error(sid, "down")
@@ -145,29 +145,29 @@ def test_heartbeat_on_an_error_service_brings_it_back(make_manager, clock, recor
     assert m.is_healthy(sid)
 
 
-def test_revived_service_gets_a_fresh_deadline(make_manager, clock, record):
+def test_revived_service_gets_a_fresh_deadline(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     rec = record(m)
     t0 = time.monotonic()
     sid = m.start_service(ExtensionService("alpha", "1"))
-    clock.advance(3, m)  # timeout at t=3, attempt 1 due at t=4
-    clock.advance(0.5, m)
+    frozen_lifecycle.advance(3, m)  # timeout at t=3, attempt 1 due at t=4
+    frozen_lifecycle.advance(0.5, m)
     m.handle_heartbeat(sid)  # back at t=3.5: next deadline t=6.5
     rec.clear()
-    clock.advance(2.75, m)
+    frozen_lifecycle.advance(2.75, m)
     assert rec.events == []
-    clock.advance(0.25, m)
+    frozen_lifecycle.advance(0.25, m)
     assert [e.at for e in rec.of(HeartbeatTimeout)] == [t0 + 6.5]
 
 
-def test_deadline_follows_the_config_timeout_not_the_registry_timeout(make_manager, clock, record):
+def test_deadline_follows_the_config_timeout_not_the_registry_timeout(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG, registry=RegistryService(heartbeat_timeout_secs=100))
     sid = m.start_service(ExtensionService("alpha", "1"))
     rec = record(m)
-    clock.advance(2.75, m)
+    frozen_lifecycle.advance(2.75, m)
     assert rec.events == []
     assert m.is_healthy(sid)
-    clock.advance(0.25, m)
+    frozen_lifecycle.advance(0.25, m)
     assert rec.names()[0] == "heartbeat_timeout"
     assert not m.is_healthy(sid)
 
@@ -196,7 +196,7 @@ def test_heartbeat_and_error_on_a_stopping_service_raise_invalid_state(make_mana
     assert m.get_status(sid) is None
 
 
-def test_deadline_fires_exactly_at_the_deadline_not_at_a_poll(make_manager, clock, record):
+def test_deadline_fires_exactly_at_the_deadline_not_at_a_poll(make_manager, frozen_lifecycle, record):
     # 2.5 s is no multiple of the 1 s interval: a poller would notice at t=3 at the earliest.
     cfg = LifecycleConfig(heartbeat_interval_secs=1, heartbeat_timeout_secs=2.5, jitter=0)
     m = make_manager(cfg)
@@ -205,18 +205,18 @@ def test_deadline_fires_exactly_at_the_deadline_not_at_a_poll(make_manager, cloc
     sid = m.start_service(ExtensionService("alpha", "1"))
     assert m.armed_timers() == 1  # just the deadline: nothing polls
     for _ in range(4):
-        assert clock.advance(0.609375, m) == 0  # no timer wakes before the deadline
+        assert frozen_lifecycle.advance(0.609375, m) == 0  # no timer wakes before the deadline
     assert rec.of(HeartbeatTimeout) == []
-    assert clock.advance(0.0625, m) == 1
+    assert frozen_lifecycle.advance(0.0625, m) == 1
     assert rec.of(HeartbeatTimeout) == [HeartbeatTimeout(sid, t0 + 2.5)]
     assert rec.names()[-3:] == ["heartbeat_timeout", "status_changed", "reconnecting"]
 
 
-def test_deadline_miss_emits_timeout_then_reconnecting(make_manager, clock, record):
+def test_deadline_miss_emits_timeout_then_reconnecting(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     sid = m.start_service(ExtensionService("alpha", "1"))
     rec = record(m)
-    clock.advance(3, m)
+    frozen_lifecycle.advance(3, m)
     now = time.monotonic()
     assert rec.events == [
         HeartbeatTimeout(sid, now),
@@ -234,12 +234,13 @@ def _normalised(rec: Any) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.parametrize("config", [CFG, NO_AUTO], ids=["auto-reconnect", "no-auto-reconnect"])
-def test_health_check_handles_a_stale_service_exactly_like_a_deadline_miss(make_manager, clock, record, config):
+def test_health_check_handles_a_stale_service_exactly_like_a_deadline_miss(
+        make_manager, frozen_lifecycle, record, config):
     by_deadline, by_check = make_manager(config), make_manager(config)
     a = by_deadline.start_service(ExtensionService("a", "1"))
     b = by_check.start_service(ExtensionService("b", "1"))
     rec_deadline, rec_check = record(by_deadline), record(by_check)
-    clock.frozen.tick(3)  # due, but no timer has run
+    frozen_lifecycle.freezer.tick(3)  # due, but no timer has run
     assert by_check.health_check() == [b]
     by_deadline.run_pending()
     assert _normalised(rec_check) == _normalised(rec_deadline)
@@ -250,14 +251,14 @@ def test_health_check_handles_a_stale_service_exactly_like_a_deadline_miss(make_
     assert rec_check.events == []
 
 
-def test_health_check_returns_only_stale_running_services(make_manager, clock, record):
+def test_health_check_returns_only_stale_running_services(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     old = m.start_service(ExtensionService("old", "1"))
     broken = m.start_service(ExtensionService("broken", "1"))
     m.handle_error(broken, "down")  # RECONNECTING: not RUNNING, not checked
-    clock.frozen.tick(1)
+    frozen_lifecycle.freezer.tick(1)
     young = m.start_service(ExtensionService("young", "1"))
-    clock.frozen.tick(2)  # old and broken are 3 s silent, young 2 s
+    frozen_lifecycle.freezer.tick(2)  # old and broken are 3 s silent, young 2 s
     rec = record(m)
     assert m.health_check() == [old]
     assert [e.service_id for e in rec.of(HeartbeatTimeout)] == [old]
@@ -265,10 +266,10 @@ def test_health_check_returns_only_stale_running_services(make_manager, clock, r
     assert m.health_check() == []
 
 
-def test_health_check_before_the_timeout_finds_nothing(make_manager, clock, record):
+def test_health_check_before_the_timeout_finds_nothing(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     m.start_service(ExtensionService("alpha", "1"))
-    clock.frozen.tick(2.75)
+    frozen_lifecycle.freezer.tick(2.75)
     rec = record(m)
     assert m.health_check() == []
     assert rec.events == []
@@ -279,15 +280,15 @@ def test_health_check_before_the_timeout_finds_nothing(make_manager, clock, reco
     [(NO_AUTO, TransportConfig()), (CFG, TransportConfig(auto_reconnect=False))],
     ids=["config-off", "transport-off"],
 )
-def test_without_auto_reconnect_a_timeout_goes_to_error_only(make_manager, clock, record, config, transport):
+def test_without_auto_reconnect_a_timeout_goes_to_error_only(make_manager, frozen_lifecycle, record, config, transport):
     m = make_manager(config)
     sid = m.start_service(ExtensionService("alpha", "1", transport=transport))
     rec = record(m)
-    clock.advance(3, m)
+    frozen_lifecycle.advance(3, m)
     now = time.monotonic()
     assert rec.events == [HeartbeatTimeout(sid, now), StatusChanged(sid, now, S.RUNNING, S.ERROR)]
     assert m.armed_timers() == 0
-    clock.advance(100, m)
+    frozen_lifecycle.advance(100, m)
     assert rec.names() == ["heartbeat_timeout", "status_changed"]
     assert m.get_status(sid) is S.ERROR
     assert m.count() == 1

@@ -1,6 +1,6 @@
 """LifecycleManager: start_service, stop_service, queries, stop_all, shutdown and the context manager.
 
-Everything runs in manual mode (autostart=False) under frozen time; `clock.advance` moves time
+Everything runs in manual mode (autostart=False) under frozen time; `frozen_lifecycle.advance` moves time
 and runs the timers that became due, like the watchdog would.
 """
 
@@ -104,16 +104,16 @@ def test_start_counts_as_a_heartbeat(make_manager):
     assert m.is_healthy(sid) is True
 
 
-def test_fresh_service_gets_the_full_timeout_as_grace(make_manager, clock, record):
+def test_fresh_service_gets_the_full_timeout_as_grace(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     rec = record(m)
     t0 = time.monotonic()
     sid = m.start_service(ExtensionService("alpha", "1"))
-    clock.advance(2.999, m)
+    frozen_lifecycle.advance(2.999, m)
     assert "heartbeat_timeout" not in rec.names()
     assert m.get_status(sid) is S.RUNNING
     assert m.is_healthy(sid)
-    clock.advance(0.001, m)
+    frozen_lifecycle.advance(0.001, m)
     timeouts = [e for e in rec.events if e.signal_name == "heartbeat_timeout"]
     assert [e.at for e in timeouts] == [t0 + 3]
     assert m.get_status(sid) is S.RECONNECTING
@@ -276,7 +276,7 @@ def test_disconnect_is_given_the_service_as_stopping(make_manager):
     assert given == [S.STOPPING]
 
 
-def test_stop_service_cancels_the_service_timers(make_manager, clock, record):
+def test_stop_service_cancels_the_service_timers(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     sid = m.start_service(ExtensionService("alpha", "1"))
     m.handle_error(sid, "down")  # deadline and a pending retry
@@ -284,7 +284,7 @@ def test_stop_service_cancels_the_service_timers(make_manager, clock, record):
     m.stop_service(sid)
     assert m.armed_timers() == 0
     rec = record(m)
-    assert clock.advance(100, m) == 0
+    assert frozen_lifecycle.advance(100, m) == 0
     assert rec.events == []
 
 
@@ -349,7 +349,7 @@ def test_heartbeat_and_error_on_a_stopping_service_raise_invalid_state(make_mana
 # -- queries ---------------------------------------------------------------------------------
 
 
-def test_get_status_equals_the_registry_status_at_every_step(make_manager, clock):
+def test_get_status_equals_the_registry_status_at_every_step(make_manager, frozen_lifecycle):
     cfg = LifecycleConfig(heartbeat_interval_secs=1, heartbeat_timeout_secs=3, max_reconnect_attempts=1, jitter=0)
     m = make_manager(cfg)
     seen: list[tuple[Any, Any]] = []
@@ -368,7 +368,7 @@ def test_get_status_equals_the_registry_status_at_every_step(make_manager, clock
     seen.append(both(sid))
     m.handle_error(sid, "down")
     seen.append(both(sid))
-    clock.advance(1, m)  # the only attempt fails: ERROR
+    frozen_lifecycle.advance(1, m)  # the only attempt fails: ERROR
     seen.append(both(sid))
     m.handle_heartbeat(sid)
     seen.append(both(sid))
@@ -407,7 +407,7 @@ def test_manager_with_a_shared_registry_only_answers_for_its_own_services(make_m
     assert mine.count() == theirs.count() == 1
 
 
-def test_is_healthy_only_while_running_within_the_timeout(make_manager, clock):
+def test_is_healthy_only_while_running_within_the_timeout(make_manager, frozen_lifecycle):
     m = make_manager(CFG)
     sid = m.start_service(ExtensionService("alpha", "1"))
     assert m.is_healthy(sid) is True
@@ -415,7 +415,7 @@ def test_is_healthy_only_while_running_within_the_timeout(make_manager, clock):
     assert m.is_healthy(sid) is False
     m.handle_heartbeat(sid)
     assert m.is_healthy(sid) is True
-    clock.frozen.tick(3)  # past the timeout, before the deadline timer has run
+    frozen_lifecycle.freezer.tick(3)  # past the timeout, before the deadline timer has run
     assert m.is_healthy(sid) is False
     assert m.is_healthy("no-such-service") is False
 
@@ -517,7 +517,7 @@ def test_after_shutdown_mutating_calls_raise_manager_closed(make_manager, call, 
         MUTATORS[call](m, known if which == "known" else "no-such-service")
 
 
-def test_after_shutdown_queries_answer_as_for_an_empty_manager(make_manager, clock, record):
+def test_after_shutdown_queries_answer_as_for_an_empty_manager(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     sid = m.start_service(ExtensionService("alpha", "1"))
     m.handle_error(sid, "down")
@@ -527,7 +527,7 @@ def test_after_shutdown_queries_answer_as_for_an_empty_manager(make_manager, clo
     assert m.is_healthy(sid) is False
     assert (m.count(), len(m)) == (0, 0)
     assert m.attempts(sid) == 0
-    assert clock.advance(100, m) == 0
+    assert frozen_lifecycle.advance(100, m) == 0
     assert m.run_pending() == 0
     assert rec.events == []
 

@@ -140,7 +140,7 @@ def test_reconnecting_delay_is_the_jittered_delay_from_the_manager_rng(make_mana
     assert event.delay != 1.0
 
 
-def test_each_attempt_delay_comes_from_calculate_reconnect_delay(make_manager, clock, record):
+def test_each_attempt_delay_comes_from_calculate_reconnect_delay(make_manager, frozen_lifecycle, record):
     cfg = LifecycleConfig(heartbeat_timeout_secs=1000, max_reconnect_attempts=4)  # default jitter 0.1
     m = make_manager(cfg, rng=random.Random(7))
     twin = LifecycleManager(config=cfg, autostart=False, rng=random.Random(7))
@@ -152,7 +152,7 @@ def test_each_attempt_delay_comes_from_calculate_reconnect_delay(make_manager, c
     rec = record(m)
     m.handle_error(sid, "down")
     for _ in range(4):
-        clock.advance(rec.of(Reconnecting)[-1].delay, m)
+        frozen_lifecycle.advance(rec.of(Reconnecting)[-1].delay, m)
     assert [e.delay for e in rec.of(Reconnecting)] == expected
     assert [e.attempt for e in rec.of(Reconnecting)] == [1, 2, 3, 4]
     assert rec.names()[-1] == "reconnect_failed"
@@ -174,19 +174,19 @@ def test_handle_error_on_an_unknown_id_raises_service_not_found(make_manager):
         m.handle_error("no-such-service", "x")
 
 
-def test_handle_error_on_a_reconnecting_service_only_emits_service_error(make_manager, clock, record):
+def test_handle_error_on_a_reconnecting_service_only_emits_service_error(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     conn = FlakyConnector(fail_times=1)
     sid = start(m, conn)
     t0 = time.monotonic()
     m.handle_error(sid, "down")
-    clock.advance(0.5, m)
+    frozen_lifecycle.advance(0.5, m)
     rec = record(m)
     m.handle_error(sid, "again")
     assert rec.events == [Error(sid, t0 + 0.5, "again")]
     assert m.get_status(sid) is S.RECONNECTING
     assert m.attempts(sid) == 1
-    clock.advance(0.5, m)  # attempt 1 still runs when it was first due
+    frozen_lifecycle.advance(0.5, m)  # attempt 1 still runs when it was first due
     assert conn.connects == [t0, t0 + 1]
 
 
@@ -194,7 +194,7 @@ def test_handle_error_on_a_reconnecting_service_only_emits_service_error(make_ma
 
 
 @pytest.mark.parametrize("k", [0, 1, 3])
-def test_connector_failing_k_times_then_succeeding(make_manager, clock, record, k):
+def test_connector_failing_k_times_then_succeeding(make_manager, frozen_lifecycle, record, k):
     m = make_manager(CFG)
     conn = FlakyConnector(fail_times=k)
     sid = start(m, conn)
@@ -204,9 +204,9 @@ def test_connector_failing_k_times_then_succeeding(make_manager, clock, record, 
     expected_times: list[float] = []
     t = t0
     for delay in DELAYS[: k + 1]:
-        clock.advance(delay - 0.5, m)
+        frozen_lifecycle.advance(delay - 0.5, m)
         assert len(conn.connects) == 1 + len(expected_times)  # not early
-        clock.advance(0.5, m)
+        frozen_lifecycle.advance(0.5, m)
         t += delay
         expected_times.append(t)
         assert conn.connects[1:] == expected_times
@@ -220,34 +220,34 @@ def test_connector_failing_k_times_then_succeeding(make_manager, clock, record, 
     assert m.attempts(sid) == 0
 
 
-def test_reconnect_counts_as_a_heartbeat_without_heartbeat_received(make_manager, clock, record):
+def test_reconnect_counts_as_a_heartbeat_without_heartbeat_received(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     conn = FlakyConnector(fail_times=1)
     t0 = time.monotonic()
     sid = start(m, conn)
     rec = record(m)
     m.handle_error(sid, "down")
-    clock.advance(1, m)
-    clock.advance(2, m)  # attempt 2 succeeds at t0+3
+    frozen_lifecycle.advance(1, m)
+    frozen_lifecycle.advance(2, m)  # attempt 2 succeeds at t0+3
     assert m.get_status(sid) is S.RUNNING
     assert m.registry.get(sid).last_heartbeat == t0 + 3
     assert m.is_healthy(sid)
     assert "heartbeat_received" not in rec.names()
     # The new deadline is t0+3+10: the start's deadline at t0+10 passes quietly.
     rec.clear()
-    clock.advance(9.75, m)
+    frozen_lifecycle.advance(9.75, m)
     assert rec.events == []
-    clock.advance(0.25, m)
+    frozen_lifecycle.advance(0.25, m)
     assert rec.of(HeartbeatTimeout) == [HeartbeatTimeout(sid, t0 + 13)]
 
 
-def test_a_later_failure_starts_again_at_attempt_1(make_manager, clock, record):
+def test_a_later_failure_starts_again_at_attempt_1(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     conn = FlakyConnector(fail_times=2)
     sid = start(m, conn)
     m.handle_error(sid, "down")
     for delay in DELAYS[:3]:
-        clock.advance(delay, m)
+        frozen_lifecycle.advance(delay, m)
     assert m.get_status(sid) is S.RUNNING
     rec = record(m)
     m.handle_error(sid, "down again")
@@ -255,7 +255,7 @@ def test_a_later_failure_starts_again_at_attempt_1(make_manager, clock, record):
     assert m.attempts(sid) == 1
 
 
-def test_all_attempts_failing_ends_in_error_and_reconnect_failed(make_manager, clock, record):
+def test_all_attempts_failing_ends_in_error_and_reconnect_failed(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     conn = FlakyConnector(fail_times=100)
     sid = start(m, conn)
@@ -263,7 +263,7 @@ def test_all_attempts_failing_ends_in_error_and_reconnect_failed(make_manager, c
     t0 = time.monotonic()
     m.handle_error(sid, "down")
     for delay in DELAYS:
-        clock.advance(delay, m)
+        frozen_lifecycle.advance(delay, m)
     t_end = t0 + sum(DELAYS)
     assert conn.connects[1:] == [t0 + 1, t0 + 3, t0 + 7, t0 + 15]
     assert rec.names() == [
@@ -286,17 +286,17 @@ def test_all_attempts_failing_ends_in_error_and_reconnect_failed(make_manager, c
     assert m.count() == 1
     assert m.registry.get(sid) is not None
     rec.clear()
-    clock.advance(100, m)
+    frozen_lifecycle.advance(100, m)
     assert rec.events == []
     assert len(conn.connects) == 5
 
 
-def test_a_heartbeat_after_giving_up_brings_the_service_back(make_manager, clock, record):
+def test_a_heartbeat_after_giving_up_brings_the_service_back(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     sid = start(m, FlakyConnector(fail_times=100))
     m.handle_error(sid, "down")
     for delay in DELAYS:
-        clock.advance(delay, m)
+        frozen_lifecycle.advance(delay, m)
     assert m.get_status(sid) is S.ERROR
     rec = record(m)
     m.handle_heartbeat(sid)
@@ -305,12 +305,12 @@ def test_a_heartbeat_after_giving_up_brings_the_service_back(make_manager, clock
     assert m.attempts(sid) == 0
 
 
-def test_handle_error_on_a_service_that_gave_up_starts_a_new_cycle(make_manager, clock, record):
+def test_handle_error_on_a_service_that_gave_up_starts_a_new_cycle(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     sid = start(m, FlakyConnector(fail_times=100))
     m.handle_error(sid, "down")
     for delay in DELAYS:
-        clock.advance(delay, m)
+        frozen_lifecycle.advance(delay, m)
     rec = record(m)
     m.handle_error(sid, "still down")
     assert rec.names() == ["service_error", "status_changed", "reconnecting"]
@@ -318,7 +318,7 @@ def test_handle_error_on_a_service_that_gave_up_starts_a_new_cycle(make_manager,
     assert rec.events[2].attempt == 1
 
 
-def test_max_reconnect_attempts_zero_goes_straight_to_error(make_manager, clock, record):
+def test_max_reconnect_attempts_zero_goes_straight_to_error(make_manager, frozen_lifecycle, record):
     m = make_manager(LifecycleConfig(heartbeat_interval_secs=1, heartbeat_timeout_secs=10, max_reconnect_attempts=0))
     conn = FlakyConnector()
     sid = start(m, conn)
@@ -330,16 +330,16 @@ def test_max_reconnect_attempts_zero_goes_straight_to_error(make_manager, clock,
         StatusChanged(sid, t0, S.RUNNING, S.ERROR),
         ReconnectFailed(sid, t0, 0),
     ]
-    clock.advance(100, m)
+    frozen_lifecycle.advance(100, m)
     assert len(conn.connects) == 1
     assert m.get_status(sid) is S.ERROR
 
 
-def test_max_reconnect_attempts_zero_on_a_deadline_miss(make_manager, clock, record):
+def test_max_reconnect_attempts_zero_on_a_deadline_miss(make_manager, frozen_lifecycle, record):
     m = make_manager(LifecycleConfig(heartbeat_interval_secs=1, heartbeat_timeout_secs=10, max_reconnect_attempts=0))
     sid = start(m)
     rec = record(m)
-    clock.advance(10, m)
+    frozen_lifecycle.advance(10, m)
     now = time.monotonic()
     assert rec.events == [
         HeartbeatTimeout(sid, now),
@@ -348,68 +348,69 @@ def test_max_reconnect_attempts_zero_on_a_deadline_miss(make_manager, clock, rec
     ]
 
 
-def test_without_a_connector_an_attempt_succeeds_only_by_a_heartbeat_before_it_is_due(make_manager, clock, record):
+def test_without_a_connector_an_attempt_succeeds_only_by_a_heartbeat_before_it_is_due(
+        make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     sid = start(m)
     rec = record(m)
     m.handle_error(sid, "down")
-    clock.advance(1, m)  # attempt 1 due: no heartbeat came
+    frozen_lifecycle.advance(1, m)  # attempt 1 due: no heartbeat came
     assert m.get_status(sid) is S.RECONNECTING
     assert [e.attempt for e in rec.of(Reconnecting)] == [1, 2]
-    clock.advance(1, m)  # attempt 2 is due at +3
+    frozen_lifecycle.advance(1, m)  # attempt 2 is due at +3
     m.handle_heartbeat(sid)
     assert m.get_status(sid) is S.RUNNING
     assert rec.names()[-3:] == ["status_changed", "reconnected", "heartbeat_received"]
     rec.clear()
-    clock.advance(5, m)
+    frozen_lifecycle.advance(5, m)
     assert rec.events == []
 
 
-def test_without_a_connector_and_without_heartbeats_every_attempt_fails(make_manager, clock, record):
+def test_without_a_connector_and_without_heartbeats_every_attempt_fails(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     sid = start(m)
     rec = record(m)
     m.handle_error(sid, "down")
     for delay in DELAYS:
-        clock.advance(delay, m)
+        frozen_lifecycle.advance(delay, m)
     assert [e.attempt for e in rec.of(Reconnecting)] == [1, 2, 3, 4]
     assert rec.of(ReconnectFailed) == [ReconnectFailed(sid, time.monotonic(), 4)]
     assert m.get_status(sid) is S.ERROR
 
 
-def test_stop_service_during_a_pending_retry_cancels_it(make_manager, clock, record):
+def test_stop_service_during_a_pending_retry_cancels_it(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     conn = FlakyConnector(fail_times=1)
     sid = start(m, conn)
     m.handle_error(sid, "down")
-    clock.advance(1, m)  # attempt 1 fails, attempt 2 pending
+    frozen_lifecycle.advance(1, m)  # attempt 1 fails, attempt 2 pending
     m.stop_service(sid)
     rec = record(m)
     assert m.armed_timers() == 0
-    clock.advance(100, m)
+    frozen_lifecycle.advance(100, m)
     assert rec.events == []
     assert len(conn.connects) == 2
 
 
-def test_connector_raising_a_base_exception_counts_as_a_failed_attempt(make_manager, clock, record):
+def test_connector_raising_a_base_exception_counts_as_a_failed_attempt(make_manager, frozen_lifecycle, record):
     m = make_manager(CFG)
     conn = FlakyConnector(fail_times=1, error=Abort("gone"))
     sid = start(m, conn)
     rec = record(m)
     m.handle_error(sid, "down")
-    clock.advance(1, m)  # Abort: a failed attempt, not an escape
+    frozen_lifecycle.advance(1, m)  # Abort: a failed attempt, not an escape
     assert [e.attempt for e in rec.of(Reconnecting)] == [1, 2]
-    clock.advance(2, m)
+    frozen_lifecycle.advance(2, m)
     assert m.get_status(sid) is S.RUNNING
     assert rec.names()[-1] == "reconnected"
 
 
-def test_failed_attempts_are_logged(make_manager, clock, caplog):
+def test_failed_attempts_are_logged(make_manager, frozen_lifecycle, caplog):
     m = make_manager(CFG)
     sid = start(m, FlakyConnector(fail_times=1, error=ConnectionError("no route to host")))
     m.handle_error(sid, "down")
     with caplog.at_level(logging.WARNING, logger="lifecycle"):
-        clock.advance(1, m)
+        frozen_lifecycle.advance(1, m)
     assert "no route to host" in caplog.text
 
 
@@ -418,71 +419,71 @@ def test_failed_attempts_are_logged(make_manager, clock, caplog):
 PING_CFG = LifecycleConfig(heartbeat_interval_secs=1, heartbeat_timeout_secs=2.5, max_reconnect_attempts=2, jitter=0)
 
 
-def test_ping_is_called_every_interval_starting_one_interval_after_running(make_manager, clock):
+def test_ping_is_called_every_interval_starting_one_interval_after_running(make_manager, frozen_lifecycle):
     m = make_manager(PING_CFG)
     conn = PingConnector()
     t0 = time.monotonic()
     start(m, conn)
-    clock.advance(0.75, m)
+    frozen_lifecycle.advance(0.75, m)
     assert conn.pings == []
-    clock.advance(0.25, m)
+    frozen_lifecycle.advance(0.25, m)
     assert conn.pings == [t0 + 1]
-    clock.advance(1, m)
-    clock.advance(1, m)
+    frozen_lifecycle.advance(1, m)
+    frozen_lifecycle.advance(1, m)
     assert conn.pings == [t0 + 1, t0 + 2, t0 + 3]
 
 
-def test_successful_ping_counts_as_a_heartbeat(make_manager, clock, record):
+def test_successful_ping_counts_as_a_heartbeat(make_manager, frozen_lifecycle, record):
     m = make_manager(PING_CFG)
     conn = PingConnector()
     t0 = time.monotonic()
     sid = start(m, conn)
     rec = record(m)
     for _ in range(10):
-        clock.advance(1, m)
+        frozen_lifecycle.advance(1, m)
     assert rec.names() == ["heartbeat_received"] * 10
     assert m.registry.get(sid).last_heartbeat == t0 + 10
     assert m.get_status(sid) is S.RUNNING
 
 
-def test_failing_ping_is_logged_and_the_deadline_decides(make_manager, clock, record, caplog):
+def test_failing_ping_is_logged_and_the_deadline_decides(make_manager, frozen_lifecycle, record, caplog):
     m = make_manager(PING_CFG)
     conn = PingConnector(ping_error=OSError("ping lost"))
     t0 = time.monotonic()
     sid = start(m, conn)
     rec = record(m)
     with caplog.at_level(logging.WARNING, logger="lifecycle"):
-        clock.advance(1, m)
-        clock.advance(1, m)
+        frozen_lifecycle.advance(1, m)
+        frozen_lifecycle.advance(1, m)
     assert conn.pings == [t0 + 1, t0 + 2]
     assert caplog.text.count("ping lost") == 2
     assert rec.events == []
     assert m.get_status(sid) is S.RUNNING
-    clock.advance(0.5, m)
+    frozen_lifecycle.advance(0.5, m)
     assert rec.events[0] == HeartbeatTimeout(sid, t0 + 2.5)
     assert m.get_status(sid) is S.RECONNECTING
 
 
-def test_ping_is_not_called_while_the_service_is_not_running(make_manager, clock):
+def test_ping_is_not_called_while_the_service_is_not_running(make_manager, frozen_lifecycle):
     m = make_manager(PING_CFG)
     conn = PingConnector()
     sid = start(m, conn)
     conn.connect_fails = True
     m.handle_error(sid, "down")
     for _ in range(10):
-        clock.advance(1, m)
+        frozen_lifecycle.advance(1, m)
     assert m.get_status(sid) is S.ERROR
     assert conn.pings == []
 
 
-def test_pings_resume_one_interval_after_a_reconnect(make_manager, clock):
+def test_pings_resume_one_interval_after_a_reconnect(make_manager, frozen_lifecycle):
     m = make_manager(PING_CFG)
     conn = PingConnector()
     t0 = time.monotonic()
     sid = start(m, conn)
     m.handle_error(sid, "down")
-    clock.advance(1, m)  # attempt 1 succeeds at t0+1
+    frozen_lifecycle.advance(1, m)  # attempt 1 succeeds at t0+1
     assert m.get_status(sid) is S.RUNNING
     assert conn.pings == []
-    clock.advance(1, m)
+    frozen_lifecycle.advance(1, m)
     assert conn.pings == [t0 + 2]

@@ -302,68 +302,68 @@ def test_extension_service_accepts_name_and_version_of_exactly_256_chars():
 # -- heartbeat and health -------------------------------------------------------------------
 
 
-def test_heartbeat_sets_last_heartbeat_to_monotonic_now(frozen):
+def test_heartbeat_sets_last_heartbeat_to_monotonic_now(frozen_lifecycle):
     svc = ExtensionService("a", "1")
     svc.heartbeat()
     assert svc.last_heartbeat == time.monotonic()
-    frozen.tick(12.5)
+    frozen_lifecycle.freezer.tick(12.5)
     svc.heartbeat()
     assert svc.last_heartbeat == time.monotonic()
 
 
-def test_heartbeat_resets_retry_count(frozen):
+def test_heartbeat_resets_retry_count(frozen_lifecycle):
     svc = ExtensionService("a", "1", retry_count=4)
     assert svc.retry_count == 4
     svc.heartbeat()
     assert svc.retry_count == 0
 
 
-def test_is_healthy_false_when_running_but_never_heartbeated(frozen):
+def test_is_healthy_false_when_running_but_never_heartbeated(frozen_lifecycle):
     svc = ExtensionService("a", "1")
     svc.set_status(ServiceStatus.RUNNING)
     assert svc.is_healthy(30.0) is False
 
 
 @pytest.mark.parametrize("status", [s for s in ServiceStatus if s is not ServiceStatus.RUNNING])
-def test_is_healthy_false_when_not_running_even_with_fresh_heartbeat(frozen, status):
+def test_is_healthy_false_when_not_running_even_with_fresh_heartbeat(frozen_lifecycle, status):
     svc = ExtensionService("a", "1")
     svc.heartbeat()
     svc.set_status(status)
     assert svc.is_healthy(30.0) is False
 
 
-def test_is_healthy_true_right_after_heartbeat_and_just_before_timeout(frozen):
+def test_is_healthy_true_right_after_heartbeat_and_just_before_timeout(frozen_lifecycle):
     svc = ExtensionService("a", "1")
     svc.set_status(ServiceStatus.RUNNING)
     svc.heartbeat()
     assert svc.is_healthy(30.0) is True
-    frozen.tick(29.999)
+    frozen_lifecycle.freezer.tick(29.999)
     assert svc.is_healthy(30.0) is True
 
 
-def test_is_healthy_false_at_exactly_the_timeout(frozen):
+def test_is_healthy_false_at_exactly_the_timeout(frozen_lifecycle):
     svc = ExtensionService("a", "1")
     svc.set_status(ServiceStatus.RUNNING)
     svc.heartbeat()
-    frozen.tick(30)
+    frozen_lifecycle.freezer.tick(30)
     assert svc.is_healthy(30.0) is False
 
 
-def test_is_healthy_false_after_the_timeout_and_true_again_after_new_heartbeat(frozen):
+def test_is_healthy_false_after_the_timeout_and_true_again_after_new_heartbeat(frozen_lifecycle):
     svc = ExtensionService("a", "1")
     svc.set_status(ServiceStatus.RUNNING)
     svc.heartbeat()
-    frozen.tick(31)
+    frozen_lifecycle.freezer.tick(31)
     assert svc.is_healthy(30.0) is False
     svc.heartbeat()
     assert svc.is_healthy(30.0) is True
 
 
-def test_is_healthy_accepts_int_timeout(frozen):
+def test_is_healthy_accepts_int_timeout(frozen_lifecycle):
     svc = ExtensionService("a", "1")
     svc.set_status(ServiceStatus.RUNNING)
     svc.heartbeat()
-    frozen.tick(5)
+    frozen_lifecycle.freezer.tick(5)
     assert svc.is_healthy(6) is True
     assert svc.is_healthy(5) is False
 
@@ -416,7 +416,7 @@ def _is_aware_utc(moment: datetime) -> bool:
     return moment.tzinfo is not None and moment.utcoffset() == timedelta(0)
 
 
-def test_registration_info_times_are_timezone_aware_utc_now(frozen):
+def test_registration_info_times_are_timezone_aware_utc_now(frozen_lifecycle):
     info = RegistrationInfo(ExtensionService("a", "1"))
     assert _is_aware_utc(info.registered_at)
     assert _is_aware_utc(info.updated_at)
@@ -425,10 +425,10 @@ def test_registration_info_times_are_timezone_aware_utc_now(frozen):
     assert info.updated_at == expected
 
 
-def test_registration_info_touch_updates_only_updated_at(frozen):
+def test_registration_info_touch_updates_only_updated_at(frozen_lifecycle):
     info = RegistrationInfo(ExtensionService("a", "1"))
     registered = info.registered_at
-    frozen.tick(42)
+    frozen_lifecycle.freezer.tick(42)
     info.touch()
     assert info.registered_at == registered
     assert info.updated_at == registered + timedelta(seconds=42)

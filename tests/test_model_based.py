@@ -36,7 +36,6 @@ from typing import Any
 
 import freezegun
 import pytest
-from helpers import Recorder
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -55,6 +54,7 @@ from lifecycle import (
     TransportConfig,
 )
 from lifecycle.events import LifecycleEvent, Reconnecting
+from lifecycle.testing import EventRecorder
 
 STARTING = ServiceStatus.STARTING
 RUNNING = ServiceStatus.RUNNING
@@ -497,7 +497,7 @@ class ManagerMachine(RuleBasedStateMachine):
         # Built inside the freeze: the frozen monotonic clock jumps when the freeze starts.
         self.manager = LifecycleManager(config=self.config, autostart=False, rng=random.Random(seed))
         self.model = Model(self.config, self.board)
-        self.recorder = Recorder()
+        self.recorder = EventRecorder()
         self.connection = lifecycle.connect(self.recorder, sender=self.manager)
         self.subscription = self.manager.subscribe(maxsize=100_000)
 

@@ -185,7 +185,7 @@ def test_get_by_name_finds_service_and_returns_none_for_unknown(reg):
     assert reg.get_by_name("c") is None
 
 
-def test_get_registration_returns_info_with_utc_times(frozen, reg):
+def test_get_registration_returns_info_with_utc_times(frozen_lifecycle, reg):
     sid = reg.register(svc("a"))
     info = reg.get_registration(sid)
     assert isinstance(info, RegistrationInfo)
@@ -271,10 +271,10 @@ def test_update_status_does_not_validate_transitions(reg):
         assert reg.get(sid).status is status
 
 
-def test_update_status_touches_updated_at_only(frozen, reg):
+def test_update_status_touches_updated_at_only(frozen_lifecycle, reg):
     sid = reg.register(svc("a"))
     before = reg.get_registration(sid)
-    frozen.tick(5)
+    frozen_lifecycle.freezer.tick(5)
     reg.update_status(sid, RUNNING)
     after = reg.get_registration(sid)
     assert after.registered_at == before.registered_at
@@ -289,14 +289,14 @@ def test_update_status_unknown_id_raises_service_not_found_naming_id(reg):
 # -- heartbeat ------------------------------------------------------------------------------
 
 
-def test_heartbeat_records_monotonic_now(frozen, reg):
+def test_heartbeat_records_monotonic_now(frozen_lifecycle, reg):
     sid = reg.register(svc("a"))
-    frozen.tick(3)
+    frozen_lifecycle.freezer.tick(3)
     reg.heartbeat(sid)
     assert reg.get(sid).last_heartbeat == time.monotonic()
 
 
-def test_heartbeat_does_not_change_status(frozen, reg):
+def test_heartbeat_does_not_change_status(frozen_lifecycle, reg):
     sid = reg.register(svc("a"))
     reg.update_status(sid, RECONNECTING)
     reg.heartbeat(sid)
@@ -432,32 +432,32 @@ def test_stats_reflect_status_updates(reg):
 # -- health_check ---------------------------------------------------------------------------
 
 
-def test_health_check_marks_stale_running_services_reconnecting_and_returns_their_ids(frozen):
+def test_health_check_marks_stale_running_services_reconnecting_and_returns_their_ids(frozen_lifecycle):
     reg = RegistryService(heartbeat_timeout_secs=60)
     stale = reg.register(svc("stale"))
     fresh = reg.register(svc("fresh"))
     for sid in (stale, fresh):
         reg.update_status(sid, RUNNING)
     reg.heartbeat(stale)
-    frozen.tick(30)
+    frozen_lifecycle.freezer.tick(30)
     reg.heartbeat(fresh)
-    frozen.tick(30)  # stale: 60 s silent (exactly the timeout); fresh: 30 s
+    frozen_lifecycle.freezer.tick(30)  # stale: 60 s silent (exactly the timeout); fresh: 30 s
     assert reg.health_check() == [stale]
     assert reg.get(stale).status is RECONNECTING
     assert reg.get(fresh).status is RUNNING
 
 
-def test_health_check_leaves_service_just_inside_timeout_running(frozen):
+def test_health_check_leaves_service_just_inside_timeout_running(frozen_lifecycle):
     reg = RegistryService(heartbeat_timeout_secs=60)
     sid = reg.register(svc("a"))
     reg.update_status(sid, RUNNING)
     reg.heartbeat(sid)
-    frozen.tick(59.999)
+    frozen_lifecycle.freezer.tick(59.999)
     assert reg.health_check() == []
     assert reg.get(sid).status is RUNNING
 
 
-def test_health_check_treats_running_service_without_any_heartbeat_as_stale(frozen):
+def test_health_check_treats_running_service_without_any_heartbeat_as_stale(frozen_lifecycle):
     reg = RegistryService(heartbeat_timeout_secs=60)
     sid = reg.register(svc("a"))
     reg.update_status(sid, RUNNING)
@@ -466,23 +466,23 @@ def test_health_check_treats_running_service_without_any_heartbeat_as_stale(froz
 
 
 @pytest.mark.parametrize("status", [s for s in ServiceStatus if s is not RUNNING])
-def test_health_check_ignores_non_running_services_even_when_silent(frozen, status):
+def test_health_check_ignores_non_running_services_even_when_silent(frozen_lifecycle, status):
     reg = RegistryService(heartbeat_timeout_secs=60)
     sid = reg.register(svc("a"))
     reg.heartbeat(sid)
     reg.update_status(sid, status)
-    frozen.tick(3600)
+    frozen_lifecycle.freezer.tick(3600)
     assert reg.health_check() == []
     assert reg.get(sid).status is status
 
 
-def test_health_check_returns_each_stale_id_once_and_second_run_finds_none(frozen):
+def test_health_check_returns_each_stale_id_once_and_second_run_finds_none(frozen_lifecycle):
     reg = RegistryService(heartbeat_timeout_secs=10)
     ids = [reg.register(svc(f"s{i}")) for i in range(3)]
     for sid in ids:
         reg.update_status(sid, RUNNING)
         reg.heartbeat(sid)
-    frozen.tick(11)
+    frozen_lifecycle.freezer.tick(11)
     assert sorted(reg.health_check()) == sorted(ids)
     assert reg.health_check() == []
     assert reg.stats().reconnecting == 3
@@ -607,7 +607,7 @@ def test_update_status_rejects_unknown_status_text_and_non_status(reg):
     assert reg.get(sid).status is STARTING
 
 
-def test_health_check_returns_service_ids(frozen):
+def test_health_check_returns_service_ids(frozen_lifecycle):
     reg = RegistryService(heartbeat_timeout_secs=1)
     sid = reg.register(svc("a"))
     reg.update_status(sid, RUNNING)

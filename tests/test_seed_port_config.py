@@ -9,7 +9,7 @@ import pytest
 from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, RegistryService
 
 
-def test_manager_keeps_custom_heartbeat_interval_timeout_and_attempts(frozen):
+def test_manager_keeps_custom_heartbeat_interval_timeout_and_attempts(frozen_lifecycle):
     # test_lifecycle_config: a config with interval 10, timeout 30, 3 attempts (rest default)
     config = LifecycleConfig(heartbeat_interval_secs=10, heartbeat_timeout_secs=30, max_reconnect_attempts=3)
     manager = LifecycleManager(RegistryService(), config, autostart=False)
@@ -26,14 +26,14 @@ def test_manager_keeps_custom_heartbeat_interval_timeout_and_attempts(frozen):
         manager.shutdown()
 
 
-def test_manager_applies_custom_heartbeat_timeout_to_service_health(frozen):
+def test_manager_applies_custom_heartbeat_timeout_to_service_health(frozen_lifecycle):
     config = LifecycleConfig(heartbeat_interval_secs=10, heartbeat_timeout_secs=30, max_reconnect_attempts=3)
     manager = LifecycleManager(RegistryService(), config, autostart=False)
     try:
         sid = manager.start_service(ExtensionService("test", "1.0.0"))
-        frozen.tick(29.999)
+        frozen_lifecycle.freezer.tick(29.999)
         assert manager.is_healthy(sid) is True
-        frozen.tick(0.001)
+        frozen_lifecycle.freezer.tick(0.001)
         assert manager.is_healthy(sid) is False
     finally:
         manager.shutdown()

@@ -42,11 +42,11 @@ def test_start_stop_service(make_manager):
     assert manager.registry.get(sid) is None
 
 
-def test_handle_heartbeat(make_manager, clock, record):
+def test_handle_heartbeat(make_manager, frozen_lifecycle, record):
     manager = make_manager()
     sid = manager.start_service(ExtensionService("test", "1.0.0"))
     rec = record(manager)
-    clock.advance(1, manager)
+    frozen_lifecycle.advance(1, manager)
     assert manager.handle_heartbeat(sid) is None
     assert manager.registry.get(sid).last_heartbeat == time.monotonic()
     assert rec.events == [Heartbeat(sid, time.monotonic())]
@@ -60,7 +60,7 @@ def test_handle_heartbeat(make_manager, clock, record):
     ],
     ids=["config-auto-reconnect-off", "transport-auto-reconnect-off"],
 )
-def test_handle_error(make_manager, clock, record, config, transport):
+def test_handle_error(make_manager, frozen_lifecycle, record, config, transport):
     manager = make_manager(config)
     sid = manager.start_service(ExtensionService("test", "1.0.0", transport=transport))
     rec = record(manager)
@@ -68,7 +68,7 @@ def test_handle_error(make_manager, clock, record, config, transport):
     manager.handle_error(sid, "Test error")
     assert manager.get_status(sid) is S.ERROR
     assert rec.events == [Error(sid, now, "Test error"), StatusChanged(sid, now, S.RUNNING, S.ERROR)]
-    clock.advance(60, manager)  # no reconnect attempt is ever scheduled
+    frozen_lifecycle.advance(60, manager)  # no reconnect attempt is ever scheduled
     assert rec.names() == ["service_error", "status_changed"]
     assert manager.get_status(sid) is S.ERROR
 

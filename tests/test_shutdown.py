@@ -196,7 +196,7 @@ def test_shutdown_is_idempotent_even_from_several_threads_at_once():
     new_threads_exit(before)
 
 
-def test_shutdown_from_a_receiver_in_manual_mode(make_manager, record, clock):
+def test_shutdown_from_a_receiver_in_manual_mode(make_manager, record, frozen_lifecycle):
     m = make_manager(CFG)
     rec = record(m)
     a = m.start_service(ExtensionService("a", "1"))
@@ -209,7 +209,7 @@ def test_shutdown_from_a_receiver_in_manual_mode(make_manager, record, clock):
         m.handle_error(a, "fatal")  # the receiver shuts the manager down mid-dispatch
     assert m.closed and m.count() == 0 and m.registry.count() == 0 and m.armed_timers() == 0
     assert rec.names().count("service_stopped") == 2
-    assert clock.advance(100, m) == 0
+    assert frozen_lifecycle.advance(100, m) == 0
     for call in (lambda: m.handle_error(a, "x"), lambda: m.handle_heartbeat(a), lambda: m.stop_service(a),
                  m.health_check, m.subscribe,
                  lambda: m.start_service(ExtensionService("c", "1"))):

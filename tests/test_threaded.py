@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from helpers import WAIT, Waiter
+from helpers import WAIT
 
 from lifecycle import (
     ExtensionService,
@@ -22,6 +22,7 @@ from lifecycle import (
     connect,
     signals,
 )
+from lifecycle.testing import EventRecorder
 from lifecycle.watchdog import Watchdog
 
 pytestmark = pytest.mark.threaded
@@ -48,13 +49,8 @@ def manager():
 
 
 @pytest.fixture
-def waiter(manager):
-    w = Waiter()
-    for sig in signals._signals.values():
-        sig.connect(w, sender=manager, weak=False)
-    yield w
-    for sig in signals._signals.values():
-        sig.disconnect(w)
+def waiter(manager, lifecycle_events):
+    return lifecycle_events.record(manager)
 
 
 def test_no_thread_is_started_before_the_first_service():
@@ -250,7 +246,7 @@ def test_a_receiver_may_call_back_into_the_manager_from_the_watchdog_thread(mana
 def test_shutdown_does_not_wait_for_a_worker_stuck_in_an_abandoned_connect():
     hanging = HangingConnector()
     m = LifecycleManager(config=FAST, connector=hanging)
-    w = Waiter()
+    w = EventRecorder()
     connection = connect(w, sender=m)
     try:
         sid = m.start_service(ExtensionService("a", "1", transport=TransportConfig(timeout_secs=0.1)))
