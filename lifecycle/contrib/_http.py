@@ -184,23 +184,19 @@ ENDPOINTS: dict[str, tuple[tuple[str, ...], Callable[..., Reply]]] = {
 """Endpoint name -> (methods it accepts, handler taking the manager and the URL's arguments)."""
 
 
-def serve(
-    endpoint: str,
-    manager: LifecycleManager,
-    settings: Settings,
-    *,
-    method: str,
-    request: Any,
-    authorization: str | None,
-    **arguments: str,
-) -> Reply:
-    """Answer one request: the method is checked first, then access, then the endpoint runs."""
+def serve(endpoint: str, manager: LifecycleManager, settings: Settings, request: Any, **arguments: str) -> Reply:
+    """Answer one request: the method is checked first, then access, then the endpoint runs.
+
+    `request` is the framework's own (Flask's and Django's both have `.method` and a
+    case-insensitive `.headers`); the `AUTH` hook receives it as it is.
+    """
     allowed, handler = ENDPOINTS[endpoint]
+    method = request.method
     if method == "OPTIONS":
         return Reply(204, None, {"Allow": ", ".join((*allowed, "OPTIONS"))})
     if method not in allowed:
         return method_not_allowed(method, (*allowed, "OPTIONS"))
-    refused = check_access(settings, request, authorization)
+    refused = check_access(settings, request, request.headers.get("Authorization"))
     if refused is not None:
         return refused
     return handler(manager, **arguments)

@@ -117,17 +117,7 @@ def _blueprint(settings: Settings, prefix: str) -> Blueprint:
     blueprint = Blueprint("lifecycle", __name__, url_prefix=prefix)
 
     def answer(endpoint: str, **arguments: str) -> Response:
-        manager = current_app.extensions[EXTENSION_KEY]
-        reply = serve(
-            endpoint,
-            manager,
-            settings,
-            method=request.method,
-            request=request,
-            authorization=request.headers.get("Authorization"),
-            **arguments,
-        )
-        return _response(reply)
+        return _response(serve(endpoint, current_app.extensions[EXTENSION_KEY], settings, request, **arguments))
 
     @blueprint.route("/services/<path:id>/heartbeat", methods=METHODS)
     def heartbeat(id: str) -> Response:

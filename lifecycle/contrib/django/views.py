@@ -40,16 +40,7 @@ def _answer(request: HttpRequest, endpoint: str, **arguments: str) -> HttpRespon
             "or LIFECYCLE['AUTH'] before exposing them beyond a trusted network",
             request.path,
         )
-    reply = serve(
-        endpoint,
-        manager,
-        settings,
-        method=request.method,
-        request=request,
-        authorization=request.headers.get("Authorization"),
-        **arguments,
-    )
-    return _response(reply, request.method)
+    return _response(serve(endpoint, manager, settings, request, **arguments), request.method)
 
 
 def _heartbeat(request: HttpRequest, id: str) -> HttpResponse:
