@@ -1,15 +1,17 @@
-"""Command line of the package: ``python -m lifecycle demo [options]``."""
+"""Command line of the package: ``python -m lifecycle demo [options]`` and ``python -m lifecycle status --url URL``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from . import __version__, demo
+from .contrib._status import StatusUnavailable, fetch_services, render_table
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m lifecycle`` parser, with one subcommand per tool (so far: ``demo``)."""
+    """The ``python -m lifecycle`` parser, with one subcommand per tool (``demo``, ``status``)."""
     parser = argparse.ArgumentParser(
         prog="python -m lifecycle",
         description="lifecycle: keep a host program's extension services alive.",
@@ -21,12 +23,34 @@ def build_parser() -> argparse.ArgumentParser:
                                       description=demo.DESCRIPTION, epilog=demo.EPILOG)
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(parser=demo_parser)
+    status_parser = commands.add_parser(
+        "status",
+        help="print the services of a running server's lifecycle endpoints",
+        description="Print the services a running app serves at <url>/services (Flask or Django endpoints).",
+    )
+    status_parser.add_argument("--url", required=True, help="the endpoints' base URL, e.g. http://127.0.0.1:5000/lifecycle")
+    status_parser.add_argument("--token", help="bearer token (the server's HEARTBEAT_TOKEN)")
+    status_parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
+    status_parser.add_argument("--json", action="store_true", help="print the services as JSON")
     return parser
+
+
+def status(namespace: argparse.Namespace) -> int:
+    """Fetch and print a server's services; exit code 1 with the reason when that fails."""
+    try:
+        services = fetch_services(namespace.url, namespace.token, namespace.timeout)
+    except StatusUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(services, indent=2) if namespace.json else render_table(services))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen subcommand; return its exit code."""
     namespace = build_parser().parse_args(argv)
+    if namespace.command == "status":
+        return status(namespace)
     return demo.run(demo.options_from(namespace.parser, namespace))
 
 

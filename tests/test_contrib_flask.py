@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -461,3 +462,63 @@ def test_the_manager_is_shut_down_at_exit_without_hanging_it():
     assert lines.count("status_changed") >= 2, proc.stdout
     assert "Traceback" not in proc.stderr, proc.stderr
     assert elapsed < 30  # generous: the point is that exit does not wait forever for the stuck disconnect
+
+
+# -- status commands ----------------------------------------------------------------------------
+
+
+def test_flask_lifecycle_status_prints_this_processes_services(make_app):
+    app = make_app()
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["lifecycle", "status"]).output.strip() == "No lifecycle services."
+    sid = start(app, "alpha", id="alpha-1")
+    lines = runner.invoke(args=["lifecycle", "status"]).output.splitlines()
+    assert lines[0].split() == ["ID", "NAME", "VERSION", "STATUS", "SINCE", "HEARTBEAT", "(s)"]
+    assert lines[1].split()[:4] == [sid, "alpha", "1.0", "running"] and len(lines) == 2
+    listed = json.loads(runner.invoke(args=["lifecycle", "status", "--json"]).output)
+    assert [(s["id"], s["status"]) for s in listed] == [("alpha-1", "running")]
+    refused = runner.invoke(args=["lifecycle", "status", "--token", "t"])
+    assert refused.exit_code == 2 and "--token only makes sense with --url" in refused.output
+
+
+@pytest.fixture
+def served(make_app) -> Iterator[tuple[Flask, str]]:
+    """A token-protected app served over real HTTP on 127.0.0.1 (port from the OS); yields it and its URL."""
+    from werkzeug.serving import make_server
+
+    app = make_app(LIFECYCLE_HEARTBEAT_TOKEN="s3cret")
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield app, f"http://127.0.0.1:{server.server_port}/lifecycle"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_status_over_http_from_flask_and_from_python_m_lifecycle(served, capsys):
+    app, url = served
+    start(app, "remote", id="remote-1")
+    other = Flask("cli")  # the command runs in another app: only --url can see the served one
+    other.config.update(MANUAL)
+    Lifecycle(other)
+    try:
+        result = other.test_cli_runner().invoke(args=["lifecycle", "status", "--url", url, "--token", "s3cret"])
+        assert result.exit_code == 0 and result.output.splitlines()[1].split()[:4] == [
+            "remote-1", "remote", "1.0", "running"]
+        refused = other.test_cli_runner().invoke(args=["lifecycle", "status", "--url", url])
+        assert refused.exit_code == 1 and "refused the request with 401" in refused.output
+    finally:
+        manager_of(other).shutdown()
+
+    from lifecycle.__main__ import main
+
+    assert main(["status", "--url", url, "--token", "s3cret", "--json"]) == 0
+    assert [s["id"] for s in json.loads(capsys.readouterr().out)] == ["remote-1"]
+    assert main(["status", "--url", url, "--token", "wrong"]) == 1
+    assert "refused the request with 403 FORBIDDEN; check --token" in capsys.readouterr().err
+    assert main(["status", "--url", url.removesuffix("/lifecycle") + "/elsewhere", "--token", "s3cret"]) == 1
+    assert "answered 404" in capsys.readouterr().err

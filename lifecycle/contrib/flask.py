@@ -1,9 +1,10 @@
 """Flask integration: `Lifecycle(app)` or `Lifecycle()` + `init_app(app)`, config from `LIFECYCLE_*` keys.
 
 The manager lives in `app.extensions["lifecycle"]` (or `Lifecycle.manager` inside an app
-context). Unless `LIFECYCLE_ENDPOINTS` is False, a blueprint serves the HTTP endpoints under
-`LIFECYCLE_URL_PREFIX` (default "/lifecycle"). Each worker process of a server has its own
-manager and registry: a heartbeat POSTed to one worker is not seen by the others.
+context), and `flask lifecycle status` prints its services. Unless `LIFECYCLE_ENDPOINTS` is
+False, a blueprint serves the HTTP endpoints under `LIFECYCLE_URL_PREFIX` (default
+"/lifecycle"). Each worker process of a server has its own manager and registry: a heartbeat
+POSTed to one worker is not seen by the others.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ import dataclasses
 import json
 import logging
 
+import click
 from flask import Blueprint, Flask, Response, current_app, request
+from flask.cli import AppGroup
 from werkzeug.exceptions import MethodNotAllowed
 
 from .. import _validate
 from ..manager import LifecycleManager
-from ._http import METHODS, Reply, not_found, serve
+from ._http import METHODS, Reply, list_services, not_found, serve
 from ._process import build_manager
 from ._settings import ConfigurationError, Settings, parse_settings
+from ._status import StatusUnavailable, fetch_services, render_table
 
 __all__ = ["EXTENSION_KEY", "Lifecycle"]
 
@@ -68,6 +72,7 @@ class Lifecycle:
                 manager.shutdown(0)
                 raise
         app.extensions[EXTENSION_KEY] = manager
+        app.cli.add_command(cli)
         if blueprint is not None and not settings.protected:
             log.warning(
                 "lifecycle: the endpoints under %s have no authorization; set LIFECYCLE_HEARTBEAT_TOKEN "
@@ -152,3 +157,29 @@ def _blueprint(settings: Settings, prefix: str) -> Blueprint:
         return _response(not_found(request.path))
 
     return blueprint
+
+
+cli = AppGroup("lifecycle", help="Lifecycle services of this app.")
+
+
+@cli.command("status")
+@click.option("--url", help="Base URL of the endpoints on a running server, e.g. http://127.0.0.1:5000/lifecycle.")
+@click.option("--token", help="Bearer token for --url (the server's LIFECYCLE_HEARTBEAT_TOKEN).")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for --url.")
+@click.option("--json", "as_json", is_flag=True, help="Print the services as JSON.")
+def status_command(url: str | None, token: str | None, timeout: float, as_json: bool) -> None:
+    """Show the services of this process's manager, or of a running server with --url.
+
+    Each process has its own manager: without --url this shows the services the app started
+    while loading in this very process.
+    """
+    if url:
+        try:
+            services = fetch_services(url, token, timeout)
+        except StatusUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+    else:
+        if token:
+            raise click.UsageError("--token only makes sense with --url")
+        services = list_services(current_app.extensions[EXTENSION_KEY]).body
+    click.echo(json.dumps(services, indent=2) if as_json else render_table(services))

@@ -1,0 +1,75 @@
+"""The service status table the command lines print, and fetching it from a running server.
+
+With the in-memory registry each process has its own view, so the commands either show their
+own process's manager or ask a server's `GET <prefix>/services` endpoint. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+__all__ = ["StatusUnavailable", "fetch_services", "render_table"]
+
+_COLUMNS = (
+    ("id", "ID"),
+    ("name", "NAME"),
+    ("version", "VERSION"),
+    ("status", "STATUS"),
+    ("seconds_since_heartbeat", "SINCE HEARTBEAT (s)"),
+)
+
+
+class StatusUnavailable(Exception):
+    """The server could not be asked, or did not answer with a service list; the message says why."""
+
+
+def fetch_services(base: str, token: str | None = None, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """GET <base>/services; every failure is a `StatusUnavailable` naming the URL."""
+    url = base.rstrip("/") + "/services"
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise StatusUnavailable(f"--url must be an http:// or https:// URL, not {base!r}")
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            payload = response.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            advice = "pass --token" if exc.code == 401 else "check --token"
+            raise StatusUnavailable(f"{url} refused the request with {exc.code} {exc.reason}; {advice}") from None
+        raise StatusUnavailable(f"{url} answered {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise StatusUnavailable(f"cannot reach {url}: {reason}") from None
+    try:
+        services = json.loads(payload)
+    except ValueError:
+        raise StatusUnavailable(f"{url} did not answer with JSON; is it the lifecycle endpoints' URL?") from None
+    if not isinstance(services, list) or not all(isinstance(s, dict) for s in services):
+        raise StatusUnavailable(f"{url} did not answer with a list of services; is it the lifecycle endpoints' URL?")
+    return services
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def render_table(services: list[dict[str, Any]]) -> str:
+    """Fixed-width columns sized to their content, one row per service."""
+    if not services:
+        return "No lifecycle services."
+    rows = [[title for _, title in _COLUMNS]]
+    rows += [[_cell(service.get(key)) for key, _ in _COLUMNS] for service in services]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    lines = ("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
