@@ -18,6 +18,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from ..._forksafe import hold_across_fork
 from ...manager import LifecycleManager
 from .._process import build_manager
 from .._settings import ConfigurationError, Settings, parse_settings
@@ -30,6 +31,15 @@ SETTING = "LIFECYCLE"
 
 _lock = threading.Lock()
 _cached: tuple[LifecycleManager, Settings] | None = None
+
+
+def _renew_lock() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+# A worker forked (gunicorn --preload) while another thread builds the manager must not inherit _lock held.
+hold_across_fork(lambda: [_lock], _renew_lock)
 
 
 def _spell(key: str) -> str:
