@@ -17,7 +17,7 @@ pytest.importorskip("flask")
 from flask import Flask, Request
 
 import lifecycle
-from lifecycle import ExtensionService, LifecycleManager, ServiceStatus
+from lifecycle import ExtensionService, LifecycleManager, ServiceStatus, TransportConfig
 from lifecycle.contrib import ConfigurationError, bearer_token_valid
 from lifecycle.contrib._process import _at_exit
 from lifecycle.contrib.flask import Lifecycle
@@ -297,6 +297,30 @@ def test_healthz_is_200_when_all_run_and_503_naming_the_others(make_app):
         assert response.get_json() == {"status": "failing", "services": 2,
                                        "failing": [{"id": quiet, "name": "quiet", "status": "error"}]}
         assert busy != quiet
+
+
+def test_healthz_lists_every_failing_service_grouped_by_status(make_app):
+    with freezegun.freeze_time("2026-01-01") as frozen:
+        app = make_app(LIFECYCLE_MAX_RECONNECT_ATTEMPTS=3, LIFECYCLE_RECONNECT_DELAY_MS=10_000,
+                       LIFECYCLE_CONNECTOR=lambda service: None)
+        manager = manager_of(app)
+        ids = {name: start(app, name) for name in ("a", "b", "c", "d", "e")}
+        ids["f"] = start(app, "f", transport=TransportConfig(auto_reconnect=False))
+        manager.handle_error(ids["b"], "boom")  # RECONNECTING, retry in 10 s
+        frozen.tick(2)
+        for name in "acef":
+            manager.handle_heartbeat(ids[name])
+        frozen.tick(1)
+        manager.run_pending()  # d timed out: RECONNECTING
+        manager.handle_error(ids["a"], "boom")
+        manager.handle_error(ids["f"], "boom")  # no auto-reconnect: ERROR
+        body = app.test_client().get("/lifecycle/healthz").get_json()
+    assert body == {"status": "failing", "services": 6, "failing": [
+        {"id": ids["a"], "name": "a", "status": "reconnecting"},
+        {"id": ids["b"], "name": "b", "status": "reconnecting"},
+        {"id": ids["d"], "name": "d", "status": "reconnecting"},
+        {"id": ids["f"], "name": "f", "status": "error"},
+    ]}
 
 
 @pytest.mark.parametrize(
