@@ -30,6 +30,8 @@ OTHER_KEYS = ("CONNECTOR", "AUTH", "HEARTBEAT_TOKEN", "SHUTDOWN_TIMEOUT", "AUTOS
 
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
 
 class ConfigurationError(LifecycleError, ValueError):
     """A lifecycle setting is missing, unknown or invalid; `key` is the setting as the user spells it."""
@@ -91,6 +93,11 @@ def parse_settings(
     if token is not None:
         if not isinstance(token, str) or not token.strip():
             raise ConfigurationError(spell("HEARTBEAT_TOKEN"), "must be a non-empty str")
+        if not _BEARER_TOKEN.fullmatch(token):
+            # Anything else cannot travel unchanged in an Authorization header (RFC 6750's b64token).
+            raise ConfigurationError(
+                spell("HEARTBEAT_TOKEN"), "may hold only letters, digits and - . _ ~ + / (then trailing =)"
+            )
         if authorize is not None:
             raise ConfigurationError(
                 spell("HEARTBEAT_TOKEN"),
