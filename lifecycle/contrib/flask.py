@@ -20,7 +20,8 @@ from werkzeug.exceptions import MethodNotAllowed
 
 from .. import _validate
 from ..manager import LifecycleManager
-from ._http import METHODS, Reply, list_services, not_found, serve
+from . import _http
+from ._http import METHODS, Reply, not_found, serve
 from ._process import build_manager
 from ._settings import ConfigurationError, Settings, parse_settings
 from ._status import StatusUnavailable, fetch_services, render_table
@@ -118,7 +119,10 @@ def _response(reply: Reply) -> Response:
 
 
 def _blueprint(settings: Settings, prefix: str) -> Blueprint:
-    """The endpoints for one app; every answer under the prefix is JSON, routing errors included."""
+    """The endpoints for one app; every answer under the prefix is JSON, routing errors included.
+
+    Each view is named after its `_http.ENDPOINTS` key: `routing_failed` maps a rule back to it.
+    """
     blueprint = Blueprint("lifecycle", __name__, url_prefix=prefix)
 
     def answer(endpoint: str, **arguments: str) -> Response:
@@ -181,5 +185,5 @@ def status_command(url: str | None, token: str | None, timeout: float, as_json: 
     else:
         if token:
             raise click.UsageError("--token only makes sense with --url")
-        services = list_services(current_app.extensions[EXTENSION_KEY]).body
+        services = _http.list_services(current_app.extensions[EXTENSION_KEY]).body
     click.echo(json.dumps(services, indent=2) if as_json else render_table(services))
