@@ -6,6 +6,7 @@ is for a log line or an HTTP answer, bounded by a generous deadline.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -35,6 +36,7 @@ SERVICE = "example-extension"
 DEADLINE = 30.0  # generous: gunicorn boots in well under a second even on a loaded machine
 
 
+@functools.cache
 def _gunicorn_flags() -> list[str]:
     help_text = subprocess.run([sys.executable, "-m", "gunicorn", "--help"], capture_output=True, text=True).stdout
     # gunicorn 27 opens a control socket in ~/.gunicorn by default; tests run side by side must not share it.
