@@ -97,12 +97,12 @@ class Process:
 
 @pytest.fixture
 def start_gunicorn() -> Iterator[Callable[..., tuple[Process, str]]]:
-    """Start the example app under gunicorn; returns the process and its base URL, and stops it after."""
+    """Start an example app under gunicorn (Flask's by default); returns the process and its base URL."""
     started: list[Process] = []
 
-    def start(*args: str, **env: str) -> tuple[Process, str]:
+    def start(*args: str, app: str = "flask_app:app", chdir: Path = EXAMPLES, **env: str) -> tuple[Process, str]:
         argv = [sys.executable, "-m", "gunicorn", *_gunicorn_flags(), "--bind", "127.0.0.1:0",
-                "--chdir", str(EXAMPLES), *args, "flask_app:app"]
+                "--chdir", str(chdir), *args, app]
         server = Process(argv, env)
         started.append(server)
         port = server.wait_for(lambda lines: re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", "\n".join(lines)))
@@ -140,6 +140,17 @@ def eventually(check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
 MISSED = r"pid=(\d+) lifecycle WARNING lifecycle: service .* missed its heartbeat deadline"
 
 
+def preloaded_workers_and_master_all_detect_the_timeout(server: Process) -> set[int]:
+    """Wait until both workers and the master log the silent service's timeout; return the worker pids."""
+    master = int(server.wait_for(lambda lines: re.search(r"Listening at: \S+ \((\d+)\)", "\n".join(lines))).group(1))
+    workers: set[int] = server.wait_for(
+        lambda lines: (pids := set(re.findall(r"Booting worker with pid: (\d+)", "\n".join(lines))))
+        and len(pids) == 2 and {int(p) for p in pids}
+    )
+    server.wait_for(lambda lines: {int(m.group(1)) for m in server.matches(MISSED)} >= {*workers, master})
+    return workers
+
+
 def test_preloaded_manager_detects_timeouts_in_both_workers_and_the_master(start_gunicorn):
     """--preload: the manager and its service are made in the master before the fork; every process
     then runs its own watchdog, so both workers (and the master, unaffected) see the silent service
@@ -148,17 +159,33 @@ def test_preloaded_manager_detects_timeouts_in_both_workers_and_the_master(start
         "--preload", "--workers", "2",
         FLASK_LIFECYCLE_HEARTBEAT_INTERVAL_SECS="0.2", FLASK_LIFECYCLE_HEARTBEAT_TIMEOUT_SECS="0.5",
     )
-    master = int(server.wait_for(lambda lines: re.search(r"Listening at: \S+ \((\d+)\)", "\n".join(lines))).group(1))
-    workers = server.wait_for(
-        lambda lines: (pids := set(re.findall(r"Booting worker with pid: (\d+)", "\n".join(lines))))
-        and len(pids) == 2 and {int(p) for p in pids}
-    )
-    server.wait_for(lambda lines: {int(m.group(1)) for m in server.matches(MISSED)} >= {*workers, master})
+    workers = preloaded_workers_and_master_all_detect_the_timeout(server)
     assert server.stop() == 0
     output = "\n".join(server.lines)
     assert "Traceback" not in output
     # atexit shut each worker's manager down: its service was stopped, in each worker.
     stopped = {int(m.group(1)) for m in server.matches(r"pid=(\d+) example INFO service_stopped")}
+    assert stopped >= workers
+
+
+def test_the_django_example_under_preloaded_gunicorn(start_gunicorn):
+    """The same with Django: the example app's ready() starts the service in the master (the WSGI
+    app is loaded before the fork); each worker answers the endpoints from its own manager."""
+    pytest.importorskip("django")
+    token = "django-token"
+    server, base = start_gunicorn(
+        "--preload", "--workers", "2", app="project.wsgi", chdir=EXAMPLES / "django_project",
+        LIFECYCLE_HEARTBEAT_INTERVAL_SECS="0.2", LIFECYCLE_HEARTBEAT_TIMEOUT_SECS="0.5",
+        LIFECYCLE_HEARTBEAT_TOKEN=token,
+    )
+    workers = preloaded_workers_and_master_all_detect_the_timeout(server)
+    status, body = request(f"{base}/lifecycle/healthz", token=token)
+    assert status == 503 and body["failing"][0]["id"] == SERVICE, body
+    assert request(f"{base}/lifecycle/services/{SERVICE}/heartbeat", "POST")[0] == 401
+    assert request(f"{base}/lifecycle/services/{SERVICE}/heartbeat", "POST", token=token)[0] == 204
+    assert server.stop() == 0
+    assert "Traceback" not in "\n".join(server.lines)
+    stopped = {int(m.group(1)) for m in server.matches(r"pid=(\d+) lifecycle INFO lifecycle: service .* stopped")}
     assert stopped >= workers
 
 

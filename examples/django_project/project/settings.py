@@ -30,10 +30,12 @@ LIFECYCLE = {
     "HEARTBEAT_TOKEN": os.environ.get("LIFECYCLE_HEARTBEAT_TOKEN") or None,
 }
 
-# The library logs to the "lifecycle" logger; show its INFO lines (starts, stops, timeouts) on the console.
+# The library logs to the "lifecycle" logger; show its INFO lines (starts, stops, timeouts) on the console,
+# with the process id: under gunicorn every worker runs its own manager.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"plain": {"format": "%(asctime)s pid=%(process)d %(name)s %(levelname)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {"lifecycle": {"handlers": ["console"], "level": "INFO"}},
 }
