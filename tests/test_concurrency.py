@@ -463,6 +463,45 @@ def test_a_fork_while_another_thread_holds_a_lock_never_strands_the_child(lock):
     assert "Traceback" not in proc.stderr, proc.stderr
 
 
+MULTIPROCESSING_SCRIPT = r"""
+import multiprocessing
+from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager
+
+cfg = LifecycleConfig(heartbeat_interval_secs=0.1, heartbeat_timeout_secs=0.3, max_reconnect_attempts=0)
+manager = LifecycleManager(config=cfg)
+events = manager.subscribe()  # made before the fork: the child reads its own copy, nothing can be missed
+silent = manager.start_service(ExtensionService("silent", "1"))  # its deadline is armed in the parent
+
+def child(results):
+    # The manager came over by fork: no call is needed for its watchdog to run here.
+    names = []
+    while "heartbeat_timeout" not in names:
+        names.append(events.get(timeout=10).signal_name)
+    results.put(("child", "heartbeat_timeout" in names, str(manager.get_status(silent))))
+    manager.shutdown(timeout=5)
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    process = context.Process(target=child, args=(results,))
+    process.start()
+    print(results.get(timeout=30), flush=True)
+    process.join(30)
+    print("exit", process.exitcode, flush=True)
+    manager.shutdown(timeout=5)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_multiprocessing_child_forked_from_a_running_manager_detects_timeouts(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(MULTIPROCESSING_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["('child', True, 'error')", "exit 0"], (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
 class SlowLivenessRegistry(RegistryService):
     """A registry whose reads take a millisecond (think of a shared, remote one): it widens the
     window between the watchdog reading a service's last heartbeat and acting on it, which is
