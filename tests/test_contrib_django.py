@@ -557,3 +557,32 @@ def test_status_command_rejects_a_non_lifecycle_url(configure: Callable[..., Lif
     start(manager, id="x/services")
     with pytest.raises(CommandError, match="did not answer with a list"):
         status("--url", server + "/services/x")
+
+
+def test_an_auth_module_that_asks_for_the_manager_while_importing_does_not_deadlock(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dotted paths are imported outside the accessor's lock: a module calling get_manager() at import
+    time gets an error (its own hook is not defined yet), never a hang."""
+    (tmp_path / "selfish_auth.py").write_text(
+        "from lifecycle.contrib.django import get_manager\nMANAGER = get_manager()\n"
+        "def check(request):\n    return True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    outcome: list[BaseException | None] = []
+
+    def ask() -> None:
+        try:
+            get_manager()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with override_settings(LIFECYCLE={"AUTOSTART": False, "AUTH": "selfish_auth.check"}):
+        thread = threading.Thread(target=ask, daemon=True)
+        thread.start()
+        thread.join(WAIT)
+        assert not thread.is_alive(), "get_manager() deadlocked"
+    assert len(outcome) == 1 and isinstance(outcome[0], ImproperlyConfigured), outcome
+    assert "LIFECYCLE['AUTH']" in str(outcome[0])
+    sys.modules.pop("selfish_auth", None)

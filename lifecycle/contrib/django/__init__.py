@@ -77,12 +77,16 @@ def get_manager() -> LifecycleManager:
 def _current() -> tuple[LifecycleManager, Settings]:
     """The cached (manager, settings) pair; the views need both, built from one reading of the setting."""
     global _cached
+    cached = _cached
+    if cached is not None:
+        return cached
+    # Parsing imports the CONNECTOR and AUTH modules: user code, so it runs outside the lock.
+    try:
+        settings = _parse(_values())
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
     with _lock:
         if _cached is None:
-            try:
-                settings = _parse(_values())
-            except ConfigurationError as exc:
-                raise ImproperlyConfigured(str(exc)) from exc
             _cached = (build_manager(settings), settings)
         return _cached
 
