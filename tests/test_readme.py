@@ -35,3 +35,12 @@ def test_the_flask_factory_example_runs():
 def test_the_pytest_plugin_examples_pass(pytester: pytest.Pytester, marker: str):
     pytester.makepyfile(test_example=block(marker))
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_the_lifecycle_config_override_example_changes_the_managers_config(pytester: pytest.Pytester):
+    pytester.makeconftest(block("def lifecycle_config"))
+    pytester.makepyfile(test_override="""
+def test_override(lifecycle_manager):
+    assert lifecycle_manager.config.heartbeat_timeout_secs == 2
+""")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
