@@ -96,21 +96,31 @@ class Process:
 
 
 @pytest.fixture
-def start_gunicorn() -> Iterator[Callable[..., tuple[Process, str]]]:
-    """Start an example app under gunicorn (Flask's by default); returns the process and its base URL."""
+def spawn() -> Iterator[Callable[[list[str], dict[str, str]], Process]]:
+    """Start a child process; every one still running is killed at teardown, even when the test failed."""
     started: list[Process] = []
+
+    def start(argv: list[str], env: dict[str, str]) -> Process:
+        started.append(Process(argv, env))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def start_gunicorn(spawn: Callable[[list[str], dict[str, str]], Process]) -> Callable[..., tuple[Process, str]]:
+    """Start an example app under gunicorn (Flask's by default); returns the process and its base URL."""
 
     def start(*args: str, app: str = "flask_app:app", chdir: Path = EXAMPLES, **env: str) -> tuple[Process, str]:
         argv = [sys.executable, "-m", "gunicorn", *_gunicorn_flags(), "--bind", "127.0.0.1:0",
                 "--chdir", str(chdir), *args, app]
-        server = Process(argv, env)
-        started.append(server)
+        server = spawn(argv, env)
         port = server.wait_for(lambda lines: re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", "\n".join(lines)))
         return server, f"http://127.0.0.1:{port.group(1)}"
 
-    yield start
-    for server in started:
-        server.stop(signal.SIGKILL)
+    return start
 
 
 def request(url: str, method: str = "GET", token: str | None = None) -> tuple[int, Any]:
@@ -189,7 +199,7 @@ def test_the_django_example_under_preloaded_gunicorn(start_gunicorn):
     assert stopped >= workers
 
 
-def test_the_extension_client_keeps_its_service_alive_and_recovers_it_after_being_killed(start_gunicorn):
+def test_the_extension_client_keeps_its_service_alive_and_recovers_it_after_being_killed(start_gunicorn, spawn):
     token = "s3cret-token"
     server, base = start_gunicorn(
         "--workers", "1",
@@ -200,8 +210,8 @@ def test_the_extension_client_keeps_its_service_alive_and_recovers_it_after_bein
     assert request(f"{lifecycle_url}/healthz")[0] == 401  # the token guards every endpoint
 
     def start_client() -> Process:
-        client = Process([sys.executable, str(EXAMPLES / "extension_client.py"), "--url", lifecycle_url,
-                          "--interval", "0.1"], {"LIFECYCLE_HEARTBEAT_TOKEN": token})
+        client = spawn([sys.executable, str(EXAMPLES / "extension_client.py"), "--url", lifecycle_url,
+                        "--interval", "0.1"], {"LIFECYCLE_HEARTBEAT_TOKEN": token})
         client.wait_for(lambda lines: "heartbeat: 204" in lines)
         return client
 
