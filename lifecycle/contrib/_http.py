@@ -9,6 +9,7 @@ only translate it into their own response objects. Every outcome a client can ca
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -46,6 +47,10 @@ class Reply:
     status: int
     body: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
+
+    def content(self) -> bytes:
+        """The body as JSON bytes; empty for no body and for 204."""
+        return b"" if self.body is None or self.status == 204 else json.dumps(self.body).encode()
 
 
 def _error(status: int, error: str, message: str, **extra: Any) -> Reply:

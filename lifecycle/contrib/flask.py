@@ -114,8 +114,9 @@ def _endpoint_settings(settings: Settings) -> tuple[bool, str]:
 
 
 def _response(reply: Reply) -> Response:
-    body = "" if reply.body is None or reply.status == 204 else json.dumps(reply.body)
-    return current_app.response_class(body, reply.status, headers=dict(reply.headers), mimetype="application/json")
+    return current_app.response_class(
+        reply.content(), reply.status, headers=dict(reply.headers), mimetype="application/json"
+    )
 
 
 def _blueprint(settings: Settings, prefix: str) -> Blueprint:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Any
@@ -21,7 +20,7 @@ _warned = threading.Event()  # the "unprotected endpoints" warning is logged onc
 
 
 def _response(reply: Reply, method: str = "GET") -> HttpResponse:
-    body = b"" if reply.body is None or reply.status == 204 else json.dumps(reply.body).encode()
+    body = reply.content()
     # HEAD: the GET answer's headers without its body (gunicorn complains about body bytes on HEAD).
     response = HttpResponse(b"" if method == "HEAD" else body, status=reply.status, content_type="application/json")
     if method == "HEAD" and body:
