@@ -8,6 +8,18 @@ from __future__ import annotations
 import threading
 import time
 
+from lifecycle import LifecycleConfig
+
+MANUAL = LifecycleConfig(
+    heartbeat_interval_secs=1.0,
+    heartbeat_timeout_secs=3.0,
+    max_reconnect_attempts=3,
+    reconnect_delay_ms=1000,
+    max_reconnect_delay_ms=4000,
+    jitter=0.0,
+)
+"""Manual-mode tests' config: whole seconds, no jitter, so delays and deadlines are exact."""
+
 WAIT = 5.0  # generous bound for anything that should take well under a second
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import blinker
 import pytest
+from helpers import MANUAL
 
 import lifecycle
 from lifecycle import (
@@ -59,14 +60,7 @@ STOPPING = ServiceStatus.STOPPING
 HUGE = "x" * 10**6
 NAN, INF = math.nan, math.inf
 
-CFG = LifecycleConfig(
-    heartbeat_interval_secs=1.0,
-    heartbeat_timeout_secs=3.0,
-    max_reconnect_attempts=3,
-    reconnect_delay_ms=1000,
-    max_reconnect_delay_ms=4000,
-    jitter=0.0,
-)
+CFG = MANUAL
 
 
 class Conn:

@@ -16,7 +16,7 @@ import warnings
 from typing import Any
 
 import pytest
-from helpers import WAIT, new_threads_exit
+from helpers import MANUAL, WAIT, new_threads_exit
 
 import lifecycle
 from lifecycle import (
@@ -36,14 +36,7 @@ STOPPING = ServiceStatus.STOPPING
 
 
 # Manual mode: whole seconds, no jitter.
-CFG = LifecycleConfig(
-    heartbeat_interval_secs=1.0,
-    heartbeat_timeout_secs=3.0,
-    max_reconnect_attempts=3,
-    reconnect_delay_ms=1000,
-    max_reconnect_delay_ms=4000,
-    jitter=0.0,
-)
+CFG = MANUAL
 
 # Real threads: sub-second everything.
 FAST = LifecycleConfig(
