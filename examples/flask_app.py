@@ -55,8 +55,8 @@ def create_app() -> Flask:
     app.config.from_prefixed_env()
     manager = extension.init_app(app)
     manager.start_service(ExtensionService(SERVICE, "1.0", id=SERVICE))
-    # Kept for the life of the app: lifecycle.connect holds the receiver strongly.
-    app.config["EXAMPLE_EVENT_LOG"] = lifecycle.connect(log_event, sender=manager)
+    # lifecycle.connect holds the receiver strongly; keep the handle to disconnect it some day.
+    app.extensions["example_event_log"] = lifecycle.connect(log_event, sender=manager)
 
     @app.get("/")
     def index() -> Any:
