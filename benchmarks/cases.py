@@ -200,9 +200,9 @@ def case_lag(n: int, args: argparse.Namespace, *, spread: bool = False) -> Resul
     registry = manager.registry
 
     def last_beat(sid: str) -> float:
-        live = registry.liveness(sid)
+        live = registry.silence(sid)
         assert live is not None and live[1] is not None
-        return live[1]
+        return time.monotonic() - live[1]
 
     result = run_lag(n, lambda i: manager.start_service(_service(i)), manager.handle_heartbeat, last_beat,
                      timeouts, timeout=config.heartbeat_timeout_secs, start_budget=args.budget, spread=spread)

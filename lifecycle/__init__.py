@@ -17,6 +17,7 @@ from .errors import (
     InvalidState,
     LifecycleError,
     ManagerClosed,
+    RegistryUnavailable,
     ServiceAlreadyExists,
     ServiceNotFound,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "Registry",
     "RegistryService",
     "RegistryStats",
+    "RegistryUnavailable",
     "ServiceAlreadyExists",
     "ServiceFilter",
     "ServiceId",

@@ -7,6 +7,7 @@ __all__ = [
     "InvalidState",
     "LifecycleError",
     "ManagerClosed",
+    "RegistryUnavailable",
     "ServiceAlreadyExists",
     "ServiceNotFound",
 ]
@@ -38,3 +39,12 @@ class ConnectionFailed(LifecycleError):
 
 class ManagerClosed(LifecycleError):
     """The manager has been shut down and accepts no more work."""
+
+
+class RegistryUnavailable(LifecycleError):
+    """A shared registry's server cannot be reached; `host` and `port` say which (never a password)."""
+
+    def __init__(self, message: str, *, host: str = "", port: int | None = None) -> None:
+        super().__init__(message)
+        self.host = host
+        self.port = port

@@ -205,7 +205,7 @@ class LifecycleManager:
         with self._lock:
             if not isinstance(id, str) or id not in self._entries:
                 return None
-            live = self._registry.liveness(id)
+            live = self._registry.silence(id)
         return None if live is None else live[0]
 
     def is_healthy(self, id: str) -> bool:
@@ -213,11 +213,11 @@ class LifecycleManager:
         with self._lock:
             if not isinstance(id, str) or id not in self._entries:
                 return False
-            live = self._registry.liveness(id)
+            live = self._registry.silence(id)
         if live is None:
             return False
-        status, last = live
-        return status is RUNNING and last is not None and time.monotonic() - last < self._timeout
+        status, silent = live
+        return status is RUNNING and silent is not None and silent < self._timeout
 
     def attempts(self, id: str) -> int:
         """Reconnect attempts made in the current reconnect cycle (0 when none; unknown id: 0)."""
@@ -390,14 +390,13 @@ class LifecycleManager:
         out: list[LifecycleEvent] = []
         stale: list[ServiceId] = []
         with self._lock:
-            now = time.monotonic()
             for entry in list(self._entries.values()):
                 if entry.id in self._stopping:
                     continue
-                live = self._registry.liveness(entry.id)
+                live = self._registry.silence(entry.id)
                 if live is None or live[0] is not RUNNING:
                     continue
-                if (live[1] is None or now - live[1] >= self._timeout) and self._expire(entry, out):
+                if (live[1] is None or live[1] >= self._timeout) and self._expire(entry, out):
                     stale.append(entry.id)
         self._dispatch(out)
         return stale
@@ -422,7 +421,7 @@ class LifecycleManager:
     # -- internals: state changes (call with the lock held) ---------------------------------
 
     def _status(self, entry: _Entry) -> ServiceStatus | None:
-        live = self._registry.liveness(entry.id)
+        live = self._registry.silence(entry.id)
         return None if live is None else live[0]
 
     def _transition(self, entry: _Entry, new: ServiceStatus, out: list[LifecycleEvent]) -> None:
@@ -507,13 +506,13 @@ class LifecycleManager:
             if not self._current(entry):
                 return
             entry.deadline = None
-            live = self._registry.liveness(entry.id)
+            live = self._registry.silence(entry.id)
             if live is None or live[0] is not RUNNING:
                 return  # re-armed when the service becomes RUNNING again
-            last = live[1]
-            due = -float("inf") if last is None else last + self._timeout
-            if due > time.monotonic():
-                entry.deadline = self._watchdog.call_at(due, self._on_deadline, entry)
+            silent = live[1]
+            if silent is not None and silent < self._timeout:
+                # The registry's clock says how long is left; our clock says when that is.
+                entry.deadline = self._watchdog.call_later(self._timeout - silent, self._on_deadline, entry)
                 return
             if not self._expire(entry, out):
                 # A heartbeat landed between the check and the expiry: follow its deadline.

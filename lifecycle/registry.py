@@ -43,8 +43,12 @@ class RegistryStats:
 class Registry(Protocol):
     """What the manager needs from a registry; a shared, multi-process one implements the same.
 
-    Implementations must be thread-safe. `heartbeat`, `update_status` and `liveness` are on the
+    Implementations must be thread-safe. `heartbeat`, `update_status` and `silence` are on the
     manager's hot path and must not copy the service.
+
+    Time: the registry measures silence on its own clock and answers in seconds ("silent for
+    s seconds"), never with a timestamp; the manager adds what it is told to its own clock. So a
+    registry shared by several hosts (whose clocks differ) keeps one clock: its own.
     """
 
     heartbeat_timeout_secs: float
@@ -55,8 +59,14 @@ class Registry(Protocol):
     def get_by_name(self, name: str) -> ExtensionService | None: ...
     def get_registration(self, id: str) -> RegistrationInfo | None: ...
 
-    def update_status(self, id: str, status: ServiceStatus) -> ServiceStatus:
-        """Set the status, touch `updated_at`, and return the status it replaced."""
+    def update_status(
+        self, id: str, status: ServiceStatus, *, expected: ServiceStatus | None = None
+    ) -> ServiceStatus:
+        """Set the status, touch `updated_at`, and return the status it replaced.
+
+        With `expected`, a compare-and-set: the change is made only if the current status is
+        `expected`; the return value (the status found) tells whether it was.
+        """
         ...
 
     def heartbeat(self, id: str) -> ServiceStatus:
@@ -71,8 +81,8 @@ class Registry(Protocol):
         """
         ...
 
-    def liveness(self, id: str) -> tuple[ServiceStatus, float | None] | None:
-        """(status, last_heartbeat) without copying, or None for an unknown id."""
+    def silence(self, id: str) -> tuple[ServiceStatus, float | None] | None:
+        """(status, seconds since the last heartbeat or None if none) without copying; None if unknown."""
         ...
 
     def list_all(self) -> _Services: ...
@@ -171,13 +181,20 @@ class RegistryService:
                 return None
             return RegistrationInfo(self._snapshot(id, info), info.registered_at, info.updated_at)
 
-    def update_status(self, id: str, status: ServiceStatus) -> ServiceStatus:
-        """Set the status without checking the transition; returns the previous status."""
+    def update_status(
+        self, id: str, status: ServiceStatus, *, expected: ServiceStatus | None = None
+    ) -> ServiceStatus:
+        """Set the status without checking the transition (only if it is `expected`, when given).
+
+        Returns the status found, so `result is expected` tells a compare-and-set that it won.
+        """
         status = _status(status)
         with self._lock:
             old = self._get_status(id)
             if old is None:
                 raise _not_found(id)
+            if expected is not None and old is not expected:
+                return old
             self._set_status(id, status)
             self._info[id].touch()
             return old
@@ -209,11 +226,14 @@ class RegistryService:
             self._info[id].touch()
             return ServiceStatus.RUNNING
 
-    def liveness(self, id: str) -> tuple[ServiceStatus, float | None] | None:
-        """(status, last_heartbeat), or None for an unknown id."""
+    def silence(self, id: str) -> tuple[ServiceStatus, float | None] | None:
+        """(status, seconds since the last heartbeat or None), or None for an unknown id."""
         with self._lock:
             status = self._get_status(id)
-            return None if status is None else (status, self._last[id])
+            if status is None:
+                return None
+            last = self._last[id]
+            return status, None if last is None else time.monotonic() - last
 
     def list_all(self) -> _Services:
         """Snapshots of every service, in registration order."""

@@ -507,8 +507,8 @@ class SlowLivenessRegistry(RegistryService):
     window between the watchdog reading a service's last heartbeat and acting on it, which is
     where a heartbeat racing the deadline could get lost."""
 
-    def liveness(self, id: str) -> Any:
-        result = super().liveness(id)
+    def silence(self, id: str) -> Any:
+        result = super().silence(id)
         time.sleep(0.001)
         return result
 

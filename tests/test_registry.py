@@ -281,6 +281,23 @@ def test_update_status_touches_updated_at_only(frozen_lifecycle, reg):
     assert after.updated_at == before.updated_at + timedelta(seconds=5)
 
 
+def test_update_status_with_expected_is_a_compare_and_set(reg):
+    sid = reg.register(svc("a"))
+    assert reg.update_status(sid, RUNNING, expected=RECONNECTING) is STARTING
+    assert reg.get(sid).status is STARTING
+    assert reg.update_status(sid, RUNNING, expected=STARTING) is STARTING
+    assert reg.get(sid).status is RUNNING
+
+
+def test_silence_is_measured_in_seconds_on_the_registry_clock(frozen_lifecycle, reg):
+    sid = reg.register(svc("a"))
+    assert reg.silence(sid) == (STARTING, None)
+    reg.heartbeat(sid)
+    frozen_lifecycle.freezer.tick(2.5)
+    assert reg.silence(sid) == (STARTING, 2.5)
+    assert reg.silence("ghost") is None
+
+
 def test_update_status_unknown_id_raises_service_not_found_naming_id(reg):
     with pytest.raises(ServiceNotFound, match="ghost-id"):
         reg.update_status("ghost-id", RUNNING)
