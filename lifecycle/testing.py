@@ -133,7 +133,9 @@ def frozen_lifecycle(_lifecycle_managers: list[LifecycleManager]) -> Iterator[Fr
     try:
         import freezegun
     except ImportError:
-        pytest.fail("the frozen_lifecycle fixture needs freezegun: pip install freezegun", pytrace=False)
+        pytest.fail(
+            "the frozen_lifecycle fixture needs freezegun: pip install 'service-lifecycle[testing]'", pytrace=False
+        )
     with freezegun.freeze_time(FROZEN_START) as freezer:
         yield FrozenLifecycle(freezer, _lifecycle_managers)
 

@@ -193,7 +193,7 @@ def test_frozen(no_freezegun, frozen_lifecycle):
     pass
 """)
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*needs freezegun: pip install freezegun*"])
+    result.stdout.fnmatch_lines(["*needs freezegun: pip install 'service-lifecycle?testing?'*"])
 
 
 def test_frozen_lifecycle_works_standalone_around_a_users_freezer() -> None:

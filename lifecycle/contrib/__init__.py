@@ -1,7 +1,7 @@
 """Integrations with the frameworks lifecycle's users run: Flask, Django, and the shared HTTP views.
 
 Each integration is imported on its own (`lifecycle.contrib.flask`, `lifecycle.contrib.django`)
-and needs its framework installed (`pip install 'lifecycle[flask]'` or `'lifecycle[django]'`).
+and needs its framework installed (`pip install 'service-lifecycle[flask]'` or `'service-lifecycle[django]'`).
 """
 
 from __future__ import annotations
