@@ -26,7 +26,31 @@ class ServiceNotFound(LifecycleError, LookupError):
 
 
 class ServiceAlreadyExists(LifecycleError):
-    """A service with the same name (or id) is already registered."""
+    """A service with the same name (or id) is already registered; `name` and `id` say which one."""
+
+    def __init__(self, *args: object, name: str | None = None, id: str | None = None) -> None:
+        super().__init__(*args)
+        self.name = name
+        self.id = id
+
+    @classmethod
+    def named(cls, name: str, id: str) -> ServiceAlreadyExists:
+        """The error for a second service called `name`; `id` is the registered one's."""
+        return cls(
+            f"a service named {str(name)!r} is already registered (id {str(id)!r}); stop it first "
+            "(stop_service(id)) or give the new one another name",
+            name=str(name),
+            id=str(id),
+        )
+
+    @classmethod
+    def with_id(cls, id: str) -> ServiceAlreadyExists:
+        """The error for a second service whose id is `id`."""
+        return cls(
+            f"a service with id {str(id)!r} is already registered; stop it first (stop_service(id)) "
+            "or leave the new service's id to its default (a fresh uuid)",
+            id=str(id),
+        )
 
 
 class InvalidState(LifecycleError):

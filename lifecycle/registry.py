@@ -135,12 +135,9 @@ class RegistryService:
         id = service.id
         with self._lock:
             if service.name in self._id_by_name:
-                raise ServiceAlreadyExists(
-                    f"a service named {service.name!r} is already registered "
-                    f"(id {self._id_by_name[service.name]!r})"
-                )
+                raise ServiceAlreadyExists.named(service.name, self._id_by_name[service.name])
             if id in self._info:
-                raise ServiceAlreadyExists(f"a service with id {id!r} is already registered")
+                raise ServiceAlreadyExists.with_id(id)
             self._info[id] = info
             self._last[id] = service.last_heartbeat
             self._set_status(id, service.status)

@@ -283,6 +283,9 @@ def test_bearer_token(configure: Callable[..., LifecycleManager], client: Client
     response = client.post(url, headers={"Authorization": "Bearer wrong"})
     assert response.status_code == 403
     assert body(response)["error"] == "forbidden"
+    response = client.post(url, headers={"Authorization": TOKEN})  # the token without its scheme
+    assert response.status_code == 400
+    assert body(response)["error"] == "malformed_header"
     # A refused heartbeat changes nothing: still ERROR, same last heartbeat.
     after = manager.registry.get(id)
     assert after is not None

@@ -391,9 +391,12 @@ def timed_out(app: Flask) -> str:
         ({"Authorization": "Bearer s3cret-but-longer"}, 403),
         ({"Authorization": "Bearer s3cre"}, 403),
         ({"Authorization": "Bearer \u00e9t\u00e9"}, 403),
+        ({"Authorization": "s3cret"}, 400),
+        ({"Authorization": "Bearer"}, 400),
+        ({"Authorization": "Bearer   "}, 400),
     ],
 )
-def test_a_refused_heartbeat_is_401_or_403_and_changes_nothing(make_app, headers, status):
+def test_a_refused_heartbeat_is_400_401_or_403_and_changes_nothing(make_app, headers, status):
     app = make_app(LIFECYCLE_HEARTBEAT_TOKEN="s3cret", LIFECYCLE_AUTO_RECONNECT=False)
     sid = timed_out(app)
     events: list[Any] = []
@@ -402,6 +405,11 @@ def test_a_refused_heartbeat_is_401_or_403_and_changes_nothing(make_app, headers
     assert response.status_code == status and response.is_json
     if status == 401:
         assert response.headers["WWW-Authenticate"] == 'Bearer realm="lifecycle"'
+    if status == 400:
+        assert response.get_json()["error"] == "malformed_header"
+        assert response.get_json()["message"] == "the Authorization header must be 'Bearer <token>'"
+    if headers.get("Authorization", "").startswith("Basic"):
+        assert "scheme must be Bearer, not 'Basic'" in response.get_json()["message"]
     assert manager_of(app).get_status(sid) is ServiceStatus.ERROR
     assert events == []
 

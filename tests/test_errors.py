@@ -150,3 +150,21 @@ def test_reconnect_failed_is_an_event_not_an_error():
 
 def test_lifecycle_event_is_the_same_class_at_top_level_and_in_events():
     assert lifecycle.LifecycleEvent is lifecycle.events.LifecycleEvent
+
+
+def test_a_duplicate_service_error_names_it_plainly_carries_its_data_and_says_what_to_do():
+    manager = lifecycle.LifecycleManager(autostart=False)
+    try:
+        first = manager.start_service(ExtensionService("search", "1.0", id="search-1"))
+        with pytest.raises(ServiceAlreadyExists) as by_name:
+            manager.start_service(ExtensionService("search", "1.0"))
+        with pytest.raises(ServiceAlreadyExists) as by_id:
+            manager.start_service(ExtensionService("other", "1.0", id=first))
+    finally:
+        manager.shutdown(0)
+    assert (by_name.value.name, by_name.value.id) == ("search", "search-1")
+    assert str(by_name.value).startswith("a service named 'search' is already registered (id 'search-1'); stop it")
+    assert (by_id.value.name, by_id.value.id) == (None, "search-1")
+    assert str(by_id.value).startswith("a service with id 'search-1' is already registered; stop it first")
+    for error in (by_name.value, by_id.value):
+        assert "ServiceId(" not in str(error) and "stop_service" in str(error)

@@ -93,7 +93,8 @@ def bearer_token_valid(authorization: str | None, token: str) -> bool:
 def check_access(settings: Settings, request: Any, authorization: str | None) -> Reply | None:
     """None when the request may proceed; otherwise the 401/403 reply that refuses it.
 
-    With `HEARTBEAT_TOKEN`, no credentials give 401 (with a Bearer challenge) and wrong ones 403.
+    With `HEARTBEAT_TOKEN`, no credentials give 401 (with a Bearer challenge), a header that is not
+    `<scheme> <credentials>` 400 (malformed), another scheme or a wrong token 403.
     With an `AUTH` hook, a falsy result gives 403; a hook that raises refuses too (and is logged),
     so a broken hook fails closed.
     """
@@ -104,6 +105,16 @@ def check_access(settings: Settings, request: Any, authorization: str | None) ->
                 {"error": "unauthorized", "message": "a bearer token is required"},
                 {"WWW-Authenticate": 'Bearer realm="lifecycle"'},
             )
+        scheme, _, credentials = authorization.strip().partition(" ")
+        if not credentials.strip():
+            # A lone word ("s3cret", "Bearer"): a token pasted without its scheme, or a scheme without one.
+            return Reply(
+                400,
+                {"error": "malformed_header", "message": "the Authorization header must be 'Bearer <token>'"},
+                {"WWW-Authenticate": 'Bearer realm="lifecycle", error="invalid_request"'},
+            )
+        if scheme.lower() != "bearer":
+            return _error(403, "forbidden", f"the Authorization scheme must be Bearer, not {scheme[:20]!r}")
         if not bearer_token_valid(authorization, settings.token):
             return _error(403, "forbidden", "the bearer token is not valid")
         return None
