@@ -3,12 +3,15 @@
 Run it (from the repository root, after `pip install -e '.[flask,gunicorn]'`):
 
     flask --app examples/flask_app run --port 5000
-    gunicorn --preload --workers 2 --bind 127.0.0.1:5000 --chdir examples flask_app:app
+    gunicorn --preload --workers 1 --threads 4 --bind 127.0.0.1:5000 --chdir examples flask_app:app
 
 then start the extension, kill it, start it again, and watch the app's log and
 `curl http://127.0.0.1:5000/lifecycle/healthz`:
 
     python examples/extension_client.py --url http://127.0.0.1:5000/lifecycle
+
+One worker process: with the in-memory registry each process watches its own copy of the
+service, and a heartbeat reaches only the process that answers it (see docs/processes.md).
 
 Settings come from `FLASK_LIFECYCLE_*` environment variables (Flask's `from_prefixed_env`,
 values parsed as JSON), e.g. `FLASK_LIFECYCLE_HEARTBEAT_TIMEOUT_SECS=3` or
@@ -54,9 +57,10 @@ def create_app() -> Flask:
     )
     app.config.from_prefixed_env()
     manager = extension.init_app(app)
-    manager.start_service(ExtensionService(SERVICE, "1.0", id=SERVICE))
+    # Connected before the service starts, so that its service_started is logged too.
     # lifecycle.connect holds the receiver strongly; keep the handle to disconnect it some day.
     app.extensions["example_event_log"] = lifecycle.connect(log_event, sender=manager)
+    manager.start_service(ExtensionService(SERVICE, "1.0", id=SERVICE))
 
     @app.get("/")
     def index() -> Any:

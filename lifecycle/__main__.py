@@ -7,7 +7,7 @@ import json
 import sys
 
 from . import __version__, demo
-from .contrib._status import StatusUnavailable, fetch_services, render_table
+from .contrib._status import URL_REQUIRED, StatusUnavailable, fetch_services, render_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the services of a running server's lifecycle endpoints",
         description="Print the services a running app serves at <url>/services (Flask or Django endpoints).",
     )
-    status_parser.add_argument("--url", required=True, help="the endpoints' base URL, e.g. http://127.0.0.1:5000/lifecycle")
+    status_parser.add_argument("--url", help="(required) the endpoints' base URL, e.g. http://127.0.0.1:5000/lifecycle")
     status_parser.add_argument("--token", help="bearer token (the server's HEARTBEAT_TOKEN)")
     status_parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
     status_parser.add_argument("--json", action="store_true", help="print the services as JSON")
@@ -36,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def status(namespace: argparse.Namespace) -> int:
-    """Fetch and print a server's services; exit code 1 with the reason when that fails."""
+    """Fetch and print a server's services; exit code 2 without --url, 1 with the reason when fetching fails."""
+    if not namespace.url:
+        print(f"error: {URL_REQUIRED}", file=sys.stderr)
+        return 2
     try:
         services = fetch_services(namespace.url, namespace.token, namespace.timeout)
     except StatusUnavailable as exc:

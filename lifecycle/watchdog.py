@@ -81,6 +81,7 @@ class Watchdog:
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._held = False  # see hold()
         # While the thread sleeps, the time it will wake at; -inf while it is awake.
         self._wake_at = -math.inf
         # Set when a timer was entered while the thread was awake, so it re-checks before sleeping.
@@ -111,7 +112,7 @@ class Watchdog:
                 return timer
             self._add(timer)
             if self._thread is None:
-                if self._autostart:
+                if self._autostart and not self._held:
                     self._start_thread()
             elif when < self._wake_at:
                 self._cond.notify()
@@ -127,6 +128,28 @@ class Watchdog:
         """How many timers are entered and not cancelled (O(n); for tests and diagnostics)."""
         with self._slot_lock:
             return sum(1 for slot in self._slots.values() for timer in slot if not timer.cancelled)
+
+    @property
+    def held(self) -> bool:
+        """True between `hold()` and `release()`."""
+        return self._held
+
+    def hold(self) -> None:
+        """Start no thread until `release()`; timers are entered as usual, and those due then run at once.
+
+        Meant for before the first timer: a thread already running is not stopped.
+        """
+        with self._cond:
+            self._held = True
+
+    def release(self) -> None:
+        """Undo `hold()`: start the thread now if timers are waiting (cheap when not held)."""
+        if not self._held:
+            return
+        with self._cond:
+            self._held = False
+            if self._thread is None and self._autostart and not self._stopping and not self._sched.empty():
+                self._start_thread()
 
     def run_pending(self) -> int:
         """Run every timer due now in the calling thread; return how many actions ran.
@@ -167,7 +190,7 @@ class Watchdog:
         self._thread = None
         self._wake_at = -math.inf
         self._recheck = False
-        if not self._stopping and not self._sched.empty() and self._autostart:
+        if not self._stopping and not self._sched.empty() and self._autostart and not self._held:
             with self._cond:
                 self._start_thread()
 

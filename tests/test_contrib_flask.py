@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import freezegun
@@ -20,7 +22,8 @@ import lifecycle
 from lifecycle import ExtensionService, LifecycleManager, ServiceStatus, TransportConfig
 from lifecycle.contrib import ConfigurationError, bearer_token_valid
 from lifecycle.contrib._process import _at_exit
-from lifecycle.contrib.flask import Lifecycle
+from lifecycle.contrib.flask import Lifecycle, cli
+from lifecycle.testing import EventRecorder
 
 MANUAL = {"LIFECYCLE_AUTOSTART": False, "LIFECYCLE_HEARTBEAT_INTERVAL_SECS": 1, "LIFECYCLE_HEARTBEAT_TIMEOUT_SECS": 3}
 
@@ -467,7 +470,8 @@ import threading
 from flask import Flask
 import lifecycle
 from lifecycle import ExtensionService
-from lifecycle.contrib.flask import Lifecycle
+from lifecycle.contrib.flask import Lifecycle, cli
+from lifecycle.testing import EventRecorder
 
 class Stuck:
     def connect(self, service): pass
@@ -502,18 +506,27 @@ def test_the_manager_is_shut_down_at_exit_without_hanging_it():
 # -- status commands ----------------------------------------------------------------------------
 
 
-def test_flask_lifecycle_status_prints_this_processes_services(make_app):
-    app = make_app()
-    runner = app.test_cli_runner()
-    assert runner.invoke(args=["lifecycle", "status"]).output.strip() == "No lifecycle services."
-    sid = start(app, "alpha", id="alpha-1")
-    lines = runner.invoke(args=["lifecycle", "status"]).output.splitlines()
-    assert lines[0].split() == ["ID", "NAME", "VERSION", "STATUS", "SINCE", "HEARTBEAT", "(s)"]
-    assert lines[1].split()[:4] == [sid, "alpha", "1.0", "running"] and len(lines) == 2
-    listed = json.loads(runner.invoke(args=["lifecycle", "status", "--json"]).output)
-    assert [(s["id"], s["status"]) for s in listed] == [("alpha-1", "running")]
-    refused = runner.invoke(args=["lifecycle", "status", "--token", "t"])
-    assert refused.exit_code == 2 and "--token only makes sense with --url" in refused.output
+def test_flask_lifecycle_status_without_url_says_so_exits_non_zero_and_never_loads_the_app():
+    """A real `flask` command line: the status command is a plugin, so the app (whose factory starts
+    a service and logs service_started) is not even imported; without --url it refuses with a reason."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "LIFECYCLE_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "examples/flask_app", "lifecycle", "status"],
+        capture_output=True, text=True, cwd=root, env=env, timeout=60, check=False,
+    )
+    assert result.returncode == 2, result
+    assert "--url is required: this command's own process serves nothing" in result.stderr
+    assert "service_started" not in result.stderr + result.stdout
+    refused = Flask("cli").test_cli_runner().invoke(cli, ["status", "--token", "t"])
+    assert refused.exit_code == 2 and "--url is required" in refused.output
+
+
+def test_python_m_lifecycle_status_without_url_says_so(capsys):
+    from lifecycle.__main__ import main
+
+    assert main(["status"]) == 2
+    assert "--url is required" in capsys.readouterr().err
 
 
 @pytest.fixture
@@ -557,3 +570,60 @@ def test_status_over_http_from_flask_and_from_python_m_lifecycle(served, capsys)
     assert "refused the request with 403 FORBIDDEN; check --token" in capsys.readouterr().err
     assert main(["status", "--url", url.removesuffix("/lifecycle") + "/elsewhere", "--token", "s3cret"]) == 1
     assert "answered 404" in capsys.readouterr().err
+
+
+# -- watching starts where requests are served ---------------------------------------------------
+
+
+@pytest.fixture
+def not_serving_yet(monkeypatch):
+    """This process as it is before its first request (the suite's earlier tests served some)."""
+    from lifecycle.contrib import _process
+
+    monkeypatch.setattr(_process, "_serving", False)
+    monkeypatch.setattr(_process, "_waiting", type(_process._waiting)())
+
+
+FAST = {"LIFECYCLE_AUTOSTART": True, "LIFECYCLE_HEARTBEAT_INTERVAL_SECS": 0.05,
+        "LIFECYCLE_HEARTBEAT_TIMEOUT_SECS": 0.2, "LIFECYCLE_AUTO_RECONNECT": False}
+
+
+@pytest.mark.threaded
+@pytest.mark.parametrize("how", ["request", "start_watching"])
+def test_a_process_that_has_served_nothing_raises_no_timeout_until_it_serves(make_app, not_serving_yet, how):
+    """The gunicorn --preload master's case, in one process: the app is loaded and a service started,
+    but no request has arrived, so no heartbeat could have; the deadline passes unwatched. The first
+    request (or an explicit start_watching()) starts the watching, and the overdue deadline fires."""
+    app = make_app(**FAST)
+    recorder = EventRecorder().record(manager_of(app))
+    try:
+        sid = start(app, id="quiet")
+        threading.Event().wait(0.6)  # three timeouts of silence
+        assert "service_started" in recorder.names() and "heartbeat_timeout" not in recorder.names()
+        assert manager_of(app).get_status(sid) is ServiceStatus.RUNNING
+        if how == "request":
+            assert app.test_client().get("/").status_code == 404  # any request of the app's own
+        else:
+            lifecycle.contrib.start_watching()
+        assert recorder.wait_for(lambda events: "heartbeat_timeout" in [e.signal_name for e in events])
+        assert manager_of(app).get_status(sid) is ServiceStatus.ERROR
+        # From now on the process serves: a manager built later watches at once.
+        later = make_app(**FAST)
+        later_recorder = EventRecorder().record(manager_of(later))
+        start(later, id="later")
+        assert later_recorder.wait_for(lambda events: "heartbeat_timeout" in [e.signal_name for e in events])
+        later_recorder.close()
+    finally:
+        recorder.close()
+
+
+def test_a_manual_mode_manager_is_not_held(make_app, not_serving_yet):
+    from lifecycle.contrib import _process
+
+    app = make_app()
+    assert manager_of(app) not in _process._waiting
+    with freezegun.freeze_time("2026-01-01") as frozen:
+        sid = start(app)
+        frozen.tick(3)
+        assert manager_of(app).run_pending() >= 1
+    assert manager_of(app).get_status(sid) is ServiceStatus.RECONNECTING

@@ -150,37 +150,51 @@ def eventually(check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
 MISSED = r"pid=(\d+) lifecycle WARNING lifecycle: service .* missed its heartbeat deadline"
 
 
-def preloaded_workers_and_master_all_detect_the_timeout(server: Process) -> set[int]:
-    """Wait until both workers and the master log the silent service's timeout; return the worker pids."""
+def preloaded_workers_detect_the_timeout(server: Process) -> tuple[int, set[int]]:
+    """Wait until both workers log the silent service's timeout; return the master's and the workers' pids.
+
+    The deadline was armed in the master before the fork and is measured on the same monotonic
+    clock everywhere, so once the workers have seen it pass, a master that watched would have too.
+    The master is then given a further second (several timeouts) to prove it stays quiet.
+    """
     master = int(server.wait_for(lambda lines: re.search(r"Listening at: \S+ \((\d+)\)", "\n".join(lines))).group(1))
     workers: set[int] = server.wait_for(
         lambda lines: (pids := set(re.findall(r"Booting worker with pid: (\d+)", "\n".join(lines))))
         and len(pids) == 2 and {int(p) for p in pids}
     )
-    server.wait_for(lambda lines: {int(m.group(1)) for m in server.matches(MISSED)} >= {*workers, master})
-    return workers
+    server.wait_for(lambda lines: {int(m.group(1)) for m in server.matches(MISSED)} >= workers)
+    threading.Event().wait(1.0)
+    return master, workers
 
 
-def test_preloaded_manager_detects_timeouts_in_both_workers_and_the_master(start_gunicorn):
-    """--preload: the manager and its service are made in the master before the fork; every process
-    then runs its own watchdog, so both workers (and the master, unaffected) see the silent service
-    time out."""
+def test_preloaded_workers_detect_timeouts_and_the_master_that_serves_nothing_raises_none(start_gunicorn):
+    """--preload: the manager and its service are made in the master before the fork. Each worker
+    watches from the moment it is forked and sees the silent service time out; the master, which
+    serves no request and so can hear no heartbeat, holds its timers and raises no false alarm."""
     server, _ = start_gunicorn(
         "--preload", "--workers", "2",
         FLASK_LIFECYCLE_HEARTBEAT_INTERVAL_SECS="0.2", FLASK_LIFECYCLE_HEARTBEAT_TIMEOUT_SECS="0.5",
     )
-    workers = preloaded_workers_and_master_all_detect_the_timeout(server)
+    master, workers = preloaded_workers_detect_the_timeout(server)
     assert server.stop() == 0
     output = "\n".join(server.lines)
     assert "Traceback" not in output
-    # atexit shut each worker's manager down: its service was stopped, in each worker.
+    # The master did build the manager and start the service (its log says so) ...
+    started = {int(m.group(1)) for m in server.matches(r"pid=(\d+) example INFO service_started")}
+    assert master in started, output
+    # ... but never timed it out: no timeout, no move to ERROR.
+    assert master not in {int(m.group(1)) for m in server.matches(MISSED)}, output
+    alarms = rf"pid={master} example INFO (heartbeat_timeout|status_changed: .*new_status=(error|reconnecting))"
+    assert server.matches(alarms) == [], output
+    # atexit shut each worker's manager (and the master's) down: its service was stopped.
     stopped = {int(m.group(1)) for m in server.matches(r"pid=(\d+) example INFO service_stopped")}
-    assert stopped >= workers
+    assert stopped >= {*workers, master}
 
 
 def test_the_django_example_under_preloaded_gunicorn(start_gunicorn):
-    """The same with Django: the example app's ready() starts the service in the master (the WSGI
-    app is loaded before the fork); each worker answers the endpoints from its own manager."""
+    """The same with Django: the example's wsgi.py starts the service in the master (the WSGI app
+    is loaded before the fork); the workers watch and answer the endpoints from their own manager,
+    the master raises no false alarm."""
     pytest.importorskip("django")
     token = "django-token"
     server, base = start_gunicorn(
@@ -188,15 +202,29 @@ def test_the_django_example_under_preloaded_gunicorn(start_gunicorn):
         LIFECYCLE_HEARTBEAT_INTERVAL_SECS="0.2", LIFECYCLE_HEARTBEAT_TIMEOUT_SECS="0.5",
         LIFECYCLE_HEARTBEAT_TOKEN=token,
     )
-    workers = preloaded_workers_and_master_all_detect_the_timeout(server)
+    master, workers = preloaded_workers_detect_the_timeout(server)
     status, body = request(f"{base}/lifecycle/healthz", token=token)
     assert status == 503 and body["failing"][0]["id"] == SERVICE, body
     assert request(f"{base}/lifecycle/services/{SERVICE}/heartbeat", "POST")[0] == 401
     assert request(f"{base}/lifecycle/services/{SERVICE}/heartbeat", "POST", token=token)[0] == 204
+    # manage.py's status command asks the server, and starts and stops nothing of its own.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "LIFECYCLE_"))}
+    command = subprocess.run(
+        [sys.executable, str(EXAMPLES / "django_project" / "manage.py"), "lifecycle_status",
+         "--url", f"{base}/lifecycle", "--token", token],
+        capture_output=True, text=True, env=env, timeout=DEADLINE, check=False,
+    )
+    assert command.returncode == 0, command
+    row = command.stdout.splitlines()[1].split()
+    # One worker's view: the one that got the heartbeat says running, the other still times out.
+    assert row[:3] == [SERVICE, SERVICE, "1.0"] and row[3] in {"running", "reconnecting", "error"}, row
+    assert "service" not in command.stderr, command.stderr
     assert server.stop() == 0
-    assert "Traceback" not in "\n".join(server.lines)
+    output = "\n".join(server.lines)
+    assert "Traceback" not in output
+    assert master not in {int(m.group(1)) for m in server.matches(MISSED)}, output
     stopped = {int(m.group(1)) for m in server.matches(r"pid=(\d+) lifecycle INFO lifecycle: service .* stopped")}
-    assert stopped >= workers
+    assert stopped >= {*workers, master}
 
 
 def test_the_extension_client_keeps_its_service_alive_and_recovers_it_after_being_killed(start_gunicorn, spawn):

@@ -7,6 +7,7 @@ and needs its framework installed (`pip install 'service-lifecycle[flask]'` or `
 from __future__ import annotations
 
 from ._http import bearer_token_valid
+from ._process import start_watching
 from ._settings import ConfigurationError
 
-__all__ = ["ConfigurationError", "bearer_token_valid"]
+__all__ = ["ConfigurationError", "bearer_token_valid", "start_watching"]

@@ -1,27 +1,78 @@
-"""One manager per process for the framework integrations, shut down when the interpreter exits."""
+"""One manager per process for the framework integrations: watching where requests are served, shut down at exit.
+
+A process that loads the app may serve nothing: gunicorn's master under `--preload`, a
+`flask` or `manage.py` command. With an in-memory registry no heartbeat ever reaches it, so
+a watchdog there would only time every service out. So the managers built here arm their
+timers but run none until the process serves: at its first request, or right after a fork
+(a server's worker), or when the host calls `start_watching()`.
+"""
 
 from __future__ import annotations
 
 import atexit
 import logging
+import threading
 import weakref
 
+from .._forksafe import hold_across_fork
 from ..manager import LifecycleManager
 from ._settings import Settings
 
-__all__ = ["build_manager"]
+__all__ = ["build_manager", "start_watching"]
 
 log = logging.getLogger("lifecycle")
 
 # manager -> its shutdown timeout; weak so that a dropped app does not keep its manager alive.
 _at_exit: weakref.WeakKeyDictionary[LifecycleManager, float] = weakref.WeakKeyDictionary()
 
+_lock = threading.Lock()
+_serving = False  # this process serves requests; read without the lock on every request
+_waiting: weakref.WeakSet[LifecycleManager] = weakref.WeakSet()  # held until the process serves
+
 
 def build_manager(settings: Settings) -> LifecycleManager:
-    """A manager from `settings`, registered for a bounded shutdown at interpreter exit."""
+    """A manager from `settings`, registered for a bounded shutdown at interpreter exit.
+
+    Unless this process already serves (or the manager is in manual mode), its watchdog waits
+    for `start_watching()`.
+    """
     manager = LifecycleManager(config=settings.config, connector=settings.connector, autostart=settings.autostart)
+    if settings.autostart:
+        with _lock:
+            if not _serving:
+                manager._hold_watching()
+                _waiting.add(manager)
     _at_exit[manager] = settings.shutdown_timeout
     return manager
+
+
+def start_watching() -> None:
+    """This process serves: the integrations' managers run their timers from now on.
+
+    The Flask and Django integrations call it on every request (a flag test once done) and in
+    every forked child. Call it yourself in a process that watches without serving HTTP.
+    """
+    global _serving
+    if _serving:
+        return
+    with _lock:
+        _serving = True
+        waiting = list(_waiting)
+        _waiting.clear()
+    for manager in waiting:
+        manager._start_watching()
+
+
+def _renew_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    # A forked child is a server's worker (gunicorn, uwsgi): it is the process that serves.
+    start_watching()
+
+
+# Registered after the manager module's fork hook (imported above), so in the child each
+# manager has its fresh locks before it is told to start watching.
+hold_across_fork(lambda: [_lock], _renew_in_child)
 
 
 def _shutdown_all() -> None:

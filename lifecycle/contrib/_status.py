@@ -1,7 +1,8 @@
 """The service status table the command lines print, and fetching it from a running server.
 
-With the in-memory registry each process has its own view, so the commands either show their
-own process's manager or ask a server's `GET <prefix>/services` endpoint. Standard library only.
+With the in-memory registry each process has its own view, and a command's own process serves
+nothing: so every status command asks a running server's `GET <prefix>/services` endpoint
+(`--url`), and says so when it is not given. Standard library only.
 """
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-__all__ = ["StatusUnavailable", "fetch_services", "render_table"]
+__all__ = ["URL_REQUIRED", "StatusUnavailable", "fetch_services", "render_table"]
+
+URL_REQUIRED = (
+    "--url is required: this command's own process serves nothing, so its manager would show nothing "
+    "real; pass the running server's endpoints, e.g. --url http://127.0.0.1:8000/lifecycle"
+)
 
 _COLUMNS = (
     ("id", "ID"),

@@ -1,7 +1,7 @@
 """Flask integration: `Lifecycle(app)` or `Lifecycle()` + `init_app(app)`, config from `LIFECYCLE_*` keys.
 
 The manager lives in `app.extensions["lifecycle"]` (or `Lifecycle.manager` inside an app
-context), and `flask lifecycle status` prints its services. Unless `LIFECYCLE_ENDPOINTS` is
+context), and `flask lifecycle status --url URL` prints a running server's services. Unless `LIFECYCLE_ENDPOINTS` is
 False, a blueprint serves the HTTP endpoints under `LIFECYCLE_URL_PREFIX` (default
 "/lifecycle"). Each worker process of a server has its own manager and registry: a heartbeat
 POSTed to one worker is not seen by the others.
@@ -14,17 +14,16 @@ import json
 import logging
 
 import click
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request, request_started
 from flask.cli import AppGroup
 from werkzeug.exceptions import MethodNotAllowed
 
 from .. import _validate
 from ..manager import LifecycleManager
-from . import _http
 from ._http import METHODS, Reply, not_found, serve
-from ._process import build_manager
+from ._process import build_manager, start_watching
 from ._settings import ConfigurationError, Settings, parse_settings
-from ._status import StatusUnavailable, fetch_services, render_table
+from ._status import URL_REQUIRED, StatusUnavailable, fetch_services, render_table
 
 __all__ = ["EXTENSION_KEY", "Lifecycle"]
 
@@ -97,6 +96,14 @@ class Lifecycle:
         return manager
 
 
+def _on_request(sender: object, **extra: object) -> None:
+    """A request in this process: it serves, so the managers watch here (see `_process`)."""
+    start_watching()
+
+
+request_started.connect(_on_request)
+
+
 def _endpoint_settings(settings: Settings) -> tuple[bool, str]:
     extra = settings.extra or {}
     endpoints = extra.get("ENDPOINTS", True)
@@ -164,27 +171,24 @@ def _blueprint(settings: Settings, prefix: str) -> Blueprint:
     return blueprint
 
 
-cli = AppGroup("lifecycle", help="Lifecycle services of this app.")
+cli = AppGroup("lifecycle", help="Lifecycle services of a running server.")
 
 
-@cli.command("status")
-@click.option("--url", help="Base URL of the endpoints on a running server, e.g. http://127.0.0.1:5000/lifecycle.")
+@cli.command("status", with_appcontext=False)
+@click.option("--url", help="(required) Base URL of the endpoints on a running server, e.g. http://127.0.0.1:5000/lifecycle.")
 @click.option("--token", help="Bearer token for --url (the server's LIFECYCLE_HEARTBEAT_TOKEN).")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for --url.")
 @click.option("--json", "as_json", is_flag=True, help="Print the services as JSON.")
 def status_command(url: str | None, token: str | None, timeout: float, as_json: bool) -> None:
-    """Show the services of this process's manager, or of a running server with --url.
+    """Show the services of a running server (--url).
 
-    Each process has its own manager: without --url this shows the services the app started
-    while loading in this very process.
+    This command's own process serves nothing, so it asks the server's endpoints; it needs no
+    app and, installed as a `flask.commands` plugin, does not even load one.
     """
-    if url:
-        try:
-            services = fetch_services(url, token, timeout)
-        except StatusUnavailable as exc:
-            raise click.ClickException(str(exc)) from None
-    else:
-        if token:
-            raise click.UsageError("--token only makes sense with --url")
-        services = _http.list_services(current_app.extensions[EXTENSION_KEY]).body
+    if not url:
+        raise click.UsageError(URL_REQUIRED)
+    try:
+        services = fetch_services(url, token, timeout)
+    except StatusUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(services, indent=2) if as_json else render_table(services))

@@ -1,1 +1,1 @@
-"""A tiny app that starts the example extension service when Django is ready."""
+"""The example's extension services, started by `project/wsgi.py` in the processes that serve requests."""

@@ -11,7 +11,6 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
 INSTALLED_APPS = [
     "lifecycle.contrib.django",
-    "extensions",
 ]
 MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",

@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
+from django.core.signals import request_started, setting_changed
 
 from ..._forksafe import hold_across_fork
 from ...manager import LifecycleManager
-from .._process import build_manager
+from .._process import build_manager, start_watching
 from .._settings import ConfigurationError, Settings, parse_settings
 
 __all__ = ["get_manager"]
@@ -112,3 +112,11 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
 
 
 setting_changed.connect(_on_setting_changed, dispatch_uid="lifecycle.contrib.django.setting_changed")
+
+
+def _on_request(**kwargs: Any) -> None:
+    # A request in this process: it serves, so the manager watches here (see contrib._process).
+    start_watching()
+
+
+request_started.connect(_on_request, dispatch_uid="lifecycle.contrib.django.request_started")
