@@ -13,6 +13,7 @@ connector inline, which is how tests drive time with freezegun.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import random
 import threading
@@ -25,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from . import _validate, signals
+from ._fleetmode import FleetMode, follow_log
 from ._forksafe import hold_across_fork
 from .config import LifecycleConfig
 from .connector import Hooks, resolve_connector
@@ -42,6 +44,7 @@ from .events import (
     StatusChanged,
     Stopped,
 )
+from .fleet import SharedRegistry
 from .model import ExtensionService, ServiceId, ServiceStatus
 from .pool import WorkerPool
 from .registry import Registry, RegistryService
@@ -91,7 +94,7 @@ class _Entry:
 
     __slots__ = (
         "id", "name", "hooks", "auto_reconnect", "connect_timeout",
-        "attempt", "deadline", "retry", "ping", "ping_busy", "inflight",
+        "attempt", "deadline", "retry", "ping", "ping_busy", "inflight", "spec",
     )
 
     def __init__(self, service: ExtensionService, hooks: Hooks | None, auto_reconnect: bool) -> None:
@@ -107,6 +110,8 @@ class _Entry:
         self.ping_busy = False
         # The connect attempt in flight; a result for any other attempt is stale.
         self.inflight: _Attempt | None = None
+        # Fleet mode only: the service as started here, to register it again if the registry loses it.
+        self.spec: ExtensionService | None = None
 
     def label(self) -> str:
         return f"{self.name!r} ({self.id})"
@@ -166,11 +171,21 @@ class LifecycleManager:
         self._entries: dict[str, _Entry] = {}
         self._stopping: set[str] = set()  # ids between STOPPING and unregistered
         self._subscriptions: tuple[Subscription, ...] = ()
+        self._fleet_subscriptions: tuple[Subscription, ...] = ()
         self._dispatcher = Dispatcher()
         self._closed = False
         self._watchdog = Watchdog(autostart=autostart)
         self._pool = WorkerPool(_POOL_SIZE) if autostart else None
+        # On a shared registry the fleet's deadlines and attempts are the leader's, not ours: see _fleetmode.
+        self._fleet: FleetMode | None = None
+        if isinstance(registry, SharedRegistry):
+            self._fleet = FleetMode(
+                registry, config, self._backoff, lambda attempt: self._backoff.delay(attempt, self._rng),
+                self._watchdog, self._pool, self._dispatch, self._hooks_for, self._local_specs,
+            )
         _register_fork_hook(self)
+        if self._fleet is not None:
+            self._fleet.start()
 
     # -- properties and queries ------------------------------------------------------------
 
@@ -189,19 +204,34 @@ class LifecycleManager:
         """True once `shutdown()` has begun."""
         return self._closed
 
+    @property
+    def is_leader(self) -> bool:
+        """True in the process that acts on deadlines and reconnects (always, with the in-memory registry)."""
+        return True if self._fleet is None else self._fleet.leader
+
+    @property
+    def fleet(self) -> bool:
+        """True when the registry is shared by a fleet of managers (fleet mode)."""
+        return self._fleet is not None
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<LifecycleManager {state} services={len(self._entries)}>"
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self.count()
 
     def count(self) -> int:
-        """How many services this manager manages."""
+        """How many services this manager manages (in fleet mode: the namespace's services)."""
+        if self._fleet is not None:
+            return 0 if self._closed else self._registry.count()
         return len(self._entries)
 
     def get_status(self, id: str) -> ServiceStatus | None:
         """The service's status as the registry holds it, or None if this manager does not manage it."""
+        if self._fleet is not None:
+            live = None if self._closed or not isinstance(id, str) else self._registry.silence(id)
+            return None if live is None else live[0]
         with self._lock:
             if not isinstance(id, str) or id not in self._entries:
                 return None
@@ -210,10 +240,13 @@ class LifecycleManager:
 
     def is_healthy(self, id: str) -> bool:
         """True if the service is RUNNING and heartbeated within the heartbeat timeout."""
-        with self._lock:
-            if not isinstance(id, str) or id not in self._entries:
-                return False
-            live = self._registry.silence(id)
+        if self._fleet is not None:
+            live = None if self._closed or not isinstance(id, str) else self._registry.silence(id)
+        else:
+            with self._lock:
+                if not isinstance(id, str) or id not in self._entries:
+                    return False
+                live = self._registry.silence(id)
         if live is None:
             return False
         status, silent = live
@@ -221,6 +254,9 @@ class LifecycleManager:
 
     def attempts(self, id: str) -> int:
         """Reconnect attempts made in the current reconnect cycle (0 when none; unknown id: 0)."""
+        if self._fleet is not None:
+            service = None if self._closed or not isinstance(id, str) else self._registry.get(id)
+            return 0 if service is None else service.retry_count
         with self._lock:
             entry = self._entries.get(id) if isinstance(id, str) else None
             return 0 if entry is None else entry.attempt
@@ -247,6 +283,8 @@ class LifecycleManager:
         hooks = self._hooks if connector is None else resolve_connector(connector)
         auto = self._config.auto_reconnect and service.transport.auto_reconnect
         entry = _Entry(service, hooks, auto)
+        if self._fleet is not None:
+            return self._fleet_start(service, entry)
         with self._lock:
             self._check_open()
             self._registry.register(service)
@@ -283,10 +321,16 @@ class LifecycleManager:
     def stop_service(self, id: str) -> None:
         """STOPPING, cancel its timers, `disconnect` (errors logged), STOPPED, unregister, `service_stopped`."""
         self._check_open()
+        if self._fleet is not None:
+            self._fleet_stop(id, None)
+            return
         self._stop(id, None)
 
     def stop_all(self) -> None:
-        """Stop every service; one failing does not stop the others. Does nothing after shutdown."""
+        """Stop every service; one failing does not stop the others. Does nothing after shutdown.
+
+        In fleet mode that is every service of the namespace, wherever it was started.
+        """
         if self._closed:
             return
         self._stop_all(None)
@@ -304,7 +348,12 @@ class LifecycleManager:
             self._closed = True
         deadline = time.monotonic() + timeout
         try:
-            self._stop_all(deadline)
+            if self._fleet is None:
+                self._stop_all(deadline)
+            else:
+                # The fleet's services outlive any one of its processes: leave them registered and
+                # hand the lease on at once.
+                self._fleet.close()
         finally:
             self._watchdog.stop(max(0.0, deadline - time.monotonic()))
             if self._pool is not None:
@@ -313,7 +362,8 @@ class LifecycleManager:
                 for entry in self._entries.values():
                     entry.cancel_timers()
                 self._entries.clear()
-                subscriptions, self._subscriptions = self._subscriptions, ()
+                subscriptions = self._subscriptions + self._fleet_subscriptions
+                self._subscriptions = self._fleet_subscriptions = ()
             for subscription in subscriptions:
                 subscription._end()
 
@@ -337,6 +387,9 @@ class LifecycleManager:
         """
         if self._closed:
             raise ManagerClosed("the manager is shut down")
+        if self._fleet is not None:
+            self._fleet_heartbeat(id)
+            return
         entry = self._entries.get(id) if isinstance(id, str) else None
         # The stopping set is almost always empty; checking it avoids touching the entry.
         if entry is None or (self._stopping and id in self._stopping):
@@ -368,6 +421,9 @@ class LifecycleManager:
         if self._closed:
             raise ManagerClosed("the manager is shut down")
         text = _error_text(error)
+        if self._fleet is not None:
+            self._fleet_error(id, text)
+            return
         out: list[LifecycleEvent] = []
         with self._lock:
             entry = self._entries.get(id) if isinstance(id, str) else None
@@ -385,8 +441,13 @@ class LifecycleManager:
         self._dispatch(out)
 
     def health_check(self) -> list[ServiceId]:
-        """Time out every RUNNING service silent for the heartbeat timeout now; return their ids."""
+        """Time out every RUNNING service silent for the heartbeat timeout now; return their ids.
+
+        In fleet mode only the leader acts (and returns what it timed out); elsewhere it returns [].
+        """
         self._check_open()
+        if self._fleet is not None:
+            return [ServiceId(sid) for sid in self._fleet.sweep_now()]
         out: list[LifecycleEvent] = []
         stale: list[ServiceId] = []
         with self._lock:
@@ -421,13 +482,26 @@ class LifecycleManager:
             return 0
         return self._watchdog.run_pending()
 
-    def subscribe(self, maxsize: int = 256) -> Subscription:
-        """A queue of this manager's events; close it when done (or use it as a context manager)."""
+    def subscribe(self, maxsize: int = 256, *, fleet: bool = False) -> Subscription:
+        """A queue of this manager's events; close it when done (or use it as a context manager).
+
+        With ``fleet=True`` (fleet mode only) it is every event of the namespace, whichever
+        process emitted it, in the order of the fleet's event log, from now on; a reader thread
+        follows the log until the subscription is closed or the manager shut down.
+        """
         self._check_open()
+        _validate.flag(fleet, "fleet")
+        if fleet and self._fleet is None:
+            raise ValueError("fleet=True needs a shared registry (fleet mode), e.g. lifecycle.redis.RedisRegistry")
         subscription = Subscription(maxsize, self._unsubscribe)
         with self._lock:
             self._check_open()
-            self._subscriptions = (*self._subscriptions, subscription)
+            if fleet:
+                self._fleet_subscriptions = (*self._fleet_subscriptions, subscription)
+            else:
+                self._subscriptions = (*self._subscriptions, subscription)
+        if fleet:
+            follow_log(self._shared, subscription)
         return subscription
 
     # -- internals: state changes (call with the lock held) ---------------------------------
@@ -633,13 +707,130 @@ class LifecycleManager:
             if error is not None:
                 log.warning("lifecycle: ping of %s failed: %s", entry.label(), _error_text(error))
                 return
-            status = self._registry.heartbeat(entry.id)
-            if status is RECONNECTING or status is ERROR:
-                revived = self._revive(entry)
+            if self._fleet is not None:
+                revived = None  # recorded below, outside the lock: a shared registry is a round trip
+            else:
+                status = self._registry.heartbeat(entry.id)
+                if status is RECONNECTING or status is ERROR:
+                    revived = self._revive(entry)
+        if self._fleet is not None:
+            revived = self._fleet_beat_events(entry.id)
         if revived:
             self._dispatch(revived)
         if _heartbeat_received.receivers or self._subscriptions:
             self._dispatch((Heartbeat(entry.id, time.monotonic()),))
+
+    # -- internals: fleet mode (a shared registry; see _fleetmode for the leader's side) ---------
+
+    @property
+    def _shared(self) -> SharedRegistry:
+        assert self._fleet is not None
+        return self._fleet.registry
+
+    def _hooks_for(self, id: str) -> Hooks | None:
+        """The connector for a service: the one it was started with here, else the manager's."""
+        entry = self._entries.get(id)
+        return self._hooks if entry is None else entry.hooks
+
+    def _local_specs(self) -> list[ExtensionService]:
+        with self._lock:
+            return [entry.spec for entry in self._entries.values() if entry.spec is not None]
+
+    def _fleet_start(self, service: ExtensionService, entry: _Entry) -> ServiceId:
+        """Register (or join) in the fleet, connect, RUNNING; joining calls no connector."""
+        assert self._fleet is not None
+        registry = self._shared
+        sid, joined = registry.join(service)
+        if joined:
+            log.info("lifecycle: service %r joined as %s, already registered in the fleet", service.name, sid)
+            return sid
+        entry.spec = copy.deepcopy(service)
+        with self._lock:
+            self._entries[entry.id] = entry
+        if entry.hooks is not None:
+            try:
+                entry.hooks.connect(self._snapshot(entry))
+            except BaseException as exc:
+                self._forget(entry)
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                raise ConnectionFailed(f"connecting service {entry.label()} failed: {_error_text(exc)}") from exc
+        events = registry.activate(entry.id, self._timeout)
+        if not events:
+            with self._lock:
+                self._entries.pop(entry.id, None)
+            raise InvalidState(f"service {entry.label()} was stopped while it was starting")
+        if entry.hooks is not None and entry.hooks.ping is not None:
+            with self._lock:
+                entry.ping = self._watchdog.call_later(self._config.heartbeat_interval_secs, self._on_ping_due, entry)
+        self._fleet.poke(self._timeout)
+        self._dispatch(events)
+        return entry.id
+
+    def _fleet_stop(self, id: str, deadline: float | None) -> None:
+        _check_id(id)
+        registry = self._shared
+        prior, events = registry.begin_stop(id)
+        if prior is None:
+            raise ServiceNotFound(f"service {id!r} is not registered in the fleet")
+        if prior is STOPPING or prior is STOPPED:
+            return  # another call (maybe in another process) is stopping it
+        self._dispatch(events)
+        with self._lock:
+            entry = self._entries.pop(id, None)
+            if entry is not None:
+                entry.cancel_timers()
+        try:
+            service = registry.get(id)
+            if service is not None:
+                hooks = self._hooks if entry is None else entry.hooks
+                self._disconnect_bounded(entry or _Entry(service, hooks, False), service, deadline)
+        finally:
+            try:
+                events = registry.finish_stop(id)
+            except ServiceNotFound:
+                events = []
+            log.info("lifecycle: service %s stopped", id)
+            self._dispatch(events)
+
+    def _fleet_heartbeat(self, id: str) -> None:
+        _check_id(id)
+        prior, events = self._shared.beat(id, self._timeout)
+        if prior is None:
+            raise ServiceNotFound(f"service {id!r} is not registered in the fleet")
+        if prior is STOPPING or prior is STOPPED:
+            raise InvalidState(f"service {id!r} is stopping; its heartbeat is refused")
+        if events:
+            log.info("lifecycle: service %s is back (heartbeat)", id)
+            self._dispatch(events)
+        if _heartbeat_received.receivers or self._subscriptions:
+            self._dispatcher.dispatch(self, (Heartbeat(ServiceId(id), time.monotonic()),), self._subscriptions)
+
+    def _fleet_beat_events(self, id: str) -> list[LifecycleEvent]:
+        """A successful ping in fleet mode: record it; the events of a revival, if it revived the service."""
+        try:
+            return self._shared.beat(id, self._timeout)[1]
+        except LifecycleError as exc:
+            log.warning("lifecycle: recording the ping of %s failed: %s", id, exc)
+            return []
+
+    def _fleet_error(self, id: str, text: str) -> None:
+        assert self._fleet is not None
+        _check_id(id)
+        service = self._shared.get(id)
+        if service is None:
+            raise ServiceNotFound(f"service {id!r} is not registered in the fleet")
+        entry = self._entries.get(id)
+        auto = self._fleet.auto_reconnect(service) if entry is None else entry.auto_reconnect
+        prior, events = self._shared.report_error(id, text, self._fleet.plan(1, True) if auto else None)
+        if prior is None:
+            raise ServiceNotFound(f"service {id!r} is not registered in the fleet")
+        if prior is STOPPING or prior is STOPPED:
+            raise InvalidState(f"service {id!r} is stopping; its error report is refused")
+        if prior is STARTING:
+            raise InvalidState(f"service {id!r} is still starting; its connect has not returned")
+        log.warning("lifecycle: service %r (%s) reported an error: %s", service.name, id, text)
+        self._dispatch(events)
 
     # -- internals: helpers ------------------------------------------------------------------------
 
@@ -668,6 +859,7 @@ class LifecycleManager:
     def _unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
             self._subscriptions = tuple(s for s in self._subscriptions if s is not subscription)
+            self._fleet_subscriptions = tuple(s for s in self._fleet_subscriptions if s is not subscription)
 
     def _submit(self, fn: Callable[[ExtensionService], Any], service: ExtensionService,
                 done: Callable[[BaseException | None], None]) -> None:
@@ -716,9 +908,14 @@ class LifecycleManager:
         self._dispatch(out)
 
     def _stop_all(self, deadline: float | None) -> None:
-        for id in list(self._entries):
+        fleet = self._fleet is not None
+        ids: list[str] = [service.id for service in self._registry.list_all()] if fleet else list(self._entries)
+        for id in ids:
             try:
-                self._stop(id, deadline)
+                if self._fleet is not None:
+                    self._fleet_stop(id, deadline)
+                else:
+                    self._stop(id, deadline)
             except ServiceNotFound:
                 pass  # stopped concurrently
             except Exception:
@@ -758,6 +955,8 @@ class LifecycleManager:
             entry.ping_busy = False
         for subscription in self._subscriptions:
             subscription._after_fork_in_child()
+        if self._fleet is not None:
+            self._fleet.after_fork_in_child()
         if self._pool is not None:
             self._pool.reset_after_fork()
         self._watchdog.reset_after_fork()

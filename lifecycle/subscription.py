@@ -43,6 +43,11 @@ class Subscription:
         """True after `close()`."""
         return self._state == _CLOSED
 
+    @property
+    def active(self) -> bool:
+        """True while events are still delivered (not closed, and its manager not shut down)."""
+        return self._state == _OPEN
+
     def pending(self) -> int:
         """How many events wait to be read."""
         return len(self._events)

@@ -1,0 +1,353 @@
+"""How a `LifecycleManager` behaves on a `SharedRegistry`: the lease, the leader's sweep, attempts.
+
+Every process of the fleet runs one recurring timer on its watchdog, the tick. The tick takes or
+renews the leader lease; in the leader it then sweeps: the registry says which deadlines passed
+and which reconnect attempts are due (claiming them), and how long until the next; the tick is
+armed for then (or for the next lease renewal, whichever is sooner). So detection stays
+deadline-driven with one timer per process, whatever the number of services.
+
+Every change goes through one atomic registry operation that also produces its events, so the
+process whose call made a change is the one that emits them, exactly once in the fleet.
+
+Threads and locks: ticks run on the watchdog thread (or in `run_pending`); connects run on the
+manager's pool; no lock is held while either calls user code or dispatches events. The little
+state kept here (leader flag, attempts in flight) is guarded by `_lock`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from typing import Any
+
+from .backoff import ExponentialBackoff
+from .config import LifecycleConfig
+from .connector import Hooks
+from .errors import RegistryUnavailable
+from .events import LifecycleEvent
+from .fleet import Plan, SharedRegistry
+from .model import ExtensionService
+from .pool import WorkerPool
+from .subscription import Subscription
+from .watchdog import Timer, Watchdog
+
+log = logging.getLogger("lifecycle")
+
+_SWEEP_LIMIT = 500  # due items handled per sweep; a larger backlog is drained by immediate re-ticks
+_OUTAGE_RETRY_MIN = 0.05
+_Dispatch = Callable[[Iterable[LifecycleEvent]], None]
+
+
+def _owner_token() -> str:
+    """Unique per process and manager (renewed after fork); host and pid make logs readable."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+class FleetMode:
+    """The fleet half of a manager: lease, sweep and reconnect attempts on a shared registry."""
+
+    def __init__(
+        self,
+        registry: SharedRegistry,
+        config: LifecycleConfig,
+        backoff: ExponentialBackoff,
+        plan_rng: Callable[[int], float],
+        watchdog: Watchdog,
+        pool: WorkerPool | None,
+        dispatch: _Dispatch,
+        hooks_for: Callable[[str], Hooks | None],
+        local_services: Callable[[], list[ExtensionService]],
+    ) -> None:
+        self.registry = registry
+        self.config = config
+        self.timeout = float(config.heartbeat_timeout_secs)
+        self.ttl = float(getattr(registry, "lease_ttl_secs", 5.0))
+        self.renew_every = self.ttl / 3
+        self._backoff = backoff
+        self._delay = plan_rng
+        self._watchdog = watchdog
+        self._pool = pool
+        self._dispatch = dispatch
+        self._hooks_for = hooks_for
+        self._local_services = local_services
+        self._lock = threading.Lock()
+        self.owner = _owner_token()
+        self.leader = False
+        self._lease_until = 0.0
+        self._generation: str | None = None
+        self._tick_timer: Timer | None = None
+        self._outage_since: float | None = None
+        self._outage_delay = _OUTAGE_RETRY_MIN
+        self._inflight: dict[str, int] = {}
+        self._closed = False
+
+    # -- plans ------------------------------------------------------------------------------
+
+    def plan(self, attempt: int, auto_reconnect: bool) -> Plan:
+        """What follows a failure before attempt `attempt`: retry it after a backoff delay, give up, or ERROR."""
+        if not auto_reconnect:
+            return Plan("error")
+        limit = self.config.max_reconnect_attempts
+        if attempt > limit:
+            return Plan("giveup", attempt, 0.0, limit)
+        return Plan("retry", attempt, self._delay(attempt - 1), limit)
+
+    def auto_reconnect(self, service: ExtensionService) -> bool:
+        """Auto-reconnect applies when both the config and the service's transport allow it."""
+        return self.config.auto_reconnect and service.transport.auto_reconnect
+
+    # -- the tick ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Arm the first tick now."""
+        self._arm(0.0)
+
+    def poke(self, delay: float) -> None:
+        """Make sure a tick comes within `delay` seconds (a deadline this process just set)."""
+        timer = self._tick_timer
+        if self.leader and timer is not None and timer.when > time.monotonic() + delay:
+            self._arm(delay)
+
+    def _arm(self, delay: float) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            old, self._tick_timer = self._tick_timer, self._watchdog.call_later(max(0.0, delay), self.tick)
+        if old is not None:
+            old.cancel()
+
+    def tick(self) -> None:
+        """Renew or take the lease; as leader, act on what is due; arm the next tick."""
+        if self._closed:
+            return
+        try:
+            delay = self._tick()
+        except RegistryUnavailable as exc:
+            delay = self._on_outage(exc)
+        self._arm(delay)
+
+    def _tick(self) -> float:
+        asked = time.monotonic()
+        lease = self.registry.lease(self.owner, self.ttl)
+        self._on_reachable()
+        if self._generation is not None and lease.generation != self._generation:
+            self._restore_local()
+        self._generation = lease.generation
+        self._set_leader(lease.leader, asked)
+        if not self.leader:
+            return self.renew_every
+        return self._sweep(self.renew_every)
+
+    def _sweep(self, within: float) -> float:
+        sweep = self.registry.sweep(self.owner, self.timeout, self.ttl, _SWEEP_LIMIT)
+        if sweep is None:
+            self._set_leader(False, 0.0)
+            return within
+        if sweep.rebased:
+            log.warning("lifecycle: nobody watched the fleet's deadlines for a while (outage, restart or "
+                        "failover); %d service(s) get a fresh full timeout", sweep.rebased)
+        for sid in sweep.due:
+            self._expire(sid)
+        for sid, attempt in sweep.attempts:
+            self._attempt(sid, attempt)
+        if len(sweep.due) >= _SWEEP_LIMIT or len(sweep.attempts) >= _SWEEP_LIMIT:
+            return 0.0
+        if sweep.next_in is not None:
+            within = min(within, sweep.next_in)
+        return within
+
+    def sweep_now(self) -> list[str]:
+        """`health_check` in fleet mode: the leader expires what is due now; others do nothing."""
+        if not self.leader:
+            return []
+        sweep = self.registry.sweep(self.owner, self.timeout, self.ttl, _SWEEP_LIMIT)
+        if sweep is None:
+            self._set_leader(False, 0.0)
+            return []
+        return [sid for sid in sweep.due if self._expire(sid)]
+
+    def _set_leader(self, leader: bool, asked: float) -> None:
+        if leader:
+            # Our lease is valid at most ttl from when we asked: past that we start nothing.
+            self._lease_until = asked + self.ttl
+        if leader != self.leader:
+            self.leader = leader
+            log.info("lifecycle: this process %s for the fleet (%s)",
+                     "now acts" if leader else "no longer acts", self.owner)
+
+    def _on_outage(self, exc: RegistryUnavailable) -> float:
+        self._set_leader(False, 0.0)
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            self._outage_delay = _OUTAGE_RETRY_MIN
+            log.error("lifecycle: %s; the watchdog keeps trying (logged once per outage)", exc)
+        else:
+            self._outage_delay = min(self._outage_delay * 2, self.renew_every)
+        return self._outage_delay
+
+    def _on_reachable(self) -> None:
+        if self._outage_since is not None:
+            log.warning("lifecycle: the registry is reachable again after %.1f s",
+                        time.monotonic() - self._outage_since)
+            self._outage_since = None
+
+    def _restore_local(self) -> None:
+        """The server lost its data (emptied or replaced): register this process's services again."""
+        restored = 0
+        for service in self._local_services():
+            if self.registry.restore(service, self.timeout):
+                restored += 1
+        if restored:
+            log.warning("lifecycle: the registry lost its data; %d service(s) of this process registered again",
+                        restored)
+
+    # -- the leader's actions --------------------------------------------------------------
+
+    def _expire(self, sid: str) -> bool:
+        service = self.registry.get(sid)
+        if service is None:
+            return False
+        events = self.registry.expire_due(sid, self.owner, self.timeout, self.plan(1, self.auto_reconnect(service)))
+        if events is None:
+            self._set_leader(False, 0.0)
+            return False
+        if events:
+            log.warning("lifecycle: service %r (%s) missed its heartbeat deadline", service.name, sid)
+            self._dispatch(events)
+        return bool(events)
+
+    def _attempt(self, sid: str, attempt: int) -> None:
+        """Run claimed attempt `attempt` of `sid`: `connect` off the watchdog thread, bounded by its timeout."""
+        service = self.registry.get(sid)
+        if service is None:
+            return
+        hooks = self._hooks_for(sid)
+        if hooks is None:
+            # Without a connector only a heartbeat revives a service, and none came in time.
+            self._attempt_done(sid, attempt, None, service, "no heartbeat before the attempt was due")
+            return
+        if time.monotonic() >= self._lease_until:
+            return  # our lease may have run out: the next leader voids the claim and runs it
+        with self._lock:
+            self._inflight[sid] = attempt
+        if self._pool is None:
+            try:
+                hooks.connect(service)
+            except Exception as exc:
+                self._attempt_done(sid, attempt, exc, service)
+            else:
+                self._attempt_done(sid, attempt, None, service, ok=True)
+            return
+        future: Future[Any] = self._pool.submit(hooks.connect, service)
+        timer = self._watchdog.call_later(service.transport.timeout_secs, self._attempt_timed_out, sid, attempt,
+                                          service)
+        future.add_done_callback(lambda f: self._connect_returned(f, sid, attempt, service, timer, hooks))
+
+    def _connect_returned(self, future: Future[Any], sid: str, attempt: int, service: ExtensionService,
+                          timer: Timer, hooks: Hooks) -> None:
+        timer.cancel()
+        error = future.exception()
+        if not self._take_inflight(sid, attempt):
+            if error is None and hooks.disconnect is not None:  # too late: close what it opened
+                try:
+                    hooks.disconnect(service)
+                except Exception as exc:
+                    log.warning("lifecycle: disconnect of late connection %s failed: %s", sid, exc)
+            return
+        if error is None:
+            self._report(sid, attempt, True, service)
+        else:
+            self._report(sid, attempt, False, service, f"{type(error).__name__}: {error}")
+
+    def _attempt_timed_out(self, sid: str, attempt: int, service: ExtensionService) -> None:
+        if self._take_inflight(sid, attempt):
+            self._report(sid, attempt, False, service, f"still running after {service.transport.timeout_secs:g} s")
+
+    def _take_inflight(self, sid: str, attempt: int) -> bool:
+        with self._lock:
+            if self._inflight.get(sid) != attempt:
+                return False
+            del self._inflight[sid]
+            return True
+
+    def _attempt_done(self, sid: str, attempt: int, error: BaseException | None, service: ExtensionService,
+                      why: str = "", *, ok: bool = False) -> None:
+        with self._lock:
+            self._inflight.pop(sid, None)
+        self._report(sid, attempt, ok, service, why or (f"{type(error).__name__}: {error}" if error else ""))
+
+    def _report(self, sid: str, attempt: int, ok: bool, service: ExtensionService, why: str = "") -> None:
+        if not ok:
+            log.warning("lifecycle: reconnect attempt %d/%d of %r (%s) failed: %s", attempt,
+                        self.config.max_reconnect_attempts, service.name, sid, why)
+        try:
+            events = self.registry.attempt_done(sid, self.owner, attempt, ok,
+                                                self.plan(attempt + 1, self.auto_reconnect(service)))
+        except RegistryUnavailable as exc:
+            log.warning("lifecycle: the outcome of attempt %d of %s is lost (%s); the next leader retries it",
+                        attempt, sid, exc)
+            return
+        if events is None:
+            self._set_leader(False, 0.0)
+            return
+        self._dispatch(events)
+
+    # -- ending --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop ticking and give the lease up, so another process takes over at once."""
+        with self._lock:
+            self._closed = True
+            timer, self._tick_timer = self._tick_timer, None
+        if timer is not None:
+            timer.cancel()
+        if self.leader:
+            self.leader = False
+            try:
+                self.registry.release(self.owner)
+            except RegistryUnavailable as exc:
+                log.warning("lifecycle: could not release the fleet lease (%s); it expires on its own", exc)
+
+    def after_fork_in_child(self) -> None:
+        """A forked child is a new member of the fleet: its own owner token, not the leader."""
+        self._lock = threading.Lock()
+        self.owner = _owner_token()
+        self.leader = False
+        self._inflight.clear()
+
+
+def follow_log(registry: SharedRegistry, subscription: Subscription, *, poll: float = 0.5) -> threading.Thread:
+    """Start a daemon thread copying the fleet event log into `subscription` until it stops being active.
+
+    It starts at the log's end (events from now on) and blocks on the server at most `poll`
+    seconds at a time, so it notices a closed subscription that soon. An outage is logged once;
+    reading resumes from the last entry seen, so nothing the log still holds is missed.
+    """
+
+    def run() -> None:
+        after = "$"
+        down = False
+        pause = threading.Event()
+        while subscription.active:
+            try:
+                rows = registry.read_events(after, block=poll)
+            except RegistryUnavailable as exc:
+                if not down:
+                    log.error("lifecycle: fleet event log: %s; retrying", exc)
+                    down = True
+                pause.wait(poll)
+                continue
+            down = False
+            for entry_id, event in rows:
+                after = entry_id
+                subscription._put(event)
+
+    thread = threading.Thread(target=run, name="lifecycle-fleet-log", daemon=True)
+    thread.start()
+    return thread

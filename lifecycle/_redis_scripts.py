@@ -1,0 +1,341 @@
+"""The server-side scripts of `RedisRegistry`: every read-modify-write is one of these, atomic.
+
+Every script gets the same KEYS (see `KEYS` below; one `{namespace}` hash tag, so one Redis
+Cluster slot) and the same first three ARGV: the event log's approximate maximum length (0: no
+log), the heartbeat timeout in microseconds, and whether heartbeats go to the log. Times are
+the server's `TIME` in integer microseconds, formatted with %d because Lua's default number
+formatting would round them. A script returns a code, then data, then the events it appended
+to the log, each as a flat field list that `lifecycle.redis` decodes.
+"""
+
+from __future__ import annotations
+
+KEYS = ("svc", "reg", "names", "status", "last", "upd", "attempt", "dl", "todo", "claim",
+        "lease", "epoch", "tick", "gen", "events")
+
+PRELUDE = """
+local K_SVC, K_REG, K_NAMES, K_STATUS, K_LAST, K_UPD, K_ATT, K_DL, K_TODO, K_CLAIM,
+      K_LEASE, K_EPOCH, K_TICK, K_GEN, K_EVENTS = unpack(KEYS)
+local MAXLEN = tonumber(ARGV[1])
+local TIMEOUT = tonumber(ARGV[2])
+local LOG_BEATS = ARGV[3] == '1'
+local T = redis.call('TIME')
+local NOW = tonumber(T[1]) * 1000000 + tonumber(T[2])
+local OUT = {}
+local function s(n) return string.format('%d', n) end
+local function log(fields)
+  if MAXLEN > 0 then redis.call('XADD', K_EVENTS, 'MAXLEN', '~', MAXLEN, '*', unpack(fields)) end
+end
+local function emit(kind, id, ...)
+  local fields = {'type', kind, 'id', id, 'ts', s(NOW), ...}
+  log(fields)
+  OUT[#OUT + 1] = fields
+end
+local function set_status(id, new)
+  local old = redis.call('HGET', K_STATUS, id)
+  if old == new then return old end
+  redis.call('HSET', K_STATUS, id, new)
+  redis.call('HSET', K_UPD, id, s(NOW))
+  if new == 'running' then
+    local last = tonumber(redis.call('HGET', K_LAST, id) or s(NOW))
+    redis.call('ZADD', K_DL, s(last + TIMEOUT), id)
+    redis.call('HDEL', K_ATT, id)
+  else
+    redis.call('ZREM', K_DL, id)
+  end
+  if new ~= 'reconnecting' then
+    redis.call('ZREM', K_TODO, id)
+    redis.call('HDEL', K_CLAIM, id)
+  end
+  emit('status_changed', id, 'old', old, 'new', new)
+  return old
+end
+-- mode, attempt, delay_us, max_attempts
+local function plan(id, mode, k, delay, max)
+  if mode == 'retry' then
+    set_status(id, 'reconnecting')
+    redis.call('HSET', K_ATT, id, k)
+    redis.call('HDEL', K_CLAIM, id)
+    redis.call('ZADD', K_TODO, s(NOW + tonumber(delay)), id)
+    emit('reconnecting', id, 'attempt', k, 'max_attempts', max, 'delay', delay)
+  elseif mode == 'giveup' then
+    set_status(id, 'error')
+    redis.call('HSET', K_ATT, id, s(tonumber(k) - 1))
+    emit('reconnect_failed', id, 'attempts', s(tonumber(k) - 1))
+  else
+    set_status(id, 'error')
+  end
+end
+local function fenced(owner) return redis.call('GET', K_LEASE) ~= owner end
+local function forget(id)
+  local json = redis.call('HGET', K_SVC, id)
+  if json then redis.call('HDEL', K_NAMES, cjson.decode(json).name) end
+  for _, k in ipairs({K_SVC, K_REG, K_STATUS, K_LAST, K_UPD, K_ATT, K_CLAIM}) do redis.call('HDEL', k, id) end
+  redis.call('ZREM', K_DL, id)
+  redis.call('ZREM', K_TODO, id)
+end
+local function info(id)
+  local last = redis.call('HGET', K_LAST, id)
+  local silent = -1
+  if last then silent = math.max(0, NOW - tonumber(last)) end
+  return {redis.call('HGET', K_SVC, id), redis.call('HGET', K_REG, id) or '0', redis.call('HGET', K_UPD, id) or '0',
+          redis.call('HGET', K_STATUS, id), s(silent), redis.call('HGET', K_ATT, id) or '0', s(NOW)}
+end
+"""
+
+# ARGV[4..]: id, name, version, json, status, join ('1' or '0')
+REGISTER = """
+local id, name, version, json, status, join = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9] == '1'
+local named = redis.call('HGET', K_NAMES, name)
+if redis.call('HEXISTS', K_STATUS, id) == 1 then
+  if join and named == id then return {'joined', id} end
+  return {'id_taken', id}
+end
+if named then
+  if join and cjson.decode(redis.call('HGET', K_SVC, named)).version == version then return {'joined', named} end
+  return {'name_taken', named}
+end
+redis.call('HSET', K_SVC, id, json)
+redis.call('HSET', K_REG, id, s(NOW))
+redis.call('HSET', K_NAMES, name, id)
+redis.call('HSET', K_STATUS, id, status)
+redis.call('HSET', K_UPD, id, s(NOW))
+if status == 'running' then redis.call('ZADD', K_DL, s(NOW + TIMEOUT), id) end
+return {'new', id}
+"""
+
+# ARGV[4..]: id, json, name -- re-register a service the registry lost (an emptied server)
+RESTORE = """
+local id, json, name = ARGV[4], ARGV[5], ARGV[6]
+if redis.call('HEXISTS', K_STATUS, id) == 1 or redis.call('HEXISTS', K_NAMES, name) == 1 then return {'present'} end
+redis.call('HSET', K_SVC, id, json)
+redis.call('HSET', K_REG, id, s(NOW))
+redis.call('HSET', K_NAMES, name, id)
+redis.call('HSET', K_STATUS, id, 'running')
+redis.call('HSET', K_UPD, id, s(NOW))
+redis.call('HSET', K_LAST, id, s(NOW))
+redis.call('ZADD', K_DL, s(NOW + TIMEOUT), id)
+return {'restored'}
+"""
+
+# ARGV[4..]: id, emit ('1': the manager's stop, with STOPPED and service_stopped)
+UNREGISTER = """
+local id = ARGV[4]
+if redis.call('HEXISTS', K_STATUS, id) == 0 then return {'missing'} end
+local before = info(id)
+if ARGV[5] == '1' then
+  set_status(id, 'stopped')
+  emit('service_stopped', id)
+end
+forget(id)
+return {'ok', before, OUT}
+"""
+
+# ARGV[4..]: id
+HEARTBEAT = """
+local id = ARGV[4]
+local st = redis.call('HGET', K_STATUS, id)
+if not st then return {'missing'} end
+if st == 'stopping' or st == 'stopped' then return {st} end
+redis.call('HSET', K_LAST, id, s(NOW))
+if st == 'running' then
+  redis.call('ZADD', K_DL, s(NOW + TIMEOUT), id)
+elseif st == 'reconnecting' or st == 'error' then
+  set_status(id, 'running')
+  emit('reconnected', id)
+end
+if LOG_BEATS then log({'type', 'heartbeat_received', 'id', id, 'ts', s(NOW)}) end
+return {st, OUT}
+"""
+
+# ARGV[4..]: id
+ACTIVATE = """
+local id = ARGV[4]
+local st = redis.call('HGET', K_STATUS, id)
+if st ~= 'starting' then return {st or 'missing'} end
+redis.call('HSET', K_LAST, id, s(NOW))
+emit('service_started', id)
+set_status(id, 'running')
+return {st, OUT}
+"""
+
+# ARGV[4..]: id, new status, expected status ('' for any)
+SET_STATUS = """
+local id, new, expected = ARGV[4], ARGV[5], ARGV[6]
+local st = redis.call('HGET', K_STATUS, id)
+if not st then return {'missing'} end
+if expected ~= '' and st ~= expected then return {st} end
+set_status(id, new)
+return {st, OUT}
+"""
+
+# ARGV[4..]: id, error text, plan mode ('' for none), attempt, delay_us, max_attempts
+REPORT_ERROR = """
+local id = ARGV[4]
+local st = redis.call('HGET', K_STATUS, id)
+if not st then return {'missing'} end
+if st == 'stopping' or st == 'stopped' or st == 'starting' then return {st} end
+emit('service_error', id, 'error', ARGV[5])
+if st ~= 'reconnecting' then
+  set_status(id, 'error')
+  if ARGV[6] ~= '' then plan(id, ARGV[6], ARGV[7], ARGV[8], ARGV[9]) end
+end
+return {st, OUT}
+"""
+
+# ARGV[4..]: id
+BEGIN_STOP = """
+local id = ARGV[4]
+local st = redis.call('HGET', K_STATUS, id)
+if not st then return {'missing'} end
+if st == 'stopping' or st == 'stopped' then return {st} end
+set_status(id, 'stopping')
+return {st, OUT}
+"""
+
+# ARGV[4..]: id, owner ('' = not fenced), plan mode ('set' = only the status), attempt, delay_us, max, status
+EXPIRE = """
+local id, owner = ARGV[4], ARGV[5]
+if owner ~= '' and fenced(owner) then return {'fenced'} end
+if redis.call('HGET', K_STATUS, id) ~= 'running' then return {'skip'} end
+local last = redis.call('HGET', K_LAST, id)
+if last and tonumber(last) + TIMEOUT > NOW then
+  redis.call('ZADD', K_DL, s(tonumber(last) + TIMEOUT), id)
+  return {'early'}
+end
+if ARGV[6] == 'set' then
+  set_status(id, ARGV[10])
+else
+  emit('heartbeat_timeout', id)
+  plan(id, ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+end
+return {'expired', OUT}
+"""
+
+# ARGV[4..]: owner, ttl_ms, a new generation marker (used if the server has none)
+LEASE = """
+local owner = ARGV[4]
+local gen = redis.call('GET', K_GEN)
+if not gen then
+  gen = ARGV[6]
+  redis.call('SET', K_GEN, gen)
+end
+local holder = redis.call('GET', K_LEASE)
+if holder == owner then
+  redis.call('PEXPIRE', K_LEASE, ARGV[5])
+  return {'leader', gen}
+end
+if holder then return {'follower', gen} end
+redis.call('SET', K_LEASE, owner, 'PX', ARGV[5])
+redis.call('INCR', K_EPOCH)
+-- Attempts an earlier leader had claimed are void (it is fenced now): they are due again at once.
+for _, id in ipairs(redis.call('HKEYS', K_CLAIM)) do redis.call('ZADD', K_TODO, s(NOW), id) end
+redis.call('DEL', K_CLAIM)
+return {'leader', gen}
+"""
+
+# ARGV[4..]: owner
+RELEASE = """
+if redis.call('GET', K_LEASE) == ARGV[4] then redis.call('DEL', K_LEASE) end
+return {'ok'}
+"""
+
+# ARGV[4..]: owner, grace_us, limit, claim_us
+SWEEP = """
+local owner, grace, limit, claim = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+if fenced(owner) then return {'fenced'} end
+local tick = redis.call('GET', K_TICK)
+local rebased = 0
+if (not tick) or NOW - tonumber(tick) > grace then
+  -- Nobody watched for a while (outage, restart, failover): silence in that gap counts for nothing.
+  local ids = redis.call('ZRANGE', K_DL, 0, -1)
+  for _, id in ipairs(ids) do
+    redis.call('ZADD', K_DL, s(NOW + TIMEOUT), id)
+    redis.call('HSET', K_LAST, id, s(NOW))
+  end
+  rebased = #ids
+end
+redis.call('SET', K_TICK, s(NOW))
+local due = redis.call('ZRANGEBYSCORE', K_DL, '-inf', s(NOW), 'LIMIT', 0, limit)
+local claimed = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_TODO, '-inf', s(NOW), 'LIMIT', 0, limit)) do
+  redis.call('ZADD', K_TODO, s(NOW + claim), id)
+  redis.call('HSET', K_CLAIM, id, owner)
+  claimed[#claimed + 1] = {id, redis.call('HGET', K_ATT, id) or '0'}
+end
+local nxt = -1
+local a = redis.call('ZRANGE', K_DL, 0, 0, 'WITHSCORES')
+local b = redis.call('ZRANGE', K_TODO, 0, 0, 'WITHSCORES')
+if a[2] then nxt = tonumber(a[2]) end
+if b[2] and (nxt < 0 or tonumber(b[2]) < nxt) then nxt = tonumber(b[2]) end
+if nxt >= 0 then nxt = math.max(0, nxt - NOW) end
+return {'ok', due, claimed, s(nxt), rebased}
+"""
+
+# ARGV[4..]: id, owner, attempt, ok ('1'/'0'), plan mode, next attempt, delay_us, max
+ATTEMPT_DONE = """
+local id, owner = ARGV[4], ARGV[5]
+if fenced(owner) then return {'fenced'} end
+if redis.call('HGET', K_STATUS, id) ~= 'reconnecting' or redis.call('HGET', K_CLAIM, id) ~= owner
+   or redis.call('HGET', K_ATT, id) ~= ARGV[6] then
+  return {'stale'}
+end
+redis.call('HDEL', K_CLAIM, id)
+if ARGV[7] == '1' then
+  redis.call('HSET', K_LAST, id, s(NOW))
+  set_status(id, 'running')
+  emit('reconnected', id)
+else
+  plan(id, ARGV[8], ARGV[9], ARGV[10], ARGV[11])
+end
+return {'ok', OUT}
+"""
+
+# ARGV[4..]: id
+GET = """
+local id = ARGV[4]
+if redis.call('HEXISTS', K_STATUS, id) == 0 then return {'missing'} end
+return {'ok', info(id)}
+"""
+
+# ARGV[4..]: id -- status and silence only (the manager's hot-path read)
+SILENCE = """
+local id = ARGV[4]
+local st = redis.call('HGET', K_STATUS, id)
+if not st then return {'missing'} end
+local last = redis.call('HGET', K_LAST, id)
+if not last then return {st, '-1'} end
+return {st, s(math.max(0, NOW - tonumber(last)))}
+"""
+
+LIST = """
+local out = {}
+for _, id in ipairs(redis.call('HKEYS', K_STATUS)) do out[#out + 1] = info(id) end
+return {'ok', out}
+"""
+
+STATS = """
+local counts = {}
+for _, st in ipairs(redis.call('HVALS', K_STATUS)) do counts[st] = (counts[st] or 0) + 1 end
+local out = {}
+for st, n in pairs(counts) do out[#out + 1] = st; out[#out + 1] = n end
+return {'ok', out}
+"""
+
+# ARGV[4..]: target status -- the registry's own sweep (RegistryService.health_check)
+HEALTH_CHECK = """
+local stale = {}
+for _, id in ipairs(redis.call('HKEYS', K_STATUS)) do
+  if redis.call('HGET', K_STATUS, id) == 'running' then
+    local last = redis.call('HGET', K_LAST, id)
+    if (not last) or NOW - tonumber(last) >= TIMEOUT then stale[#stale + 1] = id end
+  end
+end
+for _, id in ipairs(stale) do set_status(id, ARGV[4]) end
+return {'ok', stale, OUT}
+"""
+
+CLEAR = """
+for _, k in ipairs(KEYS) do redis.call('DEL', k) end
+return {'ok'}
+"""

@@ -1,0 +1,119 @@
+"""What a registry shared by several managers (processes, hosts) adds to `Registry`.
+
+A shared registry keeps every deadline, reconnect attempt and status on its own clock and
+changes them only in atomic compare-and-set operations, so that a fleet of managers acts as
+one: any process records heartbeats and errors, exactly one (the holder of the lease, the
+leader) expires deadlines and runs reconnect attempts, and every change is made, and its
+events are produced, exactly once. See docs/fleet.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from .events import LifecycleEvent
+from .model import ExtensionService, ServiceId, ServiceStatus
+from .registry import Registry
+
+__all__ = ["Lease", "Plan", "SharedRegistry", "Sweep"]
+
+_Events = list[LifecycleEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a service that left RUNNING does next: retry `attempt` after `delay` s, give up, or stay in ERROR.
+
+    Computed by the manager from its config and backoff; the registry applies it atomically
+    with the change that made it necessary.
+    """
+
+    mode: Literal["retry", "giveup", "error"]
+    attempt: int = 1
+    delay: float = 0.0
+    max_attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """What the leader must do now: deadlines that passed, reconnect attempts it has claimed."""
+
+    due: list[ServiceId]
+    attempts: list[tuple[ServiceId, int]]
+    next_in: float | None  # seconds until the next deadline or attempt; None when there is none
+    rebased: int = 0  # services given a fresh full timeout after an outage
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The answer to a lease request: are we the leader, and the registry's generation marker."""
+
+    leader: bool
+    generation: str
+
+
+@runtime_checkable
+class SharedRegistry(Registry, Protocol):
+    """The atomic operations fleet mode needs; each returns the events its change produced.
+
+    Leader operations take the caller's lease `owner` token and do nothing (returning None)
+    unless it still holds the lease: that is the fencing that keeps a paused ex-leader inert.
+    Durations are seconds on the registry's own clock. `lease_ttl_secs` is how long a lease
+    lasts unrenewed: the longest a dead leader's fleet goes without an actor.
+    """
+
+    lease_ttl_secs: float
+
+    def join(self, service: ExtensionService) -> tuple[ServiceId, bool]:
+        """Register, or join the service already registered with its id (or name and version)."""
+        ...
+
+    def activate(self, id: str, timeout: float) -> _Events:
+        """STARTING -> RUNNING with a full deadline (the start counts as a heartbeat)."""
+        ...
+
+    def beat(self, id: str, timeout: float) -> tuple[ServiceStatus | None, _Events]:
+        """Record a heartbeat; a RECONNECTING or ERROR service becomes RUNNING. Returns the prior status."""
+        ...
+
+    def report_error(self, id: str, error: str, plan: Plan | None) -> tuple[ServiceStatus | None, _Events]:
+        """`service_error`; unless RECONNECTING, ERROR and then `plan` (None: stay in ERROR)."""
+        ...
+
+    def begin_stop(self, id: str) -> tuple[ServiceStatus | None, _Events]:
+        """-> STOPPING unless already stopping; returns the prior status (the caller won if it is not STOPPING)."""
+        ...
+
+    def finish_stop(self, id: str) -> _Events:
+        """-> STOPPED, unregister, `service_stopped`."""
+        ...
+
+    def restore(self, service: ExtensionService, timeout: float) -> bool:
+        """Register `service` as RUNNING with a full deadline if the registry lost it; True if it did."""
+        ...
+
+    def lease(self, owner: str, ttl: float) -> Lease:
+        """Take or renew the leader lease for `ttl` seconds."""
+        ...
+
+    def release(self, owner: str) -> None:
+        """Give the lease up (if `owner` holds it) so another manager takes over at once."""
+        ...
+
+    def sweep(self, owner: str, timeout: float, grace: float, limit: int) -> Sweep | None:
+        """Leader: what is due now, claiming due attempts; after a gap > `grace`, fresh deadlines for all."""
+        ...
+
+    def read_events(self, after: str = "$", *, block: float | None = None, count: int = 100
+                    ) -> list[tuple[str, LifecycleEvent]]:
+        """The fleet event log after entry `after` ("$": from now on), oldest first, with entry ids."""
+        ...
+
+    def expire_due(self, id: str, owner: str, timeout: float, plan: Plan) -> _Events | None:
+        """Leader: if RUNNING and silent for `timeout`, `heartbeat_timeout` and apply `plan`."""
+        ...
+
+    def attempt_done(self, id: str, owner: str, attempt: int, ok: bool, plan: Plan) -> _Events | None:
+        """Leader: a claimed attempt's outcome: RUNNING and `reconnected`, or apply `plan`."""
+        ...

@@ -1,0 +1,499 @@
+"""`RedisRegistry`: one registry shared by every manager on the same Redis (or Valkey) and namespace.
+
+Install with ``pip install 'service-lifecycle[redis]'``. All state lives in a few hashes and
+sorted sets under ``lifecycle:{<namespace>}:*`` (one hash tag: one Redis Cluster slot); every
+read-modify-write is one server-side script (`lifecycle._redis_scripts`), and every time is the
+server's. See docs/fleet.md for the key layout, failover and outages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+try:
+    import redis as _redis
+    from redis.backoff import ExponentialBackoff as _Backoff
+    from redis.retry import Retry as _Retry
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "lifecycle.redis needs redis-py: pip install 'service-lifecycle[redis]'"
+    ) from exc
+
+from . import _redis_scripts as scripts
+from . import _validate
+from .errors import RegistryUnavailable, ServiceAlreadyExists
+from .events import (
+    Error,
+    HeartbeatTimeout,
+    LifecycleEvent,
+    Reconnected,
+    ReconnectFailed,
+    Reconnecting,
+    Started,
+    StatusChanged,
+    Stopped,
+)
+from .fleet import Lease, Plan, Sweep
+from .model import (
+    Capability,
+    ExtensionService,
+    RegistrationInfo,
+    ServiceFilter,
+    ServiceId,
+    ServiceStatus,
+    TransportConfig,
+    _status,
+)
+from .registry import RegistryStats, _not_found
+
+__all__ = ["RedisRegistry"]
+
+log = logging.getLogger("lifecycle")
+
+_US = 1_000_000
+_Events = list[LifecycleEvent]
+_Services = list[ExtensionService]
+_Rows = list[tuple[str, LifecycleEvent]]
+_Ids = list[ServiceId]
+_CONNECTION_ERRORS = (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError)
+
+
+def _us(seconds: float) -> str:
+    return str(round(seconds * _US))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _encode(service: ExtensionService) -> str:
+    """The service's description as JSON (status and times live in their own keys)."""
+    transport = service.transport
+    try:
+        return json.dumps({
+            "id": str(service.id), "name": service.name, "version": service.version,
+            "description": service.description, "metadata": service.metadata,
+            "capabilities": [{"name": c.name, "version": c.version, "config": c.config} for c in service.capabilities],
+            "transport": {
+                "transport_type": transport.transport_type.value, "address": transport.address,
+                "port": transport.port, "command": transport.command, "args": transport.args,
+                "env": transport.env, "cwd": transport.cwd, "timeout_secs": transport.timeout_secs,
+                "auto_reconnect": transport.auto_reconnect, "max_retries": transport.max_retries,
+                "heartbeat_interval_secs": transport.heartbeat_interval_secs,
+            },
+        }, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"service {service.name!r}: metadata and capability config must be JSON data ({exc})") from None
+
+
+def _decode(row: Sequence[Any]) -> RegistrationInfo:
+    """A registration record from `info()` in the scripts: json, registered, updated, status, silent, attempt, now."""
+    data = json.loads(_text(row[0]))
+    silent = int(_text(row[4]))
+    now = int(_text(row[6]))
+    service = ExtensionService(
+        data["name"], data["version"], description=data["description"], metadata=data["metadata"],
+        capabilities=[Capability(c["name"], c["version"], c["config"]) for c in data["capabilities"]],
+        transport=TransportConfig(**data["transport"]), id=ServiceId(data["id"]),
+        status=ServiceStatus(_text(row[3])),
+        # The server says how long ago; our monotonic clock says when that was.
+        last_heartbeat=None if silent < 0 else time.monotonic() - silent / _US,
+        retry_count=int(_text(row[5])),
+    )
+    # Registration times are the server's, taken back to UTC datetimes through its own "now".
+    wall = datetime.now(UTC).timestamp()
+
+    def when(us: Any) -> datetime:
+        return datetime.fromtimestamp(wall - (now - int(_text(us))) / _US, UTC)
+
+    return RegistrationInfo(service, when(row[1]), when(row[2]))
+
+
+def _event(fields: Sequence[Any], at: float | None = None) -> LifecycleEvent | None:
+    """A `LifecycleEvent` from a logged field list (None for a kind this version does not know)."""
+    f = {_text(fields[i]): _text(fields[i + 1]) for i in range(0, len(fields) - 1, 2)}
+    sid = ServiceId(f["id"])
+    at = time.monotonic() if at is None else at
+    kind = f["type"]
+    if kind == "status_changed":
+        return StatusChanged(sid, at, ServiceStatus(f["old"]), ServiceStatus(f["new"]))
+    if kind == "reconnecting":
+        return Reconnecting(sid, at, int(f["attempt"]), int(f["max_attempts"]), int(f["delay"]) / _US)
+    if kind == "reconnect_failed":
+        return ReconnectFailed(sid, at, int(f["attempts"]))
+    if kind == "service_error":
+        return Error(sid, at, f["error"])
+    simple: dict[str, Callable[[ServiceId, float], LifecycleEvent]] = {
+        "service_started": Started, "service_stopped": Stopped, "heartbeat_timeout": HeartbeatTimeout,
+        "reconnected": Reconnected,
+    }
+    make = simple.get(kind)
+    if make is None:
+        from .events import Heartbeat  # only logged with log_heartbeats=True
+        return Heartbeat(sid, at) if kind == "heartbeat_received" else None
+    return make(sid, at)
+
+
+def _events(raw: Sequence[Any]) -> _Events:
+    now = time.monotonic()
+    return [e for e in (_event(fields, now) for fields in raw) if e is not None]
+
+
+def _prior(code: Any) -> ServiceStatus | None:
+    text = _text(code)
+    return None if text == "missing" else ServiceStatus(text)
+
+
+class RedisRegistry:
+    """A `SharedRegistry` on Redis or Valkey: safe to share between threads, processes and hosts.
+
+    `namespace` separates fleets on one server. `lease_ttl_secs` bounds how long the fleet goes
+    without an acting leader after the leader dies (takeover within it plus one lease check, a
+    third of it). `events_maxlen` bounds the fleet event log
+    (a stream; 0 turns it off); heartbeats are logged only with `log_heartbeats=True`, since
+    they would multiply the writes. Registry calls raise `RegistryUnavailable` when the server
+    cannot be reached.
+    """
+
+    def __init__(
+        self,
+        client: _redis.Redis,
+        *,
+        namespace: str = "lifecycle",
+        heartbeat_timeout_secs: float = 60.0,
+        events_maxlen: int = 10_000,
+        log_heartbeats: bool = False,
+        lease_ttl_secs: float = 5.0,
+    ) -> None:
+        if not isinstance(client, _redis.Redis):
+            raise TypeError(f"client must be a redis.Redis, not {type(client).__name__}")
+        self.namespace = _validate.text(namespace, "namespace")
+        if "{" in namespace or "}" in namespace:
+            raise ValueError("namespace must not contain braces (it becomes the keys' hash tag)")
+        self.heartbeat_timeout_secs = _validate.number(heartbeat_timeout_secs, "heartbeat_timeout_secs",
+                                                       positive=True)
+        self.events_maxlen = _validate.integer(events_maxlen, "events_maxlen", minimum=0)
+        self.log_heartbeats = _validate.flag(log_heartbeats, "log_heartbeats")
+        self.lease_ttl_secs = _validate.number(lease_ttl_secs, "lease_ttl_secs", positive=True)
+        self._client = client
+        prefix = f"lifecycle:{{{namespace}}}:"
+        self.keys = {name: prefix + name for name in scripts.KEYS}
+        self._key_list = [self.keys[name] for name in scripts.KEYS]
+        kwargs = client.connection_pool.connection_kwargs
+        self._where = (str(kwargs.get("host", kwargs.get("path", "?"))), kwargs.get("port"))
+        self._scripts = {
+            name: client.register_script(scripts.PRELUDE + getattr(scripts, name))
+            for name in ("REGISTER", "RESTORE", "UNREGISTER", "HEARTBEAT", "ACTIVATE", "SET_STATUS",
+                         "REPORT_ERROR", "BEGIN_STOP", "EXPIRE", "LEASE", "RELEASE", "SWEEP", "ATTEMPT_DONE",
+                         "GET", "SILENCE", "LIST", "STATS", "HEALTH_CHECK", "CLEAR")
+        }
+
+    @classmethod
+    def from_url(cls, url: str, *, namespace: str = "lifecycle", heartbeat_timeout_secs: float = 60.0,
+                 events_maxlen: int = 10_000, log_heartbeats: bool = False, lease_ttl_secs: float = 5.0,
+                 **redis_kwargs: Any) -> RedisRegistry:
+        """A registry on the server at `url` (``redis://``, ``rediss://``, ``unix://``, with password or not).
+
+        Timeouts and retries are set explicitly (redis-py's defaults changed across versions):
+        5 s to connect and per call, one retry of a broken connection, a health check of idle
+        connections. Any of them can be overridden through `redis_kwargs`.
+        """
+        _validate.text(url, "url")
+        options: dict[str, Any] = {
+            "socket_timeout": 5.0, "socket_connect_timeout": 5.0, "health_check_interval": 15,
+            "retry": _Retry(_Backoff(cap=0.5, base=0.05), 1), "decode_responses": True,
+        }
+        options.update(redis_kwargs)
+        client = _redis.Redis.from_url(url, **options)
+        return cls(client, namespace=namespace, heartbeat_timeout_secs=heartbeat_timeout_secs,
+                   events_maxlen=events_maxlen, log_heartbeats=log_heartbeats, lease_ttl_secs=lease_ttl_secs)
+
+    def __repr__(self) -> str:
+        host, port = self._where
+        return f"<RedisRegistry {host}:{port} namespace={self.namespace!r}>"
+
+    @property
+    def client(self) -> _redis.Redis:
+        """The redis-py client (for the fleet event log and diagnostics)."""
+        return self._client
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _run(self, name: str, *args: object, timeout: float | None = None) -> list[Any]:
+        head = [str(self.events_maxlen), _us(self.heartbeat_timeout_secs if timeout is None else timeout),
+                "1" if self.log_heartbeats else "0"]
+        try:
+            result = self._scripts[name](keys=self._key_list, args=head + [str(a) for a in args])
+        except _CONNECTION_ERRORS as exc:
+            raise self._unavailable(exc) from None
+        return list(result)
+
+    def _unavailable(self, exc: BaseException) -> RegistryUnavailable:
+        host, port = self._where
+        # The exception's own text may quote the URL; only its type is repeated.
+        return RegistryUnavailable(f"the registry at {host}:{port} cannot be reached ({type(exc).__name__})",
+                                   host=host, port=port if isinstance(port, int) else None)
+
+    def unavailable_error(self, exc: BaseException) -> RegistryUnavailable:
+        """The typed error for a failed call to this registry's server (used by the event log reader)."""
+        return self._unavailable(exc)
+
+    # -- Registry ------------------------------------------------------------------------------
+
+    def register(self, service: ExtensionService) -> ServiceId:
+        """Store `service`; a second service with its name or id is refused."""
+        return self._register(service, join=False)[0]
+
+    def join(self, service: ExtensionService) -> tuple[ServiceId, bool]:
+        """Register, or join the one already registered with this id (or this name and version)."""
+        return self._register(service, join=True)
+
+    def _register(self, service: ExtensionService, *, join: bool) -> tuple[ServiceId, bool]:
+        if not isinstance(service, ExtensionService):
+            raise TypeError(f"service must be an ExtensionService, not {type(service).__name__}")
+        code, sid = self._run("REGISTER", service.id, service.name, service.version, _encode(service),
+                              service.status.value, "1" if join else "0")
+        code, sid = _text(code), ServiceId(_text(sid))
+        if code == "name_taken":
+            raise ServiceAlreadyExists(f"a service named {service.name!r} is already registered (id {sid}); "
+                                       "stop it first or give this one another name")
+        if code == "id_taken":
+            raise ServiceAlreadyExists(f"a service with id {sid} is already registered under another name")
+        return sid, code == "joined"
+
+    def restore(self, service: ExtensionService, timeout: float) -> bool:
+        """Re-register `service` as RUNNING with a full deadline if the server lost it."""
+        result = self._run("RESTORE", service.id, _encode(service), service.name, timeout=timeout)
+        return _text(result[0]) == "restored"
+
+    def unregister(self, id: str) -> RegistrationInfo:
+        """Remove the service and return its last registration record."""
+        return self._unregister(id, emit=False)[0]
+
+    def finish_stop(self, id: str) -> _Events:
+        """STOPPED, unregister, `service_stopped`."""
+        return self._unregister(id, emit=True)[1]
+
+    def _unregister(self, id: str, *, emit: bool) -> tuple[RegistrationInfo, _Events]:
+        if not isinstance(id, str):
+            raise _not_found(id)
+        result = self._run("UNREGISTER", id, "1" if emit else "0")
+        if _text(result[0]) == "missing":
+            raise _not_found(id)
+        return _decode(result[1]), _events(result[2])
+
+    def get(self, id: str) -> ExtensionService | None:
+        """A snapshot of the service, or None."""
+        info = self.get_registration(id)
+        return None if info is None else info.service
+
+    def get_by_name(self, name: str) -> ExtensionService | None:
+        """A snapshot of the service called `name`, or None."""
+        if not _is_text(name):
+            return None
+        try:
+            sid = self._client.hget(self.keys["names"], name)
+        except _CONNECTION_ERRORS as exc:
+            raise self._unavailable(exc) from None
+        return None if sid is None else self.get(_text(sid))
+
+    def get_registration(self, id: str) -> RegistrationInfo | None:
+        """A snapshot of the registration record, or None."""
+        if not _is_text(id):
+            return None
+        result = self._run("GET", id)
+        return None if _text(result[0]) == "missing" else _decode(result[1])
+
+    def update_status(self, id: str, status: ServiceStatus, *, expected: ServiceStatus | None = None
+                      ) -> ServiceStatus:
+        """Set the status (only if it is `expected`, when given); returns the status found."""
+        status = _status(status)
+        if not isinstance(id, str):
+            raise _not_found(id)
+        result = self._run("SET_STATUS", id, status.value, "" if expected is None else _status(expected).value)
+        prior = _prior(result[0])
+        if prior is None:
+            raise _not_found(id)
+        return prior
+
+    def heartbeat(self, id: str) -> ServiceStatus:
+        """Record a heartbeat now (not for a STOPPING or STOPPED service); returns the prior status.
+
+        Unlike the in-memory registry, a RECONNECTING or ERROR service is also made RUNNING
+        again, atomically with the beat (fleet mode's revival).
+        """
+        return self.beat(id, self.heartbeat_timeout_secs)[0] or _raise(_not_found(id))
+
+    def beat(self, id: str, timeout: float) -> tuple[ServiceStatus | None, _Events]:
+        """Record a heartbeat; a RECONNECTING or ERROR service becomes RUNNING. Returns the prior status."""
+        if not isinstance(id, str):
+            raise _not_found(id)
+        result = self._run("HEARTBEAT", id, timeout=timeout)
+        prior = _prior(result[0])
+        return prior, (_events(result[1]) if len(result) > 1 and result[1] else [])
+
+    def activate(self, id: str, timeout: float) -> _Events:
+        """STARTING -> RUNNING with a full deadline; the start counts as a heartbeat."""
+        result = self._run("ACTIVATE", id, timeout=timeout)
+        return _events(result[1]) if len(result) > 1 else []
+
+    def expire(self, id: str, timeout: float, status: ServiceStatus) -> ServiceStatus | None:
+        """If RUNNING and silent for `timeout` seconds, set `status` and return RUNNING; else None."""
+        result = self._run("EXPIRE", id, "", "set", 0, 0, 0, _status(status).value, timeout=timeout)
+        return ServiceStatus.RUNNING if _text(result[0]) == "expired" else None
+
+    def silence(self, id: str) -> tuple[ServiceStatus, float | None] | None:
+        """(status, seconds since the last heartbeat on the server's clock, or None), or None if unknown."""
+        if not _is_text(id):
+            return None
+        code, *rest = self._run("SILENCE", id)
+        if _text(code) == "missing":
+            return None
+        silent = int(_text(rest[0]))
+        return ServiceStatus(_text(code)), (None if silent < 0 else silent / _US)
+
+    def report_error(self, id: str, error: str, plan: Plan | None) -> tuple[ServiceStatus | None, _Events]:
+        """`service_error`; unless RECONNECTING: ERROR, then `plan`. Returns the prior status."""
+        args = _plan_args(plan) if plan is not None else ("", 0, 0, 0)
+        result = self._run("REPORT_ERROR", id, error, *args)
+        return _prior(result[0]), (_events(result[1]) if len(result) > 1 else [])
+
+    def begin_stop(self, id: str) -> tuple[ServiceStatus | None, _Events]:
+        """STOPPING unless already stopping or stopped; returns the prior status."""
+        result = self._run("BEGIN_STOP", id)
+        return _prior(result[0]), (_events(result[1]) if len(result) > 1 else [])
+
+    def list_all(self) -> _Services:
+        """Snapshots of every service."""
+        result = self._run("LIST")
+        return [_decode(row).service for row in result[1]]
+
+    def list(self, filter: ServiceFilter | None = None) -> _Services:
+        """Snapshots of the services matching `filter` (all of them without one)."""
+        if filter is not None and not isinstance(filter, ServiceFilter):
+            raise TypeError(f"filter must be a ServiceFilter, not {type(filter).__name__}")
+        services = self.list_all()
+        return services if filter is None else [s for s in services if filter.matches(s)]
+
+    def find_by_capability(self, name: str) -> _Services:
+        """Snapshots of the services offering capability `name`."""
+        return self.list(ServiceFilter(capability=name))
+
+    def stats(self) -> RegistryStats:
+        """Counts per status."""
+        flat = self._run("STATS")[1]
+        counts = {_text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return RegistryStats(
+            total=sum(counts.values()), starting=counts.get("starting", 0), running=counts.get("running", 0),
+            stopping=counts.get("stopping", 0), stopped=counts.get("stopped", 0), errors=counts.get("error", 0),
+            reconnecting=counts.get("reconnecting", 0),
+        )
+
+    def health_check(self) -> _Ids:
+        """Mark every RUNNING service silent for `heartbeat_timeout_secs` RECONNECTING; return their ids."""
+        result = self._run("HEALTH_CHECK", ServiceStatus.RECONNECTING.value)
+        return [ServiceId(_text(i)) for i in result[1]]
+
+    def clear(self) -> None:
+        """Forget every service, the lease and the event log of this namespace."""
+        self._run("CLEAR")
+
+    def count(self) -> int:
+        """How many services are registered."""
+        try:
+            return int(self._client.hlen(self.keys["status"]))
+        except _CONNECTION_ERRORS as exc:
+            raise self._unavailable(exc) from None
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __contains__(self, id: object) -> bool:
+        if not isinstance(id, str):
+            return False
+        try:
+            return bool(self._client.hexists(self.keys["status"], id))
+        except _CONNECTION_ERRORS as exc:
+            raise self._unavailable(exc) from None
+
+    # -- the leader's operations ---------------------------------------------------------------
+
+    def lease(self, owner: str, ttl: float) -> Lease:
+        """Take or renew the leader lease for `ttl` seconds."""
+        code, generation = self._run("LEASE", owner, max(1, round(ttl * 1000)), uuid.uuid4().hex)
+        return Lease(_text(code) == "leader", _text(generation))
+
+    def release(self, owner: str) -> None:
+        """Give the lease up if `owner` holds it."""
+        self._run("RELEASE", owner)
+
+    def sweep(self, owner: str, timeout: float, grace: float, limit: int) -> Sweep | None:
+        """What is due now (claiming due attempts), or None if `owner` no longer holds the lease."""
+        result = self._run("SWEEP", owner, _us(grace), limit, _us(_CLAIM_SECS), timeout=timeout)
+        if _text(result[0]) == "fenced":
+            return None
+        _, due, claimed, next_us, rebased = result
+        nxt = int(_text(next_us))
+        return Sweep(
+            due=[ServiceId(_text(i)) for i in due],
+            attempts=[(ServiceId(_text(i)), int(_text(k))) for i, k in claimed],
+            next_in=None if nxt < 0 else nxt / _US,
+            rebased=int(rebased),
+        )
+
+    def expire_due(self, id: str, owner: str, timeout: float, plan: Plan) -> _Events | None:
+        """If RUNNING and silent for `timeout`: `heartbeat_timeout`, then `plan`. None when fenced."""
+        result = self._run("EXPIRE", id, owner, *_plan_args(plan), "", timeout=timeout)
+        code = _text(result[0])
+        if code == "fenced":
+            return None
+        return _events(result[1]) if code == "expired" else []
+
+    def attempt_done(self, id: str, owner: str, attempt: int, ok: bool, plan: Plan) -> _Events | None:
+        """A claimed attempt's outcome; None when fenced, [] when the attempt is stale."""
+        result = self._run("ATTEMPT_DONE", id, owner, attempt, "1" if ok else "0", *_plan_args(plan))
+        code = _text(result[0])
+        if code == "fenced":
+            return None
+        return _events(result[1]) if code == "ok" else []
+
+    def read_events(self, after: str = "$", *, block: float | None = None, count: int = 100
+                    ) -> _Rows:
+        """Events of the fleet log after stream id `after` ("$": only new ones), oldest first."""
+        try:
+            reply: Any = self._client.xread({self.keys["events"]: after}, count=count,
+                                       block=None if block is None else max(1, round(block * 1000)))
+        except _CONNECTION_ERRORS as exc:
+            raise self._unavailable(exc) from None
+        out: _Rows = []
+        for _stream, entries in reply or ():
+            for entry_id, fields in entries:
+                flat = [x for pair in fields.items() for x in pair] if isinstance(fields, dict) else fields
+                event = _event(flat)
+                if event is not None:
+                    out.append((_text(entry_id), event))
+        return out
+
+
+# A claimed attempt's safety net: a leader that holds the lease finishes or fails it long
+# before this; a new leader voids the claims of the old one at once.
+_CLAIM_SECS = 3600.0
+
+
+def _plan_args(plan: Plan) -> tuple[str, int, str, int]:
+    return plan.mode, plan.attempt, _us(plan.delay), plan.max_attempts
+
+
+def _is_text(value: object) -> bool:
+    # Callers type ids as str, but bad input must still answer "not found", not crash.
+    return isinstance(value, str)
+
+
+def _raise(exc: Exception) -> ServiceStatus:
+    raise exc
