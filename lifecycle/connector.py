@@ -8,14 +8,18 @@ from typing import Any, Protocol, runtime_checkable
 
 from .model import ExtensionService
 
-__all__ = ["Connector", "Hooks", "resolve_connector"]
+__all__ = ["Connector", "Hooks", "bind_connector", "resolve_connector"]
 
 Hook = Callable[[ExtensionService], Any]
 
 
 @runtime_checkable
 class Connector(Protocol):
-    """Connects a service; raise on failure. `disconnect(service)` and `ping(service)` are optional."""
+    """Connects a service; raise on failure. `disconnect(service)` and `ping(service)` are optional.
+
+    A connector that reports heartbeats and errors itself (e.g. `lifecycle.connectors`) may also
+    have `bind(manager)`: each manager it is given to calls it once with itself.
+    """
 
     def connect(self, service: ExtensionService) -> None: ...
 
@@ -50,3 +54,10 @@ def resolve_connector(connector: object) -> Hooks | None:
             )
         return Hooks(connect=connector)
     return Hooks(connect, _method(connector, "disconnect"), _method(connector, "ping"))
+
+
+def bind_connector(connector: object, manager: object) -> None:
+    """Hand `manager` to `connector.bind` if the connector has one (it reports back to the manager)."""
+    bind = getattr(connector, "bind", None)
+    if connector is not None and callable(bind):
+        bind(manager)

@@ -29,7 +29,7 @@ from . import _validate, signals
 from ._fleetmode import FleetMode, follow_log
 from ._forksafe import hold_across_fork
 from .config import LifecycleConfig
-from .connector import Hooks, resolve_connector
+from .connector import Hooks, bind_connector, resolve_connector
 from .dispatch import Dispatcher
 from .errors import ConnectionFailed, InvalidState, LifecycleError, ManagerClosed, ServiceNotFound
 from .events import (
@@ -161,6 +161,7 @@ class LifecycleManager:
             raise TypeError(f"rng must be a random.Random, not {type(rng).__name__}")
         _validate.flag(autostart, "autostart")
         self._hooks = resolve_connector(connector)
+        bind_connector(connector, self)
         self._config = config
         self._backoff = config.backoff
         self._timeout = float(config.heartbeat_timeout_secs)
@@ -281,6 +282,8 @@ class LifecycleManager:
         if not isinstance(service, ExtensionService):
             raise TypeError(f"service must be an ExtensionService, not {type(service).__name__}")
         hooks = self._hooks if connector is None else resolve_connector(connector)
+        if connector is not None:
+            bind_connector(connector, self)
         auto = self._config.auto_reconnect and service.transport.auto_reconnect
         entry = _Entry(service, hooks, auto)
         if self._fleet is not None:
