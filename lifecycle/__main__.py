@@ -7,7 +7,7 @@ import json
 import sys
 
 from . import __version__, demo
-from .contrib._status import URL_REQUIRED, StatusUnavailable, fetch_services, render_table
+from .contrib._status import URL_REQUIRED, StatusUnavailable, fetch_fleet, fetch_services, render_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status_parser.add_argument("--url", help="(required) the endpoints' base URL, e.g. http://127.0.0.1:5000/lifecycle")
     status_parser.add_argument("--token", help="bearer token (the server's HEARTBEAT_TOKEN)")
+    status_parser.add_argument("--redis", metavar="URL",
+                               help="fleet mode: read the shared registry at this Redis URL instead of --url")
+    status_parser.add_argument("--namespace", default="lifecycle", help="fleet mode: the namespace (default lifecycle)")
     status_parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
     status_parser.add_argument("--json", action="store_true", help="print the services as JSON")
     return parser
@@ -37,15 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def status(namespace: argparse.Namespace) -> int:
     """Fetch and print a server's services; exit code 2 without --url, 1 with the reason when fetching fails."""
-    if not namespace.url:
+    if not namespace.url and not namespace.redis:
         print(f"error: {URL_REQUIRED}", file=sys.stderr)
         return 2
+    leader = None
     try:
-        services = fetch_services(namespace.url, namespace.token, namespace.timeout)
+        if namespace.redis:
+            services, leader = fetch_fleet(namespace.redis, namespace.namespace, namespace.timeout)
+        else:
+            services = fetch_services(namespace.url, namespace.token, namespace.timeout)
     except StatusUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(services, indent=2) if namespace.json else render_table(services))
+    if namespace.json:
+        print(json.dumps(services, indent=2))
+    else:
+        print(render_table(services))
+        if namespace.redis:
+            print(f"leader: {leader or 'none (no process holds the lease)'}")
     return 0
 
 

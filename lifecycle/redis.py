@@ -429,6 +429,14 @@ class RedisRegistry:
         code, generation = self._run("LEASE", owner, max(1, round(ttl * 1000)), uuid.uuid4().hex)
         return Lease(_text(code) == "leader", _text(generation))
 
+    def leader(self) -> str | None:
+        """The owner token (host:pid:random) of the process holding the lease, or None."""
+        try:
+            holder = self._client.get(self.keys["lease"])
+        except _CONNECTION_ERRORS as exc:
+            raise self._unavailable(exc) from None
+        return None if holder is None else _text(holder)
+
     def release(self, owner: str) -> None:
         """Give the lease up if `owner` holds it."""
         self._run("RELEASE", owner)

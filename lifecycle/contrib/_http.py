@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._validate import MAX_TEXT_LENGTH
-from ..errors import InvalidState, ManagerClosed, ServiceNotFound
+from ..errors import InvalidState, ManagerClosed, RegistryUnavailable, ServiceNotFound
 from ..manager import LifecycleManager
 from ..model import ExtensionService, ServiceFilter, ServiceStatus
 from ._settings import Settings
@@ -26,6 +26,7 @@ __all__ = [
     "Reply",
     "bearer_token_valid",
     "check_access",
+    "describe_service",
     "get_service",
     "healthz",
     "heartbeat",
@@ -148,7 +149,8 @@ def heartbeat(manager: LifecycleManager, id: str) -> Reply:
     return Reply(204)
 
 
-def _describe(service: ExtensionService, now: float) -> dict[str, Any]:
+def describe_service(service: ExtensionService, now: float) -> dict[str, Any]:
+    """A service as the endpoints and status tables show it."""
     last = service.last_heartbeat
     return {
         "id": str(service.id),
@@ -162,7 +164,7 @@ def _describe(service: ExtensionService, now: float) -> dict[str, Any]:
 def list_services(manager: LifecycleManager) -> Reply:
     """GET /services: every managed service, in registration order."""
     now = time.monotonic()
-    return Reply(200, [_describe(service, now) for service in manager.registry.list_all()])
+    return Reply(200, [describe_service(service, now) for service in manager.registry.list_all()])
 
 
 def get_service(manager: LifecycleManager, id: str) -> Reply:
@@ -170,7 +172,7 @@ def get_service(manager: LifecycleManager, id: str) -> Reply:
     service = manager.registry.get(id) if _valid_id(id) else None
     if service is None:
         return _unknown(id)
-    return Reply(200, _describe(service, time.monotonic()))
+    return Reply(200, describe_service(service, time.monotonic()))
 
 
 def healthz(manager: LifecycleManager) -> Reply:
@@ -229,4 +231,8 @@ def serve(endpoint: str, manager: LifecycleManager, settings: Settings, request:
     refused = check_access(settings, request, request.headers.get("Authorization"))
     if refused is not None:
         return refused
-    return handler(manager, **arguments)
+    try:
+        return handler(manager, **arguments)
+    except RegistryUnavailable as exc:
+        # Fleet mode with the shared registry down: the client should retry, not give up.
+        return Reply(503, {"error": "registry_unavailable", "message": str(exc)}, {"Retry-After": "1"})

@@ -16,6 +16,7 @@ import weakref
 
 from .._forksafe import hold_across_fork
 from ..manager import LifecycleManager
+from ..registry import Registry
 from ._settings import Settings
 
 __all__ = ["build_manager", "start_watching"]
@@ -36,7 +37,8 @@ def build_manager(settings: Settings) -> LifecycleManager:
     Unless this process already serves (or the manager is in manual mode), its watchdog waits
     for `start_watching()`.
     """
-    manager = LifecycleManager(config=settings.config, connector=settings.connector, autostart=settings.autostart)
+    manager = LifecycleManager(registry=_registry(settings), config=settings.config, connector=settings.connector,
+                               autostart=settings.autostart)
     if settings.autostart:
         with _lock:
             if not _serving:
@@ -44,6 +46,16 @@ def build_manager(settings: Settings) -> LifecycleManager:
                 _waiting.add(manager)
     _at_exit[manager] = settings.shutdown_timeout
     return manager
+
+
+def _registry(settings: Settings) -> Registry | None:
+    """The shared registry of fleet mode when REDIS_URL is set; else None (the in-memory default)."""
+    if settings.redis_url is None:
+        return None
+    from ..redis import RedisRegistry  # parse_settings checked that redis-py is installed
+
+    return RedisRegistry.from_url(settings.redis_url, namespace=settings.namespace,
+                                  heartbeat_timeout_secs=settings.config.heartbeat_timeout_secs)
 
 
 def start_watching() -> None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import re
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .. import _validate
@@ -26,7 +27,10 @@ Authorize = Callable[[Any], object]
 CONFIG_KEYS = {f.name.upper(): f.name for f in fields(LifecycleConfig)}
 """Setting key -> `LifecycleConfig` field, e.g. HEARTBEAT_TIMEOUT_SECS -> heartbeat_timeout_secs."""
 
-OTHER_KEYS = ("CONNECTOR", "AUTH", "HEARTBEAT_TOKEN", "SHUTDOWN_TIMEOUT", "AUTOSTART")
+OTHER_KEYS = ("CONNECTOR", "AUTH", "HEARTBEAT_TOKEN", "SHUTDOWN_TIMEOUT", "AUTOSTART", "REDIS_URL", "NAMESPACE")
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+DEFAULT_NAMESPACE = "lifecycle"
 
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 
@@ -53,6 +57,8 @@ class Settings:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     autostart: bool = True
     extra: Mapping[str, Any] | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    namespace: str = DEFAULT_NAMESPACE
 
     @property
     def protected(self) -> bool:
@@ -113,8 +119,11 @@ def parse_settings(
     if not isinstance(autostart, bool):
         kind = type(autostart).__name__
         raise ConfigurationError(spell("AUTOSTART"), f"must be a bool (False: manual mode), not {kind}")
+    redis_url, namespace = _fleet(values, spell)
     return Settings(
         config=config,
+        redis_url=redis_url,
+        namespace=namespace,
         autostart=autostart,
         connector=connector,
         authorize=authorize,
@@ -135,6 +144,26 @@ def _config(values: Mapping[str, Any], spell: Callable[[str], str]) -> Lifecycle
         field = next((name for name in named if name in given), next(iter(named), ""))
         key = next((k for k, f in CONFIG_KEYS.items() if f == field), "")
         raise ConfigurationError(spell(key) if key else spell("*"), message) from None
+
+
+def _fleet(values: Mapping[str, Any], spell: Callable[[str], str]) -> tuple[str | None, str]:
+    """REDIS_URL and NAMESPACE (fleet mode); a URL is never repeated in a message (it may hold a password)."""
+    url = values.get("REDIS_URL")
+    if url is not None:
+        if not isinstance(url, str):
+            raise ConfigurationError(spell("REDIS_URL"), f"must be a str, not {type(url).__name__}")
+        if not url.startswith(REDIS_SCHEMES):
+            raise ConfigurationError(spell("REDIS_URL"), f"must start with {', '.join(REDIS_SCHEMES)}")
+        if importlib.util.find_spec("redis") is None:
+            raise ConfigurationError(
+                spell("REDIS_URL"), "fleet mode needs redis-py: pip install 'service-lifecycle[redis]'"
+            )
+    namespace = values.get("NAMESPACE", DEFAULT_NAMESPACE)
+    if not isinstance(namespace, str) or not namespace.strip() or "{" in namespace or "}" in namespace:
+        raise ConfigurationError(spell("NAMESPACE"), "must be a non-empty str without braces")
+    if "NAMESPACE" in values and url is None:
+        raise ConfigurationError(spell("NAMESPACE"), f"only means something with {spell('REDIS_URL')} (fleet mode)")
+    return url, namespace
 
 
 def _import(path: str, key: str) -> Any:

@@ -8,16 +8,18 @@ nothing: so every status command asks a running server's `GET <prefix>/services`
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
-__all__ = ["URL_REQUIRED", "StatusUnavailable", "fetch_services", "render_table"]
+__all__ = ["URL_REQUIRED", "StatusUnavailable", "fetch_fleet", "fetch_services", "render_table"]
 
 URL_REQUIRED = (
     "--url is required: this command's own process serves nothing, so its manager would show nothing "
-    "real; pass the running server's endpoints, e.g. --url http://127.0.0.1:8000/lifecycle"
+    "real; pass the running server's endpoints, e.g. --url http://127.0.0.1:8000/lifecycle "
+    "(or, in fleet mode, the shared registry: --redis URL --namespace NS)"
 )
 
 _COLUMNS = (
@@ -60,6 +62,23 @@ def fetch_services(base: str, token: str | None = None, timeout: float = 10.0) -
     if not isinstance(services, list) or not all(isinstance(s, dict) for s in services):
         raise StatusUnavailable(f"{url} did not answer with a list of services; is it the lifecycle endpoints' URL?")
     return services
+
+
+def fetch_fleet(redis_url: str, namespace: str, timeout: float = 10.0) -> tuple[list[dict[str, Any]], str | None]:
+    """The services of a fleet's shared registry, read straight from Redis, and the leader's owner token."""
+    from ..errors import LifecycleError
+    from ..redis import RedisRegistry
+    from ._http import describe_service
+
+    try:
+        registry = RedisRegistry.from_url(redis_url, namespace=namespace, socket_timeout=timeout,
+                                          socket_connect_timeout=timeout)
+        services = registry.list_all()
+        leader = registry.leader()
+    except (LifecycleError, ValueError) as exc:
+        raise StatusUnavailable(str(exc)) from None
+    now = time.monotonic()
+    return [describe_service(service, now) for service in services], leader
 
 
 def _cell(value: object) -> str:
