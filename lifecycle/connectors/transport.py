@@ -21,7 +21,7 @@ class TransportConnector:
     """Connects each service with the connector for its `transport.transport_type`.
 
     STDIO: `SubprocessConnector`; TCP: `TcpConnector`; UNIX: `UnixConnector`; WEBSOCKET:
-    `WebSocketConnector` (needs the ``lifecycle[websocket]`` extra). `ping` is passed to each.
+    `WebSocketConnector` (needs the ``service-lifecycle[websocket]`` extra). `ping` is passed to each.
     """
 
     def __init__(self, *, ping: bool = False) -> None:

@@ -16,12 +16,12 @@ __all__ = ["WebSocketConnector"]
 
 
 class WebSocketConnector(LineConnector):
-    """Keeps a WEBSOCKET service connected (needs the ``lifecycle[websocket]`` extra)."""
+    """Keeps a WEBSOCKET service connected (needs the ``service-lifecycle[websocket]`` extra)."""
 
     transport = "connection"
 
     def _open(self, service: ExtensionService, manager: LifecycleManager) -> Channel:
         raise ConnectionFailed(
             f"service {service.name!r} uses the WEBSOCKET transport, which needs the optional extra: "
-            f"pip install 'lifecycle[websocket]'"
+            f"pip install 'service-lifecycle[websocket]'"
         )
