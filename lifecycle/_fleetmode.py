@@ -325,13 +325,15 @@ class FleetMode:
 def follow_log(registry: SharedRegistry, subscription: Subscription, *, poll: float = 0.5) -> threading.Thread:
     """Start a daemon thread copying the fleet event log into `subscription` until it stops being active.
 
-    It starts at the log's end (events from now on) and blocks on the server at most `poll`
+    It starts at the log's end (events from the call on) and blocks on the server at most `poll`
     seconds at a time, so it notices a closed subscription that soon. An outage is logged once;
     reading resumes from the last entry seen, so nothing the log still holds is missed.
     """
 
+    start = registry.last_event_id()  # here, so that nothing emitted after subscribe() returns is missed
+
     def run() -> None:
-        after = "$"
+        after = start
         down = False
         pause = threading.Event()
         while subscription.active:

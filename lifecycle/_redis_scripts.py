@@ -308,9 +308,13 @@ if not last then return {st, '-1'} end
 return {st, s(math.max(0, NOW - tonumber(last)))}
 """
 
+# ARGV[4..]: status to keep ('' for all)
 LIST = """
 local out = {}
-for _, id in ipairs(redis.call('HKEYS', K_STATUS)) do out[#out + 1] = info(id) end
+local only = ARGV[4]
+for _, id in ipairs(redis.call('HKEYS', K_STATUS)) do
+  if only == '' or redis.call('HGET', K_STATUS, id) == only then out[#out + 1] = info(id) end
+end
 return {'ok', out}
 """
 

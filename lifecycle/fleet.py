@@ -105,6 +105,10 @@ class SharedRegistry(Registry, Protocol):
         """Leader: what is due now, claiming due attempts; after a gap > `grace`, fresh deadlines for all."""
         ...
 
+    def last_event_id(self) -> str:
+        """The fleet log's newest entry id, where a reader of events "from now on" starts."""
+        ...
+
     def read_events(self, after: str = "$", *, block: float | None = None, count: int = 100
                     ) -> list[tuple[str, LifecycleEvent]]:
         """The fleet event log after entry `after` ("$": from now on), oldest first, with entry ids."""

@@ -371,15 +371,19 @@ class RedisRegistry:
 
     def list_all(self) -> _Services:
         """Snapshots of every service."""
-        result = self._run("LIST")
-        return [_decode(row).service for row in result[1]]
+        return self._list("")
 
     def list(self, filter: ServiceFilter | None = None) -> _Services:
-        """Snapshots of the services matching `filter` (all of them without one)."""
-        if filter is not None and not isinstance(filter, ServiceFilter):
+        """Snapshots of the services matching `filter` (all of them without one); status is matched on the server."""
+        if filter is None:
+            return self.list_all()
+        if not isinstance(filter, ServiceFilter):
             raise TypeError(f"filter must be a ServiceFilter, not {type(filter).__name__}")
-        services = self.list_all()
-        return services if filter is None else [s for s in services if filter.matches(s)]
+        services = self._list("" if filter.status is None else filter.status.value)
+        return [s for s in services if filter.matches(s)]
+
+    def _list(self, status: str) -> _Services:
+        return [_decode(row).service for row in self._run("LIST", status)[1]]
 
     def find_by_capability(self, name: str) -> _Services:
         """Snapshots of the services offering capability `name`."""
@@ -470,6 +474,14 @@ class RedisRegistry:
         if code == "fenced":
             return None
         return _events(result[1]) if code == "ok" else []
+
+    def last_event_id(self) -> str:
+        """The id of the fleet log's newest entry ("0-0" when empty): where a reader "from now on" starts."""
+        try:
+            newest: Any = self._client.xrevrange(self.keys["events"], count=1)
+        except _CONNECTION_ERRORS as exc:
+            raise self._unavailable(exc) from None
+        return _text(newest[0][0]) if newest else "0-0"
 
     def read_events(self, after: str = "$", *, block: float | None = None, count: int = 100
                     ) -> _Rows:
