@@ -87,6 +87,8 @@ end
 REGISTER = """
 local id, name, version, json, status, join = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9] == '1'
 local named = redis.call('HGET', K_NAMES, name)
+-- As in the in-memory registry, a taken name is reported before a taken id.
+if named and not join then return {'name_taken', named} end
 if redis.call('HEXISTS', K_STATUS, id) == 1 then
   if join and named == id then return {'joined', id} end
   return {'id_taken', id}

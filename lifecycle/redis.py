@@ -261,10 +261,9 @@ class RedisRegistry:
                               service.status.value, "1" if join else "0")
         code, sid = _text(code), ServiceId(_text(sid))
         if code == "name_taken":
-            raise ServiceAlreadyExists(f"a service named {service.name!r} is already registered (id {sid}); "
-                                       "stop it first or give this one another name")
+            raise ServiceAlreadyExists.named(service.name, sid)
         if code == "id_taken":
-            raise ServiceAlreadyExists(f"a service with id {sid} is already registered under another name")
+            raise ServiceAlreadyExists.with_id(sid)
         return sid, code == "joined"
 
     def restore(self, service: ExtensionService, timeout: float) -> bool:

@@ -64,11 +64,24 @@ def redis_binary(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_server(redis_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.RedisServer]:
-    """One server per binary for the whole session; tests keep apart by namespace."""
-    server = servers.RedisServer(redis_binary, tmp_path_factory.mktemp("redis")).start()
+def redis_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], servers.RedisServer]]:
+    """`server(name)`: the session's one server of binary `name` ("redis", "valkey"), started on first use."""
+    started: dict[str, servers.RedisServer] = {}
+
+    def server(name: str) -> servers.RedisServer:
+        if name not in started:
+            started[name] = servers.RedisServer(_SERVERS[name], tmp_path_factory.mktemp(name)).start()
+        return started[name]
+
     yield server
-    server.stop()
+    for running in started.values():
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_binary: str, redis_servers: Callable[[str], servers.RedisServer]) -> servers.RedisServer:
+    """One server per binary for the whole session; tests keep apart by namespace."""
+    return redis_servers(next(name for name, path in _SERVERS.items() if path == redis_binary))
 
 
 @pytest.fixture
