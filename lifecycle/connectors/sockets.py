@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 from typing import TYPE_CHECKING
 
 from ..model import ExtensionService
@@ -79,8 +80,8 @@ class SocketChannel(Channel):
     def _read(self, fd: int) -> bytes | None:
         try:
             return self.sock.recv(_READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return None
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+            return None  # nothing yet (for TLS: a record is not complete yet)
         except OSError as exc:
             self._error = exc
             return b""
