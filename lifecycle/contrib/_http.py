@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from .._validate import MAX_TEXT_LENGTH
 from ..errors import InvalidState, ManagerClosed, RegistryUnavailable, ServiceNotFound
 from ..manager import LifecycleManager
 from ..model import ExtensionService, ServiceFilter, ServiceStatus
+from . import _page
+from ._eventlog import event_log
 from ._settings import Settings
 
 __all__ = [
@@ -34,6 +37,9 @@ __all__ = [
     "method_not_allowed",
     "not_found",
     "serve",
+    "status",
+    "status_asset",
+    "status_page",
 ]
 
 log = logging.getLogger("lifecycle")
@@ -41,17 +47,25 @@ log = logging.getLogger("lifecycle")
 _QUOTED_ID_LENGTH = 80  # how much of a bad id an error message repeats
 
 
+JSON = "application/json"
+
+
 @dataclass(frozen=True)
 class Reply:
-    """A response: status code, JSON body (None for no body) and extra headers."""
+    """A response: status code, body (JSON-ready, bytes sent as they are, or None), extra headers, media type."""
 
     status: int
     body: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    media_type: str = JSON
 
     def content(self) -> bytes:
-        """The body as JSON bytes; empty for no body and for 204."""
-        return b"" if self.body is None or self.status == 204 else json.dumps(self.body).encode()
+        """The body as bytes (JSON unless it already is bytes); empty for no body and for 204."""
+        if self.body is None or self.status == 204:
+            return b""
+        if isinstance(self.body, bytes):
+            return self.body
+        return json.dumps(self.body).encode()
 
 
 def _error(status: int, error: str, message: str, **extra: Any) -> Reply:
@@ -204,6 +218,60 @@ def healthz(manager: LifecycleManager) -> Reply:
     return Reply(503, {"status": "failing", "services": stats.total, "failing": failing})
 
 
+def status(manager: LifecycleManager) -> Reply:
+    """GET /status: everything the status page shows, in one reply.
+
+    Each service as `/services` describes it plus its reconnect `attempt` (0 when none), the
+    counts per status, and the most recent events newest first. `scope` is "process" and
+    `leader` is None: each process answers for its own manager. Clients must ignore fields
+    they do not know, so later ones (a service's `restarts`, an event's `origin`) can be added.
+    """
+    now = time.monotonic()
+    services = manager.registry.list_all()
+    counts = dict.fromkeys((str(s) for s in ServiceStatus), 0)
+    rows = []
+    for service in services:
+        row = _describe(service, now)
+        row["attempt"] = manager.attempts(service.id)
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+        rows.append(row)
+    log = event_log(manager)
+    body = {
+        "scope": "process",
+        "pid": os.getpid(),
+        "leader": None,
+        "closed": manager.closed,
+        "max_attempts": manager.config.max_reconnect_attempts,
+        "total": len(rows),
+        "counts": counts,
+        "services": rows,
+        "events": [] if log is None else log.recent(now),
+        "events_seen": 0 if log is None else log.seen(),
+        "events_kept": 0 if log is None else log.maxlen,
+    }
+    return Reply(200, body, {"Cache-Control": "no-store"})
+
+
+_PAGE_HEADERS = {
+    "Content-Security-Policy": _page.CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def status_asset(manager: LifecycleManager, name: str) -> Reply:
+    """GET /status.css, /status.js: the page's stylesheet and script."""
+    if name not in _page.ASSETS:
+        return not_found(name)
+    return Reply(200, _page.read(name), _PAGE_HEADERS, _page.ASSETS[name])
+
+
+def status_page(manager: LifecycleManager) -> Reply:
+    """GET /: the status page; it holds no data, so it is served without the access check."""
+    return status_asset(manager, "index.html")
+
+
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 """The methods the integrations route to `serve`, so that each gets a JSON answer."""
 
@@ -212,8 +280,14 @@ ENDPOINTS: dict[str, tuple[tuple[str, ...], Callable[..., Reply]]] = {
     "list_services": (("GET", "HEAD"), list_services),
     "get_service": (("GET", "HEAD"), get_service),
     "healthz": (("GET", "HEAD"), healthz),
+    "status": (("GET", "HEAD"), status),
+    "status_page": (("GET", "HEAD"), status_page),
+    "status_asset": (("GET", "HEAD"), status_asset),
 }
 """Endpoint name -> (methods it accepts, handler taking the manager and the URL's arguments)."""
+
+OPEN_ENDPOINTS = frozenset({"status_page", "status_asset"})
+"""Endpoints served without the access check: the page's own files, the same for everyone."""
 
 
 def serve(endpoint: str, manager: LifecycleManager, settings: Settings, request: Any, **arguments: str) -> Reply:
@@ -228,9 +302,10 @@ def serve(endpoint: str, manager: LifecycleManager, settings: Settings, request:
         return Reply(204, None, {"Allow": ", ".join((*allowed, "OPTIONS"))})
     if method not in allowed:
         return method_not_allowed(method, (*allowed, "OPTIONS"))
-    refused = check_access(settings, request, request.headers.get("Authorization"))
-    if refused is not None:
-        return refused
+    if endpoint not in OPEN_ENDPOINTS:
+        refused = check_access(settings, request, request.headers.get("Authorization"))
+        if refused is not None:
+            return refused
     try:
         return handler(manager, **arguments)
     except RegistryUnavailable as exc:

@@ -17,6 +17,7 @@ import weakref
 from .._forksafe import hold_across_fork
 from ..manager import LifecycleManager
 from ..registry import Registry
+from ._eventlog import attach
 from ._settings import Settings
 
 __all__ = ["build_manager", "start_watching"]
@@ -35,7 +36,8 @@ def build_manager(settings: Settings) -> LifecycleManager:
     """A manager from `settings`, registered for a bounded shutdown at interpreter exit.
 
     Unless this process already serves (or the manager is in manual mode), its watchdog waits
-    for `start_watching()`.
+    for `start_watching()`. Its events are kept from the start (for the status page), so those
+    of services started while the app loads are there too.
     """
     manager = LifecycleManager(registry=_registry(settings), config=settings.config, connector=settings.connector,
                                autostart=settings.autostart)
@@ -45,6 +47,7 @@ def build_manager(settings: Settings) -> LifecycleManager:
                 manager._hold_watching()
                 _waiting.add(manager)
     _at_exit[manager] = settings.shutdown_timeout
+    attach(manager)
     return manager
 
 

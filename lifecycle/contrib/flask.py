@@ -17,6 +17,7 @@ import click
 from flask import Blueprint, Flask, Response, current_app, request, request_started
 from flask.cli import AppGroup
 from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.routing import RequestRedirect
 
 from .. import _validate
 from ..manager import LifecycleManager
@@ -122,7 +123,7 @@ def _endpoint_settings(settings: Settings) -> tuple[bool, str]:
 
 def _response(reply: Reply) -> Response:
     return current_app.response_class(
-        reply.content(), reply.status, headers=dict(reply.headers), mimetype="application/json"
+        reply.content(), reply.status, headers=dict(reply.headers), content_type=reply.media_type
     )
 
 
@@ -152,6 +153,18 @@ def _blueprint(settings: Settings, prefix: str) -> Blueprint:
     def healthz() -> Response:
         return answer("healthz")
 
+    @blueprint.route("/status", methods=METHODS)
+    def status() -> Response:
+        return answer("status")
+
+    @blueprint.route("/", methods=METHODS)
+    def status_page() -> Response:
+        return answer("status_page")
+
+    @blueprint.route("/<any('status.css', 'status.js'):name>", methods=METHODS)
+    def status_asset(name: str) -> Response:
+        return answer("status_asset", name=name)
+
     @blueprint.before_app_request
     def routing_failed() -> Response | None:
         # Flask sends routing errors (unknown path, exotic method) to app-wide handlers, which
@@ -159,6 +172,8 @@ def _blueprint(settings: Settings, prefix: str) -> Blueprint:
         error = request.routing_exception
         if error is None or not (request.path == prefix or request.path.startswith(prefix + "/")):
             return None
+        if isinstance(error, RequestRedirect) and request.method in ("GET", "HEAD"):
+            return None  # <prefix> without its slash: the redirect leads to the status page
         if isinstance(error, MethodNotAllowed):
             # Our rules take every common method, so this one is exotic; find the endpoint by
             # matching with OPTIONS (which each takes) and let it refuse the method properly.

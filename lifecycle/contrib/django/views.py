@@ -1,4 +1,4 @@
-"""The HTTP endpoints as Django views: each hands the request to `_http.serve` and returns its reply as JSON."""
+"""The HTTP endpoints as Django views: each hands the request to `_http.serve` and returns its reply."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 from .._http import Reply, not_found, serve
 from . import _current
 
-__all__ = ["get_service", "healthz", "heartbeat", "list_services", "unknown"]
+__all__ = ["get_service", "healthz", "heartbeat", "list_services", "status", "status_asset", "status_page", "unknown"]
 
 log = logging.getLogger("lifecycle")
 
@@ -22,7 +22,7 @@ _warned = threading.Event()  # the "unprotected endpoints" warning is logged onc
 def _response(reply: Reply, method: str = "GET") -> HttpResponse:
     body = reply.content()
     # HEAD: the GET answer's headers without its body (gunicorn complains about body bytes on HEAD).
-    response = HttpResponse(b"" if method == "HEAD" else body, status=reply.status, content_type="application/json")
+    response = HttpResponse(b"" if method == "HEAD" else body, status=reply.status, content_type=reply.media_type)
     if method == "HEAD" and body:
         response["Content-Length"] = str(len(body))
     for name, value in reply.headers.items():
@@ -62,6 +62,21 @@ def _healthz(request: HttpRequest) -> HttpResponse:
     return _answer(request, "healthz")
 
 
+def _status(request: HttpRequest) -> HttpResponse:
+    """GET status: what the status page shows (services, counts, recent events)."""
+    return _answer(request, "status")
+
+
+def _status_page(request: HttpRequest) -> HttpResponse:
+    """GET (the include's root): the status page."""
+    return _answer(request, "status_page")
+
+
+def _status_asset(request: HttpRequest, name: str) -> HttpResponse:
+    """GET status.css, status.js: the status page's stylesheet and script."""
+    return _answer(request, "status_asset", name=name)
+
+
 def _unknown(request: HttpRequest, **kwargs: Any) -> HttpResponse:
     """Any other path under the include: a JSON 404 rather than Django's HTML page."""
     return _response(not_found(request.path), request.method)
@@ -72,4 +87,7 @@ heartbeat = csrf_exempt(_heartbeat)
 list_services = csrf_exempt(_list_services)
 get_service = csrf_exempt(_get_service)
 healthz = csrf_exempt(_healthz)
+status = csrf_exempt(_status)
+status_page = csrf_exempt(_status_page)
+status_asset = csrf_exempt(_status_asset)
 unknown = csrf_exempt(_unknown)
