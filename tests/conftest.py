@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis_server as servers
 
+import lifecycle.contrib._eventlog  # noqa: F401  (connects its one permanent receiver before any snapshot)
 from lifecycle import LifecycleManager
 from lifecycle.dispatch import SIGNALS
 from lifecycle.testing import EventRecorder, FrozenLifecycle

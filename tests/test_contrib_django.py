@@ -14,40 +14,22 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import django
+import django_setup  # noqa: F401  (configures Django before the imports below)
 import freezegun
 import pytest
 from django.conf import settings
+from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.management import call_command
+from django.core.management.base import CommandError, SystemCheckError
+from django.test import Client, RequestFactory, override_settings
 
-if not settings.configured:
-    settings.configure(
-        DEBUG=False,
-        SECRET_KEY="lifecycle-tests",
-        ALLOWED_HOSTS=["testserver", "127.0.0.1"],
-        INSTALLED_APPS=["lifecycle.contrib.django"],
-        ROOT_URLCONF=__name__,
-        # CSRF middleware on, to prove the views are exempt; CommonMiddleware for APPEND_SLASH.
-        MIDDLEWARE=["django.middleware.common.CommonMiddleware", "django.middleware.csrf.CsrfViewMiddleware"],
-        DATABASES={},
-        USE_TZ=True,
-    )
-django.setup()
-
-from django.core.checks import run_checks  # noqa: E402
-from django.core.exceptions import ImproperlyConfigured  # noqa: E402
-from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.core.management.base import CommandError, SystemCheckError  # noqa: E402
-from django.test import Client, RequestFactory, override_settings  # noqa: E402
-from django.urls import include, path  # noqa: E402
-
-import lifecycle.contrib.django as integration  # noqa: E402
-from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, ServiceStatus  # noqa: E402
-from lifecycle.contrib import _process  # noqa: E402
-from lifecycle.contrib._settings import ConfigurationError  # noqa: E402
-from lifecycle.contrib.django import get_manager, views  # noqa: E402
-
-urlpatterns = [path("lifecycle/", include("lifecycle.contrib.django.urls"))]
+import lifecycle.contrib.django as integration
+from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, ServiceStatus
+from lifecycle.contrib import _process
+from lifecycle.contrib._settings import ConfigurationError
+from lifecycle.contrib.django import get_manager, views
 
 TOKEN = "s3cret-token"
 WAIT = 10.0  # seconds any Event wait may take before the test fails instead of hanging
@@ -257,7 +239,9 @@ def test_options_lists_allowed_methods(configure: Callable[..., LifecycleManager
     assert client.options("/lifecycle/healthz")["Allow"] == "GET, HEAD, OPTIONS"
 
 
-@pytest.mark.parametrize("url", ["/lifecycle/", "/lifecycle/nope", "/lifecycle/services/", "/lifecycle/healthz/"])
+@pytest.mark.parametrize(
+    "url", ["/lifecycle/nope", "/lifecycle/services/", "/lifecycle/healthz/", "/lifecycle/status/"]
+)
 def test_unknown_paths_under_the_include_are_json_404(
     configure: Callable[..., LifecycleManager], client: Client, url: str
 ) -> None:

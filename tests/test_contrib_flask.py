@@ -352,7 +352,7 @@ def test_options_lists_the_methods(make_app):
     assert response.status_code == 204 and response.headers["Allow"] == "POST, OPTIONS"
 
 
-@pytest.mark.parametrize("path", ["/lifecycle", "/lifecycle/", "/lifecycle/nothing", "/lifecycle/servicesX"])
+@pytest.mark.parametrize("path", ["/lifecycle", "/lifecycle/nothing", "/lifecycle/servicesX", "/lifecycle/status.txt"])
 def test_unknown_paths_under_the_prefix_are_json_404s(make_app, path):
     response = make_app().test_client().post(path)
     assert response.status_code == 404 and response.get_json()["error"] == "not_found"

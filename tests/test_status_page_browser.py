@@ -1,0 +1,368 @@
+"""The status page in a real headless Chromium, against a real Flask server and a real Django server.
+
+Each server runs on 127.0.0.1 (port from the OS) in a thread, with a manager that has its real
+watchdog. Every wait is WebDriverWait or an Event with a generous bound; the page polls every
+0.5 s (`?refresh=0.5`). Without chromium, chromedriver or selenium these tests are skipped
+with the reason; `.ci/run` installs the browser.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socketserver
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import make_server as make_wsgiref_server
+
+import pytest
+
+from lifecycle import ExtensionService, LifecycleManager, ServiceStatus
+from lifecycle.testing import EventRecorder
+
+pytestmark = pytest.mark.threaded
+
+TOKEN = "page-s3cret"
+EVIL = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>'
+REFRESH = 0.5  # seconds between the page's polls
+WAIT = 15.0  # generous bound for anything the page should do within a refresh or two
+FAST = {
+    "HEARTBEAT_INTERVAL_SECS": 0.2,
+    "HEARTBEAT_TIMEOUT_SECS": 1.0,
+    "MAX_RECONNECT_ATTEMPTS": 3,
+    "RECONNECT_DELAY_MS": 30_000,  # a silent service stays RECONNECTING while the test looks at it
+    "MAX_RECONNECT_DELAY_MS": 30_000,
+    "JITTER": 0.0,
+    "SHUTDOWN_TIMEOUT": 2.0,
+}
+
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--window-size=1200,900",
+)
+
+
+def _browser_or_skip() -> tuple[str, str]:
+    pytest.importorskip("selenium", reason="selenium is not installed (it is in the test extra)")
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if binary is None or driver is None:
+        pytest.skip("no chromium/chromedriver on PATH; .ci/run installs them (apt-get install chromium-driver)")
+    return binary, driver
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module, with a fresh profile; each test gets a blank tab state."""
+    binary, driver_path = _browser_or_skip()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="lifecycle-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(WAIT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@dataclass
+class Served:
+    """A running server: its manager, the page's URL, and every request line it received."""
+
+    manager: LifecycleManager
+    base: str
+    requests: list[tuple[str, bool]] = field(default_factory=list)  # (path?query, had an Authorization header)
+    stop: Callable[[], None] = lambda: None
+
+    @property
+    def page(self) -> str:
+        return f"{self.base}/?refresh={REFRESH}"
+
+
+def _recording(app: Callable[..., Any], served: Served) -> Callable[..., Any]:
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        query = environ.get("QUERY_STRING", "")
+        served.requests.append((environ["PATH_INFO"] + ("?" + query if query else ""), "HTTP_AUTHORIZATION" in environ))
+        return app(environ, start_response)
+
+    return wsgi
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _ThreadedServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+def _serve(app: Callable[..., Any], served: Served) -> Callable[[], None]:
+    """Serve `app` on 127.0.0.1 in a thread; returns the (idempotent) stop function."""
+    httpd = make_wsgiref_server("127.0.0.1", 0, _recording(app, served), server_class=_ThreadedServer,
+                                handler_class=_QuietHandler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    served.base = f"http://127.0.0.1:{httpd.server_port}/lifecycle"
+    stopped = threading.Event()
+
+    def stop() -> None:
+        if not stopped.is_set():
+            stopped.set()
+            httpd.shutdown()
+            httpd.server_close()
+            thread.join(WAIT)
+            assert not thread.is_alive()
+
+    return stop
+
+
+@pytest.fixture
+def flask_server() -> Iterator[Callable[..., Served]]:
+    """`flask_server(**LIFECYCLE)`: a Flask app with lifecycle (real watchdog) served over HTTP."""
+    pytest.importorskip("flask")
+    from flask import Flask
+
+    from lifecycle.contrib.flask import Lifecycle
+
+    started: list[Served] = []
+
+    def start(**settings: Any) -> Served:
+        app = Flask(f"page{len(started)}")
+        app.config.update({f"LIFECYCLE_{key}": value for key, value in {**FAST, **settings}.items()})
+        manager = Lifecycle(app).get_manager(app)
+        served = Served(manager, "")
+        served.stop = _serve(app.wsgi_app, served)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        served.stop()
+        served.manager.shutdown(2.0)
+
+
+@pytest.fixture
+def django_server() -> Iterator[Callable[..., Served]]:
+    """`django_server(**LIFECYCLE)`: the Django test project (real watchdog) served over HTTP."""
+    pytest.importorskip("django")
+    import django_setup  # noqa: F401  (configures Django)
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test import override_settings
+
+    import lifecycle.contrib.django as integration
+
+    overrides: list[Any] = []
+    started: list[Served] = []
+
+    def start(**settings: Any) -> Served:
+        override = override_settings(LIFECYCLE={**FAST, **settings})
+        override.enable()
+        overrides.append(override)
+        served = Served(integration.get_manager(), "")
+        served.stop = _serve(WSGIHandler(), served)
+        started.append(served)
+        return served
+
+    integration._reset()
+    yield start
+    for served in started:
+        served.stop()
+    for override in reversed(overrides):
+        override.disable()  # setting_changed shuts the manager down
+    integration._reset()
+
+
+@pytest.fixture(params=["flask", "django"])
+def server(request: pytest.FixtureRequest) -> Callable[..., Served]:
+    """Each test using it runs once against Flask and once against Django."""
+    return request.getfixturevalue(f"{request.param}_server")  # type: ignore[no-any-return]
+
+
+# -- reading the page ------------------------------------------------------------------------------
+
+
+def wait(browser: Any, condition: Callable[[Any], Any], message: str, timeout: float = WAIT) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout, poll_frequency=0.05).until(condition, message)
+
+
+def rows(browser: Any) -> list[dict[str, str]]:
+    """The services table as the user sees it: one dict per row, keyed by column label."""
+    return browser.execute_script(  # type: ignore[no-any-return]
+        """return Array.from(document.querySelectorAll('#services tbody tr')).map((tr) => {
+             const row = {id: tr.dataset.id};
+             for (const td of tr.cells) row[td.dataset.label] = td.innerText.trim();
+             row.badge = tr.querySelector('.badge').textContent;
+             row.name = tr.querySelector('.name').textContent;
+             return row;
+           });"""
+    )
+
+
+def text_of(browser: Any, element_id: str) -> str:
+    return browser.execute_script(  # type: ignore[no-any-return]
+        "const e = document.getElementById(arguments[0]); return e.hidden ? '' : e.innerText;", element_id
+    )
+
+
+def polls(browser: Any) -> int:
+    return int(browser.execute_script("return Number(document.documentElement.dataset.polls || 0);"))
+
+
+def start(manager: LifecycleManager, name: str, id: str | None = None) -> str:
+    service = ExtensionService(name, "1.0") if id is None else ExtensionService(name, "1.0", id=id)
+    return str(manager.start_service(service))
+
+
+class Beat:
+    """Heartbeats a service from a thread every 0.1 s until stopped: a service that is alive."""
+
+    def __init__(self, manager: LifecycleManager, id: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(manager, id), daemon=True)
+        self._thread.start()
+
+    def _run(self, manager: LifecycleManager, id: str) -> None:
+        while not self._stop.wait(0.1):
+            manager.handle_heartbeat(id)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(WAIT)
+        assert not self._thread.is_alive()
+
+
+# -- the tests --------------------------------------------------------------------------------------
+
+
+def test_the_page_lists_the_services_counts_and_events(browser, server):
+    served = server()
+    alpha = start(served.manager, "alpha", "alpha-1")
+    start(served.manager, "beta", "beta-1")
+    served.manager.handle_error("beta-1", "database gone")
+    browser.get(served.page)
+
+    wait(browser, lambda b: len(rows(b)) == 2, "the table never listed both services")
+    listed = {row["id"]: row for row in rows(browser)}
+    assert listed[alpha]["name"] == "alpha" and listed[alpha]["badge"] == "running"
+    assert listed["beta-1"]["badge"] == "reconnecting" and listed["beta-1"]["Reconnect attempt"] == "1 of 3"
+    assert "ago" in listed[alpha]["Last heartbeat"]
+    counts = browser.execute_script(
+        "return Object.fromEntries(Array.from(document.querySelectorAll('#counts button'))"
+        ".map((b) => [b.dataset.status || 'all', Number(b.querySelector('.n').textContent)]));"
+    )
+    assert counts == {"all": 2, "running": 1, "starting": 0, "reconnecting": 1, "error": 0, "stopping": 0,
+                      "stopped": 0}
+    events = text_of(browser, "events").splitlines()
+    assert any("beta: database gone" in line for line in events)
+    # Newest first: beta's reconnect attempt is listed above alpha's start.
+    first_reconnect = next(i for i, line in enumerate(events) if "reconnect attempt 1 of 3" in line)
+    alpha_started = next(i for i, line in enumerate(events) if "alpha: service started" in line)
+    assert first_reconnect < alpha_started
+    assert text_of(browser, "connection") == ""
+
+
+def test_a_service_name_with_markup_is_shown_as_text(browser, server):
+    served = server()
+    evil = start(served.manager, EVIL)
+    served.manager.handle_error(evil, EVIL)
+    browser.get(served.page)
+
+    wait(browser, lambda b: len(rows(b)) == 1, "the table never listed the service")
+    assert rows(browser)[0]["name"] == EVIL
+    assert EVIL + ": " + EVIL in text_of(browser, "events")
+    assert browser.execute_script("return window.__pwned") is None
+    assert browser.execute_script("return document.querySelectorAll('main script, main img').length") == 0
+
+
+def test_a_service_that_goes_silent_changes_badge_within_one_refresh_without_reload(browser, server):
+    served = server()
+    quiet = start(served.manager, "quiet")
+    beat = Beat(served.manager, quiet)
+    recorder = EventRecorder().record(served.manager)
+    try:
+        browser.get(served.page)
+        wait(browser, lambda b: [r["badge"] for r in rows(b)] == ["running"], "the service never showed running")
+        browser.execute_script("window.__sameDocument = true;")
+
+        beat.stop()  # the service goes silent; the watchdog times it out within the 1 s heartbeat timeout
+        assert recorder.wait_for(
+            lambda events: any(getattr(e, "new_status", None) is ServiceStatus.RECONNECTING for e in events), WAIT
+        ), "the manager never timed the silent service out"
+        polls_at_change = polls(browser)
+        wait(browser, lambda b: [r["badge"] for r in rows(b)] == ["reconnecting"], "the badge never changed")
+        # The poll under way when the status changed may have missed it; the next one must not.
+        assert polls(browser) - polls_at_change <= 2
+        assert browser.execute_script("return window.__sameDocument") is True, "the page was reloaded"
+        assert rows(browser)[0]["Reconnect attempt"] == "1 of 3"
+        assert "heartbeat timeout" in text_of(browser, "events")
+    finally:
+        beat.stop()
+        recorder.close()
+
+
+def test_a_wrong_token_shows_a_clear_message_and_the_right_one_is_kept_for_the_tab(browser, server):
+    from selenium.webdriver.common.by import By
+
+    served = server(HEARTBEAT_TOKEN=TOKEN)
+    start(served.manager, "guarded", "guarded-1")
+    browser.get(served.page)
+
+    wait(browser, lambda b: "needs a bearer token" in text_of(b, "token-form"), "the page never asked for the token")
+    assert rows(browser) == []
+    browser.find_element(By.ID, "token").send_keys("not-the-token")
+    browser.find_element(By.CSS_SELECTOR, "#token-form button[type=submit]").click()
+    wait(browser, lambda b: "refused this token" in text_of(b, "connection"), "no message for the wrong token")
+    assert "not the right one" in text_of(browser, "token-form")
+    assert rows(browser) == []
+
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.ID, "token").submit()
+    wait(browser, lambda b: [r["id"] for r in rows(b)] == ["guarded-1"], "the right token never showed the table")
+    assert text_of(browser, "token-form") == ""
+
+    browser.refresh()  # kept for the tab: not asked again
+    wait(browser, lambda b: [r["id"] for r in rows(b)] == ["guarded-1"], "the token was not kept for the tab")
+    assert text_of(browser, "token-form") == ""
+
+    assert not any(TOKEN in url or "not-the-token" in url for url, _ in served.requests), served.requests
+    assert TOKEN not in browser.current_url
+    status_requests = [auth for url, auth in served.requests if url.endswith("/status")]
+    assert status_requests[0] is False and status_requests[-1] is True
+
+
+def test_the_page_says_when_the_server_cannot_be_reached(browser, flask_server):
+    served = flask_server()
+    start(served.manager, "alpha")
+    browser.get(served.page)
+    wait(browser, lambda b: len(rows(b)) == 1, "the table never listed the service")
+
+    served.stop()
+    wait(browser, lambda b: "Cannot reach the server" in text_of(b, "connection"), "no unreachable message")
+    assert "the data below is from" in text_of(browser, "connection")
+    assert [r["name"] for r in rows(browser)] == ["alpha"]  # the last data stays, marked stale
+
+
+def test_with_an_auth_hook_the_page_uses_the_hosts_session(browser, flask_server):
+    served = flask_server(AUTH=lambda request: request.cookies.get("session") == "signed-in")
+    start(served.manager, "alpha", "alpha-1")
+    browser.get(served.page)
+    wait(browser, lambda b: "refused access (403" in text_of(b, "connection"), "no message for the refusal")
+    assert text_of(browser, "token-form") == ""  # a hook is not a token: nothing to type in
+
+    browser.add_cookie({"name": "session", "value": "signed-in", "path": "/"})
+    wait(browser, lambda b: [r["id"] for r in rows(b)] == ["alpha-1"], "the session cookie never let the page in")
+    assert text_of(browser, "connection") == ""
