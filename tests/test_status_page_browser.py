@@ -270,7 +270,7 @@ def test_the_page_lists_the_services_counts_and_events(browser, server):
     assert any("beta: database gone" in line for line in events)
     # Newest first: beta's reconnect attempt is listed above alpha's start.
     first_reconnect = next(i for i, line in enumerate(events) if "reconnect attempt 1 of 3" in line)
-    alpha_started = next(i for i, line in enumerate(events) if "alpha: service started" in line)
+    alpha_started = next(i for i, line in enumerate(events) if line.endswith("service started alpha"))
     assert first_reconnect < alpha_started
     assert text_of(browser, "connection") == ""
 
@@ -366,3 +366,37 @@ def test_with_an_auth_hook_the_page_uses_the_hosts_session(browser, flask_server
     browser.add_cookie({"name": "session", "value": "signed-in", "path": "/"})
     wait(browser, lambda b: [r["id"] for r in rows(b)] == ["alpha-1"], "the session cookie never let the page in")
     assert text_of(browser, "connection") == ""
+
+
+def test_the_page_works_from_the_keyboard_and_keeps_focus_across_refreshes(browser, flask_server):
+    served = flask_server()
+    beat = Beat(served.manager, start(served.manager, "alpha", "alpha-1"))
+    start(served.manager, "beta", "beta-1")
+    served.manager.handle_error("beta-1", "database gone")
+    try:
+        browser.get(served.page)
+        wait(browser, lambda b: len(rows(b)) == 2, "the table never listed both services")
+        use_the_keyboard(browser)
+    finally:
+        beat.stop()
+
+
+def use_the_keyboard(browser: Any) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    focused = "return document.activeElement.dataset.status ?? document.activeElement.textContent;"
+    seen = []
+    for _ in range(12):  # skip link, two controls, then the count buttons
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+        seen.append(browser.execute_script(focused))
+        if seen[-1] == "reconnecting":
+            break
+    assert seen[-1] == "reconnecting", f"Tab never reached the 'reconnecting' count; it visited {seen}"
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    wait(browser, lambda b: [r["id"] for r in rows(b)] == ["beta-1"], "Enter on the count did not filter the table")
+
+    after = polls(browser) + 2
+    wait(browser, lambda b: polls(b) >= after, "the page stopped refreshing")
+    assert browser.execute_script(focused) == "reconnecting", "a refresh took the keyboard focus away"
+    assert browser.execute_script("return document.activeElement.getAttribute('aria-pressed')") == "true"
+    assert [r["id"] for r in rows(browser)] == ["beta-1"]

@@ -102,7 +102,7 @@ def _summary(event: LifecycleEvent) -> str:
     if isinstance(event, Error):
         text = event.error
         return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "\u2026"
-    return event.signal_name.replace("_", " ")
+    return ""  # the event's name says it all
 
 
 def attach(manager: LifecycleManager, maxlen: int = DEFAULT_EVENTS) -> EventLog:

@@ -126,13 +126,13 @@
       const tr = el("tr");
       tr.dataset.id = s.id;
       tr.dataset.status = s.status;
-      const name = el("span", s.name, "name");
-      const nameCell = cell("Name", name);
-      if (s.version) nameCell.appendChild(el("span", s.version, "version"));
+      const name = el("span");  // one grid item on phones: the version stays beside the name
+      name.appendChild(el("span", s.name, "name"));
+      if (s.version) name.appendChild(el("span", s.version, "version"));
       const attempt = s.attempt ? s.attempt + " of " + data.max_attempts : "\u2013";
       tr.append(
         cell("Status", badge(s.status)),
-        nameCell,
+        cell("Name", name),
         cell("ID", el("code", s.id, "id")),
         cell("Last heartbeat", ago(s.seconds_since_heartbeat), "num"),
         cell("Reconnect attempt", attempt, "num"),
@@ -155,8 +155,11 @@
       time.dateTime = when.toISOString();
       time.title = ago(e.seconds_ago);
       const what = el("span", null, "what");
-      what.append(el("span", e.event.replace(/_/g, " ") + (e.origin ? " @ " + e.origin : ""), "kind"));
-      what.append(el("span", (e.name || e.service_id) + ": " + e.summary));
+      what.append(
+        el("span", e.event.replace(/_/g, " ") + (e.origin ? " @ " + e.origin : ""), "kind"),
+        " ",  // a real space, so copied text and screen readers keep the words apart
+        el("span", (e.name || e.service_id) + (e.summary ? ": " + e.summary : "")),
+      );
       li.append(time, what);
       return li;
     });
