@@ -257,3 +257,45 @@ def test_django_serves_the_page_its_files_and_its_json(django_manager):
     assert [(s["id"], s["attempt"]) for s in body["services"]] == [("alpha-1", 0)]
     assert [e["event"] for e in body["events"]] == ["status_changed", "service_started"]
     assert client.get("/lifecycle/status.txt").status_code == 404
+
+
+def test_every_file_of_the_page_is_declared_as_package_data():
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = [p.relative_to(root / "lifecycle" / "contrib").as_posix()
+               for p in (root / "lifecycle" / "contrib" / "status_page").iterdir()]
+    assert sorted(shipped) == ["status_page/index.html", "status_page/status.css", "status_page/status.js"]
+    assert all(any(fnmatch.fnmatch(name, g) for g in globs["lifecycle.contrib"]) for name in shipped)
+
+
+def test_a_log_hears_only_its_manager_and_goes_with_it():
+    import gc
+    import weakref
+
+    from lifecycle.dispatch import SIGNALS
+
+    def connected() -> int:
+        return sum(isinstance(getattr(stored(), "__self__", None), _eventlog.EventLog)
+                   for signal in SIGNALS.values() for stored in list(signal.receivers.values())
+                   if isinstance(stored, weakref.ref))
+
+    gc.collect()  # logs of earlier tests' dropped managers go first
+    baseline = connected()
+    mine, other = LifecycleManager(autostart=False), LifecycleManager(autostart=False)
+    log = _eventlog.attach(mine)
+    assert _eventlog.attach(mine) is log and connected() == baseline + len(SIGNALS) - 1  # no heartbeat_received
+    other.start_service(ExtensionService("elsewhere", "1.0"))
+    assert log.recent(0.0) == []
+    mine.start_service(ExtensionService("here", "1.0"))
+    assert [e["name"] for e in log.recent(0.0)] == ["here", "here"]
+    for manager in (mine, other):
+        manager.shutdown()
+    gone = weakref.ref(log)
+    del log, mine, manager
+    gc.collect()
+    assert gone() is None and connected() == baseline
+    other.shutdown()

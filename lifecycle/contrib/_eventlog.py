@@ -1,10 +1,11 @@
 """The most recent events of each integration-built manager, kept for the status page.
 
-One module-level receiver listens to every lifecycle signal except `heartbeat_received` (the
-hot path stays free, and beats would crowd out everything else). It is connected once, at
-import, so tests that compare the signals' receivers before and after see no change; for a
-manager without an `EventLog` it returns at once. Receivers run in the thread that caused the
-event with no lock held; recording is a dict lookup and a bounded `deque.append`.
+`attach(manager)` connects the log's receiver to every lifecycle signal except
+`heartbeat_received` (the hot path stays free, and beats would crowd out everything else), for
+that manager only, so no other manager's events reach it. blinker holds the receiver weakly and
+the log lives as long as its manager: when the manager is collected, the log and its
+connections go with it. The receiver runs in the thread that caused the event with no lock
+held; recording is a registry lookup and a bounded `deque.append`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ class EventLog:
         self._records: deque[dict[str, Any]] = deque(maxlen=maxlen)
         self._seq = itertools.count(1)  # next() is atomic: concurrent receivers get distinct numbers
         self._names: dict[str, str] = {}
+
+    def receive(self, sender: object, *, event: LifecycleEvent, **_kwargs: object) -> None:
+        """The blinker receiver: `sender` is the manager the log was attached to."""
+        if isinstance(sender, LifecycleManager):
+            self.record(sender, event)
 
     def record(self, manager: LifecycleManager, event: LifecycleEvent) -> None:
         """Append `event`, with the service's name and the wall-clock time it happened."""
@@ -110,20 +116,12 @@ def attach(manager: LifecycleManager, maxlen: int = DEFAULT_EVENTS) -> EventLog:
     log = _logs.get(manager)
     if log is None:
         log = _logs[manager] = EventLog(maxlen)
+        for name, signal in SIGNALS.items():
+            if name != "heartbeat_received":
+                signal.connect(log.receive, sender=manager, weak=True)
     return log
 
 
 def event_log(manager: LifecycleManager) -> EventLog | None:
     """The log `attach` started for `manager`, if any."""
     return _logs.get(manager)
-
-
-def _receive(sender: object, *, event: LifecycleEvent, **_kwargs: object) -> None:
-    log = _logs.get(sender) if isinstance(sender, LifecycleManager) else None
-    if log is not None:
-        log.record(sender, event)  # type: ignore[arg-type]
-
-
-for _name, _signal in SIGNALS.items():
-    if _name != "heartbeat_received":
-        _signal.connect(_receive, weak=False)
