@@ -10,6 +10,7 @@ POSTed to one worker is not seen by the others.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 
@@ -127,8 +128,20 @@ def _response(reply: Reply) -> Response:
     )
 
 
+_RULES = (
+    ("/services/<path:id>/heartbeat", "heartbeat"),
+    ("/services", "list_services"),
+    ("/services/<path:id>", "get_service"),
+    ("/healthz", "healthz"),
+    ("/status", "status"),
+    ("/", "status_page"),
+    ("/<any('status.css', 'status.js'):name>", "status_asset"),
+)
+"""URL rule under the prefix -> its `_http.ENDPOINTS` key, which is also the Flask endpoint's name."""
+
+
 def _blueprint(settings: Settings, prefix: str) -> Blueprint:
-    """The endpoints for one app; every answer under the prefix is JSON, routing errors included.
+    """The endpoints for one app; every answer under the prefix is JSON (the status page's files aside).
 
     Each view is named after its `_http.ENDPOINTS` key: `routing_failed` maps a rule back to it.
     """
@@ -137,33 +150,8 @@ def _blueprint(settings: Settings, prefix: str) -> Blueprint:
     def answer(endpoint: str, **arguments: str) -> Response:
         return _response(serve(endpoint, current_app.extensions[EXTENSION_KEY], settings, request, **arguments))
 
-    @blueprint.route("/services/<path:id>/heartbeat", methods=METHODS)
-    def heartbeat(id: str) -> Response:
-        return answer("heartbeat", id=id)
-
-    @blueprint.route("/services", methods=METHODS)
-    def list_services() -> Response:
-        return answer("list_services")
-
-    @blueprint.route("/services/<path:id>", methods=METHODS)
-    def get_service(id: str) -> Response:
-        return answer("get_service", id=id)
-
-    @blueprint.route("/healthz", methods=METHODS)
-    def healthz() -> Response:
-        return answer("healthz")
-
-    @blueprint.route("/status", methods=METHODS)
-    def status() -> Response:
-        return answer("status")
-
-    @blueprint.route("/", methods=METHODS)
-    def status_page() -> Response:
-        return answer("status_page")
-
-    @blueprint.route("/<any('status.css', 'status.js'):name>", methods=METHODS)
-    def status_asset(name: str) -> Response:
-        return answer("status_asset", name=name)
+    for rule, endpoint in _RULES:
+        blueprint.add_url_rule(rule, endpoint, functools.partial(answer, endpoint), methods=METHODS)
 
     @blueprint.before_app_request
     def routing_failed() -> Response | None:
