@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import uuid
 import weakref
-import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 

@@ -231,7 +231,7 @@ def status(manager: LifecycleManager) -> Reply:
     counts = dict.fromkeys((str(s) for s in ServiceStatus), 0)
     rows = []
     for service in services:
-        row = _describe(service, now)
+        row = describe_service(service, now)
         row["attempt"] = manager.attempts(service.id)
         counts[row["status"]] = counts.get(row["status"], 0) + 1
         rows.append(row)
