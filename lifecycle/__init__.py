@@ -23,6 +23,7 @@ from .errors import (
 )
 from .events import LifecycleEvent
 from .manager import LifecycleManager
+from .metrics import Metrics
 from .model import (
     Capability,
     ExtensionService,
@@ -55,6 +56,7 @@ __all__ = [
     "LifecycleEvent",
     "LifecycleManager",
     "ManagerClosed",
+    "Metrics",
     "RegistrationInfo",
     "Registry",
     "RegistryService",

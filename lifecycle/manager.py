@@ -45,6 +45,7 @@ from .events import (
     Stopped,
 )
 from .fleet import SharedRegistry
+from .metrics import Metrics, MetricsRecorder
 from .model import ExtensionService, ServiceId, ServiceStatus
 from .pool import WorkerPool
 from .registry import Registry, RegistryService
@@ -174,6 +175,8 @@ class LifecycleManager:
         self._subscriptions: tuple[Subscription, ...] = ()
         self._fleet_subscriptions: tuple[Subscription, ...] = ()
         self._dispatcher = Dispatcher()
+        self._metrics = MetricsRecorder()
+        self._count_beat = self._metrics.count_heartbeat
         self._closed = False
         self._watchdog = Watchdog(autostart=autostart)
         self._pool = WorkerPool(_POOL_SIZE) if autostart else None
@@ -265,6 +268,23 @@ class LifecycleManager:
     def armed_timers(self) -> int:
         """Timers entered and not cancelled (deadlines, retries, pings); O(n), for tests and diagnostics."""
         return self._watchdog.armed()
+
+    def metrics(self) -> Metrics:
+        """A frozen snapshot of counts per status, this process's totals and the detection-lag histogram.
+
+        Costs O(services not RUNNING) with the in-memory registry (its counts), never a scan of
+        every service. In fleet mode the counts per status are the shared registry's (the fleet's)
+        and the totals are what this process emitted: a fleet's totals are the sum over its processes.
+        """
+        stats = self._registry.stats() if not self._closed else None
+        services = {status.value: 0 for status in ServiceStatus}
+        if stats is not None:
+            services.update(starting=stats.starting, running=stats.running, stopping=stats.stopping,
+                            stopped=stats.stopped, error=stats.errors, reconnecting=stats.reconnecting)
+        with self._lock:  # a subscription's drops move from live to retired under it
+            dropped = self._metrics.dropped_retired() + sum(
+                s.dropped for s in self._subscriptions + self._fleet_subscriptions)
+        return self._metrics.snapshot(services, dropped, self._watchdog.queued(), self._watchdog.lateness)
 
     def calculate_reconnect_delay(self, attempt: int) -> float:
         """Seconds to wait before retry `attempt` (0-based): exponential, capped, with proportional jitter."""
@@ -367,6 +387,7 @@ class LifecycleManager:
                 self._entries.clear()
                 subscriptions = self._subscriptions + self._fleet_subscriptions
                 self._subscriptions = self._fleet_subscriptions = ()
+                self._metrics.retire_dropped(sum(s.dropped for s in subscriptions))
             for subscription in subscriptions:
                 subscription._end()
 
@@ -400,6 +421,7 @@ class LifecycleManager:
         status = self._registry.heartbeat(id)
         if status is not RUNNING and status is not STARTING:
             self._heartbeat_slow(entry)
+        self._count_beat()
         if _heartbeat_received.receivers or self._subscriptions:
             self._dispatcher.dispatch(self, (Heartbeat(entry.id, time.monotonic()),), self._subscriptions)
 
@@ -460,7 +482,8 @@ class LifecycleManager:
                 live = self._registry.silence(entry.id)
                 if live is None or live[0] is not RUNNING:
                     continue
-                if (live[1] is None or live[1] >= self._timeout) and self._expire(entry, out):
+                lag = None if live[1] is None else live[1] - self._timeout
+                if (lag is None or lag >= 0) and self._expire(entry, out, lag):
                     stale.append(entry.id)
         self._dispatch(out)
         return stale
@@ -545,13 +568,18 @@ class LifecycleManager:
         log.info("lifecycle: service %s is back (%s)", entry.label(), how)
         return out
 
-    def _expire(self, entry: _Entry, out: list[LifecycleEvent]) -> bool:
-        """Time the service out if it is still RUNNING and silent; False if a heartbeat got there first."""
+    def _expire(self, entry: _Entry, out: list[LifecycleEvent], lag: float | None) -> bool:
+        """Time the service out if it is still RUNNING and silent; False if a heartbeat got there first.
+
+        `lag` is how long after the deadline this runs (None: unknown), for the detection-lag histogram.
+        """
         reconnect = entry.auto_reconnect and self._config.max_reconnect_attempts > 0
         target = RECONNECTING if reconnect else ERROR
         if self._registry.expire(entry.id, self._timeout, target) is None:
             return False
         log.warning("lifecycle: service %s missed its heartbeat deadline", entry.label())
+        if lag is not None:
+            self._metrics.observe_lag(lag)
         now = time.monotonic()
         out.append(HeartbeatTimeout(entry.id, now))
         out.append(StatusChanged(entry.id, now, RUNNING, target))
@@ -603,7 +631,7 @@ class LifecycleManager:
                 # The registry's clock says how long is left; our clock says when that is.
                 entry.deadline = self._watchdog.call_later(self._timeout - silent, self._on_deadline, entry)
                 return
-            if not self._expire(entry, out):
+            if not self._expire(entry, out, None if silent is None else silent - self._timeout):
                 # A heartbeat landed between the check and the expiry: follow its deadline.
                 entry.deadline = self._watchdog.call_later(self._timeout, self._on_deadline, entry)
                 return
@@ -710,6 +738,7 @@ class LifecycleManager:
             if error is not None:
                 log.warning("lifecycle: ping of %s failed: %s", entry.label(), _error_text(error))
                 return
+            self._count_beat()
             if self._fleet is not None:
                 revived = None  # recorded below, outside the lock: a shared registry is a round trip
             else:
@@ -803,6 +832,7 @@ class LifecycleManager:
             raise ServiceNotFound(f"service {id!r} is not registered in the fleet")
         if prior is STOPPING or prior is STOPPED:
             raise InvalidState(f"service {id!r} is stopping; its heartbeat is refused")
+        self._count_beat()
         if events:
             log.info("lifecycle: service %s is back (heartbeat)", id)
             self._dispatch(events)
@@ -857,10 +887,16 @@ class LifecycleManager:
         return service
 
     def _dispatch(self, events: Iterable[LifecycleEvent]) -> None:
+        if not isinstance(events, (list, tuple)):
+            events = tuple(events)
+        if events:
+            self._metrics.count_events(events)
         self._dispatcher.dispatch(self, events, self._subscriptions)
 
     def _unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
+            if subscription in self._subscriptions or subscription in self._fleet_subscriptions:
+                self._metrics.retire_dropped(subscription.dropped)
             self._subscriptions = tuple(s for s in self._subscriptions if s is not subscription)
             self._fleet_subscriptions = tuple(s for s in self._fleet_subscriptions if s is not subscription)
 
@@ -954,6 +990,7 @@ class LifecycleManager:
     def _after_fork_in_child(self) -> None:
         """Fresh locks and threads in a forked child; timers are kept and the watchdog restarts lazily."""
         self._lock = threading.RLock()
+        self._metrics.after_fork_in_child()
         for entry in self._entries.values():
             entry.ping_busy = False
         for subscription in self._subscriptions:

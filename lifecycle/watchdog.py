@@ -90,6 +90,8 @@ class Watchdog:
         self._slot_lock = threading.Lock()
         self._slots: dict[int, list[Timer]] = {}
         self._slot_at: dict[int, float] = {}  # when each slot's earliest sched event fires
+        self._queued = 0  # timers in the slots, cancelled ones included until they come due
+        self._lateness: float | None = None  # how late the latest live timer ran
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -128,6 +130,15 @@ class Watchdog:
         """How many timers are entered and not cancelled (O(n); for tests and diagnostics)."""
         with self._slot_lock:
             return sum(1 for slot in self._slots.values() for timer in slot if not timer.cancelled)
+
+    def queued(self) -> int:
+        """Timers entered and not yet come due, cancelled ones included (O(1), unlike `armed`)."""
+        return self._queued
+
+    @property
+    def lateness(self) -> float | None:
+        """Seconds between the most recent live timer's time and when it ran; None before any ran."""
+        return self._lateness
 
     @property
     def held(self) -> bool:
@@ -201,6 +212,7 @@ class Watchdog:
     def _add(self, timer: Timer) -> None:
         key = math.floor(timer.when * _SLOTS_PER_SECOND)
         with self._slot_lock:
+            self._queued += 1
             slot = self._slots.get(key)
             if slot is None:
                 self._slots[key] = [timer]
@@ -223,6 +235,7 @@ class Watchdog:
                 return  # an earlier event for this slot already ran everything
             del self._slot_at[key]
             due = [timer for timer in slot if timer.when <= now]
+            self._queued -= len(due)
             if len(due) < len(slot):
                 rest = [timer for timer in slot if timer.when > now]
                 self._slots[key] = rest
@@ -244,6 +257,7 @@ class Watchdog:
             return
         timer.cancelled = True
         self._fired += 1
+        self._lateness = max(0.0, self._time() - timer.when)
         try:
             timer.action(*timer.args)
         except Exception:
