@@ -176,7 +176,7 @@ class LifecycleManager:
         self._fleet_subscriptions: tuple[Subscription, ...] = ()
         self._dispatcher = Dispatcher()
         self._metrics = MetricsRecorder()
-        self._count_beat = self._metrics.count_heartbeat
+        self._beats = self._metrics.beats
         self._closed = False
         self._watchdog = Watchdog(autostart=autostart)
         self._pool = WorkerPool(_POOL_SIZE) if autostart else None
@@ -421,7 +421,7 @@ class LifecycleManager:
         status = self._registry.heartbeat(id)
         if status is not RUNNING and status is not STARTING:
             self._heartbeat_slow(entry)
-        self._count_beat()
+        next(self._beats)
         if _heartbeat_received.receivers or self._subscriptions:
             self._dispatcher.dispatch(self, (Heartbeat(entry.id, time.monotonic()),), self._subscriptions)
 
@@ -738,7 +738,7 @@ class LifecycleManager:
             if error is not None:
                 log.warning("lifecycle: ping of %s failed: %s", entry.label(), _error_text(error))
                 return
-            self._count_beat()
+            next(self._beats)
             if self._fleet is not None:
                 revived = None  # recorded below, outside the lock: a shared registry is a round trip
             else:
@@ -832,7 +832,7 @@ class LifecycleManager:
             raise ServiceNotFound(f"service {id!r} is not registered in the fleet")
         if prior is STOPPING or prior is STOPPED:
             raise InvalidState(f"service {id!r} is stopping; its heartbeat is refused")
-        self._count_beat()
+        next(self._beats)
         if events:
             log.info("lifecycle: service %s is back (heartbeat)", id)
             self._dispatch(events)

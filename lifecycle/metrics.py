@@ -75,9 +75,8 @@ class MetricsRecorder:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._beats = itertools.count()
-        #: The hot path's counter: call it once per heartbeat.
-        self.count_heartbeat = self._beats.__next__
+        #: The hot path's counter: ``next(recorder.beats)`` once per heartbeat (cheaper than a method call).
+        self.beats = itertools.count()
         self._totals = dict.fromkeys(_COUNTED.values(), 0)
         self._lag_counts = [0] * (len(LAG_BUCKETS) + 1)
         self._lag_sum = 0.0
@@ -118,7 +117,7 @@ class MetricsRecorder:
     def heartbeats(self) -> int:
         """Heartbeats counted so far."""
         # count's repr ("count(17)") is its only read that does not advance it.
-        return int(repr(self._beats)[6:-1])
+        return int(repr(self.beats)[6:-1])
 
     def snapshot(self, services: Mapping[str, int], events_dropped: int, timers_queued: int,
                  timer_lateness_secs: float | None) -> Metrics:

@@ -563,3 +563,24 @@ def test_an_auth_module_that_asks_for_the_manager_while_importing_does_not_deadl
     assert len(outcome) == 1 and isinstance(outcome[0], ImproperlyConfigured), outcome
     assert "LIFECYCLE['AUTH']" in str(outcome[0])
     sys.modules.pop("selfish_auth", None)
+
+
+def test_metrics_endpoint_is_text_exposition_behind_the_token(
+    configure: Callable[..., LifecycleManager], client: Client
+) -> None:
+    prometheus = pytest.importorskip("prometheus_client")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    manager = configure(HEARTBEAT_TOKEN=TOKEN)
+    id = start(manager)
+    assert client.get("/lifecycle/metrics").status_code == 401
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.post(f"/lifecycle/services/{id}/heartbeat", headers=auth).status_code == 204
+    response = client.get("/lifecycle/metrics", headers=auth)
+    assert response.status_code == 200 and response["Content-Type"] == prometheus.CONTENT_TYPE_LATEST
+    samples = {(s.name, s.labels.get("status")): s.value
+               for family in text_string_to_metric_families(response.content.decode()) for s in family.samples}
+    assert samples[("lifecycle_heartbeats_total", None)] == 1
+    assert samples[("lifecycle_services", "running")] == 1
+    head = client.head("/lifecycle/metrics", headers=auth)
+    assert head.status_code == 200 and head.content == b""

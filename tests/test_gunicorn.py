@@ -265,3 +265,35 @@ def test_the_extension_client_keeps_its_service_alive_and_recovers_it_after_bein
     assert request(f"{lifecycle_url}/healthz", token=token) == (200, {"status": "ok", "services": 1, "failing": []})
     client.stop()
     assert server.stop() == 0
+
+
+def test_metrics_under_two_workers_add_up_per_pid(start_gunicorn):
+    """Each worker answers /metrics for its own process, every sample labelled with its pid: the
+    heartbeats the workers counted add up to the heartbeats the server accepted, and each worker
+    reports its own copy of the service."""
+    parser = pytest.importorskip("prometheus_client.parser")
+    server, base = start_gunicorn("--workers", "2")
+    workers = server.wait_for(
+        lambda lines: (pids := set(re.findall(r"Booting worker with pid: (\d+)", "\n".join(lines))))
+        and len(pids) == 2 and pids
+    )
+    # Both workers have started the example's service before their first request is answered.
+    server.wait_for(lambda lines: len(server.matches(r"example INFO service_started")) >= 2)
+    sent = 30
+    for _ in range(sent):
+        assert request(f"{base}/lifecycle/services/{SERVICE}/heartbeat", "POST")[0] == 204
+    latest: dict[str, dict[tuple[str, str | None], float]] = {}
+    for _ in range(400):  # each scrape reaches one worker; stop once both have answered
+        with urllib.request.urlopen(f"{base}/lifecycle/metrics", timeout=10) as response:
+            text = response.read().decode()
+        samples = {(s.name, s.labels.get("status")): s.value
+                   for family in parser.text_string_to_metric_families(text) for s in family.samples}
+        pids = {s.labels["pid"] for family in parser.text_string_to_metric_families(text) for s in family.samples}
+        assert len(pids) == 1
+        latest[pids.pop()] = samples
+        if set(latest) == workers:
+            break
+    assert set(latest) == workers, f"only {sorted(latest)} of {sorted(workers)} answered 400 scrapes"
+    assert sum(s[("lifecycle_heartbeats_total", None)] for s in latest.values()) == sent
+    assert all(s[("lifecycle_services", "running")] == 1 for s in latest.values())
+    assert server.stop() == 0

@@ -9,6 +9,7 @@ only translate it into their own response objects. Every outcome a client can ca
 from __future__ import annotations
 
 import hmac
+import importlib.util
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ __all__ = [
     "heartbeat",
     "list_services",
     "method_not_allowed",
+    "metrics",
     "not_found",
     "serve",
     "status",
@@ -272,6 +274,22 @@ def status_page(manager: LifecycleManager) -> Reply:
     return status_asset(manager, "index.html")
 
 
+def metrics(manager: LifecycleManager) -> Reply:
+    """GET /metrics: this process's `metrics()` in Prometheus' text format, each sample labelled with its pid.
+
+    Every worker of a pre-forking server answers for itself; the pid keeps their series apart.
+    501 when prometheus_client is not installed.
+    """
+    if importlib.util.find_spec("prometheus_client") is None:
+        return _error(501, "not_installed", "the metrics endpoint needs prometheus_client: "
+                      "pip install 'service-lifecycle[prometheus]'")
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from .prometheus import exposition
+
+    return Reply(200, exposition(manager, {"pid": str(os.getpid())}), media_type=CONTENT_TYPE_LATEST)
+
+
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 """The methods the integrations route to `serve`, so that each gets a JSON answer."""
 
@@ -283,6 +301,7 @@ ENDPOINTS: dict[str, tuple[tuple[str, ...], Callable[..., Reply]]] = {
     "status": (("GET", "HEAD"), status),
     "status_page": (("GET", "HEAD"), status_page),
     "status_asset": (("GET", "HEAD"), status_asset),
+    "metrics": (("GET", "HEAD"), metrics),
 }
 """Endpoint name -> (methods it accepts, handler taking the manager and the URL's arguments)."""
 

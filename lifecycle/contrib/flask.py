@@ -133,6 +133,7 @@ _RULES = (
     ("/services", "list_services"),
     ("/services/<path:id>", "get_service"),
     ("/healthz", "healthz"),
+    ("/metrics", "metrics"),
     ("/status", "status"),
     ("/", "status_page"),
     ("/<any('status.css', 'status.js'):name>", "status_asset"),

@@ -24,5 +24,6 @@ urlpatterns = [
     re_path(r"^status$", views.status, name="status"),
     re_path(r"^$", views.status_page, name="status_page"),
     re_path(r"^(?P<name>status\.(?:css|js))$", views.status_asset, name="status_asset"),
+    re_path(r"^metrics$", views.metrics, name="metrics"),
     re_path(r"^[\s\S]*$", views.unknown, name="unknown"),
 ]

@@ -12,7 +12,8 @@ from django.views.decorators.csrf import csrf_exempt
 from .._http import Reply, not_found, serve
 from . import _current
 
-__all__ = ["get_service", "healthz", "heartbeat", "list_services", "status", "status_asset", "status_page", "unknown"]
+__all__ = ["get_service", "healthz", "heartbeat", "list_services", "metrics", "status", "status_asset",
+           "status_page", "unknown"]
 
 log = logging.getLogger("lifecycle")
 
@@ -77,6 +78,11 @@ def _status_asset(request: HttpRequest, name: str) -> HttpResponse:
     return _answer(request, "status_asset", name=name)
 
 
+def _metrics(request: HttpRequest) -> HttpResponse:
+    """GET metrics: this process's numbers in Prometheus' text format."""
+    return _answer(request, "metrics")
+
+
 def _unknown(request: HttpRequest, **kwargs: Any) -> HttpResponse:
     """Any other path under the include: a JSON 404 rather than Django's HTML page."""
     return _response(not_found(request.path), request.method)
@@ -90,4 +96,5 @@ healthz = csrf_exempt(_healthz)
 status = csrf_exempt(_status)
 status_page = csrf_exempt(_status_page)
 status_asset = csrf_exempt(_status_asset)
+metrics = csrf_exempt(_metrics)
 unknown = csrf_exempt(_unknown)
