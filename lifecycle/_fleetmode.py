@@ -31,7 +31,7 @@ from .config import LifecycleConfig
 from .connector import Hooks
 from .errors import RegistryUnavailable
 from .events import LifecycleEvent
-from .fleet import Plan, SharedRegistry
+from .fleet import Plan, SharedRegistry, Sweep
 from .model import ExtensionService
 from .pool import WorkerPool
 from .subscription import Subscription
@@ -84,6 +84,7 @@ class FleetMode:
         self._tick_timer: Timer | None = None
         self._outage_since: float | None = None
         self._outage_delay = _OUTAGE_RETRY_MIN
+        self._rebase = False  # our next sweep gives every service a fresh full timeout
         self._inflight: dict[str, int] = {}
         self._closed = False
 
@@ -144,10 +145,18 @@ class FleetMode:
             return self.renew_every
         return self._sweep(self.renew_every)
 
-    def _sweep(self, within: float) -> float:
-        sweep = self.registry.sweep(self.owner, self.timeout, self.ttl, _SWEEP_LIMIT)
+    def _claim(self) -> Sweep | None:
+        """The registry's sweep; after an outage we saw, with no grace at all (every deadline starts again)."""
+        sweep = self.registry.sweep(self.owner, self.timeout, 0.0 if self._rebase else self.ttl, _SWEEP_LIMIT)
         if sweep is None:
             self._set_leader(False, 0.0)
+        else:
+            self._rebase = False
+        return sweep
+
+    def _sweep(self, within: float) -> float:
+        sweep = self._claim()
+        if sweep is None:
             return within
         if sweep.rebased:
             log.warning("lifecycle: nobody watched the fleet's deadlines for a while (outage, restart or "
@@ -166,9 +175,8 @@ class FleetMode:
         """`health_check` in fleet mode: the leader expires what is due now; others do nothing."""
         if not self.leader:
             return []
-        sweep = self.registry.sweep(self.owner, self.timeout, self.ttl, _SWEEP_LIMIT)
+        sweep = self._claim()
         if sweep is None:
-            self._set_leader(False, 0.0)
             return []
         return [sid for sid in sweep.due if self._expire(sid)]
 
@@ -196,6 +204,9 @@ class FleetMode:
             log.warning("lifecycle: the registry is reachable again after %.1f s",
                         time.monotonic() - self._outage_since)
             self._outage_since = None
+            # Heartbeats were refused while the registry was down, however short the outage, and the
+            # server's deadlines kept running: silence that overlaps an outage counts for nothing.
+            self._rebase = True
 
     def _restore_local(self) -> None:
         """The server lost its data (emptied or replaced): register this process's services again."""
@@ -339,9 +350,12 @@ def follow_log(registry: SharedRegistry, subscription: Subscription, *, poll: fl
         while subscription.active:
             try:
                 rows = registry.read_events(after, block=poll)
-            except RegistryUnavailable as exc:
+            except Exception as exc:
+                # Whatever went wrong (an outage, a reply it cannot read), the reader must not die
+                # silently and leave the subscription empty for good.
                 if not down:
-                    log.error("lifecycle: fleet event log: %s; retrying", exc)
+                    log.error("lifecycle: fleet event log: %s; retrying", exc, exc_info=not isinstance(
+                        exc, RegistryUnavailable))
                     down = True
                 pause.wait(poll)
                 continue
