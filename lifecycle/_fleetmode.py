@@ -17,6 +17,7 @@ state kept here (leader flag, attempts in flight) is guarded by `_lock`.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -82,6 +83,8 @@ class FleetMode:
         self._lease_until = 0.0
         self._generation: str | None = None
         self._tick_timer: Timer | None = None
+        self._ticking = False
+        self._wake = math.inf  # a tick must come by then (monotonic): what pokes asked for during a tick
         self._outage_since: float | None = None
         self._outage_delay = _OUTAGE_RETRY_MIN
         self._rebase = False  # our next sweep gives every service a fresh full timeout
@@ -99,6 +102,11 @@ class FleetMode:
             return Plan("giveup", attempt, 0.0, limit)
         return Plan("retry", attempt, self._delay(attempt - 1), limit)
 
+    def poke_plan(self, plan: Plan) -> None:
+        """A plan just applied schedules an attempt: run it when its backoff is due, not at the next renewal."""
+        if plan.mode == "retry":
+            self.poke(plan.delay)
+
     def auto_reconnect(self, service: ExtensionService) -> bool:
         """Auto-reconnect applies when both the config and the service's transport allow it."""
         return self.config.auto_reconnect and service.transport.auto_reconnect
@@ -110,28 +118,51 @@ class FleetMode:
         self._arm(0.0)
 
     def poke(self, delay: float) -> None:
-        """Make sure a tick comes within `delay` seconds (a deadline this process just set)."""
-        timer = self._tick_timer
-        if self.leader and timer is not None and timer.when > time.monotonic() + delay:
-            self._arm(delay)
+        """Make sure a tick comes within `delay` seconds (a deadline or an attempt this process just set).
+
+        A poke during a tick (an attempt finished on the pool, a plan applied by the sweep) is
+        kept in `_wake` and honoured when the tick arms the next one.
+        """
+        if not self.leader:
+            return
+        when = time.monotonic() + max(0.0, delay)
+        with self._lock:
+            self._wake = min(self._wake, when)
+            timer = self._tick_timer
+            if self._ticking or timer is None or timer.when <= when:
+                return
+            old = self._arm_locked(delay)
+        if old is not None:
+            old.cancel()
 
     def _arm(self, delay: float) -> None:
         with self._lock:
-            if self._closed:
-                return
-            old, self._tick_timer = self._tick_timer, self._watchdog.call_later(max(0.0, delay), self.tick)
+            old = self._arm_locked(delay)
         if old is not None:
             old.cancel()
+
+    def _arm_locked(self, delay: float) -> Timer | None:
+        """Arm the next tick in `delay` s; returns the timer it replaces, to cancel outside the lock."""
+        if self._closed:
+            return None
+        old, self._tick_timer = self._tick_timer, self._watchdog.call_later(max(0.0, delay), self.tick)
+        return old
 
     def tick(self) -> None:
         """Renew or take the lease; as leader, act on what is due; arm the next tick."""
         if self._closed:
             return
+        with self._lock:
+            self._ticking, self._wake = True, math.inf
         try:
             delay = self._tick()
         except RegistryUnavailable as exc:
             delay = self._on_outage(exc)
-        self._arm(delay)
+        with self._lock:
+            self._ticking = False
+            old = self._arm_locked(min(delay, self._wake - time.monotonic()))
+        if old is not None:
+            old.cancel()
 
     def _tick(self) -> float:
         asked = time.monotonic()
@@ -224,12 +255,14 @@ class FleetMode:
         service = self.registry.get(sid)
         if service is None:
             return False
-        events = self.registry.expire_due(sid, self.owner, self.timeout, self.plan(1, self.auto_reconnect(service)))
+        plan = self.plan(1, self.auto_reconnect(service))
+        events = self.registry.expire_due(sid, self.owner, self.timeout, plan)
         if events is None:
             self._set_leader(False, 0.0)
             return False
         if events:
             log.warning("lifecycle: service %r (%s) missed its heartbeat deadline", service.name, sid)
+            self.poke_plan(plan)
             self._dispatch(events)
         return bool(events)
 
@@ -297,9 +330,9 @@ class FleetMode:
         if not ok:
             log.warning("lifecycle: reconnect attempt %d/%d of %r (%s) failed: %s", attempt,
                         self.config.max_reconnect_attempts, service.name, sid, why)
+        plan = self.plan(attempt + 1, self.auto_reconnect(service))
         try:
-            events = self.registry.attempt_done(sid, self.owner, attempt, ok,
-                                                self.plan(attempt + 1, self.auto_reconnect(service)))
+            events = self.registry.attempt_done(sid, self.owner, attempt, ok, plan)
         except RegistryUnavailable as exc:
             log.warning("lifecycle: the outcome of attempt %d of %s is lost (%s); the next leader retries it",
                         attempt, sid, exc)
@@ -307,6 +340,8 @@ class FleetMode:
         if events is None:
             self._set_leader(False, 0.0)
             return
+        if events and not ok:
+            self.poke_plan(plan)
         self._dispatch(events)
 
     # -- ending --------------------------------------------------------------------------------

@@ -855,7 +855,8 @@ class LifecycleManager:
             raise ServiceNotFound(f"service {id!r} is not registered in the fleet")
         entry = self._entries.get(id)
         auto = self._fleet.auto_reconnect(service) if entry is None else entry.auto_reconnect
-        prior, events = self._shared.report_error(id, text, self._fleet.plan(1, True) if auto else None)
+        plan = self._fleet.plan(1, True) if auto else None
+        prior, events = self._shared.report_error(id, text, plan)
         if prior is None:
             raise ServiceNotFound(f"service {id!r} is not registered in the fleet")
         if prior is STOPPING or prior is STOPPED:
@@ -863,6 +864,8 @@ class LifecycleManager:
         if prior is STARTING:
             raise InvalidState(f"service {id!r} is still starting; its connect has not returned")
         log.warning("lifecycle: service %r (%s) reported an error: %s", service.name, id, text)
+        if plan is not None and prior is not RECONNECTING:
+            self._fleet.poke_plan(plan)  # in the leader, attempt 1 runs when due
         self._dispatch(events)
 
     # -- internals: helpers ------------------------------------------------------------------------

@@ -685,3 +685,14 @@ def test_the_fleet_log_reader_survives_an_error_it_does_not_expect(make, events,
         sid = b.start_service(ExtensionService("svc", "1"))
         event = log.get(timeout=WAIT)
     assert (event.signal_name, event.service_id) == ("service_started", sid)
+
+
+def test_the_leader_runs_each_attempt_when_its_backoff_is_due_not_at_its_next_lease_renewal(make, events):
+    """Backoff delays of 20-50 ms are kept; the leader's lease renewals (every 10 s here) set no pace."""
+    connector = Counting(fail_from=2)
+    a = make(connector=connector, ttl=30.0)
+    leader_of([a])
+    a.start_service(ExtensionService("silent", "1"))
+    # Deadline 0.4 s, then three attempts 20-50 ms apart: seconds at most, far from one renewal (10 s).
+    assert events.wait_of(ReconnectFailed, timeout=5.0), "attempts waited for the lease renewals"
+    assert [e.attempt for _, e in events.of(Reconnecting)] == [1, 2, 3]
