@@ -14,6 +14,9 @@ from .config import LifecycleConfig
 from .connector import Connector
 from .errors import (
     ConnectionFailed,
+    FieldError,
+    FieldTypeError,
+    FieldValueError,
     InvalidState,
     LifecycleError,
     ManagerClosed,
@@ -50,6 +53,9 @@ __all__ = [
     "Connector",
     "ExponentialBackoff",
     "ExtensionService",
+    "FieldError",
+    "FieldTypeError",
+    "FieldValueError",
     "InvalidState",
     "LifecycleConfig",
     "LifecycleError",

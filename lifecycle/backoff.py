@@ -30,8 +30,8 @@ class ExponentialBackoff:
     jitter: float = 0.1
 
     def __post_init__(self) -> None:
-        _validate.number(self.initial, "initial", minimum=0)
-        _validate.number(self.maximum, "maximum", minimum=0)
+        _validate.duration(self.initial, "initial", positive=False)
+        _validate.duration(self.maximum, "maximum", positive=False)
         _validate.number(self.multiplier, "multiplier", minimum=1)
         _validate.number(self.jitter, "jitter", minimum=0)
         if self.jitter > 1:

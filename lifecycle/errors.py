@@ -4,6 +4,9 @@ from __future__ import annotations
 
 __all__ = [
     "ConnectionFailed",
+    "FieldError",
+    "FieldTypeError",
+    "FieldValueError",
     "InvalidState",
     "LifecycleError",
     "ManagerClosed",
@@ -72,3 +75,28 @@ class RegistryUnavailable(LifecycleError):
         super().__init__(message)
         self.host = host
         self.port = port
+
+
+class FieldError(Exception):
+    """A value refused by validation: `field` names it, `code` says what is wrong.
+
+    Not a `LifecycleError`: a bad argument is the caller's bug, not something the library met.
+
+    Codes are short stable words callers may branch on (see docs/limits.md): "type", "blank",
+    "too_long", "not_finite", "too_small", "too_large", "choice", "order", "element",
+    "unknown", "import". Raised as `FieldTypeError` or `FieldValueError`, so code that catches
+    the plain `TypeError`/`ValueError` keeps working.
+    """
+
+    def __init__(self, field: str, code: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.code = code
+
+
+class FieldTypeError(FieldError, TypeError):
+    """A value of the wrong type."""
+
+
+class FieldValueError(FieldError, ValueError):
+    """A value of the right type that is out of range, blank, too long or inconsistent."""

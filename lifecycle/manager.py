@@ -364,7 +364,7 @@ class LifecycleManager:
         `timeout` bounds the whole call: slow `disconnect` calls are abandoned (logged) once it
         runs out. Afterwards mutating calls raise `ManagerClosed` and queries see no service.
         """
-        timeout = _validate.number(timeout, "timeout", minimum=0)
+        timeout = _validate.duration(timeout, "timeout", positive=False)
         with self._lock:
             if self._closed:
                 return

@@ -156,11 +156,11 @@ class TransportConfig:
             raise TypeError(f"TransportConfig.args must be a list, not {type(self.args).__name__}")
         if not isinstance(self.env, dict):
             raise TypeError(f"TransportConfig.env must be a dict, not {type(self.env).__name__}")
-        self.timeout_secs = _validate.number(self.timeout_secs, "TransportConfig.timeout_secs", positive=True)
+        self.timeout_secs = _validate.duration(self.timeout_secs, "TransportConfig.timeout_secs")
         _validate.flag(self.auto_reconnect, "TransportConfig.auto_reconnect")
         _validate.integer(self.max_retries, "TransportConfig.max_retries", minimum=0)
-        self.heartbeat_interval_secs = _validate.number(
-            self.heartbeat_interval_secs, "TransportConfig.heartbeat_interval_secs", positive=True
+        self.heartbeat_interval_secs = _validate.duration(
+            self.heartbeat_interval_secs, "TransportConfig.heartbeat_interval_secs"
         )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TransportConfig:

@@ -55,7 +55,8 @@ class Subscription:
     def get(self, timeout: float | None = None) -> LifecycleEvent:
         """The next event; raises `queue.Empty` when `timeout` passes, or at once once ended/closed and empty."""
         if timeout is not None:
-            timeout = _validate.number(timeout, "timeout", minimum=0)
+            # At most a year by validation, and never above what Condition.wait accepts.
+            timeout = min(_validate.duration(timeout, "timeout", positive=False), threading.TIMEOUT_MAX)
         with self._cond:
             # wait_for keeps time with threading's own clock, so a frozen test clock cannot stall it.
             self._cond.wait_for(lambda: self._events or self._state != _OPEN, timeout)

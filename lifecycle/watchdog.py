@@ -53,6 +53,10 @@ class Timer:
 
 _SLOTS_PER_SECOND = 1000.0
 
+# Timers are kept within +/- this many seconds of the clock's origin (~31,700 years): far beyond
+# any real deadline, and small enough that the slot arithmetic and every wait stay finite.
+_FAR = 1e12
+
 
 def _due(timer: Timer) -> float:
     return timer.when
@@ -99,7 +103,14 @@ class Watchdog:
         return self._thread
 
     def call_at(self, when: float, action: Callable[..., Any], *args: Any) -> Timer:
-        """Run `action(*args)` at monotonic time `when` (at once if already past)."""
+        """Run `action(*args)` at monotonic time `when` (at once if already past).
+
+        A `when` beyond `_FAR` (an overflowed sum, infinity) is kept at `_FAR`: never due, never
+        an error in the watchdog thread. NaN is refused here, in the caller's thread.
+        """
+        if math.isnan(when):
+            raise ValueError("a timer's time must be a number, not NaN")
+        when = min(max(when, -_FAR), _FAR)
         timer = Timer(when, action, args)
         if self._running_here():
             # An action on the watchdog thread, inside sched.run(), which sees the new timer.
@@ -269,23 +280,32 @@ class Watchdog:
         thread.start()
 
     def _loop(self) -> None:
-        cond = self._cond
         while True:
             try:
-                delay = self._sched.run(blocking=False)
-            except BaseException:  # the watchdog never dies, whatever user code raises
-                log.exception("lifecycle: watchdog loop caught an exception; going on")
-                continue
-            with cond:
-                if self._stopping:
+                if self._step():
                     return
-                if self._recheck:
-                    self._recheck = False
-                    continue
+            except BaseException:  # the watchdog never dies, whatever user code or its own wait raises
+                log.exception("lifecycle: watchdog loop caught an exception; going on")
+
+    def _step(self) -> bool:
+        """Run what is due, then sleep until the next timer or a notify; True once stopping."""
+        delay = self._sched.run(blocking=False)
+        cond = self._cond
+        with cond:
+            if self._stopping:
+                return True
+            if self._recheck:
+                self._recheck = False
+                return False
+            try:
                 if delay is None:
                     self._wake_at = math.inf
                     cond.wait()
                 else:
+                    # Condition.wait raises OverflowError above TIMEOUT_MAX; waking early is harmless.
+                    delay = min(delay, threading.TIMEOUT_MAX)
                     self._wake_at = _clock() + delay
                     cond.wait(delay)
+            finally:
                 self._wake_at = -math.inf
+        return False

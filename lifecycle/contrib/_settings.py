@@ -112,7 +112,7 @@ def parse_settings(
             )
     timeout = values.get("SHUTDOWN_TIMEOUT", DEFAULT_SHUTDOWN_TIMEOUT)
     try:
-        timeout = _validate.number(timeout, spell("SHUTDOWN_TIMEOUT"), minimum=0)
+        timeout = _validate.duration(timeout, spell("SHUTDOWN_TIMEOUT"), positive=False)
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(spell("SHUTDOWN_TIMEOUT"), _strip(str(exc), spell("SHUTDOWN_TIMEOUT"))) from None
     autostart = values.get("AUTOSTART", True)
