@@ -332,7 +332,7 @@ class FleetMode:
                         self.config.max_reconnect_attempts, service.name, sid, why)
         plan = self.plan(attempt + 1, self.auto_reconnect(service))
         try:
-            events = self.registry.attempt_done(sid, self.owner, attempt, ok, plan)
+            events = self.registry.attempt_done(sid, self.owner, attempt, ok, plan, timeout=self.timeout)
         except RegistryUnavailable as exc:
             log.warning("lifecycle: the outcome of attempt %d of %s is lost (%s); the next leader retries it",
                         attempt, sid, exc)

@@ -118,6 +118,7 @@ class SharedRegistry(Registry, Protocol):
         """Leader: if RUNNING and silent for `timeout`, `heartbeat_timeout` and apply `plan`."""
         ...
 
-    def attempt_done(self, id: str, owner: str, attempt: int, ok: bool, plan: Plan) -> _Events | None:
-        """Leader: a claimed attempt's outcome: RUNNING and `reconnected`, or apply `plan`."""
+    def attempt_done(self, id: str, owner: str, attempt: int, ok: bool, plan: Plan, *,
+                     timeout: float | None = None) -> _Events | None:
+        """Leader: a claimed attempt's outcome: RUNNING (deadline in `timeout` s) and `reconnected`, or apply `plan`."""
         ...

@@ -711,8 +711,13 @@ class LifecycleManager:
         with self._lock:
             if not self._current(entry) or entry.hooks is None or entry.hooks.ping is None:
                 return
-            if self._status(entry) is not RUNNING:
+            status = self._status(entry)
+            if status is not RUNNING:
                 entry.ping = None  # restarted when the service becomes RUNNING again
+                if self._fleet is not None and status is not None:
+                    # Another process may bring it back (a heartbeat, the leader's reconnect): keep looking.
+                    entry.ping = self._watchdog.call_later(self._config.heartbeat_interval_secs,
+                                                           self._on_ping_due, entry)
                 return
             entry.ping = self._watchdog.call_later(self._config.heartbeat_interval_secs, self._on_ping_due, entry)
             if entry.ping_busy:

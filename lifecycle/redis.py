@@ -466,9 +466,11 @@ class RedisRegistry:
             return None
         return _events(result[1]) if code == "expired" else []
 
-    def attempt_done(self, id: str, owner: str, attempt: int, ok: bool, plan: Plan) -> _Events | None:
-        """A claimed attempt's outcome; None when fenced, [] when the attempt is stale."""
-        result = self._run("ATTEMPT_DONE", id, owner, attempt, "1" if ok else "0", *_plan_args(plan))
+    def attempt_done(self, id: str, owner: str, attempt: int, ok: bool, plan: Plan, *,
+                     timeout: float | None = None) -> _Events | None:
+        """A claimed attempt's outcome, a success due again in `timeout` s; None when fenced, [] when stale."""
+        result = self._run("ATTEMPT_DONE", id, owner, attempt, "1" if ok else "0", *_plan_args(plan),
+                           timeout=timeout)
         code = _text(result[0])
         if code == "fenced":
             return None

@@ -696,3 +696,42 @@ def test_the_leader_runs_each_attempt_when_its_backoff_is_due_not_at_its_next_le
     # Deadline 0.4 s, then three attempts 20-50 ms apart: seconds at most, far from one renewal (10 s).
     assert events.wait_of(ReconnectFailed, timeout=5.0), "attempts waited for the lease renewals"
     assert [e.attempt for _, e in events.of(Reconnecting)] == [1, 2, 3]
+
+
+class Pinging(Counting):
+    """A connector whose ping succeeds (a successful ping counts as a heartbeat)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pings = 0
+
+    def ping(self, service: ExtensionService) -> None:
+        self.pings += 1
+
+
+def test_pings_keep_a_service_alive_again_after_it_was_reconnected(make, events):
+    # The attempt comes 0.3 s after the error: pings fall due while the service is not RUNNING.
+    config = LifecycleConfig(heartbeat_interval_secs=0.1, heartbeat_timeout_secs=1.0, reconnect_delay_ms=300,
+                             max_reconnect_delay_ms=300, max_reconnect_attempts=3, jitter=0.0)
+    connector = Pinging()
+    a = make(config=config)
+    leader_of([a])
+    sid = a.start_service(ExtensionService("pinged", "1"), connector=connector)
+    eventually(lambda: connector.pings >= 2, what="pings")
+    a.handle_error(sid, "a blip")
+    assert events.wait_of(Reconnected)
+    # Its pings are its only heartbeats: had they stopped, it would time out within a timeout.
+    assert not events.wait_of(HeartbeatTimeout, timeout=3 * config.heartbeat_timeout_secs)
+    assert a.get_status(sid) is ServiceStatus.RUNNING
+
+
+def test_a_reconnected_service_gets_the_managers_timeout_not_the_registrys(make, events):
+    """The registry's own `heartbeat_timeout_secs` (60 s by default) is not the fleet's deadline."""
+    a = make(connector=Counting())
+    assert a.registry.heartbeat_timeout_secs == 60.0 != TIMEOUT
+    leader_of([a])
+    a.start_service(ExtensionService("silent", "1"))
+    # Silent throughout: timed out, reconnected, and timed out again one (0.4 s) timeout later.
+    assert events.wait_of(HeartbeatTimeout, 2, timeout=WAIT), "the deadline after the reconnect was not 0.4 s"
+    assert [type(e) for _, e in events.rows if type(e) in (HeartbeatTimeout, Reconnected)][:3] == [
+        HeartbeatTimeout, Reconnected, HeartbeatTimeout]
