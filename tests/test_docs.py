@@ -16,6 +16,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,8 @@ FENCE = re.compile(r"^```(\w*)\s*$")
 NOT_RUN = re.compile(r"^<!-- not run: (.*?) -->$")
 FILENAME = re.compile(r"^# ([\w.]+\.py)\b")
 DJANGO_FILES = {"settings.py", "urls.py", "wsgi.py"}
-TIMEOUT = 120
+TIMEOUT = 100
+BLOCK_TIMEOUT = 60  # for all stand-alone blocks together: they run side by side, each in seconds
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,10 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Comple
         for block in RUN_ALONE
     }
     results = {}
+    deadline = time.monotonic() + BLOCK_TIMEOUT
     for name, process in started.items():
         try:
-            out, err = process.communicate(timeout=TIMEOUT)
+            out, err = process.communicate(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
             out, err = process.communicate()
