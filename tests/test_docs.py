@@ -117,7 +117,10 @@ def test_every_block_not_run_says_why():
 @pytest.mark.parametrize("block", RUN_ALONE, ids=lambda block: block.name)
 def test_every_python_block_runs_as_shown(block: Block, ran: dict[str, subprocess.CompletedProcess[str]]):
     result = ran[block.name]
-    assert result.returncode == 0, f"{block.name} failed:\n{block.code}\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"{block.name} failed: make it run as shown, or put `<!-- not run: <why> -->` on the line before it"
+        f"\n{block.code}\n{result.stdout}\n{result.stderr}"
+    )
     assert "Traceback" not in result.stderr, result.stderr
     for said, printed in PROMISED_OUTPUT:
         if said in block.code:
