@@ -299,3 +299,44 @@ def test_a_log_hears_only_its_manager_and_goes_with_it():
     gc.collect()
     assert gone() is None and connected() == baseline
     other.shutdown()
+
+
+# -- fleet mode --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.threaded
+def test_in_fleet_mode_the_page_shows_the_fleets_services_leader_and_events(redis_server, namespace):
+    import time
+
+    pytest.importorskip("redis")
+    apps = []
+    for n in range(2):
+        app = Flask(f"fleet{n}")
+        app.config.update(LIFECYCLE_REDIS_URL=redis_server.url, LIFECYCLE_NAMESPACE=namespace,
+                          LIFECYCLE_HEARTBEAT_INTERVAL_SECS=1, LIFECYCLE_HEARTBEAT_TIMEOUT_SECS=30)
+        Lifecycle(app)
+        apps.append(app)
+    here, there = (app.extensions["lifecycle"] for app in apps)
+    try:
+        client = apps[0].test_client()
+        first = client.get("/lifecycle/status").get_json()  # the first ask starts following the fleet's log
+        assert (first["scope"], first["services"], first["events"]) == ("fleet", [], [])
+        sid = there.start_service(ExtensionService("shared", "1.0", id="shared-1"))  # by the other process
+        there.handle_error(sid, "disk full")
+
+        deadline = time.monotonic() + 10.0
+        body = client.get("/lifecycle/status").get_json()
+        while not any(e["event"] == "service_error" for e in body["events"]) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the fleet log's reader blocks on the server up to 0.5 s at a time
+            body = client.get("/lifecycle/status").get_json()
+        assert [(e["event"], e["name"], e["summary"]) for e in body["events"]][-2:] == [
+            ("status_changed", "shared", "starting \u2192 running"), ("service_started", "shared", ""),
+        ]
+        listed = [(e["event"], e["name"], e["summary"]) for e in body["events"]]
+        assert ("service_error", "shared", "disk full") in listed
+        assert [(s["id"], s["status"], s["attempt"]) for s in body["services"]] == [("shared-1", "reconnecting", 1)]
+        assert body["scope"] == "fleet" and body["leader"] is here.is_leader
+    finally:
+        for manager in (here, there):
+            manager.stop_all()
+            manager.shutdown()

@@ -400,3 +400,17 @@ def use_the_keyboard(browser: Any) -> None:
     assert browser.execute_script(focused) == "reconnecting", "a refresh took the keyboard focus away"
     assert browser.execute_script("return document.activeElement.getAttribute('aria-pressed')") == "true"
     assert [r["id"] for r in rows(browser)] == ["beta-1"]
+
+
+def test_in_fleet_mode_the_page_says_so_and_which_process_leads(browser, flask_server, redis_server, namespace):
+    pytest.importorskip("redis")
+    served = flask_server(REDIS_URL=redis_server.url, NAMESPACE=namespace, HEARTBEAT_TIMEOUT_SECS=30)
+    start(served.manager, "shared", "shared-1")
+    try:
+        browser.get(served.page)
+        wait(browser, lambda b: [r["id"] for r in rows(b)] == ["shared-1"], "the fleet's service was never listed")
+        # The only process of its fleet takes the lease at its watchdog's first tick.
+        wait(browser, lambda b: "this process leads" in text_of(b, "scope"), "the page never said who leads")
+        assert text_of(browser, "scope").startswith("Fleet, as seen by process ")
+    finally:
+        served.manager.stop_all()

@@ -5,18 +5,28 @@
 that manager only, so no other manager's events reach it. blinker holds the receiver weakly and
 the log lives as long as its manager: when the manager is collected, the log and its
 connections go with it. The receiver runs in the thread that caused the event with no lock
-held; recording is a registry lookup and a bounded `deque.append`.
+held; recording is a dict lookup (a registry lookup the first time a service is seen) and a
+bounded `deque.append`.
+
+In fleet mode the log shows the fleet's events instead, whichever process emitted them: it
+follows the fleet's event log through `manager.subscribe(fleet=True)` (bounded like the log),
+started the first time the page asks, so a process nobody looks at keeps no reader thread.
+Its pending events are moved into the log each time the page asks.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
+import queue
+import threading
 import time
 import weakref
 from collections import deque
 from typing import Any
 
 from ..dispatch import SIGNALS
+from ..errors import LifecycleError
 from ..events import (
     Error,
     LifecycleEvent,
@@ -25,6 +35,7 @@ from ..events import (
     StatusChanged,
 )
 from ..manager import LifecycleManager
+from ..subscription import Subscription
 
 __all__ = ["DEFAULT_EVENTS", "EventLog", "attach", "event_log"]
 
@@ -34,17 +45,24 @@ DEFAULT_EVENTS = 100
 MAX_TEXT = 500
 """Longest error text kept per event: a service's error message may be arbitrarily long."""
 
+log = logging.getLogger("lifecycle")
+
 _logs: weakref.WeakKeyDictionary[LifecycleManager, EventLog] = weakref.WeakKeyDictionary()
 
 
 class EventLog:
     """A bounded, newest-last record of one manager's events, as JSON-ready dicts."""
 
-    def __init__(self, maxlen: int = DEFAULT_EVENTS) -> None:
+    def __init__(self, maxlen: int = DEFAULT_EVENTS, *, fleet: bool = False) -> None:
         self.maxlen = maxlen
+        self.fleet = fleet
         self._records: deque[dict[str, Any]] = deque(maxlen=maxlen)
         self._seq = itertools.count(1)  # next() is atomic: concurrent receivers get distinct numbers
         self._names: dict[str, str] = {}
+        # The fleet log's subscription, held weakly: the manager keeps it (and it refers to the manager).
+        self._feed: weakref.ref[Subscription] | None = None
+        self._feed_lock = threading.Lock()
+        self._feed_failed = False
 
     def receive(self, sender: object, *, event: LifecycleEvent, **_kwargs: object) -> None:
         """The blinker receiver: `sender` is the manager the log was attached to."""
@@ -70,9 +88,37 @@ class EventLog:
         self._records.append(entry)
 
     def seen(self) -> int:
-        """How many events were recorded in all (the log keeps the last `maxlen`)."""
+        """How many events were recorded in all (the log keeps the last `maxlen`), plus any the fleet feed dropped."""
         records = self._records.copy()
-        return records[-1]["seq"] if records else 0
+        feed = None if self._feed is None else self._feed()
+        return (records[-1]["seq"] if records else 0) + (0 if feed is None else feed.dropped)
+
+    def follow_fleet(self, manager: LifecycleManager) -> None:
+        """Fleet mode: subscribe to the fleet's log once, then move its pending events into this log."""
+        feed = None if self._feed is None else self._feed()
+        if feed is None:
+            if manager.closed or not self._feed_lock.acquire(timeout=5.0):
+                return
+            try:
+                feed = None if self._feed is None else self._feed()
+                if feed is None:
+                    # Asks the server for the log's end; the page polls again if it is down.
+                    feed = manager.subscribe(self.maxlen, fleet=True)
+                    self._feed = weakref.ref(feed)
+                    self._feed_failed = False
+            except LifecycleError as exc:  # RegistryUnavailable, or ManagerClosed in a race with shutdown
+                if not self._feed_failed:
+                    log.warning("lifecycle: the status page cannot follow the fleet's event log yet: %s", exc)
+                    self._feed_failed = True
+                return
+            finally:
+                self._feed_lock.release()
+        while True:
+            try:
+                event = feed.get_nowait()
+            except queue.Empty:
+                return
+            self.record(manager, event)
 
     def recent(self, now: float) -> list[dict[str, Any]]:
         """The kept events, newest first, each with `seconds_ago` as of `now` (a `time.monotonic()` reading)."""
@@ -86,7 +132,13 @@ class EventLog:
         return out
 
     def _name(self, manager: LifecycleManager, id: str) -> str | None:
-        service = manager.registry.get(id)
+        known = self._names.get(id)  # a service's name never changes: ask the registry once
+        if known is not None:
+            return known
+        try:
+            service = manager.registry.get(id)
+        except LifecycleError:  # a shared registry that is down: the page shows the id alone
+            service = None
         if service is not None:
             if len(self._names) >= 4 * self.maxlen:
                 # Keep the names of services the kept events mention; forget the rest.
@@ -113,13 +165,14 @@ def _summary(event: LifecycleEvent) -> str:
 
 def attach(manager: LifecycleManager, maxlen: int = DEFAULT_EVENTS) -> EventLog:
     """Start keeping `manager`'s events (from now on); returns its log. Called once per manager."""
-    log = _logs.get(manager)
-    if log is None:
-        log = _logs[manager] = EventLog(maxlen)
-        for name, signal in SIGNALS.items():
-            if name != "heartbeat_received":
-                signal.connect(log.receive, sender=manager, weak=True)
-    return log
+    found = _logs.get(manager)
+    if found is None:
+        found = _logs[manager] = EventLog(maxlen, fleet=manager.fleet)
+        if not manager.fleet:  # the fleet's log already holds this process's own events
+            for name, signal in SIGNALS.items():
+                if name != "heartbeat_received":
+                    signal.connect(found.receive, sender=manager, weak=True)
+    return found
 
 
 def event_log(manager: LifecycleManager) -> EventLog | None:

@@ -224,24 +224,30 @@ def status(manager: LifecycleManager) -> Reply:
     """GET /status: everything the status page shows, in one reply.
 
     Each service as `/services` describes it plus its reconnect `attempt` (0 when none), the
-    counts per status, and the most recent events newest first. `scope` is "process" and
-    `leader` is None: each process answers for its own manager. Clients must ignore fields
-    they do not know, so later ones (a service's `restarts`, an event's `origin`) can be added.
+    counts per status, and the most recent events newest first. With the in-memory registry
+    `scope` is "process" and `leader` None: the process answers for its own manager. In fleet
+    mode `scope` is "fleet", the services and events are the whole namespace's, and `leader`
+    says whether the answering process is the one that acts. Clients must ignore fields they do
+    not know, so later ones (a service's `restarts`, an event's `origin`) can be added.
     """
+    fleet = manager.fleet
+    log = event_log(manager)
+    if log is not None and fleet:
+        log.follow_fleet(manager)
     now = time.monotonic()
     services = manager.registry.list_all()
     counts = dict.fromkeys((str(s) for s in ServiceStatus), 0)
     rows = []
     for service in services:
         row = describe_service(service, now)
-        row["attempt"] = manager.attempts(service.id)
+        # A shared registry keeps the attempt in the record; asking the manager would cost a round trip each.
+        row["attempt"] = service.retry_count if fleet else manager.attempts(service.id)
         counts[row["status"]] = counts.get(row["status"], 0) + 1
         rows.append(row)
-    log = event_log(manager)
     body = {
-        "scope": "process",
+        "scope": "fleet" if fleet else "process",
         "pid": os.getpid(),
-        "leader": None,
+        "leader": manager.is_leader if fleet else None,
         "closed": manager.closed,
         "max_attempts": manager.config.max_reconnect_attempts,
         "total": len(rows),

@@ -169,9 +169,13 @@
 
   function renderScope(data) {
     const parts = [];
-    parts.push(data.scope === "fleet" ? "Fleet" : "Process " + data.pid);
-    if (data.leader === true) parts.push("leader");
-    else if (data.leader === false) parts.push("not the leader");
+    if (data.scope === "fleet") {
+      parts.push("Fleet, as seen by process " + data.pid);
+      if (data.leader === true) parts.push("this process leads");
+      else if (data.leader === false) parts.push("another process leads");
+    } else {
+      parts.push("Process " + data.pid);
+    }
     if (data.closed) parts.push("manager shut down");
     parts.push("updated " + clock(new Date()));
     parts.push(paused ? "updates paused" : "refreshing every " + INTERVAL / 1000 + " s");
