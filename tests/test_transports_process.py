@@ -309,3 +309,16 @@ def test_children_are_ended_at_interpreter_exit(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     pid = int(done.stdout.split()[0])
     wait_until(lambda: proc_state(pid) in (None, "Z"), what=f"the left-over child {pid} to be ended")
+
+
+def test_only_the_spawning_connector_restarts_a_child(supervised):
+    manager, connector, _events = supervised
+    sid = manager.start_service(child_service("spawned-here", "steady"))
+    service = manager.registry.get(sid)
+    assert service is not None
+    elsewhere = SubprocessConnector()  # stands for another process's connector (a fleet's leader)
+    elsewhere.bind(manager)
+    with pytest.raises(ConnectionFailed, match="not started by this process"):
+        elsewhere.connect(service)
+    assert elsewhere.channels() == 0 and not elsewhere.owns(sid)
+    assert connector.owns(sid) and connector.pid(sid) is not None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._forksafe import hold_across_fork
 from ..errors import ConnectionFailed
-from ..model import ExtensionService, ServiceId
+from ..model import ExtensionService, ServiceId, ServiceStatus
 from ._channel import Channel
 from ._loop import LOOP
 
@@ -47,6 +47,9 @@ class LineConnector:
     """
 
     transport = "line"
+    #: True when a connection cannot move between processes (a child process can only be
+    #: ended and respawned by its parent); sockets can be reopened anywhere.
+    process_bound = False
 
     def __init__(self, *, ping: bool = False) -> None:
         if not isinstance(ping, bool):
@@ -78,6 +81,13 @@ class LineConnector:
             raise ConnectionFailed(
                 f"service {service.name!r} ({service.id}) was connected by process {owner}, which owns it; "
                 f"a forked process does not take it over (start it in this process instead)"
+            )
+        if owner is None and self.process_bound and manager.get_status(service.id) is not ServiceStatus.STARTING:
+            # A reconnect of a child some other process spawned (a fleet's leader, say): only
+            # the spawning process can end the old child, so a new one here would be a duplicate.
+            raise ConnectionFailed(
+                f"service {service.name!r} ({service.id}) was not started by this process; the {self.transport} "
+                f"of a STDIO service can only be restarted by the process that spawned it"
             )
         with self._lock:
             stale = self._channels.pop(service.id, None)

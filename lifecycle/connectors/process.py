@@ -45,6 +45,7 @@ class SubprocessConnector(LineConnector):
     """
 
     transport = "process"
+    process_bound = True
 
     def _await_ready(self, channel: Channel) -> None:
         # Like systemd's READY=1: a child that dies or stays silent before its first heartbeat
