@@ -190,7 +190,10 @@ class LineServer:
             self.accepted.release()
 
     def _serve(self, client: socket.socket) -> None:
-        client.settimeout(self.beat if self.beat is not None else 0.05)
+        try:
+            client.settimeout(self.beat if self.beat is not None else 0.05)
+        except OSError:
+            return  # dropped (closed) before this thread got going
         pending = b""
         while not self._stop.is_set():
             try:

@@ -137,12 +137,13 @@ class IOLoop:
                     if len(selector.get_map()) > 1 or self._timers:
                         return False
                     # Nothing left: this thread ends; the next registration starts a new one.
-                    self._thread = None
+                    # `thread` is cleared last, so whoever sees it gone sees the fds closed.
                     self._selector = None
                     selector.close()
                     os.close(self._wake_r)
                     os.close(self._wake_w)
                     self._wake_r = self._wake_w = -1
+                    self._thread = None
                     return True
             for op in ops:
                 try:
