@@ -735,3 +735,50 @@ def test_a_reconnected_service_gets_the_managers_timeout_not_the_registrys(make,
     assert events.wait_of(HeartbeatTimeout, 2, timeout=WAIT), "the deadline after the reconnect was not 0.4 s"
     assert [type(e) for _, e in events.rows if type(e) in (HeartbeatTimeout, Reconnected)][:3] == [
         HeartbeatTimeout, Reconnected, HeartbeatTimeout]
+
+
+def test_a_reconnect_sequence_survives_the_leaders_shutdown_without_repeating_attempts(make, events):
+    config = LifecycleConfig(heartbeat_interval_secs=0.1, heartbeat_timeout_secs=TIMEOUT, reconnect_delay_ms=100,
+                             max_reconnect_delay_ms=100, max_reconnect_attempts=4, jitter=0.0)
+    connector = Counting(fail_from=2)
+    managers = [make(connector=connector, config=config) for _ in range(2)]
+    leader = leader_of(managers)
+    sid = leader.start_service(ExtensionService("silent", "1"))
+    assert events.wait_for(lambda rows: any(type(e) is Reconnecting and e.attempt == 2 for _, e in rows))
+    leader.shutdown()  # mid-sequence: releases the lease
+    other = next(m for m in managers if m is not leader)
+    assert events.wait_of(ReconnectFailed), "the new leader did not finish the sequence"
+    other.shutdown()
+    assert [e.attempt for _, e in events.of(Reconnecting)] == [1, 2, 3, 4]
+    assert len(events.of(HeartbeatTimeout)) == 1
+    assert events.senders(ReconnectFailed) == {other}
+    assert other.registry.get(sid).status is ServiceStatus.ERROR
+
+
+def test_services_beaten_through_random_managers_never_time_out(make, events):
+    """Every beat lands in one manager or another; no manager ever declares a false timeout."""
+    config = LifecycleConfig(heartbeat_interval_secs=0.1, heartbeat_timeout_secs=1.5)
+    managers = [make(config=config) for _ in range(3)]
+    leader_of(managers)
+    ids = [managers[i % 3].start_service(ExtensionService(f"s{i}", "1")) for i in range(20)]
+    stop = threading.Event()
+    beats = [0]
+
+    def beat() -> None:
+        n = 0
+        while not stop.wait(0.1):
+            for sid in ids:
+                managers[n % 3].handle_heartbeat(sid)
+                n += 1
+        beats[0] = n
+
+    beater = threading.Thread(target=beat)
+    beater.start()
+    try:
+        # Two timeouts' worth of beating; a false timeout would show up in that time.
+        assert not events.wait_of(HeartbeatTimeout, timeout=2 * config.heartbeat_timeout_secs)
+    finally:
+        stop.set()
+        beater.join(WAIT)
+    assert beats[0] >= len(ids)
+    assert all(m.get_status(sid) is ServiceStatus.RUNNING for m in managers for sid in ids)
