@@ -11,11 +11,11 @@ to the log, each as a flat field list that `lifecycle.redis` decodes.
 from __future__ import annotations
 
 KEYS = ("svc", "reg", "names", "status", "last", "upd", "attempt", "dl", "todo", "claim",
-        "lease", "epoch", "tick", "gen", "events")
+        "lease", "epoch", "tick", "gen", "events", "ops", "opsz")
 
 PRELUDE = """
 local K_SVC, K_REG, K_NAMES, K_STATUS, K_LAST, K_UPD, K_ATT, K_DL, K_TODO, K_CLAIM,
-      K_LEASE, K_EPOCH, K_TICK, K_GEN, K_EVENTS = unpack(KEYS)
+      K_LEASE, K_EPOCH, K_TICK, K_GEN, K_EVENTS, K_OPS, K_OPSZ = unpack(KEYS)
 local MAXLEN = tonumber(ARGV[1])
 local TIMEOUT = tonumber(ARGV[2])
 local LOG_BEATS = ARGV[3] == '1'
@@ -345,3 +345,39 @@ CLEAR = """
 for _, k in ipairs(KEYS) do redis.call('DEL', k) end
 return {'ok'}
 """
+
+# redis-py re-sends a command whose reply was lost (a broken connection, a socket timeout), so a
+# script may run twice. These scripts are not idempotent by themselves (a second REGISTER finds
+# its own service and refuses it, a second BEGIN_STOP finds STOPPING, a second SWEEP finds its own
+# claims): the caller passes an operation id as the last ARGV, and a repeat gets the first reply,
+# kept for `_OPS_KEEP_US`. HEARTBEAT, LEASE and RELEASE are idempotent and skip the bookkeeping.
+ONCE = frozenset({"REGISTER", "RESTORE", "UNREGISTER", "ACTIVATE", "SET_STATUS", "REPORT_ERROR", "BEGIN_STOP",
+                  "EXPIRE", "SWEEP", "ATTEMPT_DONE", "HEALTH_CHECK"})
+
+_OPS_KEEP_US = 60_000_000
+
+_ONCE_HEAD = """
+local OP = ARGV[#ARGV]
+local kept = redis.call('HGET', K_OPS, OP)
+if kept then return cjson.decode(kept) end
+local function body()
+"""
+
+_ONCE_TAIL = f"""
+end
+local reply = body()
+redis.call('HSET', K_OPS, OP, cjson.encode(reply))
+redis.call('ZADD', K_OPSZ, s(NOW), OP)
+local old = redis.call('ZRANGEBYSCORE', K_OPSZ, '-inf', s(NOW - {_OPS_KEEP_US}), 'LIMIT', 0, 100)
+if #old > 0 then
+  redis.call('HDEL', K_OPS, unpack(old))
+  redis.call('ZREM', K_OPSZ, unpack(old))
+end
+return reply
+"""
+
+
+def source(name: str) -> str:
+    """The full text of script `name`: the prelude, its body, and the repeat guard if it needs one."""
+    body: str = globals()[name]
+    return PRELUDE + (_ONCE_HEAD + body + _ONCE_TAIL if name in ONCE else body)

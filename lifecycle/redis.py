@@ -188,7 +188,7 @@ class RedisRegistry:
         kwargs = client.connection_pool.connection_kwargs
         self._where = (str(kwargs.get("host", kwargs.get("path", "?"))), kwargs.get("port"))
         self._scripts = {
-            name: client.register_script(scripts.PRELUDE + getattr(scripts, name))
+            name: client.register_script(scripts.source(name))
             for name in ("REGISTER", "RESTORE", "UNREGISTER", "HEARTBEAT", "ACTIVATE", "SET_STATUS",
                          "REPORT_ERROR", "BEGIN_STOP", "EXPIRE", "LEASE", "RELEASE", "SWEEP", "ATTEMPT_DONE",
                          "GET", "SILENCE", "LIST", "STATS", "HEALTH_CHECK", "CLEAR")
@@ -228,8 +228,11 @@ class RedisRegistry:
     def _run(self, name: str, *args: object, timeout: float | None = None) -> list[Any]:
         head = [str(self.events_maxlen), _us(self.heartbeat_timeout_secs if timeout is None else timeout),
                 "1" if self.log_heartbeats else "0"]
+        argv = head + [str(a) for a in args]
+        if name in scripts.ONCE:
+            argv.append(uuid.uuid4().hex)  # one id per call, however often redis-py re-sends it
         try:
-            result = self._scripts[name](keys=self._key_list, args=head + [str(a) for a in args])
+            result = self._scripts[name](keys=self._key_list, args=argv)
         except _CONNECTION_ERRORS as exc:
             raise self._unavailable(exc) from None
         return list(result)

