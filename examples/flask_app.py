@@ -12,6 +12,11 @@ then start the extension, kill it, start it again, and watch the app's log and
 
 One worker process: with the in-memory registry each process watches its own copy of the
 service, and a heartbeat reaches only the process that answers it (see docs/processes.md).
+For several workers (or hosts) use fleet mode: one registry on Redis shared by all of them,
+any worker takes the heartbeat and exactly one acts on a missed deadline (docs/fleet.md):
+
+    FLASK_LIFECYCLE_REDIS_URL=redis://127.0.0.1:6379/0 FLASK_LIFECYCLE_NAMESPACE=example \\
+        gunicorn --workers 3 --bind 127.0.0.1:5000 --chdir examples flask_app:app
 
 Settings come from `FLASK_LIFECYCLE_*` environment variables (Flask's `from_prefixed_env`,
 values parsed as JSON), e.g. `FLASK_LIFECYCLE_HEARTBEAT_TIMEOUT_SECS=3` or

@@ -6,17 +6,33 @@ thread (or, with ``autostart=False``, inside `run_pending` in the caller's threa
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import sched
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["Timer", "Watchdog"]
+__all__ = ["Timer", "Watchdog", "born_held"]
 
 log = logging.getLogger("lifecycle")
+
+
+_born_held: contextvars.ContextVar[bool] = contextvars.ContextVar("lifecycle_watchdog_born_held", default=False)
+
+
+@contextmanager
+def born_held(hold: bool = True) -> Iterator[None]:
+    """Watchdogs created inside start held (see `Watchdog.hold`): even a timer their owner's
+    constructor enters (fleet mode's first tick) starts no thread until `release()`."""
+    token = _born_held.set(hold)
+    try:
+        yield
+    finally:
+        _born_held.reset(token)
 
 
 def _clock() -> float:
@@ -85,7 +101,7 @@ class Watchdog:
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self._held = False  # see hold()
+        self._held = _born_held.get()  # see hold() and born_held()
         # While the thread sleeps, the time it will wake at; -inf while it is awake.
         self._wake_at = -math.inf
         # Set when a timer was entered while the thread was awake, so it re-checks before sleeping.

@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 
@@ -37,6 +38,17 @@ def binaries() -> dict[str, str]:
             if os.access(path, os.X_OK):
                 found["valkey"] = path
     return found
+
+
+def only_on_first_binary(request: pytest.FixtureRequest, why: str) -> None:
+    """Skip a slow scenario on every server binary but the first: it tests processes, not the server.
+
+    The registry contract suite runs the scripts on each binary; such a scenario run on each
+    would only multiply the suite's slowest tests.
+    """
+    first = sorted(binaries())[0]
+    if request.node.callspec.params.get("redis_binary") != first:
+        pytest.skip(f"runs on one server binary ({first}): {why}")
 
 
 def free_port() -> int:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis_server as servers
 
 pytest.importorskip("gunicorn")
 pytest.importorskip("flask")
@@ -297,3 +298,72 @@ def test_metrics_under_two_workers_add_up_per_pid(start_gunicorn):
     assert sum(s[("lifecycle_heartbeats_total", None)] for s in latest.values()) == sent
     assert all(s[("lifecycle_services", "running")] == 1 for s in latest.values())
     assert server.stop() == 0
+
+
+# -- fleet mode: several workers share one registry on a real Redis-protocol server ---------------
+
+FLEET_EXAMPLES = {
+    # example: (WSGI app, directory, settings' environment prefix)
+    "flask": ("flask_app:app", EXAMPLES, "FLASK_LIFECYCLE_"),
+    "django": ("project.wsgi", EXAMPLES / "django_project", "LIFECYCLE_"),
+}
+FLEET_TIMEOUT = 2.0  # heartbeat timeout: the client beats every 0.1 s
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["app-per-worker", "preload"])
+@pytest.mark.parametrize("example", sorted(FLEET_EXAMPLES))
+def test_fleet_mode_three_workers_one_timeout_one_reconnect(start_gunicorn, spawn, redis_server, namespace, request,
+                                                            example, preload):
+    """Three workers on one namespace: the client's heartbeats land in whichever worker answers,
+    none of them times the service out while it beats; killed, exactly one worker (the leader)
+    logs one heartbeat_timeout; restarted, exactly one worker logs one reconnected."""
+    servers.only_on_first_binary(request, "the gunicorn fleet scenarios test workers, not the server")
+    if example == "django":
+        pytest.importorskip("django")
+    from lifecycle.redis import RedisRegistry
+
+    app, chdir, prefix = FLEET_EXAMPLES[example]
+    settings = {"REDIS_URL": redis_server.url, "NAMESPACE": namespace, "HEARTBEAT_INTERVAL_SECS": "0.5",
+                "HEARTBEAT_TIMEOUT_SECS": str(FLEET_TIMEOUT)}
+    server, base = start_gunicorn("--workers", "3", *(["--preload"] if preload else []), app=app, chdir=chdir,
+                                  **{prefix + key: value for key, value in settings.items()})
+    workers: set[int] = server.wait_for(
+        lambda lines: (pids := set(re.findall(r"Booting worker with pid: (\d+)", "\n".join(lines))))
+        and len(pids) == 3 and {int(p) for p in pids}
+    )
+
+    def start_client() -> Process:
+        client = spawn([sys.executable, str(EXAMPLES / "extension_client.py"), "--url", f"{base}/lifecycle",
+                        "--interval", "0.1"], {})
+        client.wait_for(lambda lines: "heartbeat: 204" in lines)
+        return client
+
+    def logged(event: str) -> list[int]:
+        return [int(m.group(1)) for m in server.matches(rf"pid=(\d+) example INFO {event}: service_id={SERVICE}")]
+
+    registry = RedisRegistry.from_url(redis_server.url, namespace=namespace)
+    try:
+        client = start_client()
+        threading.Event().wait(10.0)  # ten seconds of heartbeats through all three workers
+        assert logged("heartbeat_timeout") == [] and server.matches(MISSED) == [], "\n".join(server.lines)
+        assert registry.silence(SERVICE)[0].value == "running"
+        leader = registry.leader()
+        assert leader is not None and int(leader.split(":")[-2]) in workers  # a worker acts, not the master
+
+        client.stop(signal.SIGKILL)
+        server.wait_for(lambda lines: logged("heartbeat_timeout"))
+        eventually(lambda: registry.silence(SERVICE)[0].value in {"error", "reconnecting"})
+        client = start_client()
+        server.wait_for(lambda lines: logged("reconnected"))
+        threading.Event().wait(FLEET_TIMEOUT)  # a full timeout more: time for any duplicate to show
+        assert registry.silence(SERVICE)[0].value == "running"
+        client.stop()
+    finally:
+        registry.client.close()
+    assert server.stop() == 0
+    output = "\n".join(server.lines)
+    assert "Traceback" not in output
+    assert len(logged("heartbeat_timeout")) == 1, output
+    assert len(server.matches(MISSED)) == 1, output
+    assert len(logged("reconnected")) == 1, output
+    assert set(logged("heartbeat_timeout")) <= workers

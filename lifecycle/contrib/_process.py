@@ -17,6 +17,7 @@ import weakref
 from .._forksafe import hold_across_fork
 from ..manager import LifecycleManager
 from ..registry import Registry
+from ..watchdog import born_held
 from ._eventlog import attach
 from ._settings import Settings
 
@@ -39,13 +40,16 @@ def build_manager(settings: Settings) -> LifecycleManager:
     for `start_watching()`. Its events are kept from the start (for the status page), so those
     of services started while the app loads are there too.
     """
-    manager = LifecycleManager(registry=_registry(settings), config=settings.config, connector=settings.connector,
-                               autostart=settings.autostart)
-    if settings.autostart:
-        with _lock:
-            if not _serving:
-                manager._hold_watching()
-                _waiting.add(manager)
+    registry = _registry(settings)
+    with _lock:
+        hold = settings.autostart and not _serving
+        # Held from birth: in fleet mode the constructor arms the first lease tick, and a thread
+        # started for it would make a --preload master (which serves nothing) the fleet's leader.
+        with born_held(hold):
+            manager = LifecycleManager(registry=registry, config=settings.config, connector=settings.connector,
+                                       autostart=settings.autostart)
+        if hold:
+            _waiting.add(manager)
     _at_exit[manager] = settings.shutdown_timeout
     attach(manager)
     return manager

@@ -22,19 +22,28 @@ DATABASES: dict[str, dict[str, str]] = {}
 USE_TZ = True
 TIME_ZONE = "UTC"
 
-LIFECYCLE = {
+LIFECYCLE: dict[str, object] = {
     "HEARTBEAT_INTERVAL_SECS": float(os.environ.get("LIFECYCLE_HEARTBEAT_INTERVAL_SECS", "30")),
     "HEARTBEAT_TIMEOUT_SECS": float(os.environ.get("LIFECYCLE_HEARTBEAT_TIMEOUT_SECS", "90")),
     # Unset means no token: fine on localhost, and `manage.py check` warns (lifecycle.W001).
     "HEARTBEAT_TOKEN": os.environ.get("LIFECYCLE_HEARTBEAT_TOKEN") or None,
 }
+# Fleet mode: every worker (and host) shares one registry on Redis, so any worker may take the
+# heartbeat and exactly one acts on a missed deadline. E.g. LIFECYCLE_REDIS_URL=redis://127.0.0.1:6379/0.
+if os.environ.get("LIFECYCLE_REDIS_URL"):
+    LIFECYCLE["REDIS_URL"] = os.environ["LIFECYCLE_REDIS_URL"]
+    LIFECYCLE["NAMESPACE"] = os.environ.get("LIFECYCLE_NAMESPACE", "lifecycle")
 
-# The library logs to the "lifecycle" logger; show its INFO lines (starts, stops, timeouts) on the console,
-# with the process id: under gunicorn every worker runs its own manager.
+# The library logs to the "lifecycle" logger and the example logs every event to "example"; show their
+# INFO lines (starts, stops, timeouts) on the console, with the process id: under gunicorn every worker
+# runs its own manager.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s pid=%(process)d %(name)s %(levelname)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"lifecycle": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "lifecycle": {"handlers": ["console"], "level": "INFO"},
+        "example": {"handlers": ["console"], "level": "INFO"},
+    },
 }
