@@ -174,7 +174,9 @@ class FleetMode:
         self._set_leader(lease.leader, asked)
         if not self.leader:
             return self.renew_every
-        return self._sweep(self.renew_every)
+        # Another process may have set a deadline since our last sweep (a start, a revival): none
+        # is sooner than one timeout from now, so sleeping at most that long never oversleeps it.
+        return self._sweep(min(self.renew_every, self.timeout))
 
     def _claim(self) -> Sweep | None:
         """The registry's sweep; after an outage we saw, with no grace at all (every deadline starts again)."""

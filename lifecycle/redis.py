@@ -340,6 +340,29 @@ class RedisRegistry:
         prior = _prior(result[0])
         return prior, (_events(result[1]) if len(result) > 1 and result[1] else [])
 
+    def beat_many(self, ids: Sequence[str], timeout: float | None = None
+                  ) -> list[tuple[ServiceStatus | None, _Events]]:
+        """Heartbeats for many services in one pipelined round trip; `beat`'s answer for each, in order.
+
+        Each beat is its own atomic script, as with `beat`; the batch is not a transaction. A
+        service not registered answers (None, []). For a process that relays many services'
+        heartbeats (a gateway, a sidecar): the manager's own calls take one service at a time.
+        """
+        for id in ids:
+            if not isinstance(id, str):
+                raise _not_found(id)
+        head = [str(self.events_maxlen), _us(self.heartbeat_timeout_secs if timeout is None else timeout),
+                "1" if self.log_heartbeats else "0"]
+        script = self._scripts["HEARTBEAT"]
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for id in ids:
+                    script(keys=self._key_list, args=[*head, id], client=pipe)
+                replies = pipe.execute()
+        except _CONNECTION_ERRORS as exc:
+            raise self._unavailable(exc) from None
+        return [(_prior(r[0]), _events(r[1]) if len(r) > 1 and r[1] else []) for r in replies]
+
     def activate(self, id: str, timeout: float) -> _Events:
         """STARTING -> RUNNING with a full deadline; the start counts as a heartbeat."""
         result = self._run("ACTIVATE", id, timeout=timeout)
