@@ -92,6 +92,9 @@ class Member:
                 self.proc.kill()
                 self.proc.wait()
         self.reader.join(10)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 class Fleet:
