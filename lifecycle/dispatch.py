@@ -13,18 +13,17 @@ import logging
 import sys
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from blinker import NamedSignal
-from blinker._utilities import make_id
+from blinker import ANY, NamedSignal
 
 from . import signals
 from ._forksafe import hold_across_fork
 from .events import LifecycleEvent
 from .subscription import Subscription
 
-__all__ = ["SIGNALS", "Dispatcher"]
+__all__ = ["SIGNALS", "Dispatcher", "ScopedReceiver"]
 
 log = logging.getLogger("lifecycle")
 
@@ -67,8 +66,9 @@ class Dispatcher:
     """Delivers one sender's events; caches which receivers listen to it, per signal.
 
     blinker's `receivers_for` rebuilds the receiver set on every send; the cache is rebuilt
-    only when a receiver was connected or disconnected since. Entries keep blinker's own
-    references (weak ones stay weak), so caching never keeps a receiver alive.
+    only when a receiver was connected or disconnected since (blinker's public
+    `receiver_connected`/`receiver_disconnected` signals say so). Entries are weak references
+    where the receiver allows one, so caching never keeps a weakly connected receiver alive.
     """
 
     def __init__(self) -> None:
@@ -108,9 +108,59 @@ class Dispatcher:
                     _check_result(result, receiver, signal)
 
 
+class ScopedReceiver:
+    """What `lifecycle.connect` connects to blinker: one receiver for one sender (or every sender).
+
+    It is connected for every sender, so blinker never keeps sender bookkeeping for it (whose
+    cleanup, run by the garbage collector in any thread, races blinker's own disconnect), and
+    each `connect` gets its own object, so disconnecting one connection leaves the others. The
+    sender is held weakly where it allows, so a connection never keeps a manager alive.
+    """
+
+    __slots__ = ("_strong", "_weak", "receiver", "__weakref__")
+
+    def __init__(self, receiver: Callable[..., Any], sender: object) -> None:
+        self.receiver = receiver
+        self._strong: object = sender  # ANY, or a sender that cannot be weakly referenced
+        self._weak: weakref.ref[Any] | None = None
+        if sender is not ANY:
+            try:
+                self._weak = weakref.ref(sender)
+                self._strong = None
+            except TypeError:
+                pass
+
+    def hears(self, sender: object) -> bool:
+        """True if the receiver listens to `sender` (never once a weakly held sender is gone)."""
+        if self._weak is None:
+            return self._strong is ANY or self._strong is sender
+        target = self._weak()
+        return target is not None and target is sender
+
+    def __call__(self, sender: object, /, **kwargs: Any) -> Any:
+        # Reached only through blinker's own `send`; `Dispatcher` calls the receiver directly.
+        if self.hears(sender):
+            return self.receiver(sender, **kwargs)
+        return None
+
+    def __repr__(self) -> str:
+        return f"<ScopedReceiver {self.receiver!r}>"
+
+
 def _references(signal: NamedSignal, sender: object) -> tuple[Any, ...]:
-    stored = signal.receivers
-    return tuple(stored[make_id(receiver)] for receiver in signal.receivers_for(sender))
+    """The receivers of `signal` for `sender`, weakly referenced where possible, unwrapped."""
+    found: list[Any] = []
+    for receiver in signal.receivers_for(sender):
+        if isinstance(receiver, ScopedReceiver):
+            if receiver.hears(sender):
+                # Held strongly by blinker until disconnected, which renews the cache.
+                found.append(receiver.receiver)
+            continue
+        try:
+            found.append(weakref.WeakMethod(receiver) if inspect.ismethod(receiver) else weakref.ref(receiver))
+        except TypeError:  # not weak-referenceable, so blinker holds it strongly
+            found.append(receiver)
+    return tuple(found)
 
 
 def _check_result(result: object, receiver: Any, signal: NamedSignal) -> None:

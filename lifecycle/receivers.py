@@ -13,10 +13,9 @@ from types import TracebackType
 from typing import Any
 
 from blinker import ANY, NamedSignal
-from blinker._utilities import make_id
 
 from ._forksafe import hold_across_fork
-from .dispatch import SIGNALS
+from .dispatch import SIGNALS, ScopedReceiver
 
 __all__ = ["Connection", "connect"]
 
@@ -26,24 +25,21 @@ Receiver = Callable[..., Any]
 class Connection:
     """A receiver connected to some signals; `disconnect()` undoes it (idempotent)."""
 
-    def __init__(self, receiver: Receiver, signals: tuple[NamedSignal, ...], sender: Any) -> None:
+    def __init__(self, receiver: Receiver, signals: tuple[NamedSignal, ...], sender: Any,
+                 connected: ScopedReceiver) -> None:
         self.receiver = receiver
         self.signals = signals
         self.sender = sender
         self.connected = True
+        self._connected = connected
 
     def disconnect(self) -> None:
         """Detach the receiver from every signal it was connected to."""
         with _lock:
             if not self.connected:
                 return
-            receiver_id = make_id(self.receiver)
             for signal in self.signals:
-                _retry(signal.disconnect, self.receiver, sender=self.sender)
-                # A sender-scoped disconnect leaves the receiver (strongly held) in `signal.receivers`
-                # even when no sender is left; forget it entirely once it listens to nobody.
-                if not signal._by_receiver.get(receiver_id):
-                    _retry(signal.disconnect, self.receiver)
+                signal.disconnect(self._connected)
             self.connected = False
 
     def __enter__(self) -> Connection:
@@ -78,15 +74,16 @@ def connect(receiver: Receiver, *signals: NamedSignal | str, sender: Any = ANY) 
     if not callable(receiver):
         raise TypeError(f"receiver must be callable, not {type(receiver).__name__}")
     chosen = tuple(_signal(s) for s in signals) if signals else tuple(SIGNALS.values())
+    scoped = ScopedReceiver(receiver, sender)
     with _lock:
         for signal in chosen:
-            signal.connect(receiver, sender=sender, weak=False)
-    return Connection(receiver, chosen, sender)
+            signal.connect(scoped, weak=False)
+    return Connection(receiver, chosen, sender, scoped)
 
 
-# blinker has no lock: a sender-less disconnect walks a dict that a concurrent connect, or the
-# weakref cleanup of a collected sender, may change under it. Our own calls are serialized;
-# the cleanup cannot be, so a walk that hit it is retried (disconnecting twice is harmless).
+# blinker has no lock; serializing our own connects and disconnects keeps them from changing
+# its tables under each other. Connections are made for every sender (see ScopedReceiver), so
+# blinker's sender cleanup, which the garbage collector may run in any thread, never touches them.
 _lock = threading.Lock()
 
 
@@ -96,14 +93,3 @@ def _renew_lock() -> None:
 
 
 hold_across_fork(lambda: [_lock], _renew_lock)
-
-
-def _retry(operation: Callable[..., object], *args: Any, **kwargs: Any) -> None:
-    attempts = 20
-    for attempt in range(attempts):
-        try:
-            operation(*args, **kwargs)
-            return
-        except RuntimeError:  # "dictionary changed size during iteration"
-            if attempt == attempts - 1:
-                raise

@@ -8,48 +8,34 @@ from __future__ import annotations
 
 import gc
 import uuid
-import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis_server as servers
+from helpers import is_event_log, receiver_ids
 
 from lifecycle import LifecycleManager
-from lifecycle.contrib._eventlog import EventLog
 from lifecycle.dispatch import SIGNALS
 from lifecycle.testing import EventRecorder, FrozenLifecycle
 
 pytest_plugins = ["pytester"]
 
 
-def _receivers() -> dict[str, set[object]]:
-    """Each lifecycle signal's receiver ids, less the integrations' event logs.
-
-    An event log is connected, weakly and for its own manager only, for as long as that manager
-    lives; it goes when the manager is collected, which can be after a test's teardown.
-    """
-    return {
-        name: {key for key, stored in signal.receivers.items() if not _is_event_log(stored)}
-        for name, signal in SIGNALS.items()
-    }
-
-
-def _is_event_log(stored: object) -> bool:
-    receiver = stored() if isinstance(stored, weakref.ref) else stored
-    return isinstance(getattr(receiver, "__self__", None), EventLog)
-
-
 @pytest.fixture(autouse=True)
 def no_leaked_receivers() -> Iterator[None]:
-    """Every test leaves the library's signals with the receivers it found."""
-    if any(_is_event_log(stored) for signal in SIGNALS.values() for stored in list(signal.receivers.values())):
-        # An earlier test's dropped app may still hold an event log, whose receivers would then
-        # vanish at some garbage collection during this test and upset its own snapshots.
+    """Every test leaves the library's signals with the every-sender receivers it found.
+
+    Seen through blinker's public `receivers_for`: every `lifecycle.connect` connection and every
+    plain connect without a sender; see `helpers.receiver_ids`.
+    """
+    if any(is_event_log(r) for signal in SIGNALS.values() for r in signal.receivers_for(object())):
+        # An earlier test's dropped app may still hold an event log, whose connections would then
+        # vanish at some garbage collection during this test.
         gc.collect()
-    before = _receivers()
+    before = receiver_ids()
     yield
-    assert _receivers() == before, "a test left receivers connected to lifecycle.signals"
+    assert receiver_ids() == before, "a test left receivers connected to lifecycle.signals"
 
 
 @pytest.fixture

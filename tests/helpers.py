@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
+from typing import Any
+
+from blinker import NamedSignal
 
 from lifecycle import LifecycleConfig
+from lifecycle.contrib._eventlog import EventLog
+from lifecycle.dispatch import SIGNALS, ScopedReceiver
 
 MANUAL = LifecycleConfig(
     heartbeat_interval_secs=1.0,
@@ -31,3 +37,26 @@ def new_threads_exit(before: set[threading.Thread], timeout: float = WAIT) -> No
         t.join(max(0.0, end - time.monotonic()))
     assert [t.name for t in new if t.is_alive()] == []
 
+
+
+_NOBODY = object()  # a sender no manager is: receivers_for(_NOBODY) yields those connected for every sender
+
+
+def listeners(signal: NamedSignal) -> list[Any]:
+    """The receivers `signal` calls for every sender (all of `lifecycle.connect`'s), unwrapped; public API only."""
+    return [r.receiver if isinstance(r, ScopedReceiver) else r for r in signal.receivers_for(_NOBODY)]
+
+
+def receiver_ids(signals: Iterable[NamedSignal] = SIGNALS.values()) -> dict[str, set[int]]:
+    """A snapshot of each signal's receivers (one id per connection), less the integrations' event logs.
+
+    Every `lifecycle.connect` connection is connected for every sender, so blinker's public
+    `receivers_for` sees it. An event log is connected (weakly, for its own manager) for as long
+    as that manager lives, which can be past a test's teardown: it is left out.
+    """
+    return {signal.name: {id(r) for r in signal.receivers_for(_NOBODY) if not is_event_log(r)} for signal in signals}
+
+
+def is_event_log(receiver: object) -> bool:
+    """True for what `lifecycle.contrib._eventlog.attach` connects."""
+    return isinstance(getattr(getattr(receiver, "receiver", None), "__self__", None), EventLog)

@@ -29,7 +29,7 @@ from typing import Any
 
 import blinker
 import pytest
-from helpers import MANUAL
+from helpers import MANUAL, receiver_ids
 
 import lifecycle
 from lifecycle import (
@@ -51,7 +51,6 @@ from lifecycle import (
     Subscription,
     TransportConfig,
 )
-from lifecycle.dispatch import SIGNALS
 
 RUNNING = ServiceStatus.RUNNING
 STARTING = ServiceStatus.STARTING
@@ -118,7 +117,7 @@ def snapshot(env: Env) -> dict[str, Any]:
         # No public view of live subscriptions; a failed subscribe() must not leave one behind.
         "subscriptions": len(getattr(m, "_subscriptions", ())),
         "closed": m.closed,
-        "receivers": {name: set(sig.receivers) for name, sig in SIGNALS.items()},
+        "receivers": receiver_ids(),
         "threads": set(threading.enumerate()),
     }
 

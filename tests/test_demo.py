@@ -12,6 +12,7 @@ import sys
 import threading
 
 import pytest
+from helpers import receiver_ids
 
 from lifecycle import demo
 
@@ -50,11 +51,11 @@ def _signals_of(events: list[tuple[str, str, str]], name: str) -> list[str]:
 
 
 def test_demo_plays_every_scenario_then_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
-    receivers_before = {sig.name: set(sig.receivers) for sig in demo.SIGNALS}
+    receivers_before = receiver_ids(demo.SIGNALS)
     code = demo.main(FAST)
     out = capsys.readouterr().out
     assert code == 0, out
-    assert {sig.name: set(sig.receivers) for sig in demo.SIGNALS} == receivers_before
+    assert receiver_ids(demo.SIGNALS) == receivers_before
     _check_scenarios(_events(out))
     _check_table(_table(out))
     _check_shutdown(out)

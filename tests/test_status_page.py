@@ -279,9 +279,9 @@ def test_a_log_hears_only_its_manager_and_goes_with_it():
     from lifecycle.dispatch import SIGNALS
 
     def connected() -> int:
-        return sum(isinstance(getattr(stored(), "__self__", None), _eventlog.EventLog)
-                   for signal in SIGNALS.values() for stored in list(signal.receivers.values())
-                   if isinstance(stored, weakref.ref))
+        nobody = object()  # logs are connected for every sender and filter themselves (public API only)
+        return sum(isinstance(getattr(getattr(r, "receiver", None), "__self__", None), _eventlog.EventLog)
+                   for signal in SIGNALS.values() for r in signal.receivers_for(nobody))
 
     gc.collect()  # logs of earlier tests' dropped managers go first
     baseline = connected()

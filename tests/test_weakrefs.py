@@ -11,21 +11,26 @@ import gc
 import sys
 import threading
 import time
-import weakref
 from typing import Any
 
 import blinker
 import pytest
+from helpers import listeners, receiver_ids
 
 import lifecycle
 from lifecycle import ExtensionService, LifecycleConfig, signals
-from lifecycle.dispatch import SIGNALS
+from lifecycle.dispatch import SIGNALS, ScopedReceiver
+
+
+def listeners_of(stored: object) -> object:
+    return stored.receiver if isinstance(stored, ScopedReceiver) else stored
+
 
 CFG = LifecycleConfig(heartbeat_interval_secs=1.0, heartbeat_timeout_secs=3.0, jitter=0.0)
 
 
-def receivers_snapshot() -> dict[str, dict[Any, Any]]:
-    return {name: dict(sig.receivers) for name, sig in SIGNALS.items()}
+def receivers_snapshot() -> dict[str, set[int]]:
+    return receiver_ids()
 
 
 @pytest.fixture
@@ -43,10 +48,10 @@ def service_id(manager):
 
 def test_a_lambda_connected_the_naive_way_disappears_after_gc_and_receives_nothing(manager, service_id):
     got: list[Any] = []
-    before = set(signals.heartbeat_received.receivers)
+    before = receiver_ids()
     signals.heartbeat_received.connect(lambda sender, **kw: got.append(kw["service_id"]))
     gc.collect()
-    assert set(signals.heartbeat_received.receivers) == before, "blinker dropped the lambda"
+    assert receiver_ids() == before, "blinker dropped the lambda"
     manager.handle_heartbeat(service_id)
     assert got == [], "the naive lambda silently received nothing"
 
@@ -63,11 +68,11 @@ def test_a_closure_and_a_bound_method_of_a_temporary_vanish_the_same_way(manager
         def on_event(self, sender: object, **kw: Any) -> None:
             got.append("method")
 
-    before = set(signals.heartbeat_received.receivers)
+    before = receiver_ids()
     signals.heartbeat_received.connect(make())
     signals.heartbeat_received.connect(Listener().on_event)
     gc.collect()
-    assert set(signals.heartbeat_received.receivers) == before
+    assert receiver_ids() == before
     manager.handle_heartbeat(service_id)
     assert got == []
 
@@ -94,17 +99,16 @@ def test_the_signal_itself_holds_the_receiver_even_when_the_handle_is_dropped(ma
     """The strong reference lives in the signal, not just in the returned Connection."""
     got: list[Any] = []
     signal = signals.heartbeat_received
-    before = set(signal.receivers)
+    before = set(listeners(signal))
     lifecycle.connect(lambda sender, **kw: got.append(kw["service_id"]), signal)  # handle not kept
     gc.collect()
     try:
         manager.handle_heartbeat(service_id)
         assert got == [service_id]
     finally:
-        for key in set(signal.receivers) - before:  # clean up through blinker itself
-            stored = signal.receivers[key]
-            receiver = stored() if isinstance(stored, weakref.ref) else stored
-            if receiver is not None:
+        nobody = object()
+        for receiver in list(signal.receivers_for(nobody)):  # clean up through blinker itself
+            if listeners_of(receiver) not in before:
                 signal.disconnect(receiver)
 
 
@@ -186,14 +190,15 @@ def test_two_scoped_connections_of_one_receiver_are_independent(make_manager):
 
 def test_disconnect_leaves_signal_receivers_clean(manager):
     before = receivers_snapshot()
-    by_sender_before = {n: {k: set(v) for k, v in s._by_sender.items() if v} for n, s in SIGNALS.items()}
+    had = {name: bool(sig.receivers) for name, sig in SIGNALS.items()}
     conn = lifecycle.connect(lambda sender, **kw: None, sender=manager)
-    assert all(len(s.receivers) == len(before[n]) + 1 for n, s in SIGNALS.items())
+    assert all(len(ids) == len(before[n]) + 1 for n, ids in receivers_snapshot().items())
+    assert all(sig.has_receivers_for(manager) for sig in SIGNALS.values())
     conn.disconnect()
-    # A sender-scoped blinker disconnect alone would leave the receiver in `receivers`.
     assert receivers_snapshot() == before
-    assert {n: {k: set(v) for k, v in s._by_sender.items() if v} for n, s in SIGNALS.items()} == by_sender_before
-    assert not any(sig.has_receivers_for(manager) for sig in SIGNALS.values() if not before[sig.name])
+    # Checking the truth of `receivers` is public; nothing is left for any sender either.
+    assert {name: bool(sig.receivers) for name, sig in SIGNALS.items()} == had
+    assert not any(sig.has_receivers_for(manager) for sig in SIGNALS.values() if not had[sig.name])
 
 
 def test_connect_returns_before_connecting_anything_when_an_argument_is_bad():

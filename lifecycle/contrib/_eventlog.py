@@ -25,7 +25,7 @@ import weakref
 from collections import deque
 from typing import Any
 
-from ..dispatch import SIGNALS
+from ..dispatch import SIGNALS, ScopedReceiver
 from ..errors import LifecycleError
 from ..events import (
     Error,
@@ -48,6 +48,7 @@ MAX_TEXT = 500
 log = logging.getLogger("lifecycle")
 
 _logs: weakref.WeakKeyDictionary[LifecycleManager, EventLog] = weakref.WeakKeyDictionary()
+_receivers: weakref.WeakKeyDictionary[LifecycleManager, ScopedReceiver] = weakref.WeakKeyDictionary()
 
 
 class EventLog:
@@ -169,9 +170,13 @@ def attach(manager: LifecycleManager, maxlen: int = DEFAULT_EVENTS) -> EventLog:
     if found is None:
         found = _logs[manager] = EventLog(maxlen, fleet=manager.fleet)
         if not manager.fleet:  # the fleet's log already holds this process's own events
+            # Connected for every sender and filtered by the wrapper, so blinker keeps no sender
+            # bookkeeping to clean up in whatever thread collects the manager. blinker holds the
+            # wrapper weakly; this table holds it for as long as the manager lives.
+            scoped = _receivers[manager] = ScopedReceiver(found.receive, manager)
             for name, signal in SIGNALS.items():
                 if name != "heartbeat_received":
-                    signal.connect(found.receive, sender=manager, weak=True)
+                    signal.connect(scoped, weak=True)
     return found
 
 
