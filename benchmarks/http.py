@@ -67,6 +67,8 @@ def flask_calls(n: int) -> tuple[dict[str, Callable[[], object]], Callable[[], N
         "GET healthz (all running)": lambda: client.get("/lifecycle/healthz", headers=auth),
         "GET healthz (1 failing)": lambda: broken_client.get("/lifecycle/healthz", headers=auth),
         "GET services/<id>": lambda: client.get(f"/lifecycle/services/{ids[-1]}", headers=auth),
+        "GET status (the page's JSON)": lambda: client.get("/lifecycle/status", headers=auth),
+        "GET / (the status page)": lambda: client.get("/lifecycle/"),
         "POST heartbeat, refused (401)": lambda: client.post(beat),
     }, close
 
@@ -104,6 +106,8 @@ def django_calls(n: int) -> tuple[dict[str, Callable[[], object]], Callable[[], 
         "POST heartbeat": lambda: client.post(beat),
         "GET healthz (all running)": lambda: client.get("/lifecycle/healthz"),
         "GET services/<id>": lambda: client.get(f"/lifecycle/services/{ids[-1]}"),
+        "GET status (the page's JSON)": lambda: client.get("/lifecycle/status"),
+        "GET / (the status page)": lambda: bare.get("/lifecycle/"),
         "POST heartbeat, refused (401)": lambda: bare.post(beat),
     }, lambda: None
 
