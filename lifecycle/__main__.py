@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 def status(namespace: argparse.Namespace) -> int:
     """Fetch and print a server's services; exit code 2 without --url, 1 with the reason when fetching fails."""
     if not namespace.url and not namespace.redis:
-        print(f"error: {URL_REQUIRED}", file=sys.stderr)
+        print(f"error: {URL_REQUIRED} (or, in fleet mode, read the shared registry: --redis URL --namespace NS)",
+              file=sys.stderr)
         return 2
     leader = None
     try:

@@ -18,8 +18,7 @@ __all__ = ["URL_REQUIRED", "StatusUnavailable", "fetch_fleet", "fetch_services",
 
 URL_REQUIRED = (
     "--url is required: this command's own process serves nothing, so its manager would show nothing "
-    "real; pass the running server's endpoints, e.g. --url http://127.0.0.1:8000/lifecycle "
-    "(or, in fleet mode, the shared registry: --redis URL --namespace NS)"
+    "real; pass the running server's endpoints, e.g. --url http://127.0.0.1:8000/lifecycle"
 )
 
 _COLUMNS = (
