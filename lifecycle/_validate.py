@@ -39,12 +39,12 @@ def quote(value: object) -> str:
 def text(value: Any, field: str, *, max_length: int = MAX_TEXT_LENGTH) -> str:
     """Return `value` if it is a non-blank `str` of sane length, else raise naming `field`."""
     if not isinstance(value, str):
-        raise FieldTypeError(field, "type", f"{field} must be a str, not {type(value).__name__}")
+        raise FieldTypeError(field, "type", f"must be a str, not {type(value).__name__}")
     if not value.strip():
-        raise FieldValueError(field, "blank", f"{field} must not be empty")
+        raise FieldValueError(field, "blank", "must not be empty")
     if len(value) > max_length:
         raise FieldValueError(
-            field, "too_long", f"{field} is {len(value)} characters long; the limit is {max_length}"
+            field, "too_long", f"is {len(value)} characters long; the limit is {max_length}"
         )
     return value
 
@@ -60,7 +60,7 @@ def number(
 ) -> float:
     """Return `value` as a finite float (bools refused), else raise naming `field`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise wrong_type(field, "type", f"{field} must be an int or float, not {type(value).__name__}")
+        raise wrong_type(field, "type", f"must be an int or float, not {type(value).__name__}")
     try:
         result = float(value)
     except OverflowError:  # an int too large for a float: beyond any bound, or simply not finite
@@ -82,7 +82,7 @@ def number(
 
 
 def _refused(field: str, code: str, rule: str, value: object) -> FieldValueError:
-    return FieldValueError(field, code, f"{field} {rule}, got {quote(value)}")
+    return FieldValueError(field, code, f"{rule}, got {quote(value)}")
 
 
 def duration(
@@ -104,14 +104,14 @@ def duration(
 def integer(value: Any, field: str, *, minimum: int | None = None, wrong_type: WrongType = FieldTypeError) -> int:
     """Return `value` if it is an int (bools refused) at or above `minimum`, else raise naming `field`."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise wrong_type(field, "type", f"{field} must be an int, not {type(value).__name__}")
+        raise wrong_type(field, "type", f"must be an int, not {type(value).__name__}")
     if minimum is not None and value < minimum:
-        raise FieldValueError(field, "too_small", f"{field} must be >= {minimum}, got {quote(value)}")
+        raise FieldValueError(field, "too_small", f"must be >= {minimum}, got {quote(value)}")
     return value
 
 
 def flag(value: Any, field: str, *, wrong_type: WrongType = FieldTypeError) -> bool:
     """Return `value` if it is a real bool, else raise naming `field`."""
     if not isinstance(value, bool):
-        raise wrong_type(field, "type", f"{field} must be a bool, not {type(value).__name__}")
+        raise wrong_type(field, "type", f"must be a bool, not {type(value).__name__}")
     return value

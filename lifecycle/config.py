@@ -46,14 +46,14 @@ class LifecycleConfig:
             raise FieldValueError(
                 "heartbeat_timeout_secs",
                 "order",
-                f"heartbeat_timeout_secs ({self.heartbeat_timeout_secs!r}) must be >= "
+                f"({self.heartbeat_timeout_secs!r}) must be >= "
                 f"heartbeat_interval_secs ({self.heartbeat_interval_secs!r})",
             )
         if self.max_reconnect_delay_ms < self.reconnect_delay_ms:
             raise FieldValueError(
                 "max_reconnect_delay_ms",
                 "order",
-                f"max_reconnect_delay_ms ({self.max_reconnect_delay_ms!r}) must be >= "
+                f"({self.max_reconnect_delay_ms!r}) must be >= "
                 f"reconnect_delay_ms ({self.reconnect_delay_ms!r})",
             )
 

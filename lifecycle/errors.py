@@ -88,10 +88,11 @@ class FieldError(Exception):
     the plain `TypeError`/`ValueError` keeps working.
     """
 
-    def __init__(self, field: str, code: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, field: str, code: str, detail: str) -> None:
+        super().__init__(f"{field} {detail}")
         self.field = field
         self.code = code
+        self.detail = detail  # the message without the field's name, e.g. "must be > 0, got -1"
 
 
 class FieldTypeError(FieldError, TypeError):

@@ -21,6 +21,7 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import RequestRedirect
 
 from .. import _validate
+from ..errors import FieldError
 from ..manager import LifecycleManager
 from ._http import METHODS, Reply, not_found, serve
 from ._process import build_manager, start_watching
@@ -110,15 +111,18 @@ def _endpoint_settings(settings: Settings) -> tuple[bool, str]:
     extra = settings.extra or {}
     endpoints = extra.get("ENDPOINTS", True)
     if not isinstance(endpoints, bool):
-        raise ConfigurationError(_spell("ENDPOINTS"), f"must be a bool, not {type(endpoints).__name__}")
+        kind = type(endpoints).__name__
+        raise ConfigurationError(_spell("ENDPOINTS"), f"must be a bool, not {kind}", code="type", setting="ENDPOINTS")
     prefix = extra.get("URL_PREFIX", "/lifecycle")
     key = _spell("URL_PREFIX")
     try:
         _validate.text(prefix, key)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(key, str(exc).removeprefix(key).lstrip()) from None
+    except FieldError as exc:
+        raise ConfigurationError(key, exc.detail, code=exc.code, setting="URL_PREFIX") from None
     if not prefix.startswith("/") or not prefix.strip("/"):
-        raise ConfigurationError(key, f"must be a path below the root like '/lifecycle', not {prefix!r}")
+        raise ConfigurationError(
+            key, f"must be a path below the root like '/lifecycle', not {_validate.quote(prefix)}", setting="URL_PREFIX"
+        )
     return endpoints, prefix.rstrip("/")
 
 

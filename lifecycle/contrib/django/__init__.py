@@ -19,9 +19,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import request_started, setting_changed
 
 from ..._forksafe import hold_across_fork
+from ..._validate import quote as _quote
 from ...manager import LifecycleManager
 from .._process import build_manager, start_watching
-from .._settings import ConfigurationError, Settings, parse_settings
+from .._settings import ConfigurationError, Settings, check_settings
 
 __all__ = ["get_manager"]
 
@@ -54,15 +55,24 @@ def _values() -> Any:
 
 
 def _parse(values: Any) -> Settings:
-    """`Settings` from a raw `LIFECYCLE` value; raises `ConfigurationError` (the checks classify it)."""
+    """`Settings` from a raw `LIFECYCLE` value; raises the first `ConfigurationError`."""
+    settings, errors = _check(values)
+    if settings is None:
+        raise errors[0]
+    return settings
+
+
+def _check(values: Any) -> tuple[Settings | None, list[ConfigurationError]]:
+    """`Settings` from a raw `LIFECYCLE` value, or every problem it has (what the system checks report)."""
     if values is None:
         values = {}
     if not isinstance(values, Mapping):
-        raise ConfigurationError(SETTING, f"must be a dict, not {type(values).__name__}")
+        return None, [ConfigurationError(SETTING, f"must be a dict, not {type(values).__name__}", code="type")]
     bad_keys = [key for key in values if not isinstance(key, str)]
     if bad_keys:
-        raise ConfigurationError(SETTING, f"setting names must be str, not {bad_keys[0]!r}")
-    return parse_settings(values, _spell)
+        return None, [ConfigurationError(SETTING, f"setting names must be str, not {_quote(bad_keys[0])}",
+                                         code="type")]
+    return check_settings(values, _spell)
 
 
 def get_manager() -> LifecycleManager:

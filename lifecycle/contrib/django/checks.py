@@ -6,83 +6,51 @@ from typing import Any
 
 from django.core import checks
 
-from .._settings import CONFIG_KEYS, OTHER_KEYS, ConfigurationError, Settings
-from . import SETTING, _parse, _spell, _values
+from .._settings import ConfigurationError, Settings
+from . import SETTING, _check, _parse, _spell, _values
 
 __all__ = ["check_endpoints_protected", "check_settings"]
 
 _OBJ = f"settings.{SETTING}"
-_IMPORTED = ("CONNECTOR", "AUTH")
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """E001 not a dict, E002 unknown key, E003 invalid value, E004 CONNECTOR/AUTH path that does not import."""
-    values = _values()
-    try:
-        _parse(values)
-    except ConfigurationError as exc:
-        return _classify(values, exc)
-    except Exception as exc:
-        # A CONNECTOR or AUTH module that raises while importing (not ImportError) lands here.
-        return [
-            checks.Error(
-                f"importing a dotted path in {SETTING} raised {type(exc).__name__}: {exc}",
-                hint=f"Check the modules named by {_spell('CONNECTOR')} and {_spell('AUTH')}.",
-                obj=_OBJ,
-                id="lifecycle.E004",
-            )
-        ]
-    return []
+    """E001 not a dict, E002 unknown key, E003 invalid value, E004 CONNECTOR/AUTH path that does not import.
+
+    Every bad key is reported, each on its own, from the errors' `code` and `setting`.
+    """
+    _, errors = _check(_values())
+    return [_message(error) for error in errors]
 
 
-def _classify(values: Any, error: ConfigurationError) -> list[checks.CheckMessage]:
-    if error.key == SETTING:
-        return [
-            checks.Error(
-                f"{SETTING} {error.message}",
-                hint=f"Set {SETTING} to a dict such as {{'HEARTBEAT_TIMEOUT_SECS': 90}}, or leave it unset.",
-                obj=_OBJ,
-                id="lifecycle.E001",
-            )
-        ]
-    if error.message.startswith("unknown setting"):
-        # Report every unknown key at once; each single-key parse gives its own "did you mean".
-        errors = []
-        for key in values:
-            if key in CONFIG_KEYS or key in OTHER_KEYS:
-                continue
-            try:
-                _parse({key: values[key]})
-            except ConfigurationError as exc:
-                hint = exc.message.removeprefix("unknown setting; ")
-                errors.append(
-                    checks.Error(
-                        f"{exc.key} is not a lifecycle setting.",
-                        hint=hint[:1].upper() + hint[1:],
-                        obj=_OBJ,
-                        id="lifecycle.E002",
-                    )
-                )
-        return errors
-    if any(error.key == _spell(key) and isinstance(values.get(key), str) for key in _IMPORTED) and (
-        error.message.startswith("cannot import") or "is not a dotted path" in error.message
-    ):
-        return [
-            checks.Error(
-                f"{error.key}: {error.message}",
-                hint="Give the dotted path of an importable object, e.g. 'myproject.lifecycle.connector'.",
-                obj=_OBJ,
-                id="lifecycle.E004",
-            )
-        ]
-    return [
-        checks.Error(
-            f"{error.key}: {error.message}",
-            hint="See the LIFECYCLE settings table in the lifecycle README for each key's type and range.",
+def _message(error: ConfigurationError) -> checks.CheckMessage:
+    if error.setting is None:
+        return checks.Error(
+            f"{SETTING} {error.message}",
+            hint=f"Set {SETTING} to a dict such as {{'HEARTBEAT_TIMEOUT_SECS': 90}}, or leave it unset.",
             obj=_OBJ,
-            id="lifecycle.E003",
+            id="lifecycle.E001",
         )
-    ]
+    if error.code == "unknown":
+        return checks.Error(
+            f"{error.key} is not a lifecycle setting.",
+            hint=error.hint[:1].upper() + error.hint[1:],
+            obj=_OBJ,
+            id="lifecycle.E002",
+        )
+    if error.code == "import":
+        return checks.Error(
+            f"{error.key}: {error.message}",
+            hint="Give the dotted path of an importable object, e.g. 'myproject.lifecycle.connector'.",
+            obj=_OBJ,
+            id="lifecycle.E004",
+        )
+    return checks.Error(
+        f"{error.key}: {error.message}",
+        hint="See the LIFECYCLE settings table in the lifecycle docs for each key's type and range.",
+        obj=_OBJ,
+        id="lifecycle.E003",
+    )
 
 
 def check_endpoints_protected(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
