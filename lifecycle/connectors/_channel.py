@@ -107,15 +107,15 @@ class Channel:
 
     def _feed(self, fd: int, data: bytes, stream: str) -> None:
         buffer = self._buffers[fd]
-        buffer += data
-        start = 0
-        while True:
-            end = buffer.find(b"\n", start)
-            if end < 0:
-                break
-            self._line(bytes(buffer[start:end]), stream)
-            start = end + 1
-        del buffer[:start]
+        if b"\n" in data:
+            buffer += data
+            *lines, rest = bytes(buffer).split(b"\n")
+            buffer[:] = rest
+            line = self._line
+            for raw in lines:
+                line(raw, stream)
+        else:
+            buffer += data
         if len(buffer) > MAX_LINE:
             self._line(bytes(buffer[:MAX_LINE]), stream)
             log.warning("lifecycle: %s sent a line longer than %d bytes on %s; cut", self.label(), MAX_LINE, stream)
