@@ -368,6 +368,7 @@ class FleetMode:
         self.owner = _owner_token()
         self.leader = False
         self._inflight.clear()
+        self._ticking, self._wake = False, math.inf  # a tick the parent was running does not run here
 
 
 def follow_log(registry: SharedRegistry, subscription: Subscription, *, poll: float = 0.5) -> threading.Thread:

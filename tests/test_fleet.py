@@ -10,7 +10,9 @@ frozen, so durations that must pass on it pass for real.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import threading
 import time
 import traceback
@@ -863,3 +865,34 @@ def test_a_lost_sweep_reply_loses_no_claimed_attempt(lossy_registry, dropper):
     reg.report_error(sid, "boom", Plan("retry", 1, 0.0, 3))
     sweep = lossy(reg, dropper, lambda: reg.sweep("me", TIMEOUT, 30.0, 10))
     assert sweep.attempts == [(sid, 1)]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_is_a_new_member_of_the_fleet(make):
+    """After a fork (gunicorn's workers) the child has its own owner token and connections, and follows."""
+    a = make()
+    leader = leader_of([a])
+    sid = a.start_service(ExtensionService("svc", "1"))
+    parent_owner = leader._fleet.owner
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running any of the parent's cleanup
+        code = 1
+        try:
+            a.handle_heartbeat(sid)
+            eventually(lambda: a.registry.silence(sid) is not None, what="a reply")
+            report = {"owner": a._fleet.owner, "leader": a.is_leader, "status": str(a.get_status(sid)),
+                      "holder": client_of(a).get(lease_key(a))}
+            os.write(write, json.dumps(report).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        report = json.loads(pipe.read() or "{}")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert report["owner"] != parent_owner and report["leader"] is False
+    assert report["holder"] == parent_owner and report["status"] == "running"
+    a.handle_heartbeat(sid)  # the parent's connections were not disturbed by the child's
+    assert a.is_leader
