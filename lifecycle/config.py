@@ -27,6 +27,10 @@ class LifecycleConfig:
     reconnect_backoff_multiplier: float = 2.0
     auto_reconnect: bool = True
     jitter: float = 0.1
+    #: Restart intensity: a service needing more than this many restarts (reconnect cycles) within
+    #: `restart_window_secs` is left in ERROR and `service_flapping` is emitted. None: no limit.
+    max_restarts: int | None = None
+    restart_window_secs: float = 60.0
 
     def __post_init__(self) -> None:
         # The package's validators, told to raise ValueError for wrong types too (API section 6).
@@ -56,6 +60,9 @@ class LifecycleConfig:
                 f"({self.max_reconnect_delay_ms!r}) must be >= "
                 f"reconnect_delay_ms ({self.reconnect_delay_ms!r})",
             )
+        if self.max_restarts is not None:
+            _validate.integer(self.max_restarts, "max_restarts", minimum=0, wrong_type=strict)
+        _validate.duration(self.restart_window_secs, "restart_window_secs", wrong_type=strict)
 
     @property
     def backoff(self) -> ExponentialBackoff:

@@ -48,6 +48,7 @@ SIGNALS: tuple[NamedSignal, ...] = (
     signals.reconnected,
     signals.reconnect_failed,
     signals.service_error,
+    signals.service_flapping,
 )
 
 MIN_SERVICES = 4

@@ -39,6 +39,7 @@ SIGNALS: dict[str, NamedSignal] = {
         "reconnected",
         "reconnect_failed",
         "service_error",
+        "service_flapping",
     )
 }
 

@@ -10,6 +10,7 @@ __all__ = [
     "InvalidState",
     "LifecycleError",
     "ManagerClosed",
+    "NotInFleetMode",
     "RegistryUnavailable",
     "ServiceAlreadyExists",
     "ServiceNotFound",
@@ -101,3 +102,14 @@ class FieldTypeError(FieldError, TypeError):
 
 class FieldValueError(FieldError, ValueError):
     """A value of the right type that is out of range, blank, too long or inconsistent."""
+
+
+class NotInFleetMode(LifecycleError, ValueError):
+    """A setting or call that fleet mode (a shared registry) does not support; `feature` names it."""
+
+    def __init__(self, feature: str) -> None:
+        super().__init__(
+            f"{feature} is not supported in fleet mode (a shared registry): the leader's deadlines and "
+            "attempts live in the registry, not in this process; use the in-memory registry for it"
+        )
+        self.feature = feature

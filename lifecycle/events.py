@@ -16,6 +16,7 @@ __all__ = [
     "ReconnectFailed",
     "Reconnected",
     "Reconnecting",
+    "ServiceFlapping",
     "Started",
     "StatusChanged",
     "Stopped",
@@ -115,3 +116,18 @@ class Error(LifecycleEvent):
 
     def signal_kwargs(self) -> dict[str, object]:
         return {"service_id": self.service_id, "error": self.error}
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceFlapping(LifecycleEvent):
+    """The service needed `restarts` restarts within `window` seconds, more than `max_restarts`: it stays ERROR."""
+
+    signal_name: ClassVar[str] = "service_flapping"
+    restarts: int
+    window: float
+
+    def _call(self, receiver: Callable[..., object], sender: object) -> object:
+        return receiver(sender, event=self, **self.signal_kwargs())
+
+    def signal_kwargs(self) -> dict[str, object]:
+        return {"service_id": self.service_id, "restarts": self.restarts, "window": self.window}

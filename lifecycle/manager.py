@@ -19,6 +19,7 @@ import random
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -31,7 +32,7 @@ from ._forksafe import hold_across_fork
 from .config import LifecycleConfig
 from .connector import Hooks, bind_connector, resolve_connector
 from .dispatch import Dispatcher
-from .errors import ConnectionFailed, InvalidState, LifecycleError, ManagerClosed, ServiceNotFound
+from .errors import ConnectionFailed, InvalidState, LifecycleError, ManagerClosed, NotInFleetMode, ServiceNotFound
 from .events import (
     Error,
     Heartbeat,
@@ -40,6 +41,7 @@ from .events import (
     Reconnected,
     ReconnectFailed,
     Reconnecting,
+    ServiceFlapping,
     Started,
     StatusChanged,
     Stopped,
@@ -95,7 +97,7 @@ class _Entry:
 
     __slots__ = (
         "id", "name", "hooks", "auto_reconnect", "connect_timeout",
-        "attempt", "deadline", "retry", "ping", "ping_busy", "inflight", "spec",
+        "attempt", "deadline", "retry", "ping", "ping_busy", "inflight", "spec", "restarts", "flapping",
     )
 
     def __init__(self, service: ExtensionService, hooks: Hooks | None, auto_reconnect: bool) -> None:
@@ -113,6 +115,9 @@ class _Entry:
         self.inflight: _Attempt | None = None
         # Fleet mode only: the service as started here, to register it again if the registry loses it.
         self.spec: ExtensionService | None = None
+        # Restart intensity (only with max_restarts): when each restart within the window began.
+        self.restarts: deque[float] | None = None
+        self.flapping = False  # over the intensity: no reconnect until RUNNING again or restart_service
 
     def label(self) -> str:
         return f"{self.name!r} ({self.id})"
@@ -158,6 +163,8 @@ class LifecycleManager:
             registry = RegistryService(heartbeat_timeout_secs=config.heartbeat_timeout_secs)
         elif not isinstance(registry, Registry):
             raise TypeError(f"registry must implement lifecycle.Registry, not {type(registry).__name__}")
+        if isinstance(registry, SharedRegistry) and config.max_restarts is not None:
+            raise NotInFleetMode("max_restarts")
         if rng is not None and not isinstance(rng, random.Random):
             raise TypeError(f"rng must be a random.Random, not {type(rng).__name__}")
         _validate.flag(autostart, "autostart")
@@ -264,6 +271,17 @@ class LifecycleManager:
         with self._lock:
             entry = self._entries.get(id) if isinstance(id, str) else None
             return 0 if entry is None else entry.attempt
+
+    def restarts(self, id: str) -> int:
+        """Restarts (reconnect cycles begun) within the restart window now; 0 without `max_restarts` or unknown id."""
+        if self._fleet is not None:
+            return 0
+        with self._lock:
+            entry = self._entries.get(id) if isinstance(id, str) else None
+            if entry is None or entry.restarts is None:
+                return 0
+            self._prune_restarts(entry.restarts, time.monotonic())
+            return len(entry.restarts)
 
     def armed_timers(self) -> int:
         """Timers entered and not cancelled (deadlines, retries, pings); O(n), for tests and diagnostics."""
@@ -457,12 +475,48 @@ class LifecycleManager:
             status = self._status(entry)
             if status is STARTING:
                 raise InvalidState(f"service {entry.label()} is still starting; its connect has not returned")
-            out.append(Error(entry.id, time.monotonic(), text))
+            now = time.monotonic()
+            out.append(Error(entry.id, now, text))
             if status is not RECONNECTING:
                 self._transition(entry, ERROR, out)
-                if entry.auto_reconnect:
-                    self._begin_reconnect(entry, out)
+                if entry.auto_reconnect and not entry.flapping:
+                    flaps = self._flaps(entry, now)
+                    if flaps is not None:
+                        self._flap(entry, flaps, now, out)
+                    else:
+                        self._count_restart(entry, now)
+                        self._begin_reconnect(entry, out)
         log.warning("lifecycle: service %s reported an error: %s", entry.label(), text)
+        self._dispatch(out)
+
+    def restart_service(self, id: str) -> None:
+        """Reconnect the service now, with a fresh restart window: RECONNECTING and attempt 1 at once.
+
+        Works from RUNNING, RECONNECTING (the attempts start over) and ERROR (a flapping service
+        included). With a connector attempt 1 is due at once; without one it waits the usual
+        first delay for a heartbeat. Not in fleet mode (`NotInFleetMode`).
+        """
+        self._check_open()
+        if self._fleet is not None:
+            raise NotInFleetMode("restart_service")
+        out: list[LifecycleEvent] = []
+        with self._lock:
+            entry = self._entries.get(id) if isinstance(id, str) else None
+            if entry is None or id in self._stopping:
+                raise self._refusal(id, entry, "restart")
+            if self._status(entry) is STARTING:
+                raise InvalidState(f"service {entry.label()} is still starting; its connect has not returned")
+            if entry.restarts is not None:
+                entry.restarts.clear()
+            entry.flapping = False
+            if entry.retry is not None:
+                entry.retry.cancel()
+                entry.retry = None
+            entry.inflight = None
+            self._transition(entry, RECONNECTING, out)
+            entry.attempt = 0
+            self._schedule_attempt(entry, out, now=entry.hooks is not None)
+        log.info("lifecycle: service %s is restarted on request", entry.label())
         self._dispatch(out)
 
     def health_check(self) -> list[ServiceId]:
@@ -548,6 +602,7 @@ class LifecycleManager:
     def _on_running(self, entry: _Entry, last_heartbeat: float) -> None:
         """Arm the deadline (if none is armed) and restart pings after the service became RUNNING."""
         entry.attempt = 0
+        entry.flapping = False
         entry.inflight = None
         if entry.retry is not None:
             entry.retry.cancel()
@@ -573,22 +628,55 @@ class LifecycleManager:
 
         `lag` is how long after the deadline this runs (None: unknown), for the detection-lag histogram.
         """
-        reconnect = entry.auto_reconnect and self._config.max_reconnect_attempts > 0
+        now = time.monotonic()
+        flaps = self._flaps(entry, now) if entry.auto_reconnect else None
+        reconnect = entry.auto_reconnect and self._config.max_reconnect_attempts > 0 and flaps is None
         target = RECONNECTING if reconnect else ERROR
         if self._registry.expire(entry.id, self._timeout, target) is None:
             return False
         log.warning("lifecycle: service %s missed its heartbeat deadline", entry.label())
         if lag is not None:
             self._metrics.observe_lag(lag)
-        now = time.monotonic()
         out.append(HeartbeatTimeout(entry.id, now))
         out.append(StatusChanged(entry.id, now, RUNNING, target))
         entry.attempt = 0
-        if reconnect:
-            self._schedule_attempt(entry, out)
+        if flaps is not None:
+            self._flap(entry, flaps, now, out)
         elif entry.auto_reconnect:
-            self._give_up(entry, out)  # max_reconnect_attempts == 0
+            self._count_restart(entry, now)
+            if reconnect:
+                self._schedule_attempt(entry, out)
+            else:
+                self._give_up(entry, out)  # max_reconnect_attempts == 0
         return True
+
+    def _prune_restarts(self, times: deque[float], now: float) -> None:
+        cutoff = now - self._config.restart_window_secs
+        while times and times[0] <= cutoff:
+            times.popleft()
+
+    def _flaps(self, entry: _Entry, now: float) -> int | None:
+        """If one more restart now would exceed `max_restarts` in the window: the restarts it would make; else None."""
+        limit = self._config.max_restarts
+        if limit is None:
+            return None
+        if entry.restarts is None:
+            entry.restarts = deque(maxlen=limit + 1)
+        self._prune_restarts(entry.restarts, now)
+        return len(entry.restarts) + 1 if len(entry.restarts) >= limit else None
+
+    def _count_restart(self, entry: _Entry, now: float) -> None:
+        if entry.restarts is not None:
+            entry.restarts.append(now)
+
+    def _flap(self, entry: _Entry, restarts: int, now: float, out: list[LifecycleEvent]) -> None:
+        """Over the restart intensity: stay ERROR, no reconnect, `service_flapping`."""
+        self._count_restart(entry, now)
+        entry.flapping = True
+        window = float(self._config.restart_window_secs)
+        out.append(ServiceFlapping(entry.id, now, restarts, window))
+        log.error("lifecycle: service %s needed %d restarts within %g s (max_restarts=%s); it stays ERROR until "
+                  "a heartbeat or restart_service()", entry.label(), restarts, window, self._config.max_restarts)
 
     def _begin_reconnect(self, entry: _Entry, out: list[LifecycleEvent]) -> None:
         entry.attempt = 0
@@ -598,13 +686,13 @@ class LifecycleManager:
         self._transition(entry, RECONNECTING, out)
         self._schedule_attempt(entry, out)
 
-    def _schedule_attempt(self, entry: _Entry, out: list[LifecycleEvent]) -> None:
+    def _schedule_attempt(self, entry: _Entry, out: list[LifecycleEvent], *, now: bool = False) -> None:
         limit = self._config.max_reconnect_attempts
         if entry.attempt >= limit:
             self._give_up(entry, out)
             return
         entry.attempt += 1
-        delay = self._backoff.delay(entry.attempt - 1, self._rng)
+        delay = 0.0 if now else self._backoff.delay(entry.attempt - 1, self._rng)
         entry.retry = self._watchdog.call_later(delay, self._on_attempt_due, entry, entry.attempt)
         out.append(Reconnecting(entry.id, time.monotonic(), entry.attempt, limit, delay))
 

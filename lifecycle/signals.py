@@ -36,3 +36,8 @@ reconnect_failed = _signals.signal(
     "reconnect_failed", doc="Every reconnect attempt failed; the service is ERROR. kwargs: service_id, attempts."
 )
 service_error = _signals.signal("service_error", doc="An error was reported for a service. kwargs: service_id, error.")
+service_flapping = _signals.signal(
+    "service_flapping",
+    doc="A service needed more restarts than max_restarts within the window; it is left in ERROR. "
+    "kwargs: service_id, restarts, window (seconds).",
+)

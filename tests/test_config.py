@@ -27,6 +27,9 @@ CONTRACT_DEFAULTS = {
     "reconnect_backoff_multiplier": 2.0,
     "auto_reconnect": True,
     "jitter": 0.1,
+    # API.md section 7 (operability)
+    "max_restarts": None,
+    "restart_window_secs": 60.0,
 }
 
 

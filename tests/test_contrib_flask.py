@@ -61,11 +61,12 @@ def test_config_keys_map_onto_the_manager_config(make_app):
     app = make_app(LIFECYCLE_HEARTBEAT_INTERVAL_SECS=2, LIFECYCLE_HEARTBEAT_TIMEOUT_SECS=7,
                    LIFECYCLE_MAX_RECONNECT_ATTEMPTS=9, LIFECYCLE_RECONNECT_DELAY_MS=50,
                    LIFECYCLE_MAX_RECONNECT_DELAY_MS=500, LIFECYCLE_RECONNECT_BACKOFF_MULTIPLIER=3,
-                   LIFECYCLE_AUTO_RECONNECT=False, LIFECYCLE_JITTER=0.5)
+                   LIFECYCLE_AUTO_RECONNECT=False, LIFECYCLE_JITTER=0.5,
+                   LIFECYCLE_MAX_RESTARTS=4, LIFECYCLE_RESTART_WINDOW_SECS=30)
     assert manager_of(app).config.as_dict() == {
         "heartbeat_interval_secs": 2, "heartbeat_timeout_secs": 7, "max_reconnect_attempts": 9,
         "reconnect_delay_ms": 50, "max_reconnect_delay_ms": 500, "reconnect_backoff_multiplier": 3,
-        "auto_reconnect": False, "jitter": 0.5,
+        "auto_reconnect": False, "jitter": 0.5, "max_restarts": 4, "restart_window_secs": 30,
     }
 
 
