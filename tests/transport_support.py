@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import queue
 import socket
@@ -86,7 +87,13 @@ def group_members(pgid: int) -> list[int]:
 
 
 def io_fds() -> list[str]:
-    """This process's pipe, socket and pidfd descriptors (what a transport could leak)."""
+    """This process's pipe, socket and pidfd descriptors (what a transport could leak).
+
+    Garbage is collected first: an unreachable Popen or socket of an earlier test closes its
+    descriptors only when the collector gets to it, which would otherwise happen at a random
+    moment between two counts.
+    """
+    gc.collect()
     kinds = []
     for fd in os.listdir("/proc/self/fd"):
         try:
