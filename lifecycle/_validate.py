@@ -11,7 +11,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from ._text import quote
 from .errors import FieldError, FieldTypeError, FieldValueError
+
+__all__ = ["MAX_DURATION_SECS", "MAX_TEXT_LENGTH", "duration", "flag", "integer", "number", "quote", "text"]
 
 MAX_TEXT_LENGTH = 256
 """Longest accepted service name, version or id; longer text is almost always a bug."""
@@ -20,20 +23,7 @@ MAX_DURATION_SECS = 365 * 24 * 3600.0
 """Longest accepted duration (timeouts, intervals, delays): one year. Longer is refused, so every
 accepted value fits every wait the library makes (`threading.TIMEOUT_MAX` is far above it)."""
 
-QUOTED_LENGTH = 80
-"""How much of a caller's value (an id, a name, a path) an error message repeats."""
-
 WrongType = Callable[[str, str, str], FieldError]
-
-
-def quote(value: object) -> str:
-    """`repr(value)` shortened to about `QUOTED_LENGTH` characters, for error messages."""
-    if isinstance(value, str) and len(value) > QUOTED_LENGTH:
-        return repr(value[:QUOTED_LENGTH] + "...")
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
-        return f"<an int of {value.bit_length()} bits>"  # repr would be slow and long
-    text = repr(value)
-    return text if len(text) <= QUOTED_LENGTH else text[:QUOTED_LENGTH] + "..."
 
 
 def text(value: Any, field: str, *, max_length: int = MAX_TEXT_LENGTH) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._text import quote
+
 __all__ = [
     "ConnectionFailed",
     "FieldError",
@@ -41,7 +43,7 @@ class ServiceAlreadyExists(LifecycleError):
     def named(cls, name: str, id: str) -> ServiceAlreadyExists:
         """The error for a second service called `name`; `id` is the registered one's."""
         return cls(
-            f"a service named {str(name)!r} is already registered (id {str(id)!r}); stop it first "
+            f"a service named {quote(str(name))} is already registered (id {quote(str(id))}); stop it first "
             "(stop_service(id)) or give the new one another name",
             name=str(name),
             id=str(id),
@@ -51,7 +53,7 @@ class ServiceAlreadyExists(LifecycleError):
     def with_id(cls, id: str) -> ServiceAlreadyExists:
         """The error for a second service whose id is `id`."""
         return cls(
-            f"a service with id {str(id)!r} is already registered; stop it first (stop_service(id)) "
+            f"a service with id {quote(str(id))} is already registered; stop it first (stop_service(id)) "
             "or leave the new service's id to its default (a fresh uuid)",
             id=str(id),
         )

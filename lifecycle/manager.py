@@ -29,6 +29,7 @@ from typing import Any
 from . import _validate, signals
 from ._fleetmode import FleetMode, follow_log
 from ._forksafe import hold_across_fork
+from ._text import quote, shorten
 from .config import LifecycleConfig
 from .connector import Hooks, bind_connector, resolve_connector
 from .dispatch import Dispatcher
@@ -120,7 +121,7 @@ class _Entry:
         self.flapping = False  # over the intensity: no reconnect until RUNNING again or restart_service
 
     def label(self) -> str:
-        return f"{self.name!r} ({self.id})"
+        return f"{quote(self.name)} ({shorten(self.id)})"
 
     def cancel_timers(self) -> None:
         for timer in (self.deadline, self.retry, self.ping):
@@ -897,7 +898,7 @@ class LifecycleManager:
         registry = self._shared
         prior, events = registry.begin_stop(id)
         if prior is None:
-            raise ServiceNotFound(f"service {id!r} is not registered in the fleet")
+            raise ServiceNotFound(f"service {quote(id)} is not registered in the fleet")
         if prior is STOPPING or prior is STOPPED:
             return  # another call (maybe in another process) is stopping it
         self._dispatch(events)
@@ -922,9 +923,9 @@ class LifecycleManager:
         _check_id(id)
         prior, events = self._shared.beat(id, self._timeout)
         if prior is None:
-            raise ServiceNotFound(f"service {id!r} is not registered in the fleet")
+            raise ServiceNotFound(f"service {quote(id)} is not registered in the fleet")
         if prior is STOPPING or prior is STOPPED:
-            raise InvalidState(f"service {id!r} is stopping; its heartbeat is refused")
+            raise InvalidState(f"service {quote(id)} is stopping; its heartbeat is refused")
         next(self._beats)
         if events:
             log.info("lifecycle: service %s is back (heartbeat)", id)
@@ -945,17 +946,17 @@ class LifecycleManager:
         _check_id(id)
         service = self._shared.get(id)
         if service is None:
-            raise ServiceNotFound(f"service {id!r} is not registered in the fleet")
+            raise ServiceNotFound(f"service {quote(id)} is not registered in the fleet")
         entry = self._entries.get(id)
         auto = self._fleet.auto_reconnect(service) if entry is None else entry.auto_reconnect
         plan = self._fleet.plan(1, True) if auto else None
         prior, events = self._shared.report_error(id, text, plan)
         if prior is None:
-            raise ServiceNotFound(f"service {id!r} is not registered in the fleet")
+            raise ServiceNotFound(f"service {quote(id)} is not registered in the fleet")
         if prior is STOPPING or prior is STOPPED:
-            raise InvalidState(f"service {id!r} is stopping; its error report is refused")
+            raise InvalidState(f"service {quote(id)} is stopping; its error report is refused")
         if prior is STARTING:
-            raise InvalidState(f"service {id!r} is still starting; its connect has not returned")
+            raise InvalidState(f"service {quote(id)} is still starting; its connect has not returned")
         log.warning("lifecycle: service %r (%s) reported an error: %s", service.name, id, text)
         if plan is not None and prior is not RECONNECTING:
             self._fleet.poke_plan(plan)  # in the leader, attempt 1 runs when due
@@ -974,7 +975,7 @@ class LifecycleManager:
         if entry is not None:
             return InvalidState(f"service {entry.label()} is stopping; its {what} is refused")
         _check_id(id)
-        return ServiceNotFound(f"service {id!r} is not managed by this manager")
+        return ServiceNotFound(f"service {quote(id)} is not managed by this manager")
 
     def _snapshot(self, entry: _Entry) -> ExtensionService:
         service = self._registry.get(entry.id)
@@ -1018,7 +1019,7 @@ class LifecycleManager:
             entry = self._entries.get(id) if isinstance(id, str) else None
             if entry is None:
                 _check_id(id)
-                raise ServiceNotFound(f"service {id!r} is not managed by this manager")
+                raise ServiceNotFound(f"service {quote(id)} is not managed by this manager")
             if entry.id in self._stopping:
                 return
             self._stopping.add(entry.id)

@@ -8,9 +8,11 @@ import time
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from . import _validate
+from ._text import quote
+from .errors import FieldTypeError, FieldValueError
 
 _T = TypeVar("_T")
 
@@ -68,7 +70,7 @@ def _status(value: Any, field_name: str = "status") -> ServiceStatus:
             return ServiceStatus(value)
         except ValueError:
             choices = ", ".join(s.value for s in ServiceStatus)
-            raise ValueError(f"{field_name} must be one of {choices}; got {value!r}") from None
+            raise FieldValueError(field_name, "choice", f"must be one of {choices}; got {quote(value)}") from None
     raise TypeError(f"{field_name} must be a ServiceStatus, not {type(value).__name__}")
 
 
@@ -81,7 +83,14 @@ def _transport_type(value: object) -> TransportType:
         return TransportType(value)
     except ValueError:
         choices = ", ".join(t.value for t in TransportType)
-        raise ValueError(f"TransportConfig.transport_type must be one of {choices}; got {value!r}") from None
+        raise FieldValueError(
+            "TransportConfig.transport_type", "choice", f"must be one of {choices}; got {quote(value)}"
+        ) from None
+
+
+def _kind(value: object) -> str:
+    """A refused element described by type and (shortened) value, e.g. "int 5"."""
+    return f"{type(value).__name__} {quote(value)}"
 
 
 _field_names: dict[type, tuple[str, ...]] = {}
@@ -153,9 +162,19 @@ class TransportConfig:
             if self.port > 65535:
                 raise ValueError(f"TransportConfig.port must be <= 65535, got {self.port}")
         if not isinstance(self.args, list):
-            raise TypeError(f"TransportConfig.args must be a list, not {type(self.args).__name__}")
+            raise FieldTypeError("TransportConfig.args", "type", f"must be a list, not {type(self.args).__name__}")
+        # The annotations say str; callers may still pass anything, so check as objects.
+        for index, arg in enumerate(cast("list[object]", self.args)):
+            if not isinstance(arg, str):
+                raise FieldTypeError(f"TransportConfig.args[{index}]", "element", f"must be a str, not {_kind(arg)}")
         if not isinstance(self.env, dict):
-            raise TypeError(f"TransportConfig.env must be a dict, not {type(self.env).__name__}")
+            raise FieldTypeError("TransportConfig.env", "type", f"must be a dict, not {type(self.env).__name__}")
+        for variable, setting in cast("dict[object, object]", self.env).items():
+            if not isinstance(variable, str):
+                raise FieldTypeError("TransportConfig.env", "element", f"names must be str, not {_kind(variable)}")
+            if not isinstance(setting, str):
+                field_name = f"TransportConfig.env[{quote(variable)}]"
+                raise FieldTypeError(field_name, "element", f"must be a str, not {_kind(setting)}")
         self.timeout_secs = _validate.duration(self.timeout_secs, "TransportConfig.timeout_secs")
         _validate.flag(self.auto_reconnect, "TransportConfig.auto_reconnect")
         _validate.integer(self.max_retries, "TransportConfig.max_retries", minimum=0)

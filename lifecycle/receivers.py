@@ -15,6 +15,7 @@ from typing import Any
 from blinker import ANY, NamedSignal
 
 from ._forksafe import hold_across_fork
+from ._text import quote
 from .dispatch import SIGNALS, ScopedReceiver
 
 __all__ = ["Connection", "connect"]
@@ -56,10 +57,10 @@ def _signal(item: NamedSignal | str) -> NamedSignal:
         try:
             return SIGNALS[item]
         except KeyError:
-            raise ValueError(f"unknown signal {item!r}; choose from {', '.join(SIGNALS)}") from None
+            raise ValueError(f"unknown signal {quote(item)}; choose from {', '.join(SIGNALS)}") from None
     if isinstance(item, NamedSignal) and SIGNALS.get(item.name) is item:
         return item
-    raise TypeError(f"signals must be lifecycle signals or their names, not {item!r}")
+    raise TypeError(f"signals must be lifecycle signals or their names, not {quote(item)}")
 
 
 def connect(receiver: Receiver, *signals: NamedSignal | str, sender: Any = ANY) -> Connection:

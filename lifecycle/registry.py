@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from . import _validate
 from ._forksafe import hold_across_fork
+from ._text import quote
 from .errors import ServiceAlreadyExists, ServiceNotFound
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status
 
@@ -99,7 +100,7 @@ class Registry(Protocol):
 def _not_found(id: object) -> Exception:
     if not isinstance(id, str):
         return TypeError(f"id must be a str, not {type(id).__name__}")
-    return ServiceNotFound(f"service {id!r} is not registered")
+    return ServiceNotFound(f"service {quote(id)} is not registered")
 
 
 class RegistryService:

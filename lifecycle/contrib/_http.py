@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._text import quote
 from .._validate import MAX_TEXT_LENGTH
 from ..errors import InvalidState, ManagerClosed, RegistryUnavailable, ServiceNotFound
 from ..manager import LifecycleManager
@@ -46,7 +47,6 @@ __all__ = [
 
 log = logging.getLogger("lifecycle")
 
-_QUOTED_ID_LENGTH = 80  # how much of a bad id an error message repeats
 
 
 JSON = "application/json"
@@ -74,17 +74,13 @@ def _error(status: int, error: str, message: str, **extra: Any) -> Reply:
     return Reply(status, {"error": error, "message": message, **extra})
 
 
-def _quote(id: str) -> str:
-    return repr(id if len(id) <= _QUOTED_ID_LENGTH else id[:_QUOTED_ID_LENGTH] + "...")
-
-
 def _unknown(id: str) -> Reply:
-    return _error(404, "not_found", f"no service with id {_quote(id)}")
+    return _error(404, "not_found", f"no service with id {quote(id)}")
 
 
 def not_found(path: str) -> Reply:
     """404 for a path under the endpoints' prefix that names no endpoint."""
-    return _error(404, "not_found", f"no lifecycle endpoint at {_quote(path)}")
+    return _error(404, "not_found", f"no lifecycle endpoint at {quote(path)}")
 
 
 def method_not_allowed(method: str, allowed: tuple[str, ...]) -> Reply:

@@ -14,6 +14,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from .._text import quote
+
 __all__ = ["URL_REQUIRED", "StatusUnavailable", "fetch_fleet", "fetch_services", "render_table"]
 
 URL_REQUIRED = (
@@ -38,7 +40,7 @@ def fetch_services(base: str, token: str | None = None, timeout: float = 10.0) -
     """GET <base>/services; every failure is a `StatusUnavailable` naming the URL."""
     url = base.rstrip("/") + "/services"
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise StatusUnavailable(f"--url must be an http:// or https:// URL, not {base!r}")
+        raise StatusUnavailable(f"--url must be an http:// or https:// URL, not {quote(base)}")
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
