@@ -50,6 +50,7 @@ from .events import (
 from .fleet import SharedRegistry
 from .metrics import Metrics, MetricsRecorder
 from .model import ExtensionService, ServiceId, ServiceStatus
+from .phi import History
 from .pool import WorkerPool
 from .registry import Registry, RegistryService
 from .subscription import Subscription
@@ -98,7 +99,7 @@ class _Entry:
 
     __slots__ = (
         "id", "name", "hooks", "auto_reconnect", "connect_timeout",
-        "attempt", "deadline", "retry", "ping", "ping_busy", "inflight", "spec", "restarts", "flapping",
+        "attempt", "deadline", "retry", "ping", "ping_busy", "inflight", "spec", "restarts", "flapping", "history",
     )
 
     def __init__(self, service: ExtensionService, hooks: Hooks | None, auto_reconnect: bool) -> None:
@@ -119,6 +120,7 @@ class _Entry:
         # Restart intensity (only with max_restarts): when each restart within the window began.
         self.restarts: deque[float] | None = None
         self.flapping = False  # over the intensity: no reconnect until RUNNING again or restart_service
+        self.history: History | None = None  # the phi detector's intervals (detector="phi" only)
 
     def label(self) -> str:
         return f"{quote(self.name)} ({shorten(self.id)})"
@@ -164,8 +166,11 @@ class LifecycleManager:
             registry = RegistryService(heartbeat_timeout_secs=config.heartbeat_timeout_secs)
         elif not isinstance(registry, Registry):
             raise TypeError(f"registry must implement lifecycle.Registry, not {type(registry).__name__}")
-        if isinstance(registry, SharedRegistry) and config.max_restarts is not None:
-            raise NotInFleetMode("max_restarts")
+        if isinstance(registry, SharedRegistry):
+            if config.max_restarts is not None:
+                raise NotInFleetMode("max_restarts")
+            if config.detector != "fixed":
+                raise NotInFleetMode(f"detector={config.detector!r}")
         if rng is not None and not isinstance(rng, random.Random):
             raise TypeError(f"rng must be a random.Random, not {type(rng).__name__}")
         _validate.flag(autostart, "autostart")
@@ -174,6 +179,8 @@ class LifecycleManager:
         self._config = config
         self._backoff = config.backoff
         self._timeout = float(config.heartbeat_timeout_secs)
+        self._phi = config.phi
+        self._phi_score = 0.0 if self._phi is None else self._phi.score
         self._registry = registry
         self._rng = rng if rng is not None else random.Random()
         self._autostart = autostart
@@ -283,6 +290,15 @@ class LifecycleManager:
                 return 0
             self._prune_restarts(entry.restarts, time.monotonic())
             return len(entry.restarts)
+
+    def phi(self, id: str) -> float:
+        """The phi detector's suspicion level for the service now; 0.0 with the fixed detector or an unknown id."""
+        if self._phi is None or self._fleet is not None:
+            return 0.0
+        with self._lock:
+            entry = self._entries.get(id) if isinstance(id, str) else None
+            history = None if entry is None else entry.history
+            return 0.0 if history is None else history.phi(time.monotonic(), self._phi)
 
     def armed_timers(self) -> int:
         """Timers entered and not cancelled (deadlines, retries, pings); O(n), for tests and diagnostics."""
@@ -440,9 +456,36 @@ class LifecycleManager:
         status = self._registry.heartbeat(id)
         if status is not RUNNING and status is not STARTING:
             self._heartbeat_slow(entry)
+        elif entry.history is not None:
+            self._phi_beat(entry)
         next(self._beats)
         if _heartbeat_received.receivers or self._subscriptions:
             self._dispatcher.dispatch(self, (Heartbeat(entry.id, time.monotonic()),), self._subscriptions)
+
+    def _phi_beat(self, entry: _Entry) -> None:
+        """Record the interval for the phi detector; pull the deadline in if the new estimate says so."""
+        with self._lock:
+            history = entry.history
+            if history is None or not self._current(entry):
+                return
+            assert self._phi is not None
+            now = time.monotonic()
+            history.beat(now, self._phi, self._timeout)
+            deadline = entry.deadline
+            if deadline is not None:
+                # Later deadlines are re-armed lazily when the armed one fires; an earlier one cannot wait.
+                when = now + self._limit(entry)
+                if when < deadline.when:
+                    deadline.cancel()
+                    entry.deadline = self._watchdog.call_at(when, self._on_deadline, entry)
+
+    def _limit(self, entry: _Entry) -> float:
+        """Seconds of silence after which the service is timed out: the fixed timeout, or phi's (capped by it)."""
+        history = entry.history
+        if history is None:
+            return self._timeout
+        assert self._phi is not None
+        return min(self._timeout, history.limit(self._phi, self._phi_score))
 
     def _heartbeat_slow(self, entry: _Entry) -> None:
         """A beat for a service that is not RUNNING: refuse it if stopping, else revive the service."""
@@ -608,8 +651,17 @@ class LifecycleManager:
         if entry.retry is not None:
             entry.retry.cancel()
             entry.retry = None
-        if entry.deadline is None:
-            entry.deadline = self._watchdog.call_at(last_heartbeat + self._timeout, self._on_deadline, entry)
+        if self._phi is not None:
+            if entry.history is None:
+                entry.history = History(self._phi, last_heartbeat)
+            else:
+                entry.history.last = last_heartbeat  # after a reconnect: the outage is no interval to learn
+        when = last_heartbeat + self._limit(entry)
+        if entry.deadline is None or when < entry.deadline.when:
+            # An armed deadline that is later would fire too late; an earlier one re-arms itself when it fires.
+            if entry.deadline is not None:
+                entry.deadline.cancel()
+            entry.deadline = self._watchdog.call_at(when, self._on_deadline, entry)
         if entry.hooks is not None and entry.hooks.ping is not None:
             if entry.ping is not None:
                 entry.ping.cancel()
@@ -618,22 +670,28 @@ class LifecycleManager:
     def _revive(self, entry: _Entry, how: str = "heartbeat") -> list[LifecycleEvent]:
         """A heartbeat, ping or reconnect for a RECONNECTING or ERROR service: RUNNING again."""
         out: list[LifecycleEvent] = []
+        now = time.monotonic()
+        if how == "heartbeat" and entry.history is not None and self._phi is not None:
+            # The service was only silent, maybe falsely suspected: learn the interval, as Akka
+            # does, capped at the timeout (nothing alive is silent longer).
+            entry.history.beat(now, self._phi, self._timeout)
         self._transition(entry, RUNNING, out)
-        self._on_running(entry, time.monotonic())
+        self._on_running(entry, now)
         out.append(Reconnected(entry.id, time.monotonic()))
         log.info("lifecycle: service %s is back (%s)", entry.label(), how)
         return out
 
-    def _expire(self, entry: _Entry, out: list[LifecycleEvent], lag: float | None) -> bool:
+    def _expire(self, entry: _Entry, out: list[LifecycleEvent], lag: float | None, limit: float | None = None) -> bool:
         """Time the service out if it is still RUNNING and silent; False if a heartbeat got there first.
 
-        `lag` is how long after the deadline this runs (None: unknown), for the detection-lag histogram.
+        `lag` is how long after the deadline this runs (None: unknown), for the detection-lag histogram;
+        `limit` the silence that counts as a timeout (default: the fixed heartbeat timeout).
         """
         now = time.monotonic()
         flaps = self._flaps(entry, now) if entry.auto_reconnect else None
         reconnect = entry.auto_reconnect and self._config.max_reconnect_attempts > 0 and flaps is None
         target = RECONNECTING if reconnect else ERROR
-        if self._registry.expire(entry.id, self._timeout, target) is None:
+        if self._registry.expire(entry.id, self._timeout if limit is None else limit, target) is None:
             return False
         log.warning("lifecycle: service %s missed its heartbeat deadline", entry.label())
         if lag is not None:
@@ -716,13 +774,14 @@ class LifecycleManager:
             if live is None or live[0] is not RUNNING:
                 return  # re-armed when the service becomes RUNNING again
             silent = live[1]
-            if silent is not None and silent < self._timeout:
+            limit = self._limit(entry)
+            if silent is not None and silent < limit:
                 # The registry's clock says how long is left; our clock says when that is.
-                entry.deadline = self._watchdog.call_later(self._timeout - silent, self._on_deadline, entry)
+                entry.deadline = self._watchdog.call_later(limit - silent, self._on_deadline, entry)
                 return
-            if not self._expire(entry, out, None if silent is None else silent - self._timeout):
+            if not self._expire(entry, out, None if silent is None else silent - limit, limit):
                 # A heartbeat landed between the check and the expiry: follow its deadline.
-                entry.deadline = self._watchdog.call_later(self._timeout, self._on_deadline, entry)
+                entry.deadline = self._watchdog.call_later(limit, self._on_deadline, entry)
                 return
         self._dispatch(out)
 
@@ -839,6 +898,8 @@ class LifecycleManager:
                 status = self._registry.heartbeat(entry.id)
                 if status is RECONNECTING or status is ERROR:
                     revived = self._revive(entry)
+                elif status is RUNNING and entry.history is not None:
+                    self._phi_beat(entry)
         if self._fleet is not None:
             revived = self._fleet_beat_events(entry.id)
         if revived:

@@ -30,6 +30,11 @@ CONTRACT_DEFAULTS = {
     # API.md section 7 (operability)
     "max_restarts": None,
     "restart_window_secs": 60.0,
+    "detector": "fixed",
+    "phi_threshold": 8.0,
+    "phi_max_sample_size": 1000,
+    "phi_min_std_deviation_secs": 0.1,
+    "phi_acceptable_pause_secs": 3.0,
 }
 
 

@@ -67,6 +67,8 @@ def test_config_keys_map_onto_the_manager_config(make_app):
         "heartbeat_interval_secs": 2, "heartbeat_timeout_secs": 7, "max_reconnect_attempts": 9,
         "reconnect_delay_ms": 50, "max_reconnect_delay_ms": 500, "reconnect_backoff_multiplier": 3,
         "auto_reconnect": False, "jitter": 0.5, "max_restarts": 4, "restart_window_secs": 30,
+        "detector": "fixed", "phi_threshold": 8.0, "phi_max_sample_size": 1000, "phi_min_std_deviation_secs": 0.1,
+        "phi_acceptable_pause_secs": 3.0,
     }
 
 
