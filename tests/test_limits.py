@@ -210,6 +210,22 @@ def test_any_reconnect_delay_is_refused_or_works(field, value):
         assert_short_deadline_fires(manager, subscription, after=float(value) / 1000)
 
 
+@PROPERTY
+@given(value=durations)
+@example(value=1e10)
+def test_any_restart_window_is_refused_or_works(value):
+    config = accepted(lambda: LifecycleConfig(**SHORT, max_restarts=1, restart_window_secs=value),
+                      "restart_window_secs")
+    if config is None:
+        return
+    with running(config) as (manager, subscription):
+        sid = manager.start_service(ExtensionService("flaps", "1"))
+        for _ in range(3):  # restarts counted against the window
+            manager.handle_error(sid, "probe")
+            manager.handle_heartbeat(sid)
+        assert_short_deadline_fires(manager, subscription)
+
+
 # -- a service's transport timeout -------------------------------------------------------------
 
 
