@@ -322,3 +322,24 @@ def test_only_the_spawning_connector_restarts_a_child(supervised):
         elsewhere.connect(service)
     assert elsewhere.channels() == 0 and not elsewhere.owns(sid)
     assert connector.owns(sid) and connector.pid(sid) is not None
+
+
+def test_children_work_with_the_pytest_plugins_frozen_time(frozen_lifecycle, make_lifecycle_manager, record):
+    # The manager's clock is frozen and driven by advance(); the child lives in real time.
+    connector = SubprocessConnector()
+    manager = make_lifecycle_manager(config=FAST, connector=connector)
+    events = record(manager)
+    sid = manager.start_service(child_service("frozen", "crash", "1.5"))
+    first = connector.pid(sid)
+    assert events.wait_for(lambda es: any(isinstance(e, Heartbeat) for e in es), timeout=WAIT)
+    events.clear()
+    frozen_lifecycle.advance(FAST.heartbeat_timeout_secs / 2)
+    assert events.wait_for(lambda es: any(isinstance(e, Heartbeat) for e in es), timeout=WAIT)
+    frozen_lifecycle.advance(FAST.heartbeat_timeout_secs / 2 + 0.01)  # a deadline, unless that beat moved it
+    assert events.of(HeartbeatTimeout) == []
+    # The child exits (real time): reported at once; the retry waits for frozen time to reach it.
+    assert events.wait_for(lambda es: any(isinstance(e, Reconnecting) for e in es), timeout=WAIT)
+    assert manager.get_status(sid) is ServiceStatus.RECONNECTING
+    frozen_lifecycle.advance(FAST.reconnect_delay_ms / 1000)  # the attempt runs inline: a new child
+    assert manager.get_status(sid) is ServiceStatus.RUNNING
+    assert connector.pid(sid) not in (None, first)

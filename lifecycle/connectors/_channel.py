@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LifecycleError
@@ -229,12 +228,10 @@ class Channel:
                 raise ConnectionError(f"service {self.label()} is not connected")
             before = self._pongs
         self._write(b"ping\n")
-        deadline = time.monotonic() + self.timeout
         with self.cond:
-            while self._pongs == before:
-                left = deadline - time.monotonic()
+            # Condition.wait_for keeps real time even under freezegun (threading is on its ignore list).
+            self.cond.wait_for(lambda: self._pongs != before or self.closed, self.timeout)
+            if self._pongs == before:
                 if self.closed:
                     raise ConnectionError(f"service {self.label()} disconnected before answering the ping")
-                if left <= 0:
-                    raise TimeoutError(f"service {self.label()} did not answer the ping within {self.timeout:g} s")
-                self.cond.wait(left)
+                raise TimeoutError(f"service {self.label()} did not answer the ping within {self.timeout:g} s")

@@ -23,11 +23,17 @@ from collections.abc import Callable
 
 from .._forksafe import hold_across_fork
 
-__all__ = ["LOOP", "IOLoop"]
+__all__ = ["LOOP", "IOLoop", "real_now"]
 
 log = logging.getLogger("lifecycle")
 
 Callback = Callable[[], None]
+
+
+def real_now() -> float:
+    """Monotonic seconds that freezegun leaves alone: children and sockets live in real time
+    even while a test freezes the manager's clock (`time.monotonic` is patched then)."""
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
 class IOLoop:
@@ -92,7 +98,7 @@ class IOLoop:
     def call_later(self, delay: float, fn: Callback) -> None:
         """Run `fn()` on the I/O thread after `delay` seconds (call from the I/O thread)."""
         assert self.in_loop()
-        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), fn))
+        heapq.heappush(self._timers, (real_now() + delay, next(self._seq), fn))
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -115,7 +121,7 @@ class IOLoop:
                 if self._run_ops_or_exit(selector):
                     return
                 self._run_timers()
-                timeout = None if not self._timers else max(0.0, self._timers[0][0] - time.monotonic())
+                timeout = None if not self._timers else max(0.0, self._timers[0][0] - real_now())
                 self.busy = False
                 ready = selector.select(timeout)
                 self.busy = True
@@ -152,7 +158,7 @@ class IOLoop:
                     log.exception("lifecycle: I/O loop task %r raised; going on", op)
 
     def _run_timers(self) -> None:
-        now = time.monotonic()
+        now = real_now()
         while self._timers and self._timers[0][0] <= now:
             _when, _seq, fn = heapq.heappop(self._timers)
             try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 from ..model import ExtensionService, ServiceId
 from ._base import LineConnector
 from ._channel import Channel
-from ._loop import LOOP
+from ._loop import LOOP, real_now
 
 if TYPE_CHECKING:
     from ..manager import LifecycleManager
@@ -227,15 +228,33 @@ class ProcessChannel(Channel):
         return info is not None
 
     def _wait_exit(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        pause = 0.0005
-        while not self._exited():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 0.05)
-        return True
+        """Wait up to `timeout` real seconds for the child to exit (without reaping it)."""
+        with self._proc_lock:
+            # Reaping happens only under this lock, so the pid is still this child's here.
+            if self._exited():
+                return True
+            try:
+                pidfd = os.pidfd_open(self.pid)
+            except (AttributeError, OSError):
+                pidfd = -1
+        if pidfd < 0:  # no pidfd: poll, as Popen.wait does
+            end = real_now() + timeout
+            pause = 0.0005
+            while not self._exited():
+                left = end - real_now()
+                if left <= 0:
+                    return False
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, 0.05)
+            return True
+        try:
+            # A pidfd turns readable when the process exits: no polling, real time.
+            poller = select.poll()  # not select.select: descriptors may be above FD_SETSIZE
+            poller.register(pidfd, select.POLLIN)
+            poller.poll(max(0.0, timeout) * 1000)
+        finally:
+            os.close(pidfd)
+        return self._exited()
 
     def _signal_group(self, sig: signal.Signals) -> None:
         """Call with `_proc_lock` held and the child not reaped."""

@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConnectionFailed
 from ..model import ExtensionService
 from ._base import LineConnector
 from ._channel import Channel
+from ._loop import real_now
 from .sockets import SocketChannel
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class WebSocketConnector(LineConnector):
             )
         uri = parse_uri(_url(service))
         timeout = service.transport.timeout_secs
-        deadline = time.monotonic() + timeout
+        deadline = real_now() + timeout
         sock = socket.create_connection((uri.host, uri.port), timeout=timeout)
         try:
             if uri.secure:
@@ -89,7 +89,7 @@ def _handshake(sock: socket.socket, protocol: Any, deadline: float) -> list[Any]
     for data in protocol.data_to_send():
         sock.sendall(data)
     while True:
-        left = deadline - time.monotonic()
+        left = deadline - real_now()
         if left <= 0:
             raise TimeoutError("the WebSocket handshake did not finish in time")
         sock.settimeout(left)
