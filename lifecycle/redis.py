@@ -225,12 +225,16 @@ class RedisRegistry:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _run(self, name: str, *args: object, timeout: float | None = None) -> list[Any]:
+    def _argv(self, name: str, args: Sequence[object], timeout: float | None) -> list[str]:
         head = [str(self.events_maxlen), _us(self.heartbeat_timeout_secs if timeout is None else timeout),
                 "1" if self.log_heartbeats else "0"]
         argv = head + [str(a) for a in args]
         if name in scripts.ONCE:
             argv.append(uuid.uuid4().hex)  # one id per call, however often redis-py re-sends it
+        return argv
+
+    def _run(self, name: str, *args: object, timeout: float | None = None) -> list[Any]:
+        argv = self._argv(name, args, timeout)
         try:
             result = self._scripts[name](keys=self._key_list, args=argv)
         except _CONNECTION_ERRORS as exc:
@@ -351,13 +355,11 @@ class RedisRegistry:
         for id in ids:
             if not isinstance(id, str):
                 raise _not_found(id)
-        head = [str(self.events_maxlen), _us(self.heartbeat_timeout_secs if timeout is None else timeout),
-                "1" if self.log_heartbeats else "0"]
         script = self._scripts["HEARTBEAT"]
         try:
             with self._client.pipeline(transaction=False) as pipe:
                 for id in ids:
-                    script(keys=self._key_list, args=[*head, id], client=pipe)
+                    script(keys=self._key_list, args=self._argv("HEARTBEAT", (id,), timeout), client=pipe)
                 replies = pipe.execute()
         except _CONNECTION_ERRORS as exc:
             raise self._unavailable(exc) from None
