@@ -52,7 +52,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 import redis_server as servers  # noqa: E402  (the test suite's server helper: one way to run a server)
 
 MEMBER = ROOT / "tests" / "fleet_member.py"
-BASE_COMMIT = "92aa561"
 
 
 def _registry(url: str, namespace: str, **kw: Any) -> RedisRegistry:
@@ -334,32 +333,48 @@ def part_scale(url: str, quick: bool, server_pid: int) -> dict[str, Any]:
 # -- detection lag ---------------------------------------------------------------------------------
 
 def part_lag(url: str, quick: bool) -> dict[str, Any]:
+    """Two ways in: a burst (services started as fast as one thread can) and paced over 2 s."""
     n, rounds, timeout = (300, 1, 1.0) if quick else (1000, 3, 1.0)
     namespace = "bench-lag"
     registry = _registry(url, namespace)
-    lags: list[float] = []
+    rows, out = [], {}
     with members(url, namespace, 3, "--ttl", "5", "--timeout", str(timeout), "--attempts", "0") as fleet:
         _wait_leader(registry)
         threading.Event().wait(1.0)  # a few lease ticks: the first sweep's rebase is behind us
-        for r in range(rounds):
-            last: dict[str, float] = {}
-            for i in range(n):
-                sid, _ = registry.join(ExtensionService(f"r{r}-{i:05d}", "1", id=f"r{r}-{i:05d}"))
-                registry.activate(sid, timeout)  # the start counts as the last heartbeat
-                last[sid] = time.time()
-            fleet.wait(lambda ids=last: sum(1 for x in fleet.records  # type: ignore[misc]
-                                            if x.get("event") == "heartbeat_timeout" and x["id"] in ids) >= n,
-                       timeout=60.0)
-            with fleet.cond:
-                seen = {x["id"]: x for x in fleet.records if x.get("event") == "heartbeat_timeout" and x["id"] in last}
-            lags += [(x["t"] - (last[sid] + timeout)) * 1000 for sid, x in seen.items()]
-        emitters = {x["pid"] for x in fleet.records if x.get("event") == "heartbeat_timeout"}
-        duplicates = sum(1 for x in fleet.records if x.get("event") == "heartbeat_timeout") - len(lags)
+        for mode, spread in (("burst", 0.0), ("paced over 2 s", 2.0)):
+            lags: list[float] = []
+            rates: list[float] = []
+            for r in range(rounds):
+                last: dict[str, float] = {}
+                t0 = time.time()
+                for i in range(n):
+                    if spread:
+                        ahead = t0 + spread * i / n - time.time()
+                        if ahead > 0:
+                            threading.Event().wait(ahead)
+                    name = f"{mode[0]}{r}-{i:05d}"
+                    sid, _ = registry.join(ExtensionService(name, "1", id=name))
+                    registry.activate(sid, timeout)  # the start counts as the last heartbeat
+                    last[sid] = time.time()
+                rates.append(n / (time.time() - t0))
+                fleet.wait(lambda ids=last: sum(1 for x in fleet.records  # type: ignore[misc]
+                                                if x.get("event") == "heartbeat_timeout" and x["id"] in ids) >= n,
+                           timeout=60.0)
+                with fleet.cond:
+                    seen = {x["id"]: x for x in fleet.records
+                            if x.get("event") == "heartbeat_timeout" and x["id"] in last}
+                lags += [(x["t"] - (last[sid] + timeout)) * 1000 for sid, x in seen.items()]
+            rows.append([mode, f"{statistics.median(rates):,.0f}/s", f"{len(lags):,}", quantile(lags, 0.5),
+                         quantile(lags, 0.99), max(lags)])
+            out[mode] = {"p50_ms": quantile(lags, 0.5), "p99_ms": quantile(lags, 0.99), "n": len(lags)}
+        timeouts = [x for x in fleet.records if x.get("event") == "heartbeat_timeout"]
+        emitters = {x["pid"] for x in timeouts}
+        duplicates = len(timeouts) - len({x["id"] for x in timeouts})
     registry.clear()
-    rows = [[f"{len(lags):,}", quantile(lags, 0.5), quantile(lags, 0.99), max(lags), len(emitters), duplicates]]
-    _table(f"Detection lag, {rounds} round(s) of {n} services, 1 s timeout, 3 processes (ms)",
-           ["timeouts", "p50 ms", "p99 ms", "max ms", "emitting processes", "duplicates"], rows)
-    return {"p50_ms": quantile(lags, 0.5), "p99_ms": quantile(lags, 0.99), "n": len(lags)}
+    _table(f"Detection lag, {rounds} round(s) of {n} services per row, 1 s timeout, 3 processes (ms); "
+           f"{len(emitters)} emitting process(es), {duplicates} duplicate timeouts",
+           ["deadlines", "services started", "timeouts", "p50 ms", "p99 ms", "max ms"], rows)
+    return out
 
 
 # -- failover --------------------------------------------------------------------------------------
@@ -392,29 +407,41 @@ def part_failover(url: str, quick: bool) -> dict[str, Any]:
 
 # -- the in-memory heartbeat against the tree before fleet mode ------------------------------------
 
+# Commits whose in-memory heartbeat is compared with this tree's: before fleet mode, fleet mode's
+# landing, the last commit before metrics() counted each beat, metrics() itself.
+TREES = (("92aa561", "before fleet mode"), ("085bd07", "fleet mode lands"), ("5d361c9", "just before metrics()"),
+         ("dd781e2", "metrics() counts beats"))
+
+
 def part_inmemory(quick: bool) -> dict[str, Any]:
-    repeats = 3 if quick else 7
-    base = Path(tempfile.mkdtemp()) / "base"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), BASE_COMMIT], check=True,
-                   capture_output=True)
-    results: dict[str, list[float]] = {"before fleet mode (92aa561)": [], "this tree": []}
+    repeats = 3 if quick else 9
+    tmp = Path(tempfile.mkdtemp())
+    trees: list[tuple[str, Path]] = []
+    results: dict[str, list[float]] = {}
     try:
-        for _ in range(repeats):
-            for label, tree in (("before fleet mode (92aa561)", base), ("this tree", ROOT)):
+        for commit, what in TREES:
+            path = tmp / commit
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), commit], check=True,
+                           capture_output=True)
+            trees.append((f"{commit} ({what})", path))
+        trees.append(("this tree", ROOT))
+        for _ in range(repeats):  # round-robin, so drift of the machine hits every tree alike
+            for label, tree in trees:
                 out = subprocess.run([sys.executable, "-m", "benchmarks.cases", "heartbeat", "1000"], cwd=tree,
                                      capture_output=True, text=True, check=True,
                                      env={**os.environ, "PYTHONPATH": str(tree)}).stdout
-                record = json.loads(out.strip().splitlines()[-1])
-                results[label].append(record["none_p50_us"])
+                results.setdefault(label, []).append(json.loads(out.strip().splitlines()[-1])["none_p50_us"])
     finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False,
-                       capture_output=True)
-    base_med = statistics.median(results["before fleet mode (92aa561)"])
+        for _, tree in trees[:-1]:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False,
+                           capture_output=True)
+    base_med = statistics.median(results[trees[0][0]])
     rows = [[label, statistics.median(v), min(v), max(v), statistics.median(v) / base_med]
             for label, v in results.items()]
-    _table(f"In-memory handle_heartbeat, 1,000 services, {repeats} alternating runs (µs per call, p50 of batch means)",
-           ["tree", "median µs", "min", "max", "ratio to before"], rows)
-    return {label: v for label, v in results.items()}
+    _table(f"In-memory handle_heartbeat, 1,000 services, {repeats} round-robin runs per tree "
+           "(µs per call: each run's p50 of batch means)", ["tree", "median µs", "min", "max", "ratio to 92aa561"],
+           rows)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
