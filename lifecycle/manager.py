@@ -588,16 +588,10 @@ class LifecycleManager:
 
     # -- time and events -------------------------------------------------------------------------
 
-    def _hold_watching(self) -> None:
-        """Arm timers but run none until `_start_watching()`, for the framework integrations.
-
-        A process that loads the app but serves nothing (gunicorn's --preload master, a CLI
-        command) hears no heartbeat; watching there would only raise false timeouts.
-        """
-        self._watchdog.hold()
-
     def _start_watching(self) -> None:
-        """Run the timers held back by `_hold_watching()`; those already due run at once."""
+        """Run the timers of a manager built held (`watchdog.born_held`, for the framework
+        integrations: a process that loads the app but serves nothing, such as gunicorn's
+        --preload master, hears no heartbeat); those already due run at once."""
         self._watchdog.release()
 
     def run_pending(self) -> int:
