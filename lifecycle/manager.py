@@ -33,7 +33,15 @@ from ._text import quote, shorten
 from .config import LifecycleConfig
 from .connector import Hooks, bind_connector, resolve_connector
 from .dispatch import Dispatcher
-from .errors import ConnectionFailed, InvalidState, LifecycleError, ManagerClosed, NotInFleetMode, ServiceNotFound
+from .errors import (
+    ConnectionFailed,
+    InvalidState,
+    LifecycleError,
+    ManagerClosed,
+    NotInFleetMode,
+    RegistryUnavailable,
+    ServiceNotFound,
+)
 from .events import (
     Error,
     Heartbeat,
@@ -853,7 +861,13 @@ class LifecycleManager:
         with self._lock:
             if not self._current(entry) or entry.hooks is None or entry.hooks.ping is None:
                 return
-            status = self._status(entry)
+            interval = self._config.heartbeat_interval_secs
+            try:
+                status = self._status(entry)
+            except RegistryUnavailable:
+                # A shared registry is down (the fleet's tick logs that once): look again next interval.
+                entry.ping = self._watchdog.call_later(interval, self._on_ping_due, entry)
+                return
             if status is not RUNNING:
                 entry.ping = None  # restarted when the service becomes RUNNING again
                 if self._fleet is not None and status is not None:
@@ -865,9 +879,12 @@ class LifecycleManager:
             if entry.ping_busy:
                 log.debug("lifecycle: ping of %s still running; this one is skipped", entry.label())
                 return
-            entry.ping_busy = True
             ping = entry.hooks.ping
-            snapshot = self._snapshot(entry)
+            try:
+                snapshot = self._snapshot(entry)
+            except RegistryUnavailable:
+                return  # as above; the next ping is armed
+            entry.ping_busy = True
             started = time.monotonic()
             if self._pool is not None:
                 self._submit(ping, snapshot, lambda error: self._ping_done(entry, started, error))
@@ -992,6 +1009,8 @@ class LifecycleManager:
         """A successful ping in fleet mode: record it; the events of a revival, if it revived the service."""
         try:
             return self._shared.beat(id, self._timeout)[1]
+        except RegistryUnavailable:
+            return []  # an outage: the fleet's tick logs it once, not every ping
         except LifecycleError as exc:
             log.warning("lifecycle: recording the ping of %s failed: %s", id, exc)
             return []

@@ -896,3 +896,25 @@ def test_a_forked_child_is_a_new_member_of_the_fleet(make):
     assert report["holder"] == parent_owner and report["status"] == "running"
     a.handle_heartbeat(sid)  # the parent's connections were not disturbed by the child's
     assert a.is_leader
+
+
+def test_pings_resume_after_an_outage_and_are_not_logged_per_ping(make, fresh_redis_server, events, caplog,
+                                                                   log_waiter):
+    caplog.set_level(logging.INFO, logger="lifecycle")
+    config = LifecycleConfig(heartbeat_interval_secs=0.1, heartbeat_timeout_secs=1.0, jitter=0.0)
+    connector = Pinging()
+    down, back = log_waiter("keeps trying"), log_waiter("reachable again")
+    a = make(url=fresh_redis_server.url, config=config)
+    leader_of([a])
+    sid = a.start_service(ExtensionService("pinged", "1"), connector=connector)
+    fresh_redis_server.stop()
+    assert down.seen.wait(WAIT)
+    time.sleep(0.5)  # several ping intervals fall due while the server is down
+    fresh_redis_server.start()
+    assert back.seen.wait(WAIT)
+    # Its pings are its only heartbeats: had they stopped for good, it would time out within a second.
+    assert not events.wait_of(HeartbeatTimeout, timeout=3 * config.heartbeat_timeout_secs)
+    assert a.get_status(sid) is ServiceStatus.RUNNING
+    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING and "keeps trying" not in r.getMessage()
+             and "reachable again" not in r.getMessage() and "fresh full timeout" not in r.getMessage()]
+    assert len(noisy) <= 1, [r.getMessage() for r in noisy]
