@@ -35,6 +35,7 @@ from .connector import Hooks, bind_connector, resolve_connector
 from .dispatch import Dispatcher
 from .errors import (
     ConnectionFailed,
+    FieldValueError,
     InvalidState,
     LifecycleError,
     ManagerClosed,
@@ -57,7 +58,7 @@ from .events import (
 )
 from .fleet import SharedRegistry
 from .metrics import Metrics, MetricsRecorder
-from .model import ExtensionService, ServiceId, ServiceStatus
+from .model import ExtensionService, ServiceId, ServiceStatus, TransportConfig
 from .phi import History
 from .pool import WorkerPool
 from .registry import Registry, RegistryService
@@ -108,6 +109,7 @@ class _Entry:
     __slots__ = (
         "id", "name", "hooks", "auto_reconnect", "connect_timeout",
         "attempt", "deadline", "retry", "ping", "ping_busy", "inflight", "spec", "restarts", "flapping", "history",
+        "timeout", "ping_interval", "max_attempts",
     )
 
     def __init__(self, service: ExtensionService, hooks: Hooks | None, auto_reconnect: bool) -> None:
@@ -129,6 +131,10 @@ class _Entry:
         self.restarts: deque[float] | None = None
         self.flapping = False  # over the intensity: no reconnect until RUNNING again or restart_service
         self.history: History | None = None  # the phi detector's intervals (detector="phi" only)
+        # This service's timing: its TransportConfig overrides, else the manager's config (set at start).
+        self.timeout = 0.0
+        self.ping_interval = 0.0
+        self.max_attempts = 0
 
     def label(self) -> str:
         return f"{quote(self.name)} ({shorten(self.id)})"
@@ -188,6 +194,8 @@ class LifecycleManager:
         self._backoff = config.backoff
         self._timeout = float(config.heartbeat_timeout_secs)
         self._phi = config.phi
+        # The in-memory registry keeps retry_count in step with attempts(id); others may not offer it.
+        self._retry_setter: Callable[[str, int], None] | None = getattr(registry, "set_retry_count", None)
         self._phi_score = 0.0 if self._phi is None else self._phi.score
         self._registry = registry
         self._rng = rng if rng is not None else random.Random()
@@ -266,18 +274,21 @@ class LifecycleManager:
         return None if live is None else live[0]
 
     def is_healthy(self, id: str) -> bool:
-        """True if the service is RUNNING and heartbeated within the heartbeat timeout."""
+        """True if the service is RUNNING and heartbeated within its heartbeat timeout."""
+        entry = None
         if self._fleet is not None:
             live = None if self._closed or not isinstance(id, str) else self._registry.silence(id)
         else:
             with self._lock:
-                if not isinstance(id, str) or id not in self._entries:
+                entry = self._entries.get(id) if isinstance(id, str) else None
+                if entry is None:
                     return False
                 live = self._registry.silence(id)
         if live is None:
             return False
         status, silent = live
-        return status is RUNNING and silent is not None and silent < self._timeout
+        limit = self._timeout if entry is None else entry.timeout
+        return status is RUNNING and silent is not None and silent < limit
 
     def attempts(self, id: str) -> int:
         """Reconnect attempts made in the current reconnect cycle (0 when none; unknown id: 0)."""
@@ -349,6 +360,7 @@ class LifecycleManager:
             bind_connector(connector, self)
         auto = self._config.auto_reconnect and service.transport.auto_reconnect
         entry = _Entry(service, hooks, auto)
+        self._resolve_timing(entry, service.transport)
         if self._fleet is not None:
             return self._fleet_start(service, entry)
         with self._lock:
@@ -383,6 +395,29 @@ class LifecycleManager:
             raise InvalidState(f"service {entry.label()} was stopped while it was starting")
         self._dispatch(out)
         return entry.id
+
+    def _resolve_timing(self, entry: _Entry, transport: TransportConfig) -> None:
+        """The service's own timeout, ping interval and attempt limit where its transport sets them."""
+        overrides = (transport.heartbeat_timeout_secs, transport.ping_interval_secs, transport.max_reconnect_attempts)
+        if self._fleet is not None and any(value is not None for value in overrides):
+            raise NotInFleetMode("per-service timing (TransportConfig.heartbeat_timeout_secs, ping_interval_secs, "
+                                 "max_reconnect_attempts)")
+        config = self._config
+        timeout, interval, attempts = overrides
+        entry.timeout = self._timeout if timeout is None else float(timeout)
+        entry.ping_interval = float(config.heartbeat_interval_secs if interval is None else interval)
+        entry.max_attempts = config.max_reconnect_attempts if attempts is None else attempts
+        if entry.timeout < entry.ping_interval:
+            field = "heartbeat_timeout_secs" if timeout is not None else "ping_interval_secs"
+            raise FieldValueError(f"TransportConfig.{field}", "order",
+                                  f"gives service {entry.name!r} a heartbeat timeout ({entry.timeout:g} s) shorter "
+                                  f"than its ping interval ({entry.ping_interval:g} s)")
+
+    def _set_attempt(self, entry: _Entry, attempt: int) -> None:
+        """Count the reconnect attempt here and in the registry's `retry_count` (snapshots show it)."""
+        entry.attempt = attempt
+        if self._retry_setter is not None:
+            self._retry_setter(entry.id, attempt)
 
     def stop_service(self, id: str) -> None:
         """STOPPING, cancel its timers, `disconnect` (errors logged), STOPPED, unregister, `service_stopped`."""
@@ -478,7 +513,7 @@ class LifecycleManager:
                 return
             assert self._phi is not None
             now = time.monotonic()
-            history.beat(now, self._phi, self._timeout)
+            history.beat(now, self._phi, entry.timeout)
             deadline = entry.deadline
             if deadline is not None:
                 # Later deadlines are re-armed lazily when the armed one fires; an earlier one cannot wait.
@@ -491,9 +526,9 @@ class LifecycleManager:
         """Seconds of silence after which the service is timed out: the fixed timeout, or phi's (capped by it)."""
         history = entry.history
         if history is None:
-            return self._timeout
+            return entry.timeout
         assert self._phi is not None
-        return min(self._timeout, history.limit(self._phi, self._phi_score))
+        return min(entry.timeout, history.limit(self._phi, self._phi_score))
 
     def _heartbeat_slow(self, entry: _Entry) -> None:
         """A beat for a service that is not RUNNING: refuse it if stopping, else revive the service."""
@@ -566,7 +601,7 @@ class LifecycleManager:
                 entry.retry = None
             entry.inflight = None
             self._transition(entry, RECONNECTING, out)
-            entry.attempt = 0
+            self._set_attempt(entry, 0)
             self._schedule_attempt(entry, out, now=entry.hooks is not None)
         log.info("lifecycle: service %s is restarted on request", entry.label())
         self._dispatch(out)
@@ -588,8 +623,8 @@ class LifecycleManager:
                 live = self._registry.silence(entry.id)
                 if live is None or live[0] is not RUNNING:
                     continue
-                lag = None if live[1] is None else live[1] - self._timeout
-                if (lag is None or lag >= 0) and self._expire(entry, out, lag):
+                lag = None if live[1] is None else live[1] - entry.timeout
+                if (lag is None or lag >= 0) and self._expire(entry, out, lag, entry.timeout):
                     stale.append(entry.id)
         self._dispatch(out)
         return stale
@@ -647,7 +682,7 @@ class LifecycleManager:
 
     def _on_running(self, entry: _Entry, last_heartbeat: float) -> None:
         """Arm the deadline (if none is armed) and restart pings after the service became RUNNING."""
-        entry.attempt = 0
+        self._set_attempt(entry, 0)
         entry.flapping = False
         entry.inflight = None
         if entry.retry is not None:
@@ -667,7 +702,7 @@ class LifecycleManager:
         if entry.hooks is not None and entry.hooks.ping is not None:
             if entry.ping is not None:
                 entry.ping.cancel()
-            entry.ping = self._watchdog.call_later(self._config.heartbeat_interval_secs, self._on_ping_due, entry)
+            entry.ping = self._watchdog.call_later(entry.ping_interval, self._on_ping_due, entry)
 
     def _revive(self, entry: _Entry, how: str = "heartbeat") -> list[LifecycleEvent]:
         """A heartbeat, ping or reconnect for a RECONNECTING or ERROR service: RUNNING again."""
@@ -676,7 +711,7 @@ class LifecycleManager:
         if how == "heartbeat" and entry.history is not None and self._phi is not None:
             # The service was only silent, maybe falsely suspected: learn the interval, as Akka
             # does, capped at the timeout (nothing alive is silent longer).
-            entry.history.beat(now, self._phi, self._timeout)
+            entry.history.beat(now, self._phi, entry.timeout)
         self._transition(entry, RUNNING, out)
         self._on_running(entry, now)
         out.append(Reconnected(entry.id, time.monotonic()))
@@ -687,20 +722,20 @@ class LifecycleManager:
         """Time the service out if it is still RUNNING and silent; False if a heartbeat got there first.
 
         `lag` is how long after the deadline this runs (None: unknown), for the detection-lag histogram;
-        `limit` the silence that counts as a timeout (default: the fixed heartbeat timeout).
+        `limit` the silence that counts as a timeout (default: the service's fixed heartbeat timeout).
         """
         now = time.monotonic()
         flaps = self._flaps(entry, now) if entry.auto_reconnect else None
-        reconnect = entry.auto_reconnect and self._config.max_reconnect_attempts > 0 and flaps is None
+        reconnect = entry.auto_reconnect and entry.max_attempts > 0 and flaps is None
         target = RECONNECTING if reconnect else ERROR
-        if self._registry.expire(entry.id, self._timeout if limit is None else limit, target) is None:
+        if self._registry.expire(entry.id, entry.timeout if limit is None else limit, target) is None:
             return False
         log.warning("lifecycle: service %s missed its heartbeat deadline", entry.label())
         if lag is not None:
             self._metrics.observe_lag(lag)
         out.append(HeartbeatTimeout(entry.id, now))
         out.append(StatusChanged(entry.id, now, RUNNING, target))
-        entry.attempt = 0
+        self._set_attempt(entry, 0)
         if flaps is not None:
             self._flap(entry, flaps, now, out)
         elif entry.auto_reconnect:
@@ -740,19 +775,19 @@ class LifecycleManager:
                   "a heartbeat or restart_service()", entry.label(), restarts, window, self._config.max_restarts)
 
     def _begin_reconnect(self, entry: _Entry, out: list[LifecycleEvent]) -> None:
-        entry.attempt = 0
-        if self._config.max_reconnect_attempts == 0:
+        self._set_attempt(entry, 0)
+        if entry.max_attempts == 0:
             self._give_up(entry, out)
             return
         self._transition(entry, RECONNECTING, out)
         self._schedule_attempt(entry, out)
 
     def _schedule_attempt(self, entry: _Entry, out: list[LifecycleEvent], *, now: bool = False) -> None:
-        limit = self._config.max_reconnect_attempts
+        limit = entry.max_attempts
         if entry.attempt >= limit:
             self._give_up(entry, out)
             return
-        entry.attempt += 1
+        self._set_attempt(entry, entry.attempt + 1)
         delay = 0.0 if now else self._backoff.delay(entry.attempt - 1, self._rng)
         entry.retry = self._watchdog.call_later(delay, self._on_attempt_due, entry, entry.attempt)
         out.append(Reconnecting(entry.id, time.monotonic(), entry.attempt, limit, delay))
@@ -838,7 +873,7 @@ class LifecycleManager:
                     out = self._revive(entry, "reconnected")
                 else:
                     log.warning("lifecycle: reconnect attempt %d/%d of %s failed: %s", entry.attempt,
-                                self._config.max_reconnect_attempts, entry.label(), _error_text(error))
+                                entry.max_attempts, entry.label(), _error_text(error))
                     self._schedule_attempt(entry, out)
         if unwanted and error is None:
             self._disconnect_quietly(entry, snapshot)
@@ -872,10 +907,10 @@ class LifecycleManager:
                 entry.ping = None  # restarted when the service becomes RUNNING again
                 if self._fleet is not None and status is not None:
                     # Another process may bring it back (a heartbeat, the leader's reconnect): keep looking.
-                    entry.ping = self._watchdog.call_later(self._config.heartbeat_interval_secs,
+                    entry.ping = self._watchdog.call_later(entry.ping_interval,
                                                            self._on_ping_due, entry)
                 return
-            entry.ping = self._watchdog.call_later(self._config.heartbeat_interval_secs, self._on_ping_due, entry)
+            entry.ping = self._watchdog.call_later(entry.ping_interval, self._on_ping_due, entry)
             if entry.ping_busy:
                 log.debug("lifecycle: ping of %s still running; this one is skipped", entry.label())
                 return
@@ -960,7 +995,7 @@ class LifecycleManager:
             raise InvalidState(f"service {entry.label()} was stopped while it was starting")
         if entry.hooks is not None and entry.hooks.ping is not None:
             with self._lock:
-                entry.ping = self._watchdog.call_later(self._config.heartbeat_interval_secs, self._on_ping_due, entry)
+                entry.ping = self._watchdog.call_later(entry.ping_interval, self._on_ping_due, entry)
         self._fleet.poke(self._timeout)
         self._dispatch(events)
         return entry.id

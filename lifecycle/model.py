@@ -137,7 +137,13 @@ class Capability:
 
 @dataclass(slots=True)
 class TransportConfig:
-    """How to reach a service. The manager reads only `auto_reconnect` and `timeout_secs`."""
+    """How to reach a service, and (optionally) its own timing.
+
+    The manager reads `auto_reconnect`, `timeout_secs` and the three per-service overrides
+    `heartbeat_timeout_secs`, `ping_interval_secs` and `max_reconnect_attempts`: None (the
+    default) means the manager's `LifecycleConfig` value. `max_retries` and
+    `heartbeat_interval_secs` describe the service for its users; the manager never reads them.
+    """
 
     transport_type: TransportType = TransportType.STDIO
     address: str | None = None
@@ -150,6 +156,9 @@ class TransportConfig:
     auto_reconnect: bool = True
     max_retries: int = 3
     heartbeat_interval_secs: float = 30.0
+    heartbeat_timeout_secs: float | None = None
+    ping_interval_secs: float | None = None
+    max_reconnect_attempts: int | None = None
 
     def __post_init__(self) -> None:
         self.transport_type = _transport_type(self.transport_type)
@@ -181,6 +190,16 @@ class TransportConfig:
         self.heartbeat_interval_secs = _validate.duration(
             self.heartbeat_interval_secs, "TransportConfig.heartbeat_interval_secs"
         )
+        for name in ("heartbeat_timeout_secs", "ping_interval_secs"):
+            if getattr(self, name) is not None:
+                setattr(self, name, _validate.duration(getattr(self, name), f"TransportConfig.{name}"))
+        if self.max_reconnect_attempts is not None:
+            _validate.integer(self.max_reconnect_attempts, "TransportConfig.max_reconnect_attempts", minimum=0)
+        if (self.heartbeat_timeout_secs is not None and self.ping_interval_secs is not None
+                and self.heartbeat_timeout_secs < self.ping_interval_secs):
+            raise FieldValueError("TransportConfig.heartbeat_timeout_secs", "order",
+                                  f"({self.heartbeat_timeout_secs!r}) must be >= "
+                                  f"TransportConfig.ping_interval_secs ({self.ping_interval_secs!r})")
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TransportConfig:
         clone = _shallow_copy(self)

@@ -211,6 +211,16 @@ class RegistryService:
                 self._retries.pop(id, None)
             return status
 
+    def set_retry_count(self, id: str, count: int) -> None:
+        """Record the manager's reconnect attempt count, so snapshots' `retry_count` equals `attempts(id)`."""
+        with self._lock:
+            if not isinstance(id, str) or id not in self._last:
+                raise _not_found(id)
+            if count:
+                self._retries[id] = count
+            else:
+                self._retries.pop(id, None)
+
     def expire(self, id: str, timeout: float, status: ServiceStatus) -> ServiceStatus | None:
         """If RUNNING and silent for `timeout` seconds, set `status` and return RUNNING; else None."""
         status = _status(status)

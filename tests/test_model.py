@@ -140,6 +140,10 @@ def test_transport_config_field_names_are_the_contract_ones():
         "auto_reconnect",
         "max_retries",
         "heartbeat_interval_secs",
+        # Per-service overrides of the manager's timing (issue "Operability"); None: the config's.
+        "heartbeat_timeout_secs",
+        "ping_interval_secs",
+        "max_reconnect_attempts",
     ]
 
 

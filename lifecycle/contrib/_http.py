@@ -173,10 +173,22 @@ def describe_service(service: ExtensionService, now: float) -> dict[str, Any]:
     }
 
 
+def supervision(manager: LifecycleManager, row: dict[str, Any]) -> dict[str, Any]:
+    """Add to a described service what the manager's supervision uses: `restarts` in the window
+    (with `max_restarts`) and the phi detector's suspicion `phi` (with ``detector="phi"``)."""
+    config = manager.config
+    if config.max_restarts is not None:
+        row["restarts"] = manager.restarts(row["id"])
+    if config.detector == "phi":
+        row["phi"] = round(manager.phi(row["id"]), 2)
+    return row
+
+
 def list_services(manager: LifecycleManager) -> Reply:
     """GET /services: every managed service, in registration order."""
     now = time.monotonic()
-    return Reply(200, [describe_service(service, now) for service in manager.registry.list_all()])
+    return Reply(200, [supervision(manager, describe_service(service, now))
+                       for service in manager.registry.list_all()])
 
 
 def get_service(manager: LifecycleManager, id: str) -> Reply:
@@ -184,7 +196,7 @@ def get_service(manager: LifecycleManager, id: str) -> Reply:
     service = manager.registry.get(id) if _valid_id(id) else None
     if service is None:
         return _unknown(id)
-    return Reply(200, describe_service(service, time.monotonic()))
+    return Reply(200, supervision(manager, describe_service(service, time.monotonic())))
 
 
 def healthz(manager: LifecycleManager) -> Reply:
@@ -235,7 +247,7 @@ def status(manager: LifecycleManager) -> Reply:
     counts = dict.fromkeys((str(s) for s in ServiceStatus), 0)
     rows = []
     for service in services:
-        row = describe_service(service, now)
+        row = supervision(manager, describe_service(service, now))
         # A shared registry keeps the attempt in the record; asking the manager would cost a round trip each.
         row["attempt"] = service.retry_count if fleet else manager.attempts(service.id)
         counts[row["status"]] = counts.get(row["status"], 0) + 1

@@ -90,12 +90,22 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+_OPTIONAL_COLUMNS = (
+    ("restarts", "RESTARTS"),  # with max_restarts: restarts within the window
+    ("phi", "PHI"),  # with the phi detector: the suspicion level now
+)
+
+
 def render_table(services: list[dict[str, Any]]) -> str:
-    """Fixed-width columns sized to their content, one row per service."""
+    """Fixed-width columns sized to their content, one row per service.
+
+    RESTARTS and PHI are shown when the server reports them (restart intensity, the phi detector).
+    """
     if not services:
         return "No lifecycle services."
-    rows = [[title for _, title in _COLUMNS]]
-    rows += [[_cell(service.get(key)) for key, _ in _COLUMNS] for service in services]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    columns = [*_COLUMNS, *(column for column in _OPTIONAL_COLUMNS if any(column[0] in s for s in services))]
+    rows = [[title for _, title in columns]]
+    rows += [[_cell(service.get(key)) for key, _ in columns] for service in services]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = ("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
     return "\n".join(line.rstrip() for line in lines)
