@@ -33,7 +33,7 @@ from .connector import Hooks
 from .errors import RegistryUnavailable
 from .events import LifecycleEvent
 from .fleet import Plan, SharedRegistry, Sweep
-from .model import ExtensionService
+from .model import ExtensionService, ServiceStatus
 from .pool import WorkerPool
 from .subscription import Subscription
 from .watchdog import Timer, Watchdog
@@ -288,7 +288,8 @@ class FleetMode:
             except Exception as exc:
                 self._attempt_done(sid, attempt, exc, service)
             else:
-                self._attempt_done(sid, attempt, None, service, ok=True)
+                if not self._attempt_done(sid, attempt, None, service, ok=True):
+                    self._close_late(sid, service, hooks)
             return
         future: Future[Any] = self._pool.submit(hooks.connect, service)
         timer = self._watchdog.call_later(service.transport.timeout_secs, self._attempt_timed_out, sid, attempt,
@@ -307,9 +308,28 @@ class FleetMode:
                     log.warning("lifecycle: disconnect of late connection %s failed: %s", sid, exc)
             return
         if error is None:
-            self._report(sid, attempt, True, service)
+            if not self._report(sid, attempt, True, service):
+                self._close_late(sid, service, hooks)
         else:
             self._report(sid, attempt, False, service, f"{type(error).__name__}: {error}")
+
+    def _close_late(self, sid: str, service: ExtensionService, hooks: Hooks) -> None:
+        """A connect whose outcome was not applied (the service stopped, or we were fenced): close what it opened.
+
+        Kept, as in the in-memory manager, if the service is RUNNING again (a heartbeat revived it meanwhile).
+        """
+        if hooks.disconnect is None:
+            return
+        try:
+            live = self.registry.silence(sid)
+        except RegistryUnavailable:
+            live = None
+        if live is not None and live[0] is ServiceStatus.RUNNING:
+            return
+        try:
+            hooks.disconnect(service)
+        except Exception as exc:
+            log.warning("lifecycle: disconnect of late connection %s failed: %s", sid, exc)
 
     def _attempt_timed_out(self, sid: str, attempt: int, service: ExtensionService) -> None:
         if self._take_inflight(sid, attempt):
@@ -323,12 +343,13 @@ class FleetMode:
             return True
 
     def _attempt_done(self, sid: str, attempt: int, error: BaseException | None, service: ExtensionService,
-                      why: str = "", *, ok: bool = False) -> None:
+                      why: str = "", *, ok: bool = False) -> bool:
         with self._lock:
             self._inflight.pop(sid, None)
-        self._report(sid, attempt, ok, service, why or (f"{type(error).__name__}: {error}" if error else ""))
+        return self._report(sid, attempt, ok, service, why or (f"{type(error).__name__}: {error}" if error else ""))
 
-    def _report(self, sid: str, attempt: int, ok: bool, service: ExtensionService, why: str = "") -> None:
+    def _report(self, sid: str, attempt: int, ok: bool, service: ExtensionService, why: str = "") -> bool:
+        """Record an attempt's outcome; False if it was not applied (stale, fenced or lost)."""
         if not ok:
             log.warning("lifecycle: reconnect attempt %d/%d of %r (%s) failed: %s", attempt,
                         self.config.max_reconnect_attempts, service.name, sid, why)
@@ -338,13 +359,14 @@ class FleetMode:
         except RegistryUnavailable as exc:
             log.warning("lifecycle: the outcome of attempt %d of %s is lost (%s); the next leader retries it",
                         attempt, sid, exc)
-            return
+            return False
         if events is None:
             self._set_leader(False, 0.0)
-            return
+            return False
         if events and not ok:
             self.poke_plan(plan)
         self._dispatch(events)
+        return bool(events)
 
     # -- ending --------------------------------------------------------------------------------
 

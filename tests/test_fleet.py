@@ -918,3 +918,50 @@ def test_pings_resume_after_an_outage_and_are_not_logged_per_ping(make, fresh_re
     noisy = [r for r in caplog.records if r.levelno >= logging.WARNING and "keeps trying" not in r.getMessage()
              and "reachable again" not in r.getMessage() and "fresh full timeout" not in r.getMessage()]
     assert len(noisy) <= 1, [r.getMessage() for r in noisy]
+
+
+def test_a_connection_made_after_another_manager_stopped_the_service_is_closed(make, events):
+    release = threading.Event()
+    connecting = threading.Event()
+
+    def block(n: int) -> None:
+        if n == 2:  # the reconnect attempt: hold it until the service is stopped elsewhere
+            connecting.set()
+            release.wait(WAIT)
+
+    connector = Counting(on_call=block)
+    a, b = make(), make()
+    leader = leader_of([a, b])
+    other = b if leader is a else a
+    sid = leader.start_service(ExtensionService("svc", "1"), connector=connector)
+    leader.handle_error(sid, "boom")
+    assert connecting.wait(WAIT)
+    other.stop_service(sid)
+    release.set()
+    eventually(lambda: connector.disconnects == [sid], what="the late connection to be closed")
+    assert events.of(Reconnected) == []
+
+
+def test_a_connection_made_after_a_heartbeat_revived_the_service_is_kept(make, events):
+    release = threading.Event()
+    connecting = threading.Event()
+
+    def block(n: int) -> None:
+        if n == 2:
+            connecting.set()
+            release.wait(WAIT)
+
+    connector = Counting(on_call=block)
+    a, b = make(), make()
+    leader = leader_of([a, b])
+    other = b if leader is a else a
+    sid = leader.start_service(ExtensionService("svc", "1"), connector=connector)
+    leader.handle_error(sid, "boom")
+    assert connecting.wait(WAIT)
+    other.handle_heartbeat(sid)  # the service is back on its own
+    release.set()
+    eventually(lambda: len(connector.calls) == 2, what="the attempt to return")
+    assert leader.get_status(sid) is ServiceStatus.RUNNING
+    leader.shutdown()  # waits for the pool: a disconnect of the late connection would have happened
+    assert connector.disconnects == []
+    assert len(events.of(Reconnected)) == 1  # the heartbeat's revival, not the attempt
