@@ -343,3 +343,21 @@ def test_children_work_with_the_pytest_plugins_frozen_time(frozen_lifecycle, mak
     frozen_lifecycle.advance(FAST.reconnect_delay_ms / 1000)  # the attempt runs inline: a new child
     assert manager.get_status(sid) is ServiceStatus.RUNNING
     assert connector.pid(sid) not in (None, first)
+
+
+def test_a_child_crashing_again_and_again_is_stopped_by_the_restart_limit(record):
+    from lifecycle.events import ServiceFlapping
+
+    connector = SubprocessConnector()
+    config = LifecycleConfig(heartbeat_interval_secs=0.1, heartbeat_timeout_secs=0.5, reconnect_delay_ms=50,
+                             max_reconnect_delay_ms=100, jitter=0.0, max_restarts=2, restart_window_secs=60.0)
+    manager = LifecycleManager(config=config, connector=connector)
+    events = record(manager)
+    try:
+        sid = manager.start_service(child_service("flappy", "crash", "0.2"))
+        assert events.wait_for(lambda es: any(isinstance(e, ServiceFlapping) for e in es), timeout=WAIT * 2)
+        assert len(events.of(Error)) == 3 and len(events.of(Reconnected)) == 2  # two restarts, the third refused
+        assert manager.get_status(sid) is ServiceStatus.ERROR
+        assert connector.pid(sid) is None  # the last child exited and was reaped; none was spawned after it
+    finally:
+        manager.shutdown()
