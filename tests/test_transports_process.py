@@ -204,6 +204,8 @@ def test_ping_goes_through_stdin_when_enabled(record):
 
 
 def test_bad_transport_settings_fail_the_start_and_leave_nothing(record):
+    loop_idle()
+    fds_before = io_fds()
     threads_before = set(threading.enumerate())
     manager = LifecycleManager(config=FAST, connector=SubprocessConnector())
     try:
@@ -219,6 +221,7 @@ def test_bad_transport_settings_fail_the_start_and_leave_nothing(record):
     finally:
         manager.shutdown()
     loop_idle()
+    assert io_fds() == fds_before  # failed spawns and killed silent children left no pipe or pidfd
     wait_until(lambda: not [t for t in threading.enumerate() if t not in threads_before and t.is_alive()],
                what="every new thread to end")
 
