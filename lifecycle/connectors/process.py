@@ -221,6 +221,8 @@ class ProcessChannel(Channel):
         """True once the child has exited (reaped or not); never reaps it."""
         if self.proc.returncode is not None:
             return True
+        if not hasattr(os, "waitid"):  # macOS: no way to peek, so reap (pid reuse is then possible)
+            return self.proc.poll() is not None
         try:
             info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
