@@ -31,7 +31,7 @@ from .backoff import ExponentialBackoff
 from .config import LifecycleConfig
 from .connector import Hooks
 from .errors import RegistryUnavailable
-from .events import LifecycleEvent
+from .events import HeartbeatTimeout, LifecycleEvent
 from .fleet import Plan, SharedRegistry, Sweep
 from .model import ExtensionService, ServiceStatus
 from .pool import WorkerPool
@@ -194,8 +194,7 @@ class FleetMode:
         if sweep.rebased:
             log.warning("lifecycle: nobody watched the fleet's deadlines for a while (outage, restart or "
                         "failover); %d service(s) get a fresh full timeout", sweep.rebased)
-        for sid in sweep.due:
-            self._expire(sid)
+        self._expire(sweep)
         for sid, attempt in sweep.attempts:
             self._attempt(sid, attempt)
         if len(sweep.due) >= _SWEEP_LIMIT or len(sweep.attempts) >= _SWEEP_LIMIT:
@@ -211,7 +210,7 @@ class FleetMode:
         sweep = self._claim()
         if sweep is None:
             return []
-        return [sid for sid in sweep.due if self._expire(sid)]
+        return self._expire(sweep)
 
     def _set_leader(self, leader: bool, asked: float) -> None:
         if leader:
@@ -253,20 +252,27 @@ class FleetMode:
 
     # -- the leader's actions --------------------------------------------------------------
 
-    def _expire(self, sid: str) -> bool:
-        service = self.registry.get(sid)
-        if service is None:
-            return False
-        plan = self.plan(1, self.auto_reconnect(service))
-        events = self.registry.expire_due(sid, self.owner, self.timeout, plan)
+    def _expire(self, sweep: Sweep) -> list[str]:
+        """Time out the sweep's due services in one atomic step; return the ids it timed out."""
+        if not sweep.due:
+            return []
+        plans: list[tuple[str, Plan]] = [
+            (sid, self.plan(1, self.config.auto_reconnect and sweep.details.get(sid, ("", True))[1]))
+            for sid in sweep.due
+        ]
+        events = self.registry.expire_many(self.owner, self.timeout, plans)
         if events is None:
             self._set_leader(False, 0.0)
-            return False
-        if events:
-            log.warning("lifecycle: service %r (%s) missed its heartbeat deadline", service.name, sid)
-            self.poke_plan(plan)
-            self._dispatch(events)
-        return bool(events)
+            return []
+        expired = [e.service_id for e in events if isinstance(e, HeartbeatTimeout)]
+        for sid in expired:
+            log.warning("lifecycle: service %r (%s) missed its heartbeat deadline", sweep.details.get(sid, ("?",))[0],
+                        sid)
+        delays = [plan.delay for sid, plan in plans if plan.mode == "retry" and sid in expired]
+        if delays:
+            self.poke(min(delays))
+        self._dispatch(events)
+        return list(expired)
 
     def _attempt(self, sid: str, attempt: int) -> None:
         """Run claimed attempt `attempt` of `sid`: `connect` off the watchdog thread, bounded by its timeout."""

@@ -214,6 +214,26 @@ end
 return {'expired', OUT}
 """
 
+# ARGV[4..]: owner, n, then n times: id, plan mode, attempt, delay_us, max -- the leader's batch of
+# EXPIRE: each service still RUNNING and silent times out and gets its plan; the others are left alone.
+EXPIRE_MANY = """
+if fenced(ARGV[4]) then return {'fenced'} end
+for j = 0, tonumber(ARGV[5]) - 1 do
+  local b = 6 + j * 5
+  local id = ARGV[b]
+  if redis.call('HGET', K_STATUS, id) == 'running' then
+    local last = redis.call('HGET', K_LAST, id)
+    if last and tonumber(last) + TIMEOUT > NOW then
+      redis.call('ZADD', K_DL, s(tonumber(last) + TIMEOUT), id)
+    else
+      emit('heartbeat_timeout', id)
+      plan(id, ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4])
+    end
+  end
+end
+return {'ok', OUT}
+"""
+
 # ARGV[4..]: owner, ttl_ms, a new generation marker (used if the server has none)
 LEASE = """
 local owner = ARGV[4]
@@ -258,7 +278,12 @@ if (not tick) or NOW - tonumber(tick) > grace then
   rebased = #ids
 end
 redis.call('SET', K_TICK, s(NOW))
-local due = redis.call('ZRANGEBYSCORE', K_DL, '-inf', s(NOW), 'LIMIT', 0, limit)
+local due = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_DL, '-inf', s(NOW), 'LIMIT', 0, limit)) do
+  -- name and the transport's auto_reconnect: what the leader needs to plan, without a read per service
+  local svc = cjson.decode(redis.call('HGET', K_SVC, id) or '{"name":"","transport":{"auto_reconnect":true}}')
+  due[#due + 1] = {id, svc.name, svc.transport.auto_reconnect and '1' or '0'}
+end
 local claimed = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_TODO, '-inf', s(NOW), 'LIMIT', 0, limit)) do
   redis.call('ZADD', K_TODO, s(NOW + claim), id)
@@ -352,7 +377,7 @@ return {'ok'}
 # claims): the caller passes an operation id as the last ARGV, and a repeat gets the first reply,
 # kept for `_OPS_KEEP_US`. HEARTBEAT, LEASE and RELEASE are idempotent and skip the bookkeeping.
 ONCE = frozenset({"REGISTER", "RESTORE", "UNREGISTER", "ACTIVATE", "SET_STATUS", "REPORT_ERROR", "BEGIN_STOP",
-                  "EXPIRE", "SWEEP", "ATTEMPT_DONE", "HEALTH_CHECK"})
+                  "EXPIRE", "EXPIRE_MANY", "SWEEP", "ATTEMPT_DONE", "HEALTH_CHECK"})
 
 _OPS_KEEP_US = 60_000_000
 

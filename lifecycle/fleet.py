@@ -9,7 +9,7 @@ events are produced, exactly once. See docs/fleet.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from .events import LifecycleEvent
@@ -43,6 +43,9 @@ class Sweep:
     attempts: list[tuple[ServiceId, int]]
     next_in: float | None  # seconds until the next deadline or attempt; None when there is none
     rebased: int = 0  # services given a fresh full timeout after an outage
+    # For each due service: its name and its transport's auto_reconnect, so the leader can plan
+    # every expiry of the batch without reading each service.
+    details: dict[ServiceId, tuple[str, bool]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,10 @@ class SharedRegistry(Registry, Protocol):
 
     def expire_due(self, id: str, owner: str, timeout: float, plan: Plan) -> _Events | None:
         """Leader: if RUNNING and silent for `timeout`, `heartbeat_timeout` and apply `plan`."""
+        ...
+
+    def expire_many(self, owner: str, timeout: float, plans: list[tuple[str, Plan]]) -> _Events | None:
+        """Leader: `expire_due` for a batch, in one atomic step; the events of every service it timed out."""
         ...
 
     def attempt_done(self, id: str, owner: str, attempt: int, ok: bool, plan: Plan, *,

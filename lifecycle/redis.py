@@ -61,6 +61,7 @@ _Events = list[LifecycleEvent]
 _Services = list[ExtensionService]
 _Rows = list[tuple[str, LifecycleEvent]]
 _Ids = list[ServiceId]
+_Plans = list[tuple[str, Plan]]
 _CONNECTION_ERRORS = (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError)
 
 
@@ -189,8 +190,8 @@ class RedisRegistry:
         self._where = (str(kwargs.get("host", kwargs.get("path", "?"))), kwargs.get("port"))
         self._scripts = {
             name: client.register_script(scripts.source(name))
-            for name in ("REGISTER", "RESTORE", "UNREGISTER", "HEARTBEAT", "ACTIVATE", "SET_STATUS",
-                         "REPORT_ERROR", "BEGIN_STOP", "EXPIRE", "LEASE", "RELEASE", "SWEEP", "ATTEMPT_DONE",
+            for name in ("REGISTER", "RESTORE", "UNREGISTER", "HEARTBEAT", "ACTIVATE", "SET_STATUS", "REPORT_ERROR",
+                         "BEGIN_STOP", "EXPIRE", "EXPIRE_MANY", "LEASE", "RELEASE", "SWEEP", "ATTEMPT_DONE",
                          "GET", "SILENCE", "LIST", "STATS", "HEALTH_CHECK", "CLEAR")
         }
 
@@ -480,11 +481,20 @@ class RedisRegistry:
         _, due, claimed, next_us, rebased = result
         nxt = int(_text(next_us))
         return Sweep(
-            due=[ServiceId(_text(i)) for i in due],
+            due=[ServiceId(_text(row[0])) for row in due],
+            details={ServiceId(_text(i)): (_text(name), _text(auto) == "1") for i, name, auto in due},
             attempts=[(ServiceId(_text(i)), int(_text(k))) for i, k in claimed],
             next_in=None if nxt < 0 else nxt / _US,
             rebased=int(rebased),
         )
+
+    def expire_many(self, owner: str, timeout: float, plans: _Plans) -> _Events | None:
+        """`expire_due` for a batch in one script: None when fenced, else the events of those it timed out."""
+        if not plans:
+            return []
+        flat = [x for sid, plan in plans for x in (sid, *_plan_args(plan))]
+        result = self._run("EXPIRE_MANY", owner, len(plans), *flat, timeout=timeout)
+        return None if _text(result[0]) == "fenced" else _events(result[1])
 
     def expire_due(self, id: str, owner: str, timeout: float, plan: Plan) -> _Events | None:
         """If RUNNING and silent for `timeout`: `heartbeat_timeout`, then `plan`. None when fenced."""
