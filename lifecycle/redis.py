@@ -185,7 +185,6 @@ class RedisRegistry:
         self._client = client
         prefix = f"lifecycle:{{{namespace}}}:"
         self.keys = {name: prefix + name for name in scripts.KEYS}
-        self._key_list = [self.keys[name] for name in scripts.KEYS]
         kwargs = client.connection_pool.connection_kwargs
         self._where = (str(kwargs.get("host", kwargs.get("path", "?"))), kwargs.get("port"))
         self._scripts = {
@@ -194,6 +193,7 @@ class RedisRegistry:
                          "BEGIN_STOP", "EXPIRE", "EXPIRE_MANY", "LEASE", "RELEASE", "SWEEP", "ATTEMPT_DONE",
                          "GET", "SILENCE", "LIST", "STATS", "HEALTH_CHECK", "CLEAR")
         }
+        self._declared = {name: [self.keys[key] for key in scripts.keys_for(name)] for name in self._scripts}
 
     @classmethod
     def from_url(cls, url: str, *, namespace: str = "lifecycle", heartbeat_timeout_secs: float = 60.0,
@@ -237,7 +237,7 @@ class RedisRegistry:
     def _run(self, name: str, *args: object, timeout: float | None = None) -> list[Any]:
         argv = self._argv(name, args, timeout)
         try:
-            result = self._scripts[name](keys=self._key_list, args=argv)
+            result = self._scripts[name](keys=self._declared[name], args=argv)
         except _CONNECTION_ERRORS as exc:
             raise self._unavailable(exc) from None
         return list(result)
@@ -360,7 +360,7 @@ class RedisRegistry:
         try:
             with self._client.pipeline(transaction=False) as pipe:
                 for id in ids:
-                    script(keys=self._key_list, args=self._argv("HEARTBEAT", (id,), timeout), client=pipe)
+                    script(keys=self._declared["HEARTBEAT"], args=self._argv("HEARTBEAT", (id,), timeout), client=pipe)
                 replies = pipe.execute()
         except _CONNECTION_ERRORS as exc:
             raise self._unavailable(exc) from None
