@@ -11,12 +11,11 @@ to the log, each as a flat field list that `lifecycle.redis` decodes.
 from __future__ import annotations
 
 KEYS = ("svc", "reg", "names", "status", "last", "upd", "attempt", "dl", "todo", "claim",
-        "lease", "epoch", "tick", "gen", "events", "ops", "opsz")
+        "lease", "epoch", "tick", "gen", "events")
 
 _LUA_NAMES = {"svc": "K_SVC", "reg": "K_REG", "names": "K_NAMES", "status": "K_STATUS", "last": "K_LAST",
               "upd": "K_UPD", "attempt": "K_ATT", "dl": "K_DL", "todo": "K_TODO", "claim": "K_CLAIM",
-              "lease": "K_LEASE", "epoch": "K_EPOCH", "tick": "K_TICK", "gen": "K_GEN", "events": "K_EVENTS",
-              "ops": "K_OPS", "opsz": "K_OPSZ"}
+              "lease": "K_LEASE", "epoch": "K_EPOCH", "tick": "K_TICK", "gen": "K_GEN", "events": "K_EVENTS"}
 
 # Every declared key costs each call a little (about 1 us on loopback), so the frequent scripts
 # declare only the keys they may touch; the others declare them all.
@@ -391,16 +390,19 @@ return {'ok'}
 # redis-py re-sends a command whose reply was lost (a broken connection, a socket timeout), so a
 # script may run twice. These scripts are not idempotent by themselves (a second REGISTER finds
 # its own service and refuses it, a second BEGIN_STOP finds STOPPING, a second SWEEP finds its own
-# claims): the caller passes an operation id as the last ARGV, and a repeat gets the first reply,
-# kept for `_OPS_KEEP_US`. HEARTBEAT, LEASE and RELEASE are idempotent and skip the bookkeeping.
+# claims): the caller declares a key of the call's own, `op:<operation id>`, as the last KEY, and a
+# repeat gets the first reply, kept for `OP_KEEP_MS`. HEARTBEAT, LEASE and RELEASE are idempotent
+# and skip the bookkeeping.
 ONCE = frozenset({"REGISTER", "RESTORE", "UNREGISTER", "ACTIVATE", "SET_STATUS", "REPORT_ERROR", "BEGIN_STOP",
                   "EXPIRE", "EXPIRE_MANY", "SWEEP", "ATTEMPT_DONE", "HEALTH_CHECK"})
 
-_OPS_KEEP_US = 60_000_000
+OP_KEEP_MS = 60_000
 
+# The operation's own key (`op:<id>`, declared last) holds its reply for a minute and expires on
+# its own, so a burst of calls leaves nothing behind to prune.
 _ONCE_HEAD = """
-local OP = ARGV[#ARGV]
-local kept = redis.call('HGET', K_OPS, OP)
+local K_OP = KEYS[#KEYS]
+local kept = redis.call('GET', K_OP)
 if kept then return cjson.decode(kept) end
 local function body()
 """
@@ -408,13 +410,7 @@ local function body()
 _ONCE_TAIL = f"""
 end
 local reply = body()
-redis.call('HSET', K_OPS, OP, cjson.encode(reply))
-redis.call('ZADD', K_OPSZ, s(NOW), OP)
-local old = redis.call('ZRANGEBYSCORE', K_OPSZ, '-inf', s(NOW - {_OPS_KEEP_US}), 'LIMIT', 0, 100)
-if #old > 0 then
-  redis.call('HDEL', K_OPS, unpack(old))
-  redis.call('ZREM', K_OPSZ, unpack(old))
-end
+redis.call('SET', K_OP, cjson.encode(reply), 'PX', {OP_KEEP_MS})
 return reply
 """
 

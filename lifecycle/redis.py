@@ -185,6 +185,7 @@ class RedisRegistry:
         self._client = client
         prefix = f"lifecycle:{{{namespace}}}:"
         self.keys = {name: prefix + name for name in scripts.KEYS}
+        self._op_prefix = prefix + "op:"
         kwargs = client.connection_pool.connection_kwargs
         self._where = (str(kwargs.get("host", kwargs.get("path", "?"))), kwargs.get("port"))
         self._scripts = {
@@ -229,15 +230,18 @@ class RedisRegistry:
     def _argv(self, name: str, args: Sequence[object], timeout: float | None) -> list[str]:
         head = [str(self.events_maxlen), _us(self.heartbeat_timeout_secs if timeout is None else timeout),
                 "1" if self.log_heartbeats else "0"]
-        argv = head + [str(a) for a in args]
-        if name in scripts.ONCE:
-            argv.append(uuid.uuid4().hex)  # one id per call, however often redis-py re-sends it
-        return argv
+        return head + [str(a) for a in args]
+
+    def _keys(self, name: str) -> list[str]:
+        if name not in scripts.ONCE:
+            return self._declared[name]
+        # A key of the call's own, made once per call however often redis-py re-sends it.
+        return [*self._declared[name], self._op_prefix + uuid.uuid4().hex]
 
     def _run(self, name: str, *args: object, timeout: float | None = None) -> list[Any]:
         argv = self._argv(name, args, timeout)
         try:
-            result = self._scripts[name](keys=self._declared[name], args=argv)
+            result = self._scripts[name](keys=self._keys(name), args=argv)
         except _CONNECTION_ERRORS as exc:
             raise self._unavailable(exc) from None
         return list(result)
