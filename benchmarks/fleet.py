@@ -278,8 +278,12 @@ def part_scale(url: str, quick: bool, server_pid: int) -> dict[str, Any]:
     took = time.perf_counter() - t0
     after = int(client.info("memory")["used_memory"])
     log_bytes = int(client.memory_usage(registry.keys["events"]) or 0)
-    # Replies kept for 60 s so that a re-sent script runs once: transient, not per service.
-    ops_bytes = sum(int(client.memory_usage(registry.keys[k]) or 0) for k in ("ops", "opsz"))
+    # Replies kept for 60 s so that a re-sent script runs once, one key each: transient, not per
+    # service. Counted with SCAN; their size estimated from a sample.
+    op_keys = list(client.scan_iter(match=f"lifecycle:{{{namespace}}}:op:*", count=10_000))
+    sample = op_keys[:200]
+    mean = sum(int(client.memory_usage(k) or 0) for k in sample) / max(1, len(sample))
+    ops_bytes = int(mean * len(op_keys))
     per = (after - before) / n
     per_steady = (after - before - log_bytes - ops_bytes) / n
 

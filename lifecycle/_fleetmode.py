@@ -64,6 +64,7 @@ class FleetMode:
         dispatch: _Dispatch,
         hooks_for: Callable[[str], Hooks | None],
         local_services: Callable[[], list[ExtensionService]],
+        adopt: Callable[[ExtensionService], None],
     ) -> None:
         self.registry = registry
         self.config = config
@@ -77,6 +78,7 @@ class FleetMode:
         self._dispatch = dispatch
         self._hooks_for = hooks_for
         self._local_services = local_services
+        self._adopt = adopt
         self._lock = threading.Lock()
         self.owner = _owner_token()
         self.leader = False
@@ -371,6 +373,10 @@ class FleetMode:
             return False
         if events and not ok:
             self.poke_plan(plan)
+        if events and ok:
+            # Our connector made the connection: we hold it now, so we ping it (the process that
+            # started the service may be gone).
+            self._adopt(service)
         self._dispatch(events)
         return bool(events)
 

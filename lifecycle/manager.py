@@ -216,7 +216,7 @@ class LifecycleManager:
         if isinstance(registry, SharedRegistry):
             self._fleet = FleetMode(
                 registry, config, self._backoff, lambda attempt: self._backoff.delay(attempt, self._rng),
-                self._watchdog, self._pool, self._dispatch, self._hooks_for, self._local_specs,
+                self._watchdog, self._pool, self._dispatch, self._hooks_for, self._local_specs, self._fleet_adopt,
             )
         _register_fork_hook(self)
         if self._fleet is not None:
@@ -999,6 +999,23 @@ class LifecycleManager:
         self._fleet.poke(self._timeout)
         self._dispatch(events)
         return entry.id
+
+    def _fleet_adopt(self, service: ExtensionService) -> None:
+        """The leader reconnected `service` with this manager's connector: this process pings it from now on."""
+        hooks = self._hooks
+        if hooks is None:
+            return
+        with self._lock:
+            if self._closed or service.id in self._entries:
+                return
+            entry = _Entry(service, hooks, self._config.auto_reconnect and service.transport.auto_reconnect)
+            entry.timeout = self._timeout  # fleet mode has no per-service timing
+            entry.ping_interval = float(self._config.heartbeat_interval_secs)
+            entry.max_attempts = self._config.max_reconnect_attempts
+            entry.spec = copy.deepcopy(service)
+            self._entries[entry.id] = entry
+            if hooks.ping is not None:
+                entry.ping = self._watchdog.call_later(entry.ping_interval, self._on_ping_due, entry)
 
     def _fleet_stop(self, id: str, deadline: float | None) -> None:
         _check_id(id)

@@ -730,6 +730,24 @@ def test_pings_keep_a_service_alive_again_after_it_was_reconnected(make, events)
     assert a.get_status(sid) is ServiceStatus.RUNNING
 
 
+def test_the_leader_pings_a_service_it_reconnected_once_its_starter_is_gone(make, events):
+    """Pings come from the process holding the connection: the starter, then the leader that reconnected it."""
+    config = LifecycleConfig(heartbeat_interval_secs=0.1, heartbeat_timeout_secs=0.6, reconnect_delay_ms=50,
+                             max_reconnect_delay_ms=50, max_reconnect_attempts=3, jitter=0.0)
+    held = Pinging()
+    b = make(config=config, connector=held)
+    leader_of([b])
+    a = make(config=config, connector=Pinging())
+    sid = a.start_service(ExtensionService("adopted", "1"))
+    a.shutdown()  # the starter and its pings are gone; the service stays registered in the fleet
+    assert events.wait_of(Reconnected), "the leader never reconnected the silent service"
+    assert held.calls == [sid]
+    eventually(lambda: held.pings >= 3, what="the leader's pings")
+    # Pings are now its only heartbeats: without them it would time out again within a timeout.
+    assert not events.wait_of(HeartbeatTimeout, n=2, timeout=4 * config.heartbeat_timeout_secs)
+    assert b.get_status(sid) is ServiceStatus.RUNNING
+
+
 def test_a_reconnected_service_gets_the_managers_timeout_not_the_registrys(make, events):
     """The registry's own `heartbeat_timeout_secs` (60 s by default) is not the fleet's deadline."""
     a = make(connector=Counting())
