@@ -190,13 +190,14 @@ def emit(result: Result) -> None:
 
 
 def case_main(cases: Mapping[str, Case], argv: list[str] | None = None) -> int:
-    """CLI shared by the case modules: ``CASE N [--seconds S] [--jitter J] [--budget B]`` prints one JSON line."""
+    """CLI shared by the case modules: ``CASE N [--seconds S] [--jitter J] [--budget B] [--timeout T]`` prints one JSON line."""
     parser = argparse.ArgumentParser(description="Run one benchmark case and print one JSON line.")
     parser.add_argument("case", choices=sorted(cases))
     parser.add_argument("n", type=int, help="number of services")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of idle measurement windows")
     parser.add_argument("--jitter", type=float, default=0.5, help="reconnect jitter (storm case)")
     parser.add_argument("--budget", type=float, default=45.0, help="lag cases: seconds allowed for starting N")
+    parser.add_argument("--timeout", type=float, default=1.0, help="lag cases: heartbeat timeout, s (beats every 1/4)")
     args = parser.parse_args(argv)
     quiet_logging()
     base: Result = {"case": args.case, "n": args.n, "python": sys.version.split()[0]}

@@ -104,7 +104,7 @@ def run_lag(n: int, start_one: Callable[[int], Any], beat: Callable[[Any], objec
     Raises `GaveUp` if starting the services takes longer than `start_budget` seconds.
     """
     ids: list[Any] = []
-    beaters = Heartbeaters(ids, n, beat, spread=spread)
+    beaters = Heartbeaters(ids, n, beat, spread=spread, period=timeout / 4)
     beaters.start()
     t_start = time.monotonic()
     give_up_at = t_start + start_budget
