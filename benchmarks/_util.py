@@ -190,7 +190,7 @@ def emit(result: Result) -> None:
 
 
 def case_main(cases: Mapping[str, Case], argv: list[str] | None = None) -> int:
-    """CLI shared by the case modules: ``CASE N [--seconds S] [--jitter J] [--budget B] [--timeout T]`` prints one JSON line."""
+    """The case modules' CLI: ``CASE N [--seconds S] [--jitter J] [--budget B] [--timeout T]``, one JSON line."""
     parser = argparse.ArgumentParser(description="Run one benchmark case and print one JSON line.")
     parser.add_argument("case", choices=sorted(cases))
     parser.add_argument("n", type=int, help="number of services")

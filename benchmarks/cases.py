@@ -1,6 +1,6 @@
 """Measurements of the library itself; ``python -m benchmarks.cases CASE N`` prints one JSON line.
 
-Cases: start, heartbeat, throughput, idle, wakeups, lag, lag_spread, storm. Each runs in a fresh process.
+Cases: start, heartbeat, throughput, idle, wakeups, lag, lag_spread, storm, handoff. Each runs in a fresh process.
 """
 
 from __future__ import annotations
@@ -225,6 +225,50 @@ def case_lag_spread(n: int, args: argparse.Namespace) -> Result:
     return case_lag(n, args, spread=True)
 
 
+def case_handoff(n: int, args: argparse.Namespace) -> Result:
+    """How late a 10 ms watchdog timer runs while 2 threads heartbeat `n` services flat out (the GIL handoff)."""
+    config = LifecycleConfig(heartbeat_interval_secs=2.5, heartbeat_timeout_secs=10.0, auto_reconnect=False)
+    manager = LifecycleManager(config=config)
+    ids = start_many(manager, n)
+    stop = threading.Event()
+    beats = [0, 0]
+
+    def beat(k: int) -> None:
+        mine = ids[k::2]
+        while not stop.is_set():
+            for sid in mine:
+                manager.handle_heartbeat(sid)
+            beats[k] += len(mine)
+
+    late: list[float] = []
+    done = threading.Event()
+    watchdog = manager._watchdog
+
+    def tick(when: float) -> None:
+        late.append((time.monotonic() - when) * 1000.0)  # the callback's own clock
+        if len(late) >= 300:
+            done.set()
+            return
+        watchdog.call_at(time.monotonic() + 0.01, tick, time.monotonic() + 0.01)
+
+    threads = [threading.Thread(target=beat, args=(k,), daemon=True) for k in range(2)]
+    for t in threads:
+        t.start()
+    t0 = time.monotonic()
+    watchdog.call_at(t0 + 0.01, tick, t0 + 0.01)
+    done.wait(30.0)
+    stop.set()
+    for t in threads:
+        t.join()
+    return {
+        "late_p50_ms": quantile(late, 0.5),
+        "late_p99_ms": quantile(late, 0.99),
+        "late_max_ms": max(late, default=float("nan")),
+        "ticks": len(late),
+        "beats_per_s": sum(beats) / (time.monotonic() - t0),
+    }
+
+
 class _FlakyConnector:
     """`connect` succeeds at start, then fails the first `fails` reconnect calls per service."""
 
@@ -314,6 +358,7 @@ CASES = {
     "lag": case_lag,
     "lag_spread": case_lag_spread,
     "storm": case_storm,
+    "handoff": case_handoff,
 }
 
 if __name__ == "__main__":

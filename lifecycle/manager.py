@@ -501,7 +501,8 @@ class LifecycleManager:
             self._heartbeat_slow(entry)
         elif entry.history is not None:
             self._phi_beat(entry)
-        next(self._beats)
+        if not next(self._beats) & 31:
+            self._watchdog.yield_if_due()
         if _heartbeat_received.receivers or self._subscriptions:
             self._dispatcher.dispatch(self, (Heartbeat(entry.id, time.monotonic()),), self._subscriptions)
 
@@ -520,7 +521,7 @@ class LifecycleManager:
                 when = now + self._limit(entry)
                 if when < deadline.when:
                     deadline.cancel()
-                    entry.deadline = self._watchdog.call_at(when, self._on_deadline, entry)
+                    entry.deadline = self._watchdog.call_at_batched(when, self._on_deadlines, entry)
 
     def _limit(self, entry: _Entry) -> float:
         """Seconds of silence after which the service is timed out: the fixed timeout, or phi's (capped by it)."""
@@ -698,7 +699,7 @@ class LifecycleManager:
             # An armed deadline that is later would fire too late; an earlier one re-arms itself when it fires.
             if entry.deadline is not None:
                 entry.deadline.cancel()
-            entry.deadline = self._watchdog.call_at(when, self._on_deadline, entry)
+            entry.deadline = self._watchdog.call_at_batched(when, self._on_deadlines, entry)
         if entry.hooks is not None and entry.hooks.ping is not None:
             if entry.ping is not None:
                 entry.ping.cancel()
@@ -801,25 +802,45 @@ class LifecycleManager:
 
     # -- internals: timer actions (run on the watchdog or in run_pending) ----------------
 
-    def _on_deadline(self, entry: _Entry) -> None:
+    def _on_deadlines(self, entries: list[_Entry]) -> None:
+        """The deadlines of one watchdog slot: one lock, one registry read, events sent after both.
+
+        Most deadlines find a newer heartbeat and are re-armed for it; the silent services are
+        timed out. A registry without `silence_many` (the optional batched read) is asked per id.
+        """
         out: list[LifecycleEvent] = []
+        action = self._on_deadlines
+        rearm: list[tuple[float, _Entry]] = []
         with self._lock:
-            if not self._current(entry):
+            entries = [entry for entry in entries if self._current(entry)]
+            if not entries:
                 return
-            entry.deadline = None
-            live = self._registry.silence(entry.id)
-            if live is None or live[0] is not RUNNING:
-                return  # re-armed when the service becomes RUNNING again
-            silent = live[1]
-            limit = self._limit(entry)
-            if silent is not None and silent < limit:
-                # The registry's clock says how long is left; our clock says when that is.
-                entry.deadline = self._watchdog.call_later(limit - silent, self._on_deadline, entry)
-                return
-            if not self._expire(entry, out, None if silent is None else silent - limit, limit):
-                # A heartbeat landed between the check and the expiry: follow its deadline.
-                entry.deadline = self._watchdog.call_later(limit, self._on_deadline, entry)
-                return
+            ids = [entry.id for entry in entries]
+            silence_many = getattr(self._registry, "silence_many", None)
+            lives = silence_many(ids) if silence_many is not None else [self._registry.silence(id) for id in ids]
+            now = time.monotonic()
+            fixed = self._phi is None
+            for entry, live in zip(entries, lives, strict=True):
+                entry.deadline = None
+                if live is None or live[0] is not RUNNING:
+                    continue  # re-armed when the service becomes RUNNING again
+                silent = live[1]
+                limit = self._timeout if fixed else self._limit(entry)
+                if silent is not None and silent < limit:
+                    # The registry's clock says how long is left; our clock says when that is.
+                    rearm.append((now + limit - silent, entry))
+                    continue
+                try:
+                    expired = self._expire(entry, out, None if silent is None else silent - limit, limit)
+                except Exception:
+                    # As a lone timer's would be: logged, and the rest of the slot still checked.
+                    log.exception("lifecycle: the deadline of %s raised; the watchdog goes on", entry.label())
+                    continue
+                if not expired:
+                    # A heartbeat landed between the check and the expiry: follow its deadline.
+                    rearm.append((time.monotonic() + limit, entry))
+            for timer, (_, entry) in zip(self._watchdog.call_many_batched(action, rearm), rearm, strict=True):
+                entry.deadline = timer
         self._dispatch(out)
 
     def _on_attempt_due(self, entry: _Entry, attempt: int) -> None:

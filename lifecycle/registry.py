@@ -11,6 +11,7 @@ import copy
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -97,6 +98,11 @@ class Registry(Protocol):
     def __contains__(self, id: object) -> bool: ...
 
 
+def _fresh(cell: list[float | None], now: float, timeout: float) -> bool:
+    last = cell[0]
+    return last is not None and now - last < timeout
+
+
 def _not_found(id: object) -> Exception:
     if not isinstance(id, str):
         return TypeError(f"id must be a str, not {type(id).__name__}")
@@ -104,13 +110,22 @@ def _not_found(id: object) -> Exception:
 
 
 class RegistryService:
-    """In-process registry guarded by one lock; safe to share between threads.
+    """In-process registry; safe to share between threads.
 
     Status, last heartbeat and retry count are kept in flat per-id columns, not in the stored
     service records, and RUNNING (the usual status) is implied by absence from the small
-    `_not_running` column. A heartbeat on a RUNNING service thus touches one large dict, which
-    keeps its cost nearly flat as the number of services grows. Snapshots put the columns
-    back into the copies they hand out.
+    `_not_running` column. Snapshots put the columns back into the copies they hand out.
+
+    Locking: every method but `heartbeat` holds one lock. `heartbeat` takes none, so beats from
+    many threads do not queue on it: it writes the time into the service's own cell (a one-item
+    list that lives as long as the registration: a beat never inserts a key, so it cannot bring
+    back a service being unregistered), then reads the status. `expire` and `health_check` do
+    the opposite under the lock: set the new status, then read the cell again and put RUNNING
+    back if a beat landed meanwhile. Whichever order the two run in, either the expiry sees the
+    beat and undoes itself, or the beat sees the new status and reports it (the manager then
+    revives the service). This relies on the GIL making each dict and list access atomic and
+    keeping the program order of the two threads' accesses; a caller racing `heartbeat`
+    against `expire` may briefly be told a status that `expire` then takes back.
     """
 
     def __init__(self, *, heartbeat_timeout_secs: float = 60.0) -> None:
@@ -120,7 +135,7 @@ class RegistryService:
         self._lock = threading.Lock()
         _registries.add(self)
         self._info: dict[str, RegistrationInfo] = {}
-        self._last: dict[str, float | None] = {}  # every registered id is a key
+        self._last: dict[str, list[float | None]] = {}  # every registered id: [last heartbeat]
         self._not_running: dict[str, ServiceStatus] = {}
         self._retries: dict[str, int] = {}  # only non-zero counts
         self._id_by_name: dict[str, ServiceId] = {}
@@ -140,7 +155,7 @@ class RegistryService:
             if id in self._info:
                 raise ServiceAlreadyExists.with_id(id)
             self._info[id] = info
-            self._last[id] = service.last_heartbeat
+            self._last[id] = [service.last_heartbeat]
             self._set_status(id, service.status)
             if service.retry_count:
                 self._retries[id] = service.retry_count
@@ -198,18 +213,28 @@ class RegistryService:
             return old
 
     def heartbeat(self, id: str) -> ServiceStatus:
-        """Record a heartbeat now (not for a STOPPING or STOPPED service); returns the service's status."""
-        with self._lock:
-            last = self._last
-            if not isinstance(id, str) or id not in last:
-                raise _not_found(id)
-            status = self._not_running.get(id, _RUNNING) if self._not_running else _RUNNING
+        """Record a heartbeat now (not for a STOPPING or STOPPED service); returns the service's status.
+
+        Takes no lock (see the class docstring): the time goes into the service's cell first,
+        and the status is read after it.
+        """
+        cell = self._last.get(id) if isinstance(id, str) else None
+        if cell is None:
+            raise _not_found(id)
+        not_running = self._not_running
+        if not_running:
+            status = not_running.get(id, _RUNNING)
             if status is ServiceStatus.STOPPING or status is ServiceStatus.STOPPED:
                 return status
-            last[id] = time.monotonic()
-            if self._retries:
-                self._retries.pop(id, None)
-            return status
+        cell[0] = time.monotonic()
+        if self._retries:
+            self._retries.pop(id, None)
+        if not not_running:
+            return _RUNNING
+        status = not_running.get(id, _RUNNING)
+        if status is _RUNNING and self._last.get(id) is not cell:
+            raise _not_found(id)  # unregistered meanwhile (its status left the column with it)
+        return status
 
     def set_retry_count(self, id: str, count: int) -> None:
         """Record the manager's reconnect attempt count, so snapshots' `retry_count` equals `attempts(id)`."""
@@ -227,10 +252,15 @@ class RegistryService:
         with self._lock:
             if self._get_status(id) is not _RUNNING:
                 return None
-            last = self._last[id]
-            if last is not None and time.monotonic() - last < timeout:
+            cell = self._last[id]
+            if _fresh(cell, time.monotonic(), timeout):
                 return None
             self._set_status(id, status)
+            # A lock-free heartbeat that wrote before this read is seen here; one that writes after
+            # it reads the new status and revives the service. See the class docstring.
+            if _fresh(cell, time.monotonic(), timeout):
+                self._set_status(id, _RUNNING)
+                return None
             self._info[id].touch()
             return ServiceStatus.RUNNING
 
@@ -240,8 +270,24 @@ class RegistryService:
             status = self._get_status(id)
             if status is None:
                 return None
-            last = self._last[id]
+            last = self._last[id][0]
             return status, None if last is None else time.monotonic() - last
+
+    def silence_many(self, ids: Sequence[str]) -> list[tuple[ServiceStatus, float | None] | None]:
+        """`silence` of each id, under one lock and one clock reading (the manager's batched deadlines)."""
+        out: list[tuple[ServiceStatus, float | None] | None] = []
+        append = out.append
+        cells, not_running = self._last, self._not_running
+        with self._lock:
+            now = time.monotonic()
+            for id in ids:
+                cell = cells.get(id) if isinstance(id, str) else None
+                if cell is None:
+                    append(None)
+                    continue
+                last = cell[0]
+                append((not_running.get(id, _RUNNING), None if last is None else now - last))
+        return out
 
     def list_all(self) -> _Services:
         """Snapshots of every service, in registration order."""
@@ -296,13 +342,22 @@ class RegistryService:
         with self._lock:
             now = time.monotonic()
             not_running = self._not_running
-            for id, last in self._last.items():
+            timeout = self.heartbeat_timeout_secs
+            for id, cell in self._last.items():
                 if id in not_running:
                     continue
-                if last is None or now - last >= self.heartbeat_timeout_secs:
+                if not _fresh(cell, now, timeout):
                     stale.append(self._info[id].service.id)
             for id in stale:
                 self._set_status(id, ServiceStatus.RECONNECTING)
+            now = time.monotonic()
+            # As in expire: a lock-free beat that landed after the first look puts RUNNING back.
+            revived = [id for id in stale if _fresh(self._last[id], now, timeout)]
+            for id in revived:
+                self._set_status(id, _RUNNING)
+            if revived:
+                stale = [id for id in stale if id not in set(revived)]
+            for id in stale:
                 self._info[id].touch()
         return stale
 
@@ -335,7 +390,7 @@ class RegistryService:
 
     def _fill(self, id: str, service: ExtensionService) -> ExtensionService:
         service.status = self._not_running.get(id, _RUNNING)
-        service.last_heartbeat = self._last[id]
+        service.last_heartbeat = self._last[id][0]
         service.retry_count = self._retries.get(id, 0)
         return service
 
