@@ -581,3 +581,186 @@ def test_heartbeats_racing_their_deadlines_are_never_lost(busy_switching, regist
                    if not any(s == sid and at >= t0 + timeout - 1e-6 for s, at in timeouts)]
     assert unexplained == [], f"not RUNNING right after a heartbeat, with no real silence: {unexplained[:5]}"
     wait_for_threads_to_exit(before)
+
+
+# -- the lock-free in-memory heartbeat ---------------------------------------------------------------
+
+
+def _race(first: Any, second: Any, rounds: int, setup: Any) -> list[tuple[Any, Any, Any]]:
+    """Run `first(state)` and `second(state)` from two threads released together, `rounds` times.
+
+    Returns each round's (state, first's result or exception, second's). The two swap threads
+    every round (the thread that passes the barrier last usually runs first), and under
+    busy_switching they interleave at many different points across the rounds.
+    """
+    results: list[tuple[Any, Any, Any]] = []
+    for round in range(rounds):
+        state = setup()
+        barrier = threading.Barrier(2, timeout=WAIT)
+        out: list[Any] = [None, None]
+
+        def run(k: int, call: Any, state: Any, barrier: threading.Barrier, out: list[Any]) -> None:
+            barrier.wait()
+            try:
+                out[k] = call(state)
+            except Exception as exc:
+                out[k] = exc
+
+        here, there = (0, 1) if round % 2 else (1, 0)
+        calls = (first, second)
+        other = threading.Thread(target=run, args=(there, calls[there], state, barrier, out), daemon=True)
+        other.start()
+        run(here, calls[here], state, barrier, out)
+        other.join(WAIT)
+        assert not other.is_alive(), stacks()
+        results.append((state, out[0], out[1]))
+    return results
+
+
+def test_a_lock_free_heartbeat_racing_expire_is_never_lost(busy_switching):
+    """Once expire has timed a service out, no racing beat may have reported RUNNING.
+
+    The service was last heard from a second ago (timeout 0.5 s), so expire would time it out;
+    beats run back to back meanwhile. Whichever order they take, the end is consistent: either
+    expire saw a beat and changed nothing, or every beat reported the new status (so the manager
+    revives the service). A heartbeat that reads the status before writing its time, or an
+    expire that does not look again after setting the status, loses some of these rounds.
+    """
+    RUNNING, RECONNECTING = ServiceStatus.RUNNING, ServiceStatus.RECONNECTING
+
+    def setup() -> tuple[RegistryService, str, float]:
+        reg = RegistryService()
+        began = time.monotonic()
+        service = ExtensionService("racer", "1", status=RUNNING, last_heartbeat=began - 1.0)
+        return reg, reg.register(service), began
+
+    def beat(state: tuple[RegistryService, str, float]) -> list[ServiceStatus]:
+        return [state[0].heartbeat(state[1]) for _ in range(20)]
+
+    rounds = _race(beat, lambda s: s[0].expire(s[1], 0.5, RECONNECTING), 2000, setup)
+    lost = []
+    for (reg, sid, began), beats, expired in rounds:
+        assert isinstance(beats, list) and not isinstance(expired, Exception), (beats, expired)
+        final = reg.get(sid).status
+        assert (expired is RUNNING) == (final is RECONNECTING), (expired, final)
+        assert reg.get(sid).last_heartbeat >= began  # every beat is recorded
+        if expired is RUNNING and RUNNING in beats:
+            lost.append(beats)
+    assert lost == [], f"{len(lost)} rounds: a beat reported RUNNING and the service was timed out anyway"
+    # Both orders happened, or the test exercised nothing.
+    assert any(expired is RUNNING for _, _, expired in rounds)
+    assert any(expired is None for _, _, expired in rounds)
+
+
+def test_a_lock_free_heartbeat_racing_unregister_never_brings_the_service_back(busy_switching):
+    """After unregister returns, the id is gone for good, whatever a racing heartbeat did.
+
+    Beats run back to back until one finds the service gone (ServiceNotFound), so some beat is
+    always in flight when unregister runs; a beat that stored its time under the id would bring
+    back a half-registered service.
+    """
+
+    def setup() -> tuple[RegistryService, str]:
+        reg = RegistryService()
+        return reg, reg.register(ExtensionService("racer", "1", status=ServiceStatus.RUNNING))
+
+    def beat_until_gone(state: tuple[RegistryService, str]) -> int:
+        reg, sid = state
+        for beats in range(1_000_000):  # bounded: a beat that brought the id back would never stop
+            try:
+                status = reg.heartbeat(sid)
+            except ServiceNotFound:
+                return beats
+            assert status is ServiceStatus.RUNNING, status
+        return -1
+
+    rounds = _race(beat_until_gone, lambda s: s[0].unregister(s[1]), 1000, setup)
+    for (reg, sid), beats, gone in rounds:
+        assert isinstance(beats, int) and beats >= 0, beats
+        assert isinstance(gone, lifecycle.RegistrationInfo), gone
+        assert sid not in reg and len(reg) == 0 and reg.get(sid) is None and reg.silence(sid) is None
+        assert reg.stats().total == 0 and reg.list_all() == []
+        reg.register(ExtensionService("racer", "1"))  # the name and id are free again
+    assert sum(beats for _, beats, _ in rounds) > 0, "no beat ever ran before the unregister"
+
+
+def test_health_check_racing_a_lock_free_heartbeat_never_loses_it(busy_switching):
+    """The registry's own health_check undoes its mark for a service whose beat landed meanwhile."""
+    RUNNING = ServiceStatus.RUNNING
+
+    def setup() -> tuple[RegistryService, str]:
+        reg = RegistryService(heartbeat_timeout_secs=0.5)
+        service = ExtensionService("racer", "1", status=RUNNING, last_heartbeat=time.monotonic() - 1.0)
+        return reg, reg.register(service)
+
+    rounds = _race(lambda s: s[0].heartbeat(s[1]), lambda s: s[0].health_check(), 2000, setup)
+    for (reg, sid), beat, stale in rounds:
+        final = reg.get(sid).status
+        assert not (beat is RUNNING and final is not RUNNING), (beat, stale, final)
+        assert (stale == [sid]) == (final is ServiceStatus.RECONNECTING), (stale, final)
+    assert any(stale == [] for _, _, stale in rounds) and any(stale for _, _, stale in rounds)
+
+
+@pytest.mark.parametrize("expire_with", ["expire", "health_check"])
+def test_a_beat_landing_between_the_expiry_check_and_its_write_is_seen(expire_with):
+    """The narrowest interleaving, made certain: a whole heartbeat runs after expire decided the
+    service is silent and just before it writes the new status (white-box: the beat is run from
+    the registry's status write). Expire must look again, see the beat and change nothing."""
+    reg = RegistryService(heartbeat_timeout_secs=0.5)
+    sid = reg.register(ExtensionService("racer", "1", status=ServiceStatus.RUNNING,
+                                        last_heartbeat=time.monotonic() - 1.0))
+    write = reg._set_status
+    beats: list[ServiceStatus] = []
+
+    def beat_then_write(id: str, status: ServiceStatus) -> None:
+        if not beats:
+            beats.append(reg.heartbeat(sid))  # takes no lock, so it runs here, inside expire's
+        write(id, status)
+
+    reg._set_status = beat_then_write  # type: ignore[method-assign]
+    if expire_with == "expire":
+        assert reg.expire(sid, 0.5, ServiceStatus.RECONNECTING) is None
+    else:
+        assert reg.health_check() == []
+    assert beats == [ServiceStatus.RUNNING]
+    assert reg.get(sid).status is ServiceStatus.RUNNING
+
+
+class _ExpireOnFirstLook(dict):  # type: ignore[type-arg]
+    """The registry's status column that runs an expiry right after the first look at it (white-box)."""
+
+    def arm(self, expire: Any) -> None:
+        self.expire: Any = expire
+        self.results: list[Any] = []
+
+    def _after_look(self) -> None:
+        expire, self.expire = self.expire, None
+        if expire is not None:
+            self.results.append(expire())
+
+    def __bool__(self) -> bool:
+        found = len(self) > 0
+        self._after_look()
+        return found
+
+    def get(self, *args: Any) -> Any:
+        found = super().get(*args)
+        self._after_look()
+        return found
+
+
+def test_an_expiry_right_after_a_beat_looked_at_the_status_is_seen_by_the_beat():
+    """The other narrow interleaving, made certain: expire runs completely between the beat's
+    first look at the status and the rest of the beat. The beat must then report the new status
+    (so the manager revives the service); a beat that reports what it saw before writing its
+    time would say RUNNING about a service that was just timed out."""
+    reg = RegistryService()
+    sid = reg.register(ExtensionService("racer", "1", status=ServiceStatus.RUNNING,
+                                        last_heartbeat=time.monotonic() - 1.0))
+    column = _ExpireOnFirstLook()
+    column.arm(lambda: reg.expire(sid, 0.5, ServiceStatus.RECONNECTING))
+    reg._not_running = column
+    status = reg.heartbeat(sid)
+    assert column.results == [ServiceStatus.RUNNING]  # the expiry did time the service out
+    assert reg.get(sid).status is ServiceStatus.RECONNECTING
+    assert status is ServiceStatus.RECONNECTING
