@@ -101,6 +101,7 @@ def run_lag(n: int, start_one: Callable[[int], Any], beat: Callable[[Any], objec
     `timeouts` is filled (by the caller's timeout hook) with ``(id, monotonic time)`` pairs.
     With `spread`, each heartbeat round is paced over the period instead of running flat out, so
     deadlines are spread evenly rather than clustered into a few milliseconds per round.
+    The run is valid (``hb_kept_up``) if no service went unbeaten longer than `gap_ok` x `timeout`.
     Raises `GaveUp` if starting the services takes longer than `start_budget` seconds.
     """
     ids: list[Any] = []
@@ -154,7 +155,7 @@ def run_lag(n: int, start_one: Callable[[int], Any], beat: Callable[[Any], objec
         "false_timeouts_warmup": warmup_timeouts,
         "missed": missed,
         "hb_errors": beaters.errors,
-        "hb_kept_up": bool(keep["hb_max_gap_s"] <= gap_ok),
+        "hb_kept_up": bool(keep["hb_max_gap_s"] <= gap_ok * timeout),
         "window_cpu_pct": 100.0 * cpu / (t_end - t_silence),
         **keep,
     }

@@ -152,7 +152,7 @@ class Soak:
 
     def on_timeout(self, sender: object, event: Any, **kw: Any) -> None:
         i = self.index[event.service_id]
-        at = event.at
+        at = time.monotonic()  # the receiver's own clock: lag includes getting the event out
         previous, latest = self.beats[i]
         beat = latest if latest[1] < at else previous  # the newest heartbeat completed before the event
         since = at - beat[0]
@@ -314,7 +314,8 @@ class Soak:
         pending = subscription.pending()
         cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
         flat = abs(slope) * (args.duration / 60.0) < max(1.0, 0.02 * (rss_values[0] if rss_values else 0))
-        ok = not self.false_timeouts and self.missed == 0 and flat
+        lag_ok = self.lags.n == 0 or self.lags.quantile(0.99) * 1000 <= args.lag_p99_ms
+        ok = not self.false_timeouts and self.missed == 0 and flat and lag_ok and subscription.dropped == 0
         lags = self.lags
         print()
         print("== soak summary")
@@ -345,7 +346,10 @@ class Soak:
               f"pending {pending}, maxsize {args.queue}; lost "
               f"{total_events - self.consumed - subscription.dropped - pending}")
         print(f"shutdown                {shutdown_took * 1000:.0f} ms, leftover threads {leftover}")
-        print(f"verdict                 {'OK' if ok else 'FAIL'}")
+        failed = [name for name, bad in (("false timeouts", bool(self.false_timeouts)), ("missed", self.missed > 0),
+                                         ("rss growing", not flat), (f"lag p99 > {args.lag_p99_ms:g} ms", not lag_ok),
+                                         ("subscription drops", subscription.dropped > 0)) if bad]
+        print(f"verdict                 {'OK' if ok else 'FAIL: ' + ', '.join(failed)}")
         return 0 if ok else 1
 
 
@@ -365,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-every", type=float, default=15.0)
     parser.add_argument("--sample-every", type=float, default=2.0, help="seconds between RSS samples")
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds of RSS ignored for the slope")
+    parser.add_argument("--lag-p99-ms", type=float, default=10.0, help="detection lag p99 to pass (default 10 ms)")
     args = parser.parse_args(argv)
     if args.services < 1 or args.duration <= 0 or args.timeout <= 0 or not 0 <= args.dropout_rate <= 1:
         parser.error("need --services >= 1, --duration > 0, --timeout > 0, 0 <= --dropout-rate <= 1")
