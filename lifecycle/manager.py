@@ -821,13 +821,12 @@ class LifecycleManager:
             silence_many = getattr(self._registry, "silence_many", None)
             lives = silence_many(ids) if silence_many is not None else [self._registry.silence(id) for id in ids]
             now = time.monotonic()
-            fixed = self._phi is None
             for entry, live in zip(entries, lives, strict=True):
                 entry.deadline = None
                 if live is None or live[0] is not RUNNING:
                     continue  # re-armed when the service becomes RUNNING again
                 silent = live[1]
-                limit = self._timeout if fixed else self._limit(entry)
+                limit = self._limit(entry)
                 if silent is not None and silent < limit:
                     # The registry's clock says how long is left; our clock says when that is.
                     rearm.append((now + limit - silent, entry))
