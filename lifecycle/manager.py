@@ -811,10 +811,11 @@ class LifecycleManager:
         timed out. A registry without `silence_many` (the optional batched read) is asked per id.
         """
         out: list[LifecycleEvent] = []
-        action = self._on_deadlines
-        rearm: list[tuple[float, _Entry]] = []
+        rearm: list[tuple[float, Timer]] = []
         with self._lock:
-            entries = [entry for entry in entries if self._current(entry)]
+            # An entry whose deadline is live was given a new one after this fired: that one counts.
+            entries = [entry for entry in entries if self._current(entry) and entry.deadline is not None
+                       and entry.deadline.cancelled]
             if not entries:
                 return
             ids = [entry.id for entry in entries]
@@ -822,14 +823,16 @@ class LifecycleManager:
             lives = silence_many(ids) if silence_many is not None else [self._registry.silence(id) for id in ids]
             now = time.monotonic()
             for entry, live in zip(entries, lives, strict=True):
-                entry.deadline = None
+                fired, entry.deadline = entry.deadline, None
+                assert fired is not None
                 if live is None or live[0] is not RUNNING:
                     continue  # re-armed when the service becomes RUNNING again
                 silent = live[1]
                 limit = self._limit(entry)
                 if silent is not None and silent < limit:
                     # The registry's clock says how long is left; our clock says when that is.
-                    rearm.append((now + limit - silent, entry))
+                    entry.deadline = fired
+                    rearm.append((now + limit - silent, fired))
                     continue
                 try:
                     expired = self._expire(entry, out, None if silent is None else silent - limit, limit)
@@ -839,9 +842,9 @@ class LifecycleManager:
                     continue
                 if not expired:
                     # A heartbeat landed between the check and the expiry: follow its deadline.
-                    rearm.append((time.monotonic() + limit, entry))
-            for timer, (_, entry) in zip(self._watchdog.call_many_batched(action, rearm), rearm, strict=True):
-                entry.deadline = timer
+                    entry.deadline = fired
+                    rearm.append((time.monotonic() + limit, fired))
+            self._watchdog.rearm(rearm)  # the fired timers themselves: a burst allocates nothing
         self._dispatch(out)
 
     def _on_attempt_due(self, entry: _Entry, attempt: int) -> None:

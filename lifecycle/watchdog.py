@@ -142,31 +142,35 @@ class Watchdog:
         """
         return self._enter(Timer(self._clamp(when), action, (item,), True))
 
-    def call_many_batched(self, action: Callable[[list[Any]], Any], pairs: list[tuple[float, Any]]) -> list[Timer]:
-        """`call_at_batched(when, action, item)` for each (when, item), under one lock; the timers in order.
+    def rearm(self, pairs: list[tuple[float, Timer]]) -> None:
+        """Enter each timer of (when, timer) again at its new time, under one lock; no new objects.
 
-        For re-arming a whole slot's deadlines from the action itself, which would otherwise
-        pay a lock and a method call per timer.
+        Only for timers that have fired (their owner re-arms them from the action, holding its
+        own lock so nothing else touches them meanwhile). Reusing them keeps a burst of re-armed
+        deadlines from allocating, and so from feeding the cyclic garbage collector, whose full
+        collections pause every thread. `Timer.cancel` works on a re-armed timer as on a new one.
         """
+        if not pairs:
+            return
         clamp = self._clamp
-        timers = [Timer(when if -_FAR <= when <= _FAR else clamp(when), action, (item,), True) for when, item in pairs]
-        if not timers:
-            return timers
+        for when, timer in pairs:
+            timer.when = when if -_FAR <= when <= _FAR else clamp(when)
+            timer.cancelled = False
+        timers = [timer for _, timer in pairs]
         if self._running_here():
             if self._stopping:
                 for timer in timers:
                     timer.cancelled = True
             else:
                 self._add_many(timers)
-            return timers
+            return
         with self._cond:
             if self._stopping:
                 for timer in timers:
                     timer.cancelled = True
-                return timers
+                return
             self._add_many(timers)
             self._wake_for(min(timer.when for timer in timers))
-        return timers
 
     @staticmethod
     def _clamp(when: float) -> float:
