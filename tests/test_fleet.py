@@ -941,12 +941,13 @@ def test_pings_resume_after_an_outage_and_are_not_logged_per_ping(make, fresh_re
     assert len(noisy) <= 1, [r.getMessage() for r in noisy]
 
 
-def test_a_connection_made_after_another_manager_stopped_the_service_is_closed(make, events):
+def _a_reconnect_held_open(make: _Make) -> tuple[LifecycleManager, LifecycleManager, str, Counting, threading.Event]:
+    """Two managers; the leader's reconnect attempt of a fresh service is held in `connect` until `release`."""
     release = threading.Event()
     connecting = threading.Event()
 
     def block(n: int) -> None:
-        if n == 2:  # the reconnect attempt: hold it until the service is stopped elsewhere
+        if n == 2:  # the reconnect attempt (call 1 was the start)
             connecting.set()
             release.wait(WAIT)
 
@@ -957,6 +958,11 @@ def test_a_connection_made_after_another_manager_stopped_the_service_is_closed(m
     sid = leader.start_service(ExtensionService("svc", "1"), connector=connector)
     leader.handle_error(sid, "boom")
     assert connecting.wait(WAIT)
+    return leader, other, sid, connector, release
+
+
+def test_a_connection_made_after_another_manager_stopped_the_service_is_closed(make, events):
+    _leader, other, sid, connector, release = _a_reconnect_held_open(make)
     other.stop_service(sid)
     release.set()
     eventually(lambda: connector.disconnects == [sid], what="the late connection to be closed")
@@ -964,21 +970,7 @@ def test_a_connection_made_after_another_manager_stopped_the_service_is_closed(m
 
 
 def test_a_connection_made_after_a_heartbeat_revived_the_service_is_kept(make, events):
-    release = threading.Event()
-    connecting = threading.Event()
-
-    def block(n: int) -> None:
-        if n == 2:
-            connecting.set()
-            release.wait(WAIT)
-
-    connector = Counting(on_call=block)
-    a, b = make(), make()
-    leader = leader_of([a, b])
-    other = b if leader is a else a
-    sid = leader.start_service(ExtensionService("svc", "1"), connector=connector)
-    leader.handle_error(sid, "boom")
-    assert connecting.wait(WAIT)
+    leader, other, sid, connector, release = _a_reconnect_held_open(make)
     other.handle_heartbeat(sid)  # the service is back on its own
     release.set()
     eventually(lambda: len(connector.calls) == 2, what="the attempt to return")
