@@ -211,22 +211,16 @@ set_status(id, 'stopping')
 return {st, OUT}
 """
 
-# ARGV[4..]: id, owner ('' = not fenced), plan mode ('set' = only the status), attempt, delay_us, max, status
+# ARGV[4..]: id, status -- the Registry protocol's plain expire (the leader uses EXPIRE_MANY)
 EXPIRE = """
-local id, owner = ARGV[4], ARGV[5]
-if owner ~= '' and fenced(owner) then return {'fenced'} end
+local id = ARGV[4]
 if redis.call('HGET', K_STATUS, id) ~= 'running' then return {'skip'} end
 local last = redis.call('HGET', K_LAST, id)
 if last and tonumber(last) + TIMEOUT > NOW then
   redis.call('ZADD', K_DL, s(tonumber(last) + TIMEOUT), id)
   return {'early'}
 end
-if ARGV[6] == 'set' then
-  set_status(id, ARGV[10])
-else
-  emit('heartbeat_timeout', id)
-  plan(id, ARGV[6], ARGV[7], ARGV[8], ARGV[9])
-end
+set_status(id, ARGV[5])
 return {'expired', OUT}
 """
 

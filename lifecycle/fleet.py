@@ -117,12 +117,11 @@ class SharedRegistry(Registry, Protocol):
         """The fleet event log after entry `after` ("$": from now on), oldest first, with entry ids."""
         ...
 
-    def expire_due(self, id: str, owner: str, timeout: float, plan: Plan) -> _Events | None:
-        """Leader: if RUNNING and silent for `timeout`, `heartbeat_timeout` and apply `plan`."""
-        ...
-
     def expire_many(self, owner: str, timeout: float, plans: list[tuple[str, Plan]]) -> _Events | None:
-        """Leader: `expire_due` for a batch, in one atomic step; the events of every service it timed out."""
+        """Leader: each service of `plans` still RUNNING and silent for `timeout`: `heartbeat_timeout`, then its plan.
+
+        One atomic step; returns the events of those it timed out.
+        """
         ...
 
     def attempt_done(self, id: str, owner: str, attempt: int, ok: bool, plan: Plan, *,

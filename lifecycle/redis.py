@@ -252,10 +252,6 @@ class RedisRegistry:
         return RegistryUnavailable(f"the registry at {host}:{port} cannot be reached ({type(exc).__name__})",
                                    host=host, port=port if isinstance(port, int) else None)
 
-    def unavailable_error(self, exc: BaseException) -> RegistryUnavailable:
-        """The typed error for a failed call to this registry's server (used by the event log reader)."""
-        return self._unavailable(exc)
-
     # -- Registry ------------------------------------------------------------------------------
 
     def register(self, service: ExtensionService) -> ServiceId:
@@ -377,7 +373,7 @@ class RedisRegistry:
 
     def expire(self, id: str, timeout: float, status: ServiceStatus) -> ServiceStatus | None:
         """If RUNNING and silent for `timeout` seconds, set `status` and return RUNNING; else None."""
-        result = self._run("EXPIRE", id, "", "set", 0, 0, 0, _status(status).value, timeout=timeout)
+        result = self._run("EXPIRE", id, _status(status).value, timeout=timeout)
         return ServiceStatus.RUNNING if _text(result[0]) == "expired" else None
 
     def silence(self, id: str) -> tuple[ServiceStatus, float | None] | None:
@@ -493,20 +489,15 @@ class RedisRegistry:
         )
 
     def expire_many(self, owner: str, timeout: float, plans: _Plans) -> _Events | None:
-        """`expire_due` for a batch in one script: None when fenced, else the events of those it timed out."""
+        """Leader: each service still RUNNING and silent for `timeout` times out and gets its plan, in one script.
+
+        None when `owner` no longer holds the lease, else the events of those it timed out.
+        """
         if not plans:
             return []
         flat = [x for sid, plan in plans for x in (sid, *_plan_args(plan))]
         result = self._run("EXPIRE_MANY", owner, len(plans), *flat, timeout=timeout)
         return None if _text(result[0]) == "fenced" else _events(result[1])
-
-    def expire_due(self, id: str, owner: str, timeout: float, plan: Plan) -> _Events | None:
-        """If RUNNING and silent for `timeout`: `heartbeat_timeout`, then `plan`. None when fenced."""
-        result = self._run("EXPIRE", id, owner, *_plan_args(plan), "", timeout=timeout)
-        code = _text(result[0])
-        if code == "fenced":
-            return None
-        return _events(result[1]) if code == "expired" else []
 
     def attempt_done(self, id: str, owner: str, attempt: int, ok: bool, plan: Plan, *,
                      timeout: float | None = None) -> _Events | None:

@@ -295,7 +295,7 @@ def test_a_leader_whose_lease_was_taken_cannot_expire(make, events):
     eventually(lambda: a.registry.silence(sid)[1] >= TIMEOUT, what="the service's silence")
     registry = a.registry
     assert registry.sweep(a._fleet.owner, TIMEOUT, TTL, 10) is None
-    assert registry.expire_due(sid, a._fleet.owner, TIMEOUT, Plan("retry", 1, 0.0, 3)) is None
+    assert registry.expire_many(a._fleet.owner, TIMEOUT, [(sid, Plan("retry", 1, 0.0, 3))]) is None
     assert registry.attempt_done(sid, a._fleet.owner, 1, True, Plan("retry", 2, 0.0, 3)) is None
     assert a.health_check() == []
     assert not a.is_leader and events.of(HeartbeatTimeout) == []
@@ -416,7 +416,7 @@ def test_a_heartbeat_racing_expiry_at_the_deadline_is_never_lost(redis_server, n
             reg.activate(sid, timeout)
             eventually(lambda sid=sid: reg.silence(sid)[1] >= timeout, what="the deadline")
             expired, (prior, revived) = race(
-                lambda sid=sid: reg.expire_due(sid, "me", timeout, Plan("retry", 1, 10.0, 3)),
+                lambda sid=sid: reg.expire_many("me", timeout, [(sid, Plan("retry", 1, 10.0, 3))]),
                 lambda sid=sid: reg.beat(sid, timeout),
             )
             status, silent = reg.silence(sid)
