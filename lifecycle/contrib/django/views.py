@@ -43,44 +43,16 @@ def _answer(request: HttpRequest, endpoint: str, **arguments: str) -> HttpRespon
     return _response(serve(endpoint, manager, settings, request, **arguments), request.method)
 
 
-def _heartbeat(request: HttpRequest, id: str) -> HttpResponse:
-    """POST services/<id>/heartbeat: 204, 404, 409 (stopping) or 503 (shut down)."""
-    return _answer(request, "heartbeat", id=id)
+def _endpoint(name: str, doc: str) -> Any:
+    """The view for endpoint `name` of `_http.ENDPOINTS`; the URL's named groups become its arguments."""
 
+    def view(request: HttpRequest, **arguments: str) -> HttpResponse:
+        return _answer(request, name, **arguments)
 
-def _list_services(request: HttpRequest) -> HttpResponse:
-    """GET services: every service of this process's manager."""
-    return _answer(request, "list_services")
-
-
-def _get_service(request: HttpRequest, id: str) -> HttpResponse:
-    """GET services/<id>: one service, or 404."""
-    return _answer(request, "get_service", id=id)
-
-
-def _healthz(request: HttpRequest) -> HttpResponse:
-    """GET healthz: 200 when every service is RUNNING, else 503."""
-    return _answer(request, "healthz")
-
-
-def _status(request: HttpRequest) -> HttpResponse:
-    """GET status: what the status page shows (services, counts, recent events)."""
-    return _answer(request, "status")
-
-
-def _status_page(request: HttpRequest) -> HttpResponse:
-    """GET (the include's root): the status page."""
-    return _answer(request, "status_page")
-
-
-def _status_asset(request: HttpRequest, name: str) -> HttpResponse:
-    """GET status.css, status.js: the status page's stylesheet and script."""
-    return _answer(request, "status_asset", name=name)
-
-
-def _metrics(request: HttpRequest) -> HttpResponse:
-    """GET metrics: this process's numbers in Prometheus' text format."""
-    return _answer(request, "metrics")
+    view.__name__ = view.__qualname__ = name
+    view.__doc__ = doc
+    # Clients are programs, not browsers holding a CSRF cookie; access is guarded by the token or AUTH hook.
+    return csrf_exempt(view)
 
 
 def _unknown(request: HttpRequest, **kwargs: Any) -> HttpResponse:
@@ -88,13 +60,12 @@ def _unknown(request: HttpRequest, **kwargs: Any) -> HttpResponse:
     return _response(not_found(request.path), request.method)
 
 
-# Clients are programs, not browsers holding a CSRF cookie; access is guarded by the token or AUTH hook.
-heartbeat = csrf_exempt(_heartbeat)
-list_services = csrf_exempt(_list_services)
-get_service = csrf_exempt(_get_service)
-healthz = csrf_exempt(_healthz)
-status = csrf_exempt(_status)
-status_page = csrf_exempt(_status_page)
-status_asset = csrf_exempt(_status_asset)
-metrics = csrf_exempt(_metrics)
+heartbeat = _endpoint("heartbeat", "POST services/<id>/heartbeat: 204, 404, 409 (stopping) or 503 (shut down).")
+list_services = _endpoint("list_services", "GET services: every service of this process's manager.")
+get_service = _endpoint("get_service", "GET services/<id>: one service, or 404.")
+healthz = _endpoint("healthz", "GET healthz: 200 when every service is RUNNING, else 503.")
+status = _endpoint("status", "GET status: what the status page shows (services, counts, recent events).")
+status_page = _endpoint("status_page", "GET (the include's root): the status page.")
+status_asset = _endpoint("status_asset", "GET status.css, status.js: the status page's stylesheet and script.")
+metrics = _endpoint("metrics", "GET metrics: this process's numbers in Prometheus' text format.")
 unknown = csrf_exempt(_unknown)
