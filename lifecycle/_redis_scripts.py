@@ -272,9 +272,10 @@ if redis.call('GET', K_LEASE) == ARGV[4] then redis.call('DEL', K_LEASE) end
 return {'ok'}
 """
 
-# ARGV[4..]: owner, grace_us, limit, claim_us
+# ARGV[4..]: owner, grace_us, limit, tick_us -- a claimed attempt is parked for its connect timeout plus the
+# leader's tick: if its outcome never comes (lost with a restarted server), it is handed out again then.
 SWEEP = """
-local owner, grace, limit, claim = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local owner, grace, limit, tick_us = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 if fenced(owner) then return {'fenced'} end
 local tick = redis.call('GET', K_TICK)
 local rebased = 0
@@ -296,7 +297,9 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_DL, '-inf', s(NOW), 'LIMIT', 0
 end
 local claimed = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_TODO, '-inf', s(NOW), 'LIMIT', 0, limit)) do
-  redis.call('ZADD', K_TODO, s(NOW + claim), id)
+  local json = redis.call('HGET', K_SVC, id)
+  local connect = json and tonumber(cjson.decode(json).transport.timeout_secs) or 30
+  redis.call('ZADD', K_TODO, s(NOW + math.floor(connect * 1000000) + tick_us), id)
   redis.call('HSET', K_CLAIM, id, owner)
   claimed[#claimed + 1] = {id, redis.call('HGET', K_ATT, id) or '0'}
 end

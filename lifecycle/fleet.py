@@ -104,8 +104,13 @@ class SharedRegistry(Registry, Protocol):
         """Give the lease up (if `owner` holds it) so another manager takes over at once."""
         ...
 
-    def sweep(self, owner: str, timeout: float, grace: float, limit: int) -> Sweep | None:
-        """Leader: what is due now, claiming due attempts; after a gap > `grace`, fresh deadlines for all."""
+    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, tick: float | None = None
+              ) -> Sweep | None:
+        """Leader: what is due now, claiming due attempts; after a gap > `grace`, fresh deadlines for all.
+
+        A claim lasts the service's `transport.timeout_secs` plus `tick` (the leader's tick interval;
+        None: the registry's default); an attempt whose outcome never came is then handed out again.
+        """
         ...
 
     def last_event_id(self) -> str:

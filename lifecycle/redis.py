@@ -473,9 +473,17 @@ class RedisRegistry:
         """Give the lease up if `owner` holds it."""
         self._run("RELEASE", owner)
 
-    def sweep(self, owner: str, timeout: float, grace: float, limit: int) -> Sweep | None:
-        """What is due now (claiming due attempts), or None if `owner` no longer holds the lease."""
-        result = self._run("SWEEP", owner, _us(grace), limit, _us(_CLAIM_SECS), timeout=timeout)
+    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, tick: float | None = None
+              ) -> Sweep | None:
+        """What is due now (claiming due attempts), or None if `owner` no longer holds the lease.
+
+        A claimed attempt is parked for its service's `transport.timeout_secs` plus `tick` (the
+        leader's tick interval; default `lease_ttl_secs`): the leader reports its outcome well
+        before then. If the outcome is lost (the server restarted mid-attempt), the parked
+        attempt is due again then and the next sweep hands the same attempt out again.
+        """
+        tick = self.lease_ttl_secs if tick is None else _validate.duration(tick, "tick", positive=False)
+        result = self._run("SWEEP", owner, _us(grace), limit, _us(tick), timeout=timeout)
         if _text(result[0]) == "fenced":
             return None
         _, due, claimed, next_us, rebased = result
@@ -533,11 +541,6 @@ class RedisRegistry:
                 if event is not None:
                     out.append((_text(entry_id), event))
         return out
-
-
-# A claimed attempt's safety net: a leader that holds the lease finishes or fails it long
-# before this; a new leader voids the claims of the old one at once.
-_CLAIM_SECS = 3600.0
 
 
 def _plan_args(plan: Plan) -> tuple[str, int, str, int]:

@@ -1,0 +1,116 @@
+"""The Redis store holds what the in-memory supervisor holds, in the same atomic scripts.
+
+Registry-level tests on a real server (each binary found), driving the scripts through the
+`RedisRegistry` API: bounded attempt claims, settings given once, per-service timing, restart
+intensity and the phi detector. The server's clock cannot be frozen: durations are sub-second,
+waits poll with a deadline, and bounds are generous.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis_server as servers
+
+from lifecycle import ExtensionService, ServiceStatus, TransportConfig
+from lifecycle.events import LifecycleEvent, Reconnected
+from lifecycle.fleet import Plan
+from lifecycle.redis import RedisRegistry
+
+pytestmark = pytest.mark.threaded
+
+S = ServiceStatus
+LONG = 30.0  # a timeout no test waits out
+WAIT = 10.0  # a generous bound for what takes well under a second
+OWNER = "leader-1"
+
+
+@pytest.fixture
+def reg(redis_server: servers.RedisServer, namespace: str) -> Iterator[RedisRegistry]:
+    registry = RedisRegistry.from_url(redis_server.url, namespace=namespace, lease_ttl_secs=30.0)
+    yield registry
+    registry.clear()
+    registry.client.close()
+
+
+def service(name: str = "svc", **transport: object) -> ExtensionService:
+    return ExtensionService(name, "1", transport=TransportConfig(**transport))  # type: ignore[arg-type]
+
+
+def running(reg: RedisRegistry, name: str = "svc", timeout: float = LONG, **transport: object) -> str:
+    """A registered service made RUNNING as the manager does it (the start counts as a heartbeat)."""
+    sid, _ = reg.join(service(name, **transport))
+    assert reg.activate(sid, timeout)
+    return sid
+
+
+def lead(reg: RedisRegistry) -> None:
+    """Take the lease and make a first sweep (so later sweeps see no outage to rebase)."""
+    assert reg.lease(OWNER, 30.0).leader
+    assert reg.sweep(OWNER, LONG, 30.0, 100) is not None
+
+
+def kinds(events: list[LifecycleEvent]) -> list[str]:
+    return [e.signal_name for e in events]
+
+
+def poll(check: Callable[[], object], timeout: float = WAIT, what: str = "condition") -> object:
+    """Call `check` until it answers something true; real time must pass on the server's clock."""
+    end = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+# -- 1. a claim lasts the attempt's connect timeout plus the leader's tick ----------------------------
+
+
+def test_a_claimed_attempt_whose_outcome_is_lost_is_handed_out_again_after_its_timeout_and_tick(reg):
+    sid = running(reg, timeout_secs=0.3)
+    lead(reg)
+    reg.report_error(sid, "boom", Plan("retry", 1, 0.0, 3))
+    started = time.monotonic()
+    first = reg.sweep(OWNER, LONG, 30.0, 100, tick=0.2)
+    assert first is not None and first.attempts == [(sid, 1)]
+    # Parked for 0.3 + 0.2 s: not handed out before, and the leader is told to look again then.
+    again = reg.sweep(OWNER, LONG, 30.0, 100, tick=0.2)
+    assert again is not None and again.attempts == []
+    assert again.next_in is not None and 0.2 < again.next_in <= 0.5
+    # The outcome never comes (a server restarted mid-attempt loses it): the same attempt is due again.
+    handed = poll(lambda: (reg.sweep(OWNER, LONG, 30.0, 100, tick=0.2) or first).attempts, what="the re-claim")
+    waited = time.monotonic() - started
+    assert handed == [(sid, 1)]
+    assert 0.45 <= waited < 5.0
+    assert reg.get(sid).status is S.RECONNECTING and reg.get(sid).retry_count == 1
+    # Re-claimed by the same leader: an outcome for that attempt is still accepted, once.
+    events = reg.attempt_done(sid, OWNER, 1, True, Plan("retry", 2, 0.0, 3), timeout=LONG)
+    assert events is not None and Reconnected in {type(e) for e in events}
+    assert reg.get(sid).status is S.RUNNING
+    assert reg.attempt_done(sid, OWNER, 1, True, Plan("retry", 2, 0.0, 3), timeout=LONG) == []
+
+
+def test_a_claim_defaults_to_the_lease_ttl_as_the_tick(reg):
+    sid = running(reg, timeout_secs=0.5)
+    lead(reg)
+    reg.report_error(sid, "boom", Plan("retry", 1, 0.0, 3))
+    assert reg.sweep(OWNER, LONG, 30.0, 100).attempts == [(sid, 1)]
+    nxt = reg.sweep(OWNER, LONG, 30.0, 100).next_in
+    assert nxt is not None and 29.0 < nxt <= 30.5  # 0.5 s connect timeout + the 30 s lease, not an hour
+
+
+def test_a_new_leader_gets_the_claims_of_the_old_one_at_once(reg):
+    sid = running(reg, timeout_secs=60.0)
+    lead(reg)
+    reg.report_error(sid, "boom", Plan("retry", 1, 0.0, 3))
+    assert reg.sweep(OWNER, LONG, 30.0, 100, tick=0.1).attempts == [(sid, 1)]
+    reg.release(OWNER)
+    assert reg.lease("leader-2", 30.0).leader
+    assert reg.sweep("leader-2", LONG, 30.0, 100).attempts == [(sid, 1)]
+    # The old claimant's late outcome is refused (fenced); the new one's is taken.
+    assert reg.attempt_done(sid, OWNER, 1, True, Plan("retry", 2, 0.0, 3)) is None
+    assert kinds(reg.attempt_done(sid, "leader-2", 1, False, Plan("retry", 2, 0.0, 3)) or []) == ["reconnecting"]
