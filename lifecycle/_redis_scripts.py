@@ -1,11 +1,23 @@
 """The server-side scripts of `RedisRegistry`: every read-modify-write is one of these, atomic.
 
 Every script gets the keys it may touch (`keys_for`; all under one `{namespace}` hash tag, so one
-Redis Cluster slot) and the same first three ARGV: the event log's approximate maximum length (0: no
-log), the heartbeat timeout in microseconds, and whether heartbeats go to the log. Times are
-the server's `TIME` in integer microseconds, formatted with %d because Lua's default number
-formatting would round them. A script returns a code, then data, then the events it appended
-to the log, each as a flat field list that `lifecycle.redis` decodes.
+Redis Cluster slot) and the same first `HEAD` ARGV, which the prelude decodes into locals every
+script body sees:
+
+1. ``MAXLEN``: the event log's approximate maximum length (0: no log);
+2. ``TIMEOUT``: the default heartbeat timeout in microseconds (a service's own, where it has one, wins);
+3. ``LOG_BEATS``: whether heartbeats go to the log ('1' or '0');
+4. ``MAX_RESTARTS``: restart intensity, restarts allowed within the window ('': off);
+5. ``WINDOW``: the restart window in microseconds;
+6. ``PHI_SCORE``: the phi detector's standard score at its threshold ('': the fixed detector);
+7. to 10. the phi detector's max sample size, minimum standard deviation, acceptable pause and
+   first interval estimate (the last three in microseconds).
+
+Items 4 to 10 come from `StoreSettings` (`RedisRegistry.configure`), sent with every call. A
+script's own arguments follow, from ``ARGV[11]``. Times are the server's `TIME` in integer
+microseconds, formatted with %d because Lua's default number formatting would round them. A
+script returns a code, then data, then the events it appended to the log, each as a flat field
+list that `lifecycle.redis` decodes.
 """
 
 from __future__ import annotations
@@ -31,10 +43,21 @@ def keys_for(name: str) -> tuple[str, ...]:
     return _SCRIPT_KEYS.get(name, KEYS)
 
 
+HEAD = 10
+"""How many leading ARGV every script gets (see the module's docstring); its own arguments follow."""
+
 PRELUDE = """
 local MAXLEN = tonumber(ARGV[1])
 local TIMEOUT = tonumber(ARGV[2])
 local LOG_BEATS = ARGV[3] == '1'
+local MAX_RESTARTS = tonumber(ARGV[4])
+local WINDOW = tonumber(ARGV[5])
+local PHI = ARGV[6] ~= ''
+local PHI_SCORE, PHI_MAX, PHI_MIN_STD, PHI_PAUSE, PHI_FIRST
+if PHI then
+  PHI_SCORE, PHI_MAX, PHI_MIN_STD = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+  PHI_PAUSE, PHI_FIRST = tonumber(ARGV[9]), tonumber(ARGV[10])
+end
 local T = redis.call('TIME')
 local NOW = tonumber(T[1]) * 1000000 + tonumber(T[2])
 local OUT = {}
@@ -99,9 +122,9 @@ local function info(id)
 end
 """
 
-# ARGV[4..]: id, name, version, json, status, join ('1' or '0')
+# ARGV[11..]: id, name, version, json, status, join ('1' or '0')
 REGISTER = """
-local id, name, version, json, status, join = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9] == '1'
+local id, name, version, json, status, join = ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16] == '1'
 local named = redis.call('HGET', K_NAMES, name)
 -- As in the in-memory registry, a taken name is reported before a taken id.
 if named and not join then return {'name_taken', named} end
@@ -122,9 +145,9 @@ if status == 'running' then redis.call('ZADD', K_DL, s(NOW + TIMEOUT), id) end
 return {'new', id}
 """
 
-# ARGV[4..]: id, json, name -- re-register a service the registry lost (an emptied server)
+# ARGV[11..]: id, json, name -- re-register a service the registry lost (an emptied server)
 RESTORE = """
-local id, json, name = ARGV[4], ARGV[5], ARGV[6]
+local id, json, name = ARGV[11], ARGV[12], ARGV[13]
 if redis.call('HEXISTS', K_STATUS, id) == 1 or redis.call('HEXISTS', K_NAMES, name) == 1 then return {'present'} end
 redis.call('HSET', K_SVC, id, json)
 redis.call('HSET', K_REG, id, s(NOW))
@@ -136,12 +159,12 @@ redis.call('ZADD', K_DL, s(NOW + TIMEOUT), id)
 return {'restored'}
 """
 
-# ARGV[4..]: id, emit ('1': the manager's stop, with STOPPED and service_stopped)
+# ARGV[11..]: id, emit ('1': the manager's stop, with STOPPED and service_stopped)
 UNREGISTER = """
-local id = ARGV[4]
+local id = ARGV[11]
 if redis.call('HEXISTS', K_STATUS, id) == 0 then return {'missing'} end
 local before = info(id)
-if ARGV[5] == '1' then
+if ARGV[12] == '1' then
   set_status(id, 'stopped')
   emit('service_stopped', id)
 end
@@ -149,9 +172,9 @@ forget(id)
 return {'ok', before, OUT}
 """
 
-# ARGV[4..]: id
+# ARGV[11..]: id
 HEARTBEAT = """
-local id = ARGV[4]
+local id = ARGV[11]
 local st = redis.call('HGET', K_STATUS, id)
 if not st then return {'missing'} end
 if st == 'stopping' or st == 'stopped' then return {st} end
@@ -166,9 +189,9 @@ if LOG_BEATS then log({'type', 'heartbeat_received', 'id', id, 'ts', s(NOW)}) en
 return {st, OUT}
 """
 
-# ARGV[4..]: id
+# ARGV[11..]: id
 ACTIVATE = """
-local id = ARGV[4]
+local id = ARGV[11]
 local st = redis.call('HGET', K_STATUS, id)
 if st ~= 'starting' then return {st or 'missing'} end
 redis.call('HSET', K_LAST, id, s(NOW))
@@ -177,9 +200,9 @@ set_status(id, 'running')
 return {st, OUT}
 """
 
-# ARGV[4..]: id, new status, expected status ('' for any)
+# ARGV[11..]: id, new status, expected status ('' for any)
 SET_STATUS = """
-local id, new, expected = ARGV[4], ARGV[5], ARGV[6]
+local id, new, expected = ARGV[11], ARGV[12], ARGV[13]
 local st = redis.call('HGET', K_STATUS, id)
 if not st then return {'missing'} end
 if expected ~= '' and st ~= expected then return {st} end
@@ -187,23 +210,23 @@ set_status(id, new)
 return {st, OUT}
 """
 
-# ARGV[4..]: id, error text, plan mode ('' for none), attempt, delay_us, max_attempts
+# ARGV[11..]: id, error text, plan mode ('' for none), attempt, delay_us, max_attempts
 REPORT_ERROR = """
-local id = ARGV[4]
+local id = ARGV[11]
 local st = redis.call('HGET', K_STATUS, id)
 if not st then return {'missing'} end
 if st == 'stopping' or st == 'stopped' or st == 'starting' then return {st} end
-emit('service_error', id, 'error', ARGV[5])
+emit('service_error', id, 'error', ARGV[12])
 if st ~= 'reconnecting' then
   set_status(id, 'error')
-  if ARGV[6] ~= '' then plan(id, ARGV[6], ARGV[7], ARGV[8], ARGV[9]) end
+  if ARGV[13] ~= '' then plan(id, ARGV[13], ARGV[14], ARGV[15], ARGV[16]) end
 end
 return {st, OUT}
 """
 
-# ARGV[4..]: id
+# ARGV[11..]: id
 BEGIN_STOP = """
-local id = ARGV[4]
+local id = ARGV[11]
 local st = redis.call('HGET', K_STATUS, id)
 if not st then return {'missing'} end
 if st == 'stopping' or st == 'stopped' then return {st} end
@@ -211,25 +234,25 @@ set_status(id, 'stopping')
 return {st, OUT}
 """
 
-# ARGV[4..]: id, status -- the Registry protocol's plain expire (the leader uses EXPIRE_MANY)
+# ARGV[11..]: id, status, timeout_us -- the Registry protocol's plain expire (the leader uses EXPIRE_MANY)
 EXPIRE = """
-local id = ARGV[4]
+local id, timeout = ARGV[11], tonumber(ARGV[13])
 if redis.call('HGET', K_STATUS, id) ~= 'running' then return {'skip'} end
 local last = redis.call('HGET', K_LAST, id)
-if last and tonumber(last) + TIMEOUT > NOW then
-  redis.call('ZADD', K_DL, s(tonumber(last) + TIMEOUT), id)
+if last and tonumber(last) + timeout > NOW then
+  redis.call('ZADD', K_DL, s(tonumber(last) + timeout), id)
   return {'early'}
 end
-set_status(id, ARGV[5])
+set_status(id, ARGV[12])
 return {'expired', OUT}
 """
 
-# ARGV[4..]: owner, n, then n times: id, plan mode, attempt, delay_us, max -- the leader's batch of
+# ARGV[11..]: owner, n, then n times: id, plan mode, attempt, delay_us, max -- the leader's batch of
 # EXPIRE: each service still RUNNING and silent times out and gets its plan; the others are left alone.
 EXPIRE_MANY = """
-if fenced(ARGV[4]) then return {'fenced'} end
-for j = 0, tonumber(ARGV[5]) - 1 do
-  local b = 6 + j * 5
+if fenced(ARGV[11]) then return {'fenced'} end
+for j = 0, tonumber(ARGV[12]) - 1 do
+  local b = 13 + j * 5
   local id = ARGV[b]
   if redis.call('HGET', K_STATUS, id) == 'running' then
     local last = redis.call('HGET', K_LAST, id)
@@ -244,21 +267,21 @@ end
 return {'ok', OUT}
 """
 
-# ARGV[4..]: owner, ttl_ms, a new generation marker (used if the server has none)
+# ARGV[11..]: owner, ttl_ms, a new generation marker (used if the server has none)
 LEASE = """
-local owner = ARGV[4]
+local owner = ARGV[11]
 local gen = redis.call('GET', K_GEN)
 if not gen then
-  gen = ARGV[6]
+  gen = ARGV[13]
   redis.call('SET', K_GEN, gen)
 end
 local holder = redis.call('GET', K_LEASE)
 if holder == owner then
-  redis.call('PEXPIRE', K_LEASE, ARGV[5])
+  redis.call('PEXPIRE', K_LEASE, ARGV[12])
   return {'leader', gen}
 end
 if holder then return {'follower', gen} end
-redis.call('SET', K_LEASE, owner, 'PX', ARGV[5])
+redis.call('SET', K_LEASE, owner, 'PX', ARGV[12])
 redis.call('INCR', K_EPOCH)
 -- Attempts an earlier leader had claimed are void (it is fenced now): they are due again at once.
 for _, id in ipairs(redis.call('HKEYS', K_CLAIM)) do redis.call('ZADD', K_TODO, s(NOW), id) end
@@ -266,16 +289,16 @@ redis.call('DEL', K_CLAIM)
 return {'leader', gen}
 """
 
-# ARGV[4..]: owner
+# ARGV[11..]: owner
 RELEASE = """
-if redis.call('GET', K_LEASE) == ARGV[4] then redis.call('DEL', K_LEASE) end
+if redis.call('GET', K_LEASE) == ARGV[11] then redis.call('DEL', K_LEASE) end
 return {'ok'}
 """
 
-# ARGV[4..]: owner, grace_us, limit, tick_us -- a claimed attempt is parked for its connect timeout plus the
+# ARGV[11..]: owner, grace_us, limit, tick_us -- a claimed attempt is parked for its connect timeout plus the
 # leader's tick: if its outcome never comes (lost with a restarted server), it is handed out again then.
 SWEEP = """
-local owner, grace, limit, tick_us = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local owner, grace, limit, tick_us = ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])
 if fenced(owner) then return {'fenced'} end
 local tick = redis.call('GET', K_TICK)
 local rebased = 0
@@ -312,35 +335,35 @@ if nxt >= 0 then nxt = math.max(0, nxt - NOW) end
 return {'ok', due, claimed, s(nxt), rebased}
 """
 
-# ARGV[4..]: id, owner, attempt, ok ('1'/'0'), plan mode, next attempt, delay_us, max
+# ARGV[11..]: id, owner, attempt, ok ('1'/'0'), plan mode, next attempt, delay_us, max
 ATTEMPT_DONE = """
-local id, owner = ARGV[4], ARGV[5]
+local id, owner = ARGV[11], ARGV[12]
 if fenced(owner) then return {'fenced'} end
 if redis.call('HGET', K_STATUS, id) ~= 'reconnecting' or redis.call('HGET', K_CLAIM, id) ~= owner
-   or redis.call('HGET', K_ATT, id) ~= ARGV[6] then
+   or redis.call('HGET', K_ATT, id) ~= ARGV[13] then
   return {'stale'}
 end
 redis.call('HDEL', K_CLAIM, id)
-if ARGV[7] == '1' then
+if ARGV[14] == '1' then
   redis.call('HSET', K_LAST, id, s(NOW))
   set_status(id, 'running')
   emit('reconnected', id)
 else
-  plan(id, ARGV[8], ARGV[9], ARGV[10], ARGV[11])
+  plan(id, ARGV[15], ARGV[16], ARGV[17], ARGV[18])
 end
 return {'ok', OUT}
 """
 
-# ARGV[4..]: id
+# ARGV[11..]: id
 GET = """
-local id = ARGV[4]
+local id = ARGV[11]
 if redis.call('HEXISTS', K_STATUS, id) == 0 then return {'missing'} end
 return {'ok', info(id)}
 """
 
-# ARGV[4..]: id -- status and silence only (the manager's hot-path read)
+# ARGV[11..]: id -- status and silence only (the manager's hot-path read)
 SILENCE = """
-local id = ARGV[4]
+local id = ARGV[11]
 local st = redis.call('HGET', K_STATUS, id)
 if not st then return {'missing'} end
 local last = redis.call('HGET', K_LAST, id)
@@ -348,10 +371,10 @@ if not last then return {st, '-1'} end
 return {st, s(math.max(0, NOW - tonumber(last)))}
 """
 
-# ARGV[4..]: status to keep ('' for all)
+# ARGV[11..]: status to keep ('' for all)
 LIST = """
 local out = {}
-local only = ARGV[4]
+local only = ARGV[11]
 for _, id in ipairs(redis.call('HKEYS', K_STATUS)) do
   if only == '' or redis.call('HGET', K_STATUS, id) == only then out[#out + 1] = info(id) end
 end
@@ -366,7 +389,7 @@ for st, n in pairs(counts) do out[#out + 1] = st; out[#out + 1] = n end
 return {'ok', out}
 """
 
-# ARGV[4..]: target status -- the registry's own sweep (RegistryService.health_check)
+# ARGV[11..]: target status -- the registry's own sweep (RegistryService.health_check)
 HEALTH_CHECK = """
 local stale = {}
 for _, id in ipairs(redis.call('HKEYS', K_STATUS)) do
@@ -375,7 +398,7 @@ for _, id in ipairs(redis.call('HKEYS', K_STATUS)) do
     if (not last) or NOW - tonumber(last) >= TIMEOUT then stale[#stale + 1] = id end
   end
 end
-for _, id in ipairs(stale) do set_status(id, ARGV[4]) end
+for _, id in ipairs(stale) do set_status(id, ARGV[11]) end
 return {'ok', stale, OUT}
 """
 

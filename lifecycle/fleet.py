@@ -12,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from . import _validate
 from .events import LifecycleEvent
 from .model import ExtensionService, ServiceId, ServiceStatus
+from .phi import PhiSettings
 from .registry import Registry
 
-__all__ = ["Lease", "Plan", "SharedRegistry", "Sweep"]
+__all__ = ["Lease", "Plan", "SharedRegistry", "StoreSettings", "Sweep"]
 
 _Events = list[LifecycleEvent]
 
@@ -33,6 +35,31 @@ class Plan:
     attempt: int = 1
     delay: float = 0.0
     max_attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """What the shared registry must know to decide alone, atomically with each change: given once.
+
+    `timeout` is the default heartbeat timeout in seconds (a service's own
+    `TransportConfig.heartbeat_timeout_secs` wins); `max_restarts` within `restart_window`
+    seconds is the restart intensity (None: off); `phi` selects the phi accrual detector (None:
+    the fixed timeout). The engine passes its `LifecycleConfig`'s values to
+    `SharedRegistry.configure` once, when it is built.
+    """
+
+    timeout: float
+    max_restarts: int | None = None
+    restart_window: float = 60.0
+    phi: PhiSettings | None = None
+
+    def __post_init__(self) -> None:
+        _validate.duration(self.timeout, "timeout")
+        if self.max_restarts is not None:
+            _validate.integer(self.max_restarts, "max_restarts", minimum=0)
+        _validate.duration(self.restart_window, "restart_window")
+        if self.phi is not None and not isinstance(self.phi, PhiSettings):
+            raise TypeError(f"phi must be a PhiSettings or None, not {type(self.phi).__name__}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +94,14 @@ class SharedRegistry(Registry, Protocol):
     """
 
     lease_ttl_secs: float
+
+    def configure(self, settings: StoreSettings) -> None:
+        """Keep `settings` for every later operation; called once, when the engine is built.
+
+        Until it is called, each operation's `timeout` argument is the default timeout, and
+        restart intensity and the phi detector are off.
+        """
+        ...
 
     def join(self, service: ExtensionService) -> tuple[ServiceId, bool]:
         """Register, or join the service already registered with its id (or name and version)."""

@@ -39,7 +39,7 @@ from .events import (
     StatusChanged,
     Stopped,
 )
-from .fleet import Lease, Plan, Sweep
+from .fleet import Lease, Plan, StoreSettings, Sweep
 from .model import (
     Capability,
     ExtensionService,
@@ -195,6 +195,37 @@ class RedisRegistry:
                          "GET", "SILENCE", "LIST", "STATS", "HEALTH_CHECK", "CLEAR")
         }
         self._declared = {name: [self.keys[key] for key in scripts.keys_for(name)] for name in self._scripts}
+        self._settings: StoreSettings | None = None
+        self._tail = ["", _us(60.0), "", "", "", "", ""]  # ARGV 4..10: no restart intensity, no phi
+        self._head = self._make_head(self.heartbeat_timeout_secs)
+
+    def configure(self, settings: StoreSettings) -> None:
+        """Keep `settings` and send them with every later call (the engine calls this once, when built).
+
+        From then on `settings.timeout` is the default heartbeat timeout of every operation (the
+        `timeout` arguments are ignored) and restart intensity and the phi detector are on as set.
+        Every process of a fleet should be configured alike: each script decides with the
+        settings of the process that called it.
+        """
+        if not isinstance(settings, StoreSettings):
+            raise TypeError(f"settings must be a StoreSettings, not {type(settings).__name__}")
+        phi = settings.phi
+        self._tail = [
+            "" if settings.max_restarts is None else str(settings.max_restarts), _us(settings.restart_window),
+            *(("", "", "", "", "") if phi is None else (
+                repr(phi.score), str(phi.max_sample_size), _us(phi.min_std_deviation), _us(phi.acceptable_pause),
+                _us(phi.first_interval))),
+        ]
+        self._settings = settings
+        self._head = self._make_head(settings.timeout)
+
+    @property
+    def settings(self) -> StoreSettings | None:
+        """What `configure` was given, or None."""
+        return self._settings
+
+    def _make_head(self, timeout: float) -> list[str]:
+        return [str(self.events_maxlen), _us(timeout), "1" if self.log_heartbeats else "0", *self._tail]
 
     @classmethod
     def from_url(cls, url: str, *, namespace: str = "lifecycle", heartbeat_timeout_secs: float = 60.0,
@@ -228,8 +259,8 @@ class RedisRegistry:
     # -- plumbing ------------------------------------------------------------------------------
 
     def _argv(self, name: str, args: Sequence[object], timeout: float | None) -> list[str]:
-        head = [str(self.events_maxlen), _us(self.heartbeat_timeout_secs if timeout is None else timeout),
-                "1" if self.log_heartbeats else "0"]
+        # Configured, the settings' timeout is every call's default; else the call's, else the registry's.
+        head = self._head if timeout is None or self._settings is not None else self._make_head(timeout)
         return head + [str(a) for a in args]
 
     def _keys(self, name: str) -> list[str]:
@@ -373,7 +404,7 @@ class RedisRegistry:
 
     def expire(self, id: str, timeout: float, status: ServiceStatus) -> ServiceStatus | None:
         """If RUNNING and silent for `timeout` seconds, set `status` and return RUNNING; else None."""
-        result = self._run("EXPIRE", id, _status(status).value, timeout=timeout)
+        result = self._run("EXPIRE", id, _status(status).value, _us(timeout))
         return ServiceStatus.RUNNING if _text(result[0]) == "expired" else None
 
     def silence(self, id: str) -> tuple[ServiceStatus, float | None] | None:

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis_server as servers
 
-from lifecycle import ExtensionService, ServiceStatus, TransportConfig
+from lifecycle import ExtensionService, LifecycleConfig, ServiceStatus, TransportConfig
 from lifecycle.events import LifecycleEvent, Reconnected
-from lifecycle.fleet import Plan
+from lifecycle.fleet import Plan, StoreSettings
 from lifecycle.redis import RedisRegistry
 
 pytestmark = pytest.mark.threaded
@@ -46,10 +46,13 @@ def running(reg: RedisRegistry, name: str = "svc", timeout: float = LONG, **tran
     return sid
 
 
-def lead(reg: RedisRegistry) -> None:
-    """Take the lease and make a first sweep (so later sweeps see no outage to rebase)."""
+def lead(reg: RedisRegistry, timeout: float = LONG) -> None:
+    """Take the lease and make a first sweep (so later sweeps see no outage to rebase).
+
+    That first sweep gives every deadline a fresh `timeout` (the default timeout when unconfigured).
+    """
     assert reg.lease(OWNER, 30.0).leader
-    assert reg.sweep(OWNER, LONG, 30.0, 100) is not None
+    assert reg.sweep(OWNER, timeout, 30.0, 100) is not None
 
 
 def kinds(events: list[LifecycleEvent]) -> list[str]:
@@ -114,3 +117,51 @@ def test_a_new_leader_gets_the_claims_of_the_old_one_at_once(reg):
     # The old claimant's late outcome is refused (fenced); the new one's is taken.
     assert reg.attempt_done(sid, OWNER, 1, True, Plan("retry", 2, 0.0, 3)) is None
     assert kinds(reg.attempt_done(sid, "leader-2", 1, False, Plan("retry", 2, 0.0, 3)) or []) == ["reconnecting"]
+
+
+# -- 2. settings given once ----------------------------------------------------------------------------
+
+
+def test_configured_settings_give_every_operation_its_default_timeout(reg):
+    reg.configure(StoreSettings(timeout=0.25))
+    assert reg.settings == StoreSettings(timeout=0.25)
+    sid = running(reg, timeout=LONG)  # the call's timeout no longer counts
+    lead(reg)
+    nxt = reg.sweep(OWNER, LONG, 30.0, 100).next_in
+    assert nxt is not None and nxt <= 0.25
+    due = poll(lambda: reg.sweep(OWNER, LONG, 30.0, 100).due, what="the deadline")
+    assert due == [sid]
+    events = reg.expire_many(OWNER, LONG, [(sid, Plan("error"))])
+    assert kinds(events) == ["heartbeat_timeout", "status_changed"]
+    assert reg.get(sid).status is S.ERROR
+
+
+def test_unconfigured_each_calls_timeout_is_the_default(reg):
+    sid = running(reg, timeout=0.25)
+    lead(reg, 0.25)
+    poll(lambda: reg.sweep(OWNER, 0.25, 30.0, 100).due, what="the deadline")
+    assert kinds(reg.expire_many(OWNER, LONG, [(sid, Plan("error"))])) == []  # silent 0.25 s, not 30
+    assert kinds(reg.expire_many(OWNER, 0.25, [(sid, Plan("error"))]))[:1] == ["heartbeat_timeout"]
+
+
+def test_the_plain_expire_keeps_its_own_timeout_when_configured(reg):
+    reg.configure(StoreSettings(timeout=LONG))
+    sid = running(reg)
+    time.sleep(0.05)
+    assert reg.expire(sid, 0.01, S.RECONNECTING) is S.RUNNING
+    assert reg.get(sid).status is S.RECONNECTING
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"timeout": 0}, ValueError), ({"timeout": "1"}, TypeError), ({"timeout": 1, "max_restarts": -1}, ValueError),
+    ({"timeout": 1, "max_restarts": True}, TypeError), ({"timeout": 1, "restart_window": 0}, ValueError),
+    ({"timeout": 1, "phi": 8.0}, TypeError),
+])
+def test_store_settings_refuse_nonsense(kwargs, error):
+    with pytest.raises(error):
+        StoreSettings(**kwargs)
+
+
+def test_configure_refuses_what_is_not_store_settings(reg):
+    with pytest.raises(TypeError):
+        reg.configure(LifecycleConfig())  # type: ignore[arg-type]
