@@ -23,17 +23,19 @@ list that `lifecycle.redis` decodes.
 from __future__ import annotations
 
 KEYS = ("svc", "reg", "names", "status", "last", "upd", "attempt", "dl", "todo", "claim",
-        "lease", "epoch", "tick", "gen", "events")
+        "lease", "epoch", "tick", "gen", "events", "tmo")
 
 _LUA_NAMES = {"svc": "K_SVC", "reg": "K_REG", "names": "K_NAMES", "status": "K_STATUS", "last": "K_LAST",
               "upd": "K_UPD", "attempt": "K_ATT", "dl": "K_DL", "todo": "K_TODO", "claim": "K_CLAIM",
-              "lease": "K_LEASE", "epoch": "K_EPOCH", "tick": "K_TICK", "gen": "K_GEN", "events": "K_EVENTS"}
+              "lease": "K_LEASE", "epoch": "K_EPOCH", "tick": "K_TICK", "gen": "K_GEN", "events": "K_EVENTS",
+              "tmo": "K_TMO"}
 
 # Every declared key costs each call a little (about 1 us on loopback), so the frequent scripts
 # declare only the keys they may touch; the others declare them all.
 _SCRIPT_KEYS = {
-    "HEARTBEAT": ("status", "last", "upd", "attempt", "dl", "todo", "claim", "events"),
+    "HEARTBEAT": ("status", "last", "upd", "attempt", "dl", "todo", "claim", "events", "tmo"),
     "SILENCE": ("status", "last"),
+    "TIMING": ("status", "last", "tmo"),
     "GET": ("svc", "reg", "status", "last", "upd", "attempt"),
 }
 
@@ -70,6 +72,16 @@ local function emit(kind, id, ...)
   log(fields)
   OUT[#OUT + 1] = fields
 end
+-- The service's own heartbeat timeout (TransportConfig.heartbeat_timeout_secs), else the default.
+local function tmo(id)
+  local own = redis.call('HGET', K_TMO, id)
+  if own then return tonumber(own) end
+  return TIMEOUT
+end
+-- Microseconds of silence after which the service is timed out: every deadline is last + limit(id).
+local function limit(id)
+  return tmo(id)
+end
 local function set_status(id, new)
   local old = redis.call('HGET', K_STATUS, id)
   if old == new then return old end
@@ -77,7 +89,7 @@ local function set_status(id, new)
   redis.call('HSET', K_UPD, id, s(NOW))
   if new == 'running' then
     local last = tonumber(redis.call('HGET', K_LAST, id) or s(NOW))
-    redis.call('ZADD', K_DL, s(last + TIMEOUT), id)
+    redis.call('ZADD', K_DL, s(last + limit(id)), id)
     redis.call('HDEL', K_ATT, id)
   else
     redis.call('ZREM', K_DL, id)
@@ -109,7 +121,9 @@ local function fenced(owner) return redis.call('GET', K_LEASE) ~= owner end
 local function forget(id)
   local json = redis.call('HGET', K_SVC, id)
   if json then redis.call('HDEL', K_NAMES, cjson.decode(json).name) end
-  for _, k in ipairs({K_SVC, K_REG, K_STATUS, K_LAST, K_UPD, K_ATT, K_CLAIM}) do redis.call('HDEL', k, id) end
+  for _, k in ipairs({K_SVC, K_REG, K_STATUS, K_LAST, K_UPD, K_ATT, K_CLAIM, K_TMO}) do
+    redis.call('HDEL', k, id)
+  end
   redis.call('ZREM', K_DL, id)
   redis.call('ZREM', K_TODO, id)
 end
@@ -122,7 +136,7 @@ local function info(id)
 end
 """
 
-# ARGV[11..]: id, name, version, json, status, join ('1' or '0')
+# ARGV[11..]: id, name, version, json, status, join ('1' or '0'), own timeout_us ('': none)
 REGISTER = """
 local id, name, version, json, status, join = ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16] == '1'
 local named = redis.call('HGET', K_NAMES, name)
@@ -141,21 +155,23 @@ redis.call('HSET', K_REG, id, s(NOW))
 redis.call('HSET', K_NAMES, name, id)
 redis.call('HSET', K_STATUS, id, status)
 redis.call('HSET', K_UPD, id, s(NOW))
-if status == 'running' then redis.call('ZADD', K_DL, s(NOW + TIMEOUT), id) end
+if ARGV[17] ~= '' then redis.call('HSET', K_TMO, id, ARGV[17]) end
+if status == 'running' then redis.call('ZADD', K_DL, s(NOW + limit(id)), id) end
 return {'new', id}
 """
 
-# ARGV[11..]: id, json, name -- re-register a service the registry lost (an emptied server)
+# ARGV[11..]: id, json, name, own timeout_us ('': none) -- re-register a service the registry lost
 RESTORE = """
 local id, json, name = ARGV[11], ARGV[12], ARGV[13]
 if redis.call('HEXISTS', K_STATUS, id) == 1 or redis.call('HEXISTS', K_NAMES, name) == 1 then return {'present'} end
+if ARGV[14] ~= '' then redis.call('HSET', K_TMO, id, ARGV[14]) end
 redis.call('HSET', K_SVC, id, json)
 redis.call('HSET', K_REG, id, s(NOW))
 redis.call('HSET', K_NAMES, name, id)
 redis.call('HSET', K_STATUS, id, 'running')
 redis.call('HSET', K_UPD, id, s(NOW))
 redis.call('HSET', K_LAST, id, s(NOW))
-redis.call('ZADD', K_DL, s(NOW + TIMEOUT), id)
+redis.call('ZADD', K_DL, s(NOW + limit(id)), id)
 return {'restored'}
 """
 
@@ -180,7 +196,7 @@ if not st then return {'missing'} end
 if st == 'stopping' or st == 'stopped' then return {st} end
 redis.call('HSET', K_LAST, id, s(NOW))
 if st == 'running' then
-  redis.call('ZADD', K_DL, s(NOW + TIMEOUT), id)
+  redis.call('ZADD', K_DL, s(NOW + limit(id)), id)
 elseif st == 'reconnecting' or st == 'error' then
   set_status(id, 'running')
   emit('reconnected', id)
@@ -240,7 +256,7 @@ local id, timeout = ARGV[11], tonumber(ARGV[13])
 if redis.call('HGET', K_STATUS, id) ~= 'running' then return {'skip'} end
 local last = redis.call('HGET', K_LAST, id)
 if last and tonumber(last) + timeout > NOW then
-  redis.call('ZADD', K_DL, s(tonumber(last) + timeout), id)
+  redis.call('ZADD', K_DL, s(tonumber(last) + limit(id)), id)
   return {'early'}
 end
 set_status(id, ARGV[12])
@@ -256,8 +272,9 @@ for j = 0, tonumber(ARGV[12]) - 1 do
   local id = ARGV[b]
   if redis.call('HGET', K_STATUS, id) == 'running' then
     local last = redis.call('HGET', K_LAST, id)
-    if last and tonumber(last) + TIMEOUT > NOW then
-      redis.call('ZADD', K_DL, s(tonumber(last) + TIMEOUT), id)
+    local silence = limit(id)
+    if last and tonumber(last) + silence > NOW then
+      redis.call('ZADD', K_DL, s(tonumber(last) + silence), id)
     else
       emit('heartbeat_timeout', id)
       plan(id, ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4])
@@ -295,10 +312,10 @@ if redis.call('GET', K_LEASE) == ARGV[11] then redis.call('DEL', K_LEASE) end
 return {'ok'}
 """
 
-# ARGV[11..]: owner, grace_us, limit, tick_us -- a claimed attempt is parked for its connect timeout plus the
+# ARGV[11..]: owner, grace_us, batch limit, tick_us -- a claimed attempt is parked for its connect timeout plus the
 # leader's tick: if its outcome never comes (lost with a restarted server), it is handed out again then.
 SWEEP = """
-local owner, grace, limit, tick_us = ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])
+local owner, grace, batch, tick_us = ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])
 if fenced(owner) then return {'fenced'} end
 local tick = redis.call('GET', K_TICK)
 local rebased = 0
@@ -306,20 +323,23 @@ if (not tick) or NOW - tonumber(tick) > grace then
   -- Nobody watched for a while (outage, restart, failover): silence in that gap counts for nothing.
   local ids = redis.call('ZRANGE', K_DL, 0, -1)
   for _, id in ipairs(ids) do
-    redis.call('ZADD', K_DL, s(NOW + TIMEOUT), id)
+    redis.call('ZADD', K_DL, s(NOW + limit(id)), id)
     redis.call('HSET', K_LAST, id, s(NOW))
   end
   rebased = #ids
 end
 redis.call('SET', K_TICK, s(NOW))
 local due = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_DL, '-inf', s(NOW), 'LIMIT', 0, limit)) do
-  -- name and the transport's auto_reconnect: what the leader needs to plan, without a read per service
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_DL, '-inf', s(NOW), 'LIMIT', 0, batch)) do
+  -- name, the transport's auto_reconnect and max_reconnect_attempts ('': unset): what the leader needs
+  -- to plan, without a read per service
   local svc = cjson.decode(redis.call('HGET', K_SVC, id) or '{"name":"","transport":{"auto_reconnect":true}}')
-  due[#due + 1] = {id, svc.name, svc.transport.auto_reconnect and '1' or '0'}
+  local max = svc.transport.max_reconnect_attempts
+  if type(max) ~= 'number' then max = '' else max = s(max) end
+  due[#due + 1] = {id, svc.name, svc.transport.auto_reconnect and '1' or '0', max}
 end
 local claimed = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_TODO, '-inf', s(NOW), 'LIMIT', 0, limit)) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_TODO, '-inf', s(NOW), 'LIMIT', 0, batch)) do
   local json = redis.call('HGET', K_SVC, id)
   local connect = json and tonumber(cjson.decode(json).transport.timeout_secs) or 30
   redis.call('ZADD', K_TODO, s(NOW + math.floor(connect * 1000000) + tick_us), id)
@@ -371,6 +391,17 @@ if not last then return {st, '-1'} end
 return {st, s(math.max(0, NOW - tonumber(last)))}
 """
 
+# ARGV[11..]: id -- status, silence and the service's own timeout (TIMEOUT when it has none)
+TIMING = """
+local id = ARGV[11]
+local st = redis.call('HGET', K_STATUS, id)
+if not st then return {'missing'} end
+local last = redis.call('HGET', K_LAST, id)
+local silent = -1
+if last then silent = math.max(0, NOW - tonumber(last)) end
+return {st, s(silent), s(tmo(id))}
+"""
+
 # ARGV[11..]: status to keep ('' for all)
 LIST = """
 local out = {}
@@ -395,7 +426,7 @@ local stale = {}
 for _, id in ipairs(redis.call('HKEYS', K_STATUS)) do
   if redis.call('HGET', K_STATUS, id) == 'running' then
     local last = redis.call('HGET', K_LAST, id)
-    if (not last) or NOW - tonumber(last) >= TIMEOUT then stale[#stale + 1] = id end
+    if (not last) or NOW - tonumber(last) >= tmo(id) then stale[#stale + 1] = id end
   end
 end
 for _, id in ipairs(stale) do set_status(id, ARGV[11]) end

@@ -10,7 +10,7 @@ events are produced, exactly once. See docs/fleet.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 from . import _validate
 from .events import LifecycleEvent
@@ -18,7 +18,7 @@ from .model import ExtensionService, ServiceId, ServiceStatus
 from .phi import PhiSettings
 from .registry import Registry
 
-__all__ = ["Lease", "Plan", "SharedRegistry", "StoreSettings", "Sweep"]
+__all__ = ["Detail", "Lease", "Plan", "SharedRegistry", "StoreSettings", "Sweep", "Timing"]
 
 _Events = list[LifecycleEvent]
 
@@ -62,6 +62,27 @@ class StoreSettings:
             raise TypeError(f"phi must be a PhiSettings or None, not {type(self.phi).__name__}")
 
 
+class Detail(NamedTuple):
+    """What the leader needs to plan a due service's expiry, from its registration."""
+
+    name: str
+    auto_reconnect: bool  # its transport's (the config's must allow it too)
+    max_attempts: int | None = None  # its transport's max_reconnect_attempts; None: the config's
+
+
+class Timing(NamedTuple):
+    """A service's status, silence on the registry's clock (None: never heard) and heartbeat timeout, in seconds."""
+
+    status: ServiceStatus
+    silent: float | None
+    timeout: float  # its own TransportConfig.heartbeat_timeout_secs, else the registry's default
+
+    @property
+    def healthy(self) -> bool:
+        """RUNNING and heard within its timeout."""
+        return self.status is ServiceStatus.RUNNING and self.silent is not None and self.silent < self.timeout
+
+
 @dataclass(frozen=True, slots=True)
 class Sweep:
     """What the leader must do now: deadlines that passed, reconnect attempts it has claimed."""
@@ -70,9 +91,9 @@ class Sweep:
     attempts: list[tuple[ServiceId, int]]
     next_in: float | None  # seconds until the next deadline or attempt; None when there is none
     rebased: int = 0  # services given a fresh full timeout after an outage
-    # For each due service: its name and its transport's auto_reconnect, so the leader can plan
-    # every expiry of the batch without reading each service.
-    details: dict[ServiceId, tuple[str, bool]] = field(default_factory=dict)
+    # For each due service: its name, its transport's auto_reconnect and max_reconnect_attempts, so
+    # the leader can plan every expiry of the batch without reading each service.
+    details: dict[ServiceId, Detail] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +134,10 @@ class SharedRegistry(Registry, Protocol):
 
     def beat(self, id: str, timeout: float) -> tuple[ServiceStatus | None, _Events]:
         """Record a heartbeat; a RECONNECTING or ERROR service becomes RUNNING. Returns the prior status."""
+        ...
+
+    def timing(self, id: str) -> Timing | None:
+        """Status, silence and the service's own heartbeat timeout (what `is_healthy` needs); None if unknown."""
         ...
 
     def report_error(self, id: str, error: str, plan: Plan | None) -> tuple[ServiceStatus | None, _Events]:

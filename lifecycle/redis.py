@@ -39,7 +39,7 @@ from .events import (
     StatusChanged,
     Stopped,
 )
-from .fleet import Lease, Plan, StoreSettings, Sweep
+from .fleet import Detail, Lease, Plan, StoreSettings, Sweep, Timing
 from .model import (
     Capability,
     ExtensionService,
@@ -87,6 +87,9 @@ def _encode(service: ExtensionService) -> str:
                 "env": transport.env, "cwd": transport.cwd, "timeout_secs": transport.timeout_secs,
                 "auto_reconnect": transport.auto_reconnect, "max_retries": transport.max_retries,
                 "heartbeat_interval_secs": transport.heartbeat_interval_secs,
+                "heartbeat_timeout_secs": transport.heartbeat_timeout_secs,
+                "ping_interval_secs": transport.ping_interval_secs,
+                "max_reconnect_attempts": transport.max_reconnect_attempts,
             },
         }, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
@@ -192,7 +195,7 @@ class RedisRegistry:
             name: client.register_script(scripts.source(name))
             for name in ("REGISTER", "RESTORE", "UNREGISTER", "HEARTBEAT", "ACTIVATE", "SET_STATUS", "REPORT_ERROR",
                          "BEGIN_STOP", "EXPIRE", "EXPIRE_MANY", "LEASE", "RELEASE", "SWEEP", "ATTEMPT_DONE",
-                         "GET", "SILENCE", "LIST", "STATS", "HEALTH_CHECK", "CLEAR")
+                         "GET", "SILENCE", "TIMING", "LIST", "STATS", "HEALTH_CHECK", "CLEAR")
         }
         self._declared = {name: [self.keys[key] for key in scripts.keys_for(name)] for name in self._scripts}
         self._settings: StoreSettings | None = None
@@ -297,7 +300,7 @@ class RedisRegistry:
         if not isinstance(service, ExtensionService):
             raise TypeError(f"service must be an ExtensionService, not {type(service).__name__}")
         code, sid = self._run("REGISTER", service.id, service.name, service.version, _encode(service),
-                              service.status.value, "1" if join else "0")
+                              service.status.value, "1" if join else "0", _own_timeout(service))
         code, sid = _text(code), ServiceId(_text(sid))
         if code == "name_taken":
             raise ServiceAlreadyExists.named(service.name, sid)
@@ -307,7 +310,8 @@ class RedisRegistry:
 
     def restore(self, service: ExtensionService, timeout: float) -> bool:
         """Re-register `service` as RUNNING with a full deadline if the server lost it."""
-        result = self._run("RESTORE", service.id, _encode(service), service.name, timeout=timeout)
+        result = self._run("RESTORE", service.id, _encode(service), service.name, _own_timeout(service),
+                           timeout=timeout)
         return _text(result[0]) == "restored"
 
     def unregister(self, id: str) -> RegistrationInfo:
@@ -417,6 +421,25 @@ class RedisRegistry:
         silent = int(_text(rest[0]))
         return ServiceStatus(_text(code)), (None if silent < 0 else silent / _US)
 
+    def timing(self, id: str) -> Timing | None:
+        """Status, seconds since the last heartbeat (None: never) and the service's heartbeat timeout; None if unknown.
+
+        The timeout is the service's own (`TransportConfig.heartbeat_timeout_secs`), else the
+        default: the configured one, else the registry's `heartbeat_timeout_secs`.
+        """
+        if not _is_text(id):
+            return None
+        code, *rest = self._run("TIMING", id)
+        if _text(code) == "missing":
+            return None
+        silent = int(_text(rest[0]))
+        return Timing(ServiceStatus(_text(code)), None if silent < 0 else silent / _US, int(_text(rest[1])) / _US)
+
+    def is_healthy(self, id: str) -> bool:
+        """RUNNING and heard within its own heartbeat timeout (see `timing`); False if unknown."""
+        timing = self.timing(id)
+        return timing is not None and timing.healthy
+
     def report_error(self, id: str, error: str, plan: Plan | None) -> tuple[ServiceStatus | None, _Events]:
         """`service_error`; unless RECONNECTING: ERROR, then `plan`. Returns the prior status."""
         args = _plan_args(plan) if plan is not None else ("", 0, 0, 0)
@@ -521,7 +544,8 @@ class RedisRegistry:
         nxt = int(_text(next_us))
         return Sweep(
             due=[ServiceId(_text(row[0])) for row in due],
-            details={ServiceId(_text(i)): (_text(name), _text(auto) == "1") for i, name, auto in due},
+            details={ServiceId(_text(i)): Detail(_text(name), _text(auto) == "1", _int_or_none(m))
+                     for i, name, auto, m in due},
             attempts=[(ServiceId(_text(i)), int(_text(k))) for i, k in claimed],
             next_in=None if nxt < 0 else nxt / _US,
             rebased=int(rebased),
@@ -572,6 +596,17 @@ class RedisRegistry:
                 if event is not None:
                     out.append((_text(entry_id), event))
         return out
+
+
+def _own_timeout(service: ExtensionService) -> str:
+    """The service's own heartbeat timeout in microseconds, '' when it has none."""
+    own = service.transport.heartbeat_timeout_secs
+    return "" if own is None else _us(own)
+
+
+def _int_or_none(value: Any) -> int | None:
+    text = _text(value)
+    return None if text == "" else int(text)
 
 
 def _plan_args(plan: Plan) -> tuple[str, int, str, int]:

@@ -16,7 +16,7 @@ import redis_server as servers
 
 from lifecycle import ExtensionService, LifecycleConfig, ServiceStatus, TransportConfig
 from lifecycle.events import LifecycleEvent, Reconnected
-from lifecycle.fleet import Plan, StoreSettings
+from lifecycle.fleet import Detail, Plan, StoreSettings, Timing
 from lifecycle.redis import RedisRegistry
 
 pytestmark = pytest.mark.threaded
@@ -165,3 +165,87 @@ def test_store_settings_refuse_nonsense(kwargs, error):
 def test_configure_refuses_what_is_not_store_settings(reg):
     with pytest.raises(TypeError):
         reg.configure(LifecycleConfig())  # type: ignore[arg-type]
+
+
+# -- 3. per-service timing ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def timed(reg: RedisRegistry) -> tuple[RedisRegistry, str, str]:
+    """A configured registry (30 s default) with "fast" (its own 0.2 s timeout, 1 attempt) and "slow" RUNNING."""
+    reg.configure(StoreSettings(timeout=LONG))
+    fast = running(reg, "fast", heartbeat_timeout_secs=0.2, max_reconnect_attempts=1)
+    slow = running(reg, "slow")
+    lead(reg)
+    return reg, fast, slow
+
+
+def test_a_services_own_timeout_sets_its_deadlines_and_its_expiry(timed):
+    reg, fast, slow = timed
+    nxt = reg.sweep(OWNER, LONG, 30.0, 100).next_in
+    assert nxt is not None and nxt <= 0.2
+    sweep = poll(lambda: (s := reg.sweep(OWNER, LONG, 30.0, 100)) and s.due and s, what="the fast deadline")
+    assert sweep.due == [fast]
+    assert sweep.details == {fast: Detail("fast", True, 1)}
+    plans = [(fast, Plan("retry", 1, 5.0, 1)), (slow, Plan("retry", 1, 5.0, 3))]
+    events = reg.expire_many(OWNER, LONG, plans)
+    assert [(e.signal_name, e.service_id) for e in events][:1] == [("heartbeat_timeout", fast)]
+    assert {e.service_id for e in events} == {fast}
+    assert reg.get(slow).status is S.RUNNING and reg.get(fast).status is S.RECONNECTING
+
+
+def test_a_heartbeat_and_a_revival_arm_the_services_own_timeout(timed):
+    reg, fast, _ = timed
+    time.sleep(0.1)
+    reg.beat(fast, LONG)
+    nxt = reg.sweep(OWNER, LONG, 30.0, 100).next_in
+    assert nxt is not None and 0.1 < nxt <= 0.2
+    reg.report_error(fast, "boom", None)  # ERROR, no plan
+    assert reg.sweep(OWNER, LONG, 30.0, 100).next_in > 1.0  # only the slow deadline is left
+    prior, events = reg.beat(fast, LONG)
+    assert prior is S.ERROR and "reconnected" in kinds(events)
+    nxt = reg.sweep(OWNER, LONG, 30.0, 100).next_in
+    assert nxt is not None and nxt <= 0.2
+
+
+def test_timing_and_is_healthy_use_the_services_own_timeout(timed):
+    reg, fast, slow = timed
+    got = reg.timing(fast)
+    assert got is not None and got.status is S.RUNNING and got.timeout == 0.2 and got.silent < 0.2
+    assert reg.timing(slow).timeout == LONG
+    assert reg.timing("nope") is None and reg.timing(42) is None  # type: ignore[arg-type]
+    assert reg.is_healthy(fast) and reg.is_healthy(slow)
+    poll(lambda: not reg.is_healthy(fast), what="the fast service unhealthy")
+    assert reg.is_healthy(slow) and not reg.is_healthy("nope")
+    assert Timing(S.RUNNING, None, 1.0).healthy is False
+
+
+def test_an_outage_rebase_gives_each_service_its_own_timeout(timed):
+    reg, _, _ = timed
+    time.sleep(0.15)
+    sweep = reg.sweep(OWNER, LONG, 0.0, 100)  # no grace: as after an outage, every deadline starts again
+    assert sweep.rebased == 2 and sweep.due == []
+    assert 0.1 < sweep.next_in <= 0.2  # the fast service's own 0.2 s from now, not 30 s
+
+
+def test_the_registrys_health_check_uses_each_services_timeout(reg):
+    fast = running(reg, "fast", heartbeat_timeout_secs=0.2)
+    running(reg, "slow")
+    assert reg.health_check() == []
+    poll(lambda: reg.timing(fast).silent >= 0.2, what="0.2 s of silence")
+    assert reg.health_check() == [fast]
+
+
+def test_own_timing_is_kept_in_snapshots_restored_and_forgotten(reg):
+    reg.configure(StoreSettings(timeout=LONG))
+    original = service("own", heartbeat_timeout_secs=0.5, ping_interval_secs=0.25, max_reconnect_attempts=2)
+    sid, _ = reg.join(original)
+    got = reg.get(sid).transport
+    assert (got.heartbeat_timeout_secs, got.ping_interval_secs, got.max_reconnect_attempts) == (0.5, 0.25, 2)
+    assert reg.client.hget(reg.keys["tmo"], sid) == "500000"
+    reg.unregister(sid)
+    assert reg.client.hexists(reg.keys["tmo"], sid) == 0
+    assert reg.restore(original, LONG)
+    assert reg.timing(sid).timeout == 0.5 and reg.get(sid).status is S.RUNNING
+    plain, _ = reg.join(service("plain"))
+    assert reg.client.hexists(reg.keys["tmo"], plain) == 0 and reg.timing(plain).timeout == LONG
