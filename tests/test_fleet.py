@@ -235,7 +235,7 @@ def test_any_manager_serves_a_service_another_started(make, events):
 def test_exactly_one_manager_leads_and_holds_the_lease(make):
     managers = [make() for _ in range(3)]
     leader = leader_of(managers)
-    assert client_of(leader).get(lease_key(leader)) == leader._fleet.owner
+    assert client_of(leader).get(lease_key(leader)) == leader._engine.ticker.owner
 
 
 def test_a_silent_service_gives_one_timeout_and_one_reconnect_sequence_in_the_fleet(make, events):
@@ -294,9 +294,9 @@ def test_a_leader_whose_lease_was_taken_cannot_expire(make, events):
     assert b.is_leader and a.is_leader  # a has not noticed: it has not ticked
     eventually(lambda: a.registry.silence(sid)[1] >= TIMEOUT, what="the service's silence")
     registry = a.registry
-    assert registry.sweep(a._fleet.owner, TIMEOUT, TTL, 10) is None
-    assert registry.expire_many(a._fleet.owner, TIMEOUT, [(sid, Plan("retry", 1, 0.0, 3))]) is None
-    assert registry.attempt_done(sid, a._fleet.owner, 1, True, Plan("retry", 2, 0.0, 3)) is None
+    assert registry.sweep(a._engine.ticker.owner, TIMEOUT, TTL, 10) is None
+    assert registry.expire_many(a._engine.ticker.owner, TIMEOUT, [(sid, Plan("retry", 1, 0.0, 3))]) is None
+    assert registry.attempt_done(sid, a._engine.ticker.owner, 1, True, Plan("retry", 2, 0.0, 3)) is None
     assert a.health_check() == []
     assert not a.is_leader and events.of(HeartbeatTimeout) == []
     assert registry.get(sid).status is ServiceStatus.RUNNING
@@ -338,7 +338,7 @@ def test_a_lease_that_expired_on_the_server_fences_its_old_holder(make):
     b = make(autostart=False, ttl=0.3)
     b.run_pending()
     assert b.is_leader
-    assert a.registry.sweep(a._fleet.owner, TIMEOUT, 0.3, 10) is None
+    assert a.registry.sweep(a._engine.ticker.owner, TIMEOUT, 0.3, 10) is None
 
 
 def test_graceful_shutdown_hands_the_lease_on_at_the_next_tick(frozen_lifecycle, make_lifecycle_manager,
@@ -894,7 +894,7 @@ def test_a_forked_child_is_a_new_member_of_the_fleet(make):
     a = make()
     leader = leader_of([a])
     sid = a.start_service(ExtensionService("svc", "1"))
-    parent_owner = leader._fleet.owner
+    parent_owner = leader._engine.ticker.owner
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report, then leave without running any of the parent's cleanup
@@ -902,7 +902,7 @@ def test_a_forked_child_is_a_new_member_of_the_fleet(make):
         try:
             a.handle_heartbeat(sid)
             eventually(lambda: a.registry.silence(sid) is not None, what="a reply")
-            report = {"owner": a._fleet.owner, "leader": a.is_leader, "status": str(a.get_status(sid)),
+            report = {"owner": a._engine.ticker.owner, "leader": a.is_leader, "status": str(a.get_status(sid)),
                       "holder": client_of(a).get(lease_key(a))}
             os.write(write, json.dumps(report).encode())
             code = 0

@@ -58,8 +58,8 @@ def test_regular_beats_are_timed_out_long_before_the_fixed_timeout(frozen_lifecy
     events = record(manager)
     beat_every(frozen_lifecycle, manager, sid, 1.0, 50)
     # Intervals of 1 s (two seeds of 0.75 and 1.25 among 52): mean ~1, tiny deviation.
-    entry = manager._entries[sid]
-    limit = manager._limit(entry)
+    entry = manager._engine._entries[sid]
+    limit = manager._engine._detector.limit(entry)
     assert 1.0 < limit < 2.0
     frozen_lifecycle.advance(limit * 0.999)
     assert events.of(HeartbeatTimeout) == [] and manager.phi(sid) < 8.0
@@ -101,15 +101,15 @@ def test_a_shrinking_estimate_pulls_the_armed_deadline_in(frozen_lifecycle, make
                              phi_acceptable_pause_secs=0.0, phi_max_sample_size=10)
     manager = make_lifecycle_manager(config)
     sid = manager.start_service(ExtensionService("quickening", "1"))
-    first = manager._entries[sid].deadline
+    first = manager._engine._entries[sid].deadline
     assert first is not None
     events = record(manager)
     beat_every(frozen_lifecycle, manager, sid, 0.5, 20)
-    deadline = manager._entries[sid].deadline
+    deadline = manager._engine._entries[sid].deadline
     assert deadline is not None and deadline.when < first.when
-    entry = manager._entries[sid]
+    entry = manager._engine._entries[sid]
     assert entry.history is not None
-    due = entry.history.last + manager._limit(entry)  # 1.02 s after the last beat: 0.5 s intervals
+    due = entry.history.last + manager._engine._detector.limit(entry)  # 1.02 s after the last beat: 0.5 s intervals
     assert due < first.when
     frozen_lifecycle.advance(due - time.monotonic() - 0.01)
     assert events.of(HeartbeatTimeout) == []
@@ -142,7 +142,7 @@ def test_the_fixed_detector_behaves_as_before(frozen_lifecycle, make_lifecycle_m
     assert events.of(HeartbeatTimeout) == []
     frozen_lifecycle.advance(0.01)
     assert len(events.of(HeartbeatTimeout)) == 1
-    assert manager._entries[sid].history is None
+    assert manager._engine._entries[sid].history is None
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -172,11 +172,11 @@ def test_a_false_suspicion_is_learned(frozen_lifecycle, make_lifecycle_manager, 
     sid = manager.start_service(ExtensionService("stalls", "1"))
     events = record(manager)
     beat_every(frozen_lifecycle, manager, sid, 1.0, 20)
-    before = manager._limit(manager._entries[sid])
+    before = manager._engine._detector.limit(manager._engine._entries[sid])
     frozen_lifecycle.advance(4.0)  # a stall: suspected, then the beat proves it alive
     assert len(events.of(HeartbeatTimeout)) == 1
     manager.handle_heartbeat(sid)
     assert manager.get_status(sid) is ServiceStatus.RUNNING
-    history = manager._entries[sid].history
+    history = manager._engine._entries[sid].history
     assert history is not None and history.intervals[-1] == pytest.approx(4.0)
-    assert manager._limit(manager._entries[sid]) > before
+    assert manager._engine._detector.limit(manager._engine._entries[sid]) > before

@@ -1,0 +1,23 @@
+"""Which engine a registry gets: chosen once, when the manager is built."""
+
+from __future__ import annotations
+
+import random
+
+from ..config import LifecycleConfig
+from ..connector import Hooks
+from ..fleet import SharedRegistry
+from ..registry import Registry
+from ..watchdog import Watchdog
+from .base import Engine, Sink
+from .fleet import FleetEngine
+from .local import LocalEngine
+from .runner import Executor
+
+
+def build_engine(registry: Registry, config: LifecycleConfig, hooks: Hooks | None, watchdog: Watchdog,
+                 executor: Executor, sink: Sink, rng: random.Random) -> Engine:
+    """The fleet engine for a registry shared by a fleet of processes; the in-memory engine otherwise."""
+    if isinstance(registry, SharedRegistry):
+        return FleetEngine(registry, config, hooks, watchdog, executor, sink, rng)
+    return LocalEngine(registry, config, watchdog, executor, sink, rng)

@@ -1,0 +1,414 @@
+"""The fleet engine: many processes supervise one namespace of a shared registry as one.
+
+Any process records heartbeats and errors and starts or joins services; the leader (see
+`lease.Ticker`) times deadlines out and runs reconnect attempts, which it claims in the
+registry. Every change is one atomic registry operation that also produces its events, so the
+process whose call made a change emits them, exactly once in the fleet. The decisions (what
+follows a failure, how a connect is run and bounded) are the same objects the in-memory engine
+uses.
+
+Locking: `lock` guards this process's own records (services started or adopted here, attempts
+in flight); no lock is held while a connector runs or events are emitted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import random
+import threading
+import time
+
+from ..config import LifecycleConfig
+from ..connector import Hooks
+from ..errors import ConnectionFailed, InvalidState, LifecycleError, NotInFleetMode, RegistryUnavailable
+from ..events import Heartbeat, HeartbeatTimeout
+from ..fleet import Plan, SharedRegistry, Sweep
+from ..model import ExtensionService, ServiceId, ServiceStatus
+from ..subscription import Subscription
+from ..watchdog import Timer, Watchdog
+from .base import Sink, check_id, error_text, label, not_managed, refused
+from .fleetlog import follow_log
+from .lease import Ticker
+from .policy import ReconnectPolicy
+from .runner import Executor, Outcome
+
+__all__ = ["FleetEngine"]
+
+log = logging.getLogger("lifecycle")
+
+_SWEEP_LIMIT = 500  # due items handled per sweep; a larger backlog is drained by immediate re-ticks
+_IN_FLEET = "registered in the fleet"
+RUNNING = ServiceStatus.RUNNING
+
+
+class _Local:
+    """A service this process started or reconnected: it holds the connection, so it pings it."""
+
+    __slots__ = ("service", "hooks", "ping", "ping_busy", "interval")
+
+    def __init__(self, service: ExtensionService, hooks: Hooks | None, interval: float) -> None:
+        self.service = copy.deepcopy(service)  # to register it again if the registry loses it
+        self.hooks = hooks
+        self.ping: Timer | None = None
+        self.ping_busy = False
+        self.interval = interval
+
+
+class FleetEngine:
+    """Supervises a namespace of a `SharedRegistry` together with the fleet's other processes."""
+
+    def __init__(self, registry: SharedRegistry, config: LifecycleConfig, hooks: Hooks | None,
+                 watchdog: Watchdog, executor: Executor, sink: Sink, rng: random.Random) -> None:
+        if config.max_restarts is not None:
+            raise NotInFleetMode("max_restarts")
+        if config.detector != "fixed":
+            raise NotInFleetMode(f"detector={config.detector!r}")
+        self.lock = threading.RLock()
+        self._registry = registry
+        self._config = config
+        self._hooks = hooks
+        self._watchdog = watchdog
+        self._executor = executor
+        self._sink = sink
+        self._rng = rng
+        self._timeout = float(config.heartbeat_timeout_secs)
+        self._policy = ReconnectPolicy.of(config)
+        self._locals: dict[str, _Local] = {}
+        self._inflight: dict[str, Outcome] = {}
+        self._closed = False
+        self.ticker = Ticker(registry, watchdog, self._timeout, self._lead, self._restore_local)
+        self.ticker.start()
+
+    shared = True
+
+    @property
+    def leader(self) -> bool:
+        return self.ticker.leader
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def status(self, id: str) -> ServiceStatus | None:
+        live = None if self._closed or not isinstance(id, str) else self._registry.silence(id)
+        return None if live is None else live[0]
+
+    def healthy(self, id: str) -> bool:
+        live = None if self._closed or not isinstance(id, str) else self._registry.silence(id)
+        return live is not None and live[0] is RUNNING and live[1] is not None and live[1] < self._timeout
+
+    def attempts(self, id: str) -> int:
+        service = None if self._closed or not isinstance(id, str) else self._registry.get(id)
+        return 0 if service is None else service.retry_count
+
+    def restarts(self, id: str) -> int:
+        return 0
+
+    def phi(self, id: str) -> float:
+        return 0.0
+
+    def count(self) -> int:
+        return 0 if self._closed else self._registry.count()
+
+    def follow(self, subscription: Subscription) -> None:
+        follow_log(self._registry, subscription)
+
+    # -- starting and stopping ----------------------------------------------------------------
+
+    def start(self, service: ExtensionService, hooks: Hooks | None) -> ServiceId:
+        """Register (or join) in the fleet, connect, RUNNING; joining calls no connector."""
+        transport = service.transport
+        if any(v is not None for v in (transport.heartbeat_timeout_secs, transport.ping_interval_secs,
+                                        transport.max_reconnect_attempts)):
+            raise NotInFleetMode("per-service timing (TransportConfig.heartbeat_timeout_secs, ping_interval_secs, "
+                                 "max_reconnect_attempts)")
+        sid, joined = self._registry.join(service)
+        if joined:
+            log.info("lifecycle: service %r joined as %s, already registered in the fleet", service.name, sid)
+            return sid
+        if hooks is not None:
+            try:
+                hooks.connect(self._registry.get(sid) or service)
+            except BaseException as exc:
+                with contextlib.suppress(LifecycleError):
+                    self._registry.unregister(sid)
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                who = label(service.name, sid)
+                raise ConnectionFailed(f"connecting service {who} failed: {error_text(exc)}") from exc
+        events = self._registry.activate(sid, self._timeout)
+        if not events:
+            raise InvalidState(f"service {label(service.name, sid)} was stopped while it was starting")
+        self._hold(service, hooks)
+        self.ticker.poke(self._timeout)
+        self._sink.emit(events)
+        return sid
+
+    def _hold(self, service: ExtensionService, hooks: Hooks | None) -> None:
+        """This process holds the service (and its connection, if any): it pings it, and restores it after a loss."""
+        with self.lock:
+            if self._closed or service.id in self._locals:
+                return
+            local = self._locals[service.id] = _Local(service, hooks, float(self._config.heartbeat_interval_secs))
+            if hooks is not None and hooks.ping is not None:
+                local.ping = self._watchdog.call_later(local.interval, self._on_ping_due, service.id, local)
+
+    def stop(self, id: str, deadline: float | None) -> None:
+        check_id(id)
+        prior, events = self._registry.begin_stop(id)
+        if prior is None:
+            raise not_managed(id, _IN_FLEET)
+        if prior is ServiceStatus.STOPPING or prior is ServiceStatus.STOPPED:
+            return  # another call (maybe in another process) is stopping it
+        self._sink.emit(events)
+        with self.lock:
+            local = self._locals.pop(id, None)
+            if local is not None and local.ping is not None:
+                local.ping.cancel()
+        try:
+            service = self._registry.get(id)
+            hooks = self._hooks_for(id) if local is None else local.hooks
+            if service is not None and hooks is not None:
+                limit = service.transport.timeout_secs
+                if deadline is not None:
+                    limit = max(0.0, min(limit, deadline - time.monotonic()))
+                self._executor.disconnect(hooks, service, limit, label(service.name, id))
+        finally:
+            try:
+                events = self._registry.finish_stop(id)
+            except LifecycleError:
+                events = []
+            log.info("lifecycle: service %s stopped", id)
+            self._sink.emit(events)
+
+    def stop_all(self, deadline: float | None) -> None:
+        for service in self._registry.list_all():
+            try:
+                self.stop(service.id, deadline)
+            except LifecycleError as exc:
+                log.warning("lifecycle: stopping service %s failed (%s); stopping the others", service.id, exc)
+            except Exception:
+                log.exception("lifecycle: stopping service %s failed; stopping the others", service.id)
+
+    def close(self, deadline: float) -> None:
+        """Leave the fleet's services registered (they outlive any one process) and hand the lease on."""
+        with self.lock:
+            self._closed = True
+            for local in self._locals.values():
+                if local.ping is not None:
+                    local.ping.cancel()
+            self._locals.clear()
+        self.ticker.close()
+
+    # -- reports from services ----------------------------------------------------------------
+
+    def beat(self, id: str) -> None:
+        check_id(id)
+        prior, events = self._registry.beat(id, self._timeout)
+        if prior is None:
+            raise not_managed(id, _IN_FLEET)
+        if prior is ServiceStatus.STOPPING or prior is ServiceStatus.STOPPED:
+            raise refused(repr(id), "heartbeat", prior)
+        if events:
+            log.info("lifecycle: service %s is back (heartbeat)", id)
+            self._sink.emit(events)
+
+    def error(self, id: str, text: str) -> None:
+        check_id(id)
+        service = self._registry.get(id)
+        if service is None:
+            raise not_managed(id, _IN_FLEET)
+        plan = ReconnectPolicy.of(self._config, service.transport).begin(self._rng)
+        prior, events = self._registry.report_error(id, text, None if plan.mode == "error" else plan)
+        if prior is None:
+            raise not_managed(id, _IN_FLEET)
+        if prior in (ServiceStatus.STOPPING, ServiceStatus.STOPPED, ServiceStatus.STARTING):
+            raise refused(repr(id), "error report", prior)
+        log.warning("lifecycle: service %r (%s) reported an error: %s", service.name, id, text)
+        if plan.mode == "retry" and prior is not ServiceStatus.RECONNECTING:
+            self.ticker.poke(plan.delay)  # in the leader, attempt 1 runs when due
+        self._sink.emit(events)
+
+    def restart(self, id: str) -> None:
+        raise NotInFleetMode("restart_service")
+
+    def sweep_now(self) -> list[ServiceId]:
+        """The leader expires what is due now; others do nothing."""
+        if not self.ticker.claims:
+            return []
+        sweep = self._claim()
+        return [] if sweep is None else self._expire(sweep)
+
+    # -- the leader's actions -------------------------------------------------------------------
+
+    def _lead(self, within: float) -> float:
+        """One sweep: time out what is due, run the claimed attempts; seconds until the next thing."""
+        sweep = self._claim()
+        if sweep is None:
+            return within
+        if sweep.rebased:
+            log.warning("lifecycle: nobody watched the fleet's deadlines for a while (outage, restart or "
+                        "failover); %d service(s) get a fresh full timeout", sweep.rebased)
+        self._expire(sweep)
+        for sid, attempt in sweep.attempts:
+            self._attempt(sid, attempt)
+        if len(sweep.due) >= _SWEEP_LIMIT or len(sweep.attempts) >= _SWEEP_LIMIT:
+            return 0.0
+        return within if sweep.next_in is None else min(within, sweep.next_in)
+
+    def _claim(self) -> Sweep | None:
+        """The registry's sweep; after a failure we saw, with no grace at all (every deadline starts again)."""
+        ticker = self.ticker
+        sweep = self._registry.sweep(ticker.owner, self._timeout, 0.0 if ticker.rebase else ticker.ttl,
+                                     _SWEEP_LIMIT)
+        if sweep is None:
+            ticker.set_leader(False)
+        else:
+            ticker.rebase = False
+        return sweep
+
+    def _expire(self, sweep: Sweep) -> list[ServiceId]:
+        """Time out the sweep's due services in one atomic step; return the ids it timed out."""
+        if not sweep.due:
+            return []
+        plans: list[tuple[str, Plan]] = []
+        for sid in sweep.due:
+            auto = sweep.details.get(sid, ("", True))[1]
+            plans.append((sid, self._policy.begin(self._rng) if auto else Plan("error")))
+        events = self._registry.expire_many(self.ticker.owner, self._timeout, plans)
+        if events is None:
+            self.ticker.set_leader(False)
+            return []
+        expired = [e.service_id for e in events if isinstance(e, HeartbeatTimeout)]
+        for sid in expired:
+            log.warning("lifecycle: service %r (%s) missed its heartbeat deadline",
+                        sweep.details.get(sid, ("?",))[0], sid)
+        delays = [plan.delay for sid, plan in plans if plan.mode == "retry" and sid in expired]
+        if delays:
+            self.ticker.poke(min(delays))
+        self._sink.emit(events)
+        return expired
+
+    def _attempt(self, sid: str, attempt: int) -> None:
+        """Run claimed attempt `attempt` of `sid` through the executor, bounded by its timeout."""
+        service = self._registry.get(sid)
+        if service is None:
+            return
+        outcome = Outcome()
+        with self.lock:
+            self._inflight[sid] = outcome
+        hooks = self._hooks_for(sid)
+        if hooks is None:
+            # Without a connector only a heartbeat revives a service, and none came in time.
+            self._report(sid, attempt, outcome, service, RuntimeError("no heartbeat before the attempt was due"))
+            return
+        if not self.leader:
+            return  # our lease may have run out: the claim lapses and whoever leads runs it
+        self._executor.connect(outcome, hooks, service, service.transport.timeout_secs,
+                               lambda error: self._report(sid, attempt, outcome, service, error),
+                               lambda: self._running(sid))
+
+    def _hooks_for(self, sid: str) -> Hooks | None:
+        """The connector for a service: the one it was started with here, else the manager's."""
+        local = self._locals.get(sid)
+        return self._hooks if local is None or local.hooks is None else local.hooks
+
+    def _running(self, sid: str) -> bool:
+        try:
+            live = self._registry.silence(sid)
+        except LifecycleError:
+            return False
+        return live is not None and live[0] is RUNNING
+
+    def _report(self, sid: str, attempt: int, outcome: Outcome, service: ExtensionService,
+                error: BaseException | None) -> bool:
+        """Record an attempt's outcome; False if it was not applied (stale, fenced or lost)."""
+        with self.lock:
+            if self._inflight.get(sid) is not outcome:
+                return False
+            del self._inflight[sid]
+        policy = ReconnectPolicy.of(self._config, service.transport)
+        if error is not None:
+            log.warning("lifecycle: reconnect attempt %d/%d of %r (%s) failed: %s", attempt,
+                        policy.max_attempts, service.name, sid, error_text(error))
+        plan = policy.plan(attempt + 1, self._rng)
+        try:
+            events = self._registry.attempt_done(sid, self.ticker.owner, attempt, error is None, plan,
+                                                 timeout=self._timeout)
+        except Exception as exc:
+            log.warning("lifecycle: the outcome of attempt %d of %s is lost (%s); it is run again once its claim "
+                        "lapses", attempt, sid, exc)
+            return False
+        if events is None:
+            self.ticker.set_leader(False)
+            return False
+        if events and error is not None and plan.mode == "retry":
+            self.ticker.poke(plan.delay)
+        hooks = self._hooks_for(sid)
+        if events and error is None and hooks is not None:
+            # Our connector made the connection: we hold it now, so we ping it (the process that
+            # started the service may be gone).
+            self._hold(service, hooks)
+        self._sink.emit(events)
+        return bool(events)
+
+    def _restore_local(self) -> None:
+        """The server lost its data (emptied or replaced): register this process's services again."""
+        with self.lock:
+            services = [local.service for local in self._locals.values()]
+        restored = sum(1 for service in services if self._registry.restore(service, self._timeout))
+        if restored:
+            log.warning("lifecycle: the registry lost its data; %d service(s) of this process registered again",
+                        restored)
+
+    # -- pings of the services this process holds ---------------------------------------------
+
+    def _on_ping_due(self, sid: str, local: _Local) -> None:
+        with self.lock:
+            if self._locals.get(sid) is not local or local.hooks is None or local.hooks.ping is None:
+                return
+            ping = local.hooks.ping
+            # Another process may bring a service back (a heartbeat, the leader's reconnect): keep looking.
+            local.ping = self._watchdog.call_later(local.interval, self._on_ping_due, sid, local)
+            if local.ping_busy:
+                return
+        try:
+            service = self._registry.get(sid)
+        except RegistryUnavailable:
+            return  # the tick logs the outage once; the next ping is armed
+        if service is None:  # gone (stopped elsewhere, or lost with the data: restored by the tick)
+            with self.lock:
+                if local.ping is not None:
+                    local.ping.cancel()
+                    local.ping = None
+            return
+        if service.status is not RUNNING:
+            return
+        local.ping_busy = True
+        self._executor.ping(ping, service, service.transport.timeout_secs,
+                            lambda error: self._ping_done(sid, local, error))
+
+    def _ping_done(self, sid: str, local: _Local, error: BaseException | None) -> None:
+        local.ping_busy = False
+        if error is not None:
+            log.warning("lifecycle: ping of %s failed: %s", label(local.service.name, sid), error_text(error))
+            return
+        self._sink.count_beat()
+        try:
+            events = self._registry.beat(sid, self._timeout)[1]
+        except RegistryUnavailable:
+            return  # an outage: the tick logs it once, not every ping
+        except LifecycleError as exc:
+            log.warning("lifecycle: recording the ping of %s failed: %s", sid, exc)
+            return
+        self._sink.emit(events)
+        if self._sink.heard():
+            self._sink.emit((Heartbeat(ServiceId(sid), time.monotonic()),))
+
+    def after_fork_in_child(self) -> None:
+        self.lock = threading.RLock()
+        self._inflight.clear()
+        for local in self._locals.values():
+            local.ping_busy = False
+        self.ticker.after_fork_in_child()
+

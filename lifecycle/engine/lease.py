@@ -1,0 +1,197 @@
+"""The fleet's tick: one recurring timer per process that holds or seeks the leader lease.
+
+Each tick takes or renews the lease; in the leader it then asks the engine to act on what is
+due (`act`), which says how long until the next thing is; the tick is armed for then, or for the
+next renewal, whichever is sooner. So detection stays deadline-driven with one timer per process.
+
+Nothing stops the tick: whatever a tick raises (an outage, an error the server answers, a bug)
+is logged once per distinct cause, the process stops calling itself leader, and the tick comes
+again after a backoff that doubles up to the renewal interval. A leader whose lease may have
+run out (it could not renew in time) is not the leader, whatever it last heard.
+
+Threads and locks: ticks run on the watchdog thread (or in `run_pending`); the little state kept
+here (leader, the armed tick, pokes made during a tick) is guarded by `_lock`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from ..errors import RegistryUnavailable
+from ..fleet import SharedRegistry
+from ..watchdog import Timer, Watchdog
+
+__all__ = ["Ticker"]
+
+log = logging.getLogger("lifecycle")
+
+_RETRY_MIN = 0.05
+
+
+def owner_token() -> str:
+    """Unique per process and manager (renewed after fork); host and pid make logs readable."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+class Ticker:
+    """Holds or seeks the lease on every tick; as leader calls `act(within) -> seconds until next`."""
+
+    def __init__(self, registry: SharedRegistry, watchdog: Watchdog, timeout: float,
+                 act: Callable[[float], float], restore: Callable[[], None]) -> None:
+        self.registry = registry
+        self.ttl = float(getattr(registry, "lease_ttl_secs", 5.0))
+        self.renew_every = self.ttl / 3
+        self._timeout = timeout
+        self._watchdog = watchdog
+        self._act = act
+        self._restore = restore
+        self._lock = threading.Lock()
+        self.owner = owner_token()
+        self._leader = False
+        self._lease_until = 0.0
+        self._generation: str | None = None
+        self._timer: Timer | None = None
+        self._ticking = False
+        self._wake = math.inf  # a tick must come by then (monotonic): what pokes asked for during a tick
+        self._failing: tuple[str, str] | None = None  # the cause last logged while ticks fail
+        self._failing_since = 0.0
+        self._retry = _RETRY_MIN
+        self.rebase = False  # the next sweep gives every service a fresh full timeout
+        self._closed = False
+
+    @property
+    def leader(self) -> bool:
+        """True while this process holds a lease it renewed less than a lease ago."""
+        return self._leader and time.monotonic() < self._lease_until
+
+    @property
+    def claims(self) -> bool:
+        """True if the last answer made this process the leader: worth asking the registry, which fences."""
+        return self._leader
+
+    def start(self) -> None:
+        self._arm(0.0)
+
+    def poke(self, delay: float) -> None:
+        """Make sure a tick comes within `delay` seconds (a deadline or an attempt this process just set).
+
+        A poke during a tick is kept in `_wake` and honoured when the tick arms the next one.
+        """
+        if not self.leader:
+            return
+        when = time.monotonic() + max(0.0, delay)
+        with self._lock:
+            self._wake = min(self._wake, when)
+            timer = self._timer
+            if self._ticking or timer is None or timer.when <= when:
+                return
+            old = self._arm_locked(delay)
+        if old is not None:
+            old.cancel()
+
+    def _arm(self, delay: float) -> None:
+        with self._lock:
+            old = self._arm_locked(delay)
+        if old is not None:
+            old.cancel()
+
+    def _arm_locked(self, delay: float) -> Timer | None:
+        if self._closed:
+            return None
+        old, self._timer = self._timer, self._watchdog.call_later(max(0.0, delay), self.tick)
+        return old
+
+    def tick(self) -> None:
+        """Renew or take the lease; as leader, act on what is due; always arm the next tick."""
+        if self._closed:
+            return
+        with self._lock:
+            self._ticking, self._wake = True, math.inf
+        delay = self.renew_every
+        try:
+            delay = self._tick()
+        except Exception as exc:
+            delay = self._on_failure(exc)
+        finally:
+            with self._lock:
+                self._ticking = False
+                old = self._arm_locked(min(delay, self._wake - time.monotonic()))
+            if old is not None:
+                old.cancel()
+
+    def _tick(self) -> float:
+        asked = time.monotonic()
+        lease = self.registry.lease(self.owner, self.ttl)
+        self._on_success()
+        if self._generation is not None and lease.generation != self._generation:
+            self._restore()
+        self._generation = lease.generation
+        self.set_leader(lease.leader, asked)
+        if not self._leader:
+            return self.renew_every
+        # Another process may have set a deadline since our last sweep (a start, a revival): none
+        # is sooner than one timeout from now, so sleeping at most that long never oversleeps it.
+        return self._act(min(self.renew_every, self._timeout))
+
+    def set_leader(self, leader: bool, asked: float = 0.0) -> None:
+        if leader:
+            # Our lease is valid at most ttl from when we asked: past that we start nothing.
+            self._lease_until = asked + self.ttl
+        if leader != self._leader:
+            self._leader = leader
+            log.info("lifecycle: this process %s for the fleet (%s)",
+                     "now acts" if leader else "no longer acts", self.owner)
+
+    def _on_failure(self, exc: Exception) -> float:
+        self.set_leader(False)
+        cause = (type(exc).__name__, str(exc))
+        if self._failing is None:
+            self._failing_since = time.monotonic()
+            self._retry = _RETRY_MIN
+        else:
+            self._retry = min(self._retry * 2, self.renew_every)
+        if cause != self._failing:
+            self._failing = cause
+            if isinstance(exc, RegistryUnavailable):
+                log.error("lifecycle: %s; the watchdog keeps trying (logged once per cause)", exc)
+            else:
+                log.error("lifecycle: the fleet's tick failed: %s: %s; the watchdog keeps trying "
+                          "(logged once per cause)", *cause, exc_info=exc)
+        return self._retry
+
+    def _on_success(self) -> None:
+        if self._failing is not None:
+            log.warning("lifecycle: the registry is reachable again after %.1f s",
+                        time.monotonic() - self._failing_since)
+            self._failing = None
+            # Heartbeats were refused while the registry failed, however briefly, and the server's
+            # deadlines kept running: silence that overlaps a failure counts for nothing.
+            self.rebase = True
+
+    def close(self) -> None:
+        """Stop ticking and give the lease up, so another process takes over at once."""
+        with self._lock:
+            self._closed = True
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        if self._leader:
+            self._leader = False
+            try:
+                self.registry.release(self.owner)
+            except Exception as exc:
+                log.warning("lifecycle: could not release the fleet lease (%s); it expires on its own", exc)
+
+    def after_fork_in_child(self) -> None:
+        """A forked child is a new member of the fleet: its own owner token, not the leader."""
+        self._lock = threading.Lock()
+        self.owner = owner_token()
+        self._leader = False
+        self._ticking, self._wake = False, math.inf  # a tick the parent was running does not run here

@@ -1,0 +1,555 @@
+"""The in-memory engine: one process supervises its own services, a timer per deadline, attempt and ping.
+
+Locking: one `RLock` (the manager's) guards the entries and every decision that reads then
+writes the registry. Events are collected while it is held and handed to the sink after it is
+released, so receivers and connectors never run under it. The common heartbeat (a RUNNING
+service, fixed detector) takes no lock at all: the registry records it atomically, and a
+deadline's expiry is a compare-and-set there, so a beat racing a deadline either lands first or
+finds the service RECONNECTING and revives it under the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from ..config import LifecycleConfig
+from ..connector import Hooks
+from ..errors import ConnectionFailed, InvalidState, ManagerClosed, ServiceNotFound
+from ..events import (
+    Error,
+    Heartbeat,
+    HeartbeatTimeout,
+    LifecycleEvent,
+    Reconnected,
+    ReconnectFailed,
+    Reconnecting,
+    ServiceFlapping,
+    Started,
+    StatusChanged,
+    Stopped,
+)
+from ..model import ExtensionService, ServiceId, ServiceStatus
+from ..registry import Registry
+from ..subscription import Subscription
+from ..watchdog import Timer, Watchdog
+from .base import Sink, error_text, not_managed, refused
+from .detector import detector_for
+from .entry import Entry
+from .policy import ReconnectPolicy, RestartIntensity, service_timing
+from .runner import Executor, Outcome
+
+__all__ = ["TRANSITIONS", "LocalEngine"]
+
+log = logging.getLogger("lifecycle")
+
+RUNNING = ServiceStatus.RUNNING
+STARTING = ServiceStatus.STARTING
+STOPPING = ServiceStatus.STOPPING
+STOPPED = ServiceStatus.STOPPED
+ERROR = ServiceStatus.ERROR
+RECONNECTING = ServiceStatus.RECONNECTING
+
+#: Every status change the engine makes; anything else is a bug or outside tampering.
+TRANSITIONS: dict[ServiceStatus, frozenset[ServiceStatus]] = {
+    STARTING: frozenset({RUNNING, STOPPING}),
+    RUNNING: frozenset({RECONNECTING, ERROR, STOPPING}),
+    ERROR: frozenset({RECONNECTING, RUNNING, STOPPING}),
+    RECONNECTING: frozenset({RUNNING, ERROR, STOPPING}),
+    STOPPING: frozenset({STOPPED}),
+    STOPPED: frozenset(),
+}
+
+
+class LocalEngine:
+    """Supervises the services of this process in a registry of this process."""
+
+    def __init__(self, registry: Registry, config: LifecycleConfig, watchdog: Watchdog, executor: Executor,
+                 sink: Sink, rng: random.Random) -> None:
+        self.lock = threading.RLock()
+        self._registry = registry
+        self._config = config
+        self._watchdog = watchdog
+        self._executor = executor
+        self._sink = sink
+        self._rng = rng
+        self._detector = detector_for(config)
+        self._intensity = RestartIntensity.of(config)
+        self._entries: dict[str, Entry] = {}
+        self._stopping: set[str] = set()  # ids between STOPPING and unregistered
+        self._closed = False
+        # The in-memory registry keeps retry_count in step with attempts(id); others may not offer it.
+        self._retry_setter: Callable[[str, int], None] | None = getattr(registry, "set_retry_count", None)
+        self._silence_many = getattr(registry, "silence_many", None)
+
+    leader = True
+    shared = False
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def _entry(self, id: str) -> Entry | None:
+        return self._entries.get(id) if isinstance(id, str) else None
+
+    def status(self, id: str) -> ServiceStatus | None:
+        with self.lock:
+            if self._entry(id) is None:
+                return None
+            live = self._registry.silence(id)
+        return None if live is None else live[0]
+
+    def healthy(self, id: str) -> bool:
+        with self.lock:
+            entry = self._entry(id)
+            live = None if entry is None else self._registry.silence(id)
+        if entry is None or live is None:
+            return False
+        return live[0] is RUNNING and live[1] is not None and live[1] < entry.timeout
+
+    def attempts(self, id: str) -> int:
+        with self.lock:
+            entry = self._entry(id)
+            return 0 if entry is None else entry.attempt
+
+    def restarts(self, id: str) -> int:
+        with self.lock:
+            entry = self._entry(id)
+            return 0 if entry is None else self._intensity.count(entry.restarts, time.monotonic())
+
+    def phi(self, id: str) -> float:
+        with self.lock:
+            entry = self._entry(id)
+            return 0.0 if entry is None else self._detector.phi(entry, time.monotonic())
+
+    def count(self) -> int:
+        return len(self._entries)
+
+    def follow(self, subscription: Subscription) -> None:
+        raise ValueError("fleet=True needs a shared registry (fleet mode), e.g. lifecycle.redis.RedisRegistry")
+
+    # -- starting and stopping ----------------------------------------------------------------
+
+    def start(self, service: ExtensionService, hooks: Hooks | None) -> ServiceId:
+        timeout, interval = service_timing(self._config, service.name, service.transport)
+        entry = Entry(service, hooks, ReconnectPolicy.of(self._config, service.transport), timeout, interval,
+                      self._intensity.times())
+        with self.lock:
+            if self._closed:
+                raise ManagerClosed("the manager is shut down")
+            self._registry.register(service)
+            try:
+                if service.status is not STARTING:
+                    self._registry.update_status(entry.id, STARTING)
+            except BaseException:
+                self._registry.unregister(entry.id)
+                raise
+            self._entries[entry.id] = entry
+        if hooks is not None:
+            try:
+                hooks.connect(self._snapshot(entry))
+            except BaseException as exc:
+                self._forget(entry)
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                raise ConnectionFailed(f"connecting service {entry.label()} failed: {error_text(exc)}") from exc
+        out: list[LifecycleEvent] = []
+        with self.lock:
+            if not self._current(entry):
+                raise InvalidState(f"service {entry.label()} was stopped while it was starting")
+            self._registry.heartbeat(entry.id)
+            out.append(Started(entry.id, time.monotonic()))
+            self._transition(entry, RUNNING, out)
+            self._on_running(entry, time.monotonic())
+        self._sink.emit(out)
+        return entry.id
+
+    def _forget(self, entry: Entry) -> None:
+        """Undo a registration whose start failed: no entry, no registration, no timer."""
+        with self.lock:
+            if self._entries.get(entry.id) is entry:
+                del self._entries[entry.id]
+            entry.cancel_timers()
+            if entry.id in self._registry:
+                with contextlib.suppress(ServiceNotFound):
+                    self._registry.unregister(entry.id)
+
+    def stop(self, id: str, deadline: float | None) -> None:
+        out: list[LifecycleEvent] = []
+        with self.lock:
+            entry = self._entry(id)
+            if entry is None:
+                raise not_managed(id)
+            if entry.id in self._stopping:
+                return
+            self._stopping.add(entry.id)
+            entry.cancel_timers()
+            self._transition(entry, STOPPING, out)
+            snapshot = self._registry.get(entry.id)
+        self._sink.emit(out)
+        out = []
+        try:
+            if snapshot is not None and entry.hooks is not None:
+                limit = entry.connect_timeout if deadline is None else \
+                    max(0.0, min(entry.connect_timeout, deadline - time.monotonic()))
+                self._executor.disconnect(entry.hooks, snapshot, limit, entry.label())
+        finally:
+            with self.lock:
+                if entry.id in self._registry:
+                    self._transition(entry, STOPPED, out)
+                    self._registry.unregister(entry.id)
+                if self._entries.get(entry.id) is entry:
+                    del self._entries[entry.id]
+                self._stopping.discard(entry.id)
+                out.append(Stopped(entry.id, time.monotonic()))
+        log.info("lifecycle: service %s stopped", entry.label())
+        self._sink.emit(out)
+
+    def stop_all(self, deadline: float | None) -> None:
+        for id in list(self._entries):
+            try:
+                self.stop(id, deadline)
+            except ServiceNotFound:
+                pass  # stopped concurrently
+            except Exception:
+                log.exception("lifecycle: stopping service %s failed; stopping the others", id)
+
+    def close(self, deadline: float) -> None:
+        """Stop every service; the manager stops the watchdog and the executor afterwards."""
+        with self.lock:
+            self._closed = True  # a start that has not registered yet never will
+        self.stop_all(deadline)
+        with self.lock:
+            for entry in self._entries.values():
+                entry.cancel_timers()
+            self._entries.clear()
+
+    # -- reports from services ----------------------------------------------------------------
+
+    def beat(self, id: str) -> None:
+        entry = self._entries.get(id) if isinstance(id, str) else None
+        # The stopping set is almost always empty; checking it avoids touching the entry.
+        if entry is None or (self._stopping and id in self._stopping):
+            raise self._refusal(id, entry, "heartbeat")
+        status = self._registry.heartbeat(id)
+        if status is not RUNNING and status is not STARTING:
+            self._beat_slow(entry)
+        elif self._detector.tracks_beats:  # the entry is not touched otherwise
+            self._tracked_beat(entry)
+
+    def _tracked_beat(self, entry: Entry) -> None:
+        """Tell the detector; pull the deadline in if its new estimate says so."""
+        with self.lock:
+            if not self._current(entry):
+                return
+            now = time.monotonic()
+            self._detector.beat(entry, now)
+            deadline = entry.deadline
+            if deadline is not None:
+                # Later deadlines are re-armed lazily when the armed one fires; an earlier one cannot wait.
+                when = now + self._detector.limit(entry)
+                if when < deadline.when:
+                    deadline.cancel()
+                    entry.deadline = self._watchdog.call_at_batched(when, self._on_deadlines, entry)
+
+    def _beat_slow(self, entry: Entry) -> None:
+        """A beat for a service that is not RUNNING: refuse it if stopping, else revive the service."""
+        revived: list[LifecycleEvent] = []
+        with self.lock:
+            if self._entries.get(entry.id) is not entry:
+                raise not_managed(entry.id)  # stopped meanwhile: not managed any more
+            status = self._status(entry)
+            if entry.id in self._stopping or status is STOPPING or status is STOPPED:
+                raise self._refusal(entry.id, entry, "heartbeat")
+            if status is RECONNECTING or status is ERROR:
+                revived = self._revive(entry)
+        self._sink.emit(revived)
+
+    def error(self, id: str, text: str) -> None:
+        out: list[LifecycleEvent] = []
+        with self.lock:
+            entry = self._entry(id)
+            if entry is None or id in self._stopping:
+                raise self._refusal(id, entry, "error report")
+            status = self._status(entry)
+            if status is STARTING:
+                raise refused(entry.label(), "error report", status)
+            now = time.monotonic()
+            out.append(Error(entry.id, now, text))
+            if status is not RECONNECTING:
+                self._transition(entry, ERROR, out)
+                if entry.auto_reconnect and not entry.flapping:
+                    self._new_cycle(entry, now, out, self._intensity.flaps(entry.restarts, now))
+        log.warning("lifecycle: service %s reported an error: %s", entry.label(), text)
+        self._sink.emit(out)
+
+    def restart(self, id: str) -> None:
+        out: list[LifecycleEvent] = []
+        with self.lock:
+            entry = self._entry(id)
+            if entry is None or id in self._stopping:
+                raise self._refusal(id, entry, "restart")
+            if self._status(entry) is STARTING:
+                raise refused(entry.label(), "restart", STARTING)
+            if entry.restarts is not None:
+                entry.restarts.clear()
+            entry.flapping = False
+            entry.drop_attempt()
+            self._transition(entry, RECONNECTING, out)
+            self._set_attempt(entry, 0)
+            self._schedule_attempt(entry, out, at_once=entry.hooks is not None)
+        log.info("lifecycle: service %s is restarted on request", entry.label())
+        self._sink.emit(out)
+
+    def sweep_now(self) -> list[ServiceId]:
+        out: list[LifecycleEvent] = []
+        stale: list[ServiceId] = []
+        with self.lock:
+            for entry in list(self._entries.values()):
+                if entry.id in self._stopping:
+                    continue
+                live = self._registry.silence(entry.id)
+                if live is None or live[0] is not RUNNING:
+                    continue
+                lag = None if live[1] is None else live[1] - entry.timeout
+                if (lag is None or lag >= 0) and self._expire(entry, out, lag, entry.timeout):
+                    stale.append(entry.id)
+        self._sink.emit(out)
+        return stale
+
+    # -- state changes (the lock held) --------------------------------------------------------
+
+    def _status(self, entry: Entry) -> ServiceStatus | None:
+        live = self._registry.silence(entry.id)
+        return None if live is None else live[0]
+
+    def _transition(self, entry: Entry, new: ServiceStatus, out: list[LifecycleEvent]) -> None:
+        old = self._registry.update_status(entry.id, new)
+        if old is new:
+            return
+        if new not in TRANSITIONS[old]:
+            log.warning("lifecycle: unexpected transition %s -> %s of %s (was the registry changed directly?)",
+                        old.value, new.value, entry.label())
+        out.append(StatusChanged(entry.id, time.monotonic(), old, new))
+
+    def _set_attempt(self, entry: Entry, attempt: int) -> None:
+        """Count the reconnect attempt here and in the registry's `retry_count` (snapshots show it)."""
+        entry.attempt = attempt
+        if self._retry_setter is not None:
+            self._retry_setter(entry.id, attempt)
+
+    def _on_running(self, entry: Entry, last_heartbeat: float) -> None:
+        """Arm the deadline (if none is armed) and restart pings after the service became RUNNING."""
+        self._set_attempt(entry, 0)
+        entry.flapping = False
+        entry.drop_attempt()
+        self._detector.running(entry, last_heartbeat)
+        when = last_heartbeat + self._detector.limit(entry)
+        if entry.deadline is None or when < entry.deadline.when:
+            # An armed deadline that is later would fire too late; an earlier one re-arms itself when it fires.
+            if entry.deadline is not None:
+                entry.deadline.cancel()
+            entry.deadline = self._watchdog.call_at_batched(when, self._on_deadlines, entry)
+        if entry.hooks is not None and entry.hooks.ping is not None:
+            if entry.ping is not None:
+                entry.ping.cancel()
+            entry.ping = self._watchdog.call_later(entry.ping_interval, self._on_ping_due, entry)
+
+    def _revive(self, entry: Entry, how: str = "heartbeat") -> list[LifecycleEvent]:
+        """A heartbeat, ping or reconnect for a RECONNECTING or ERROR service: RUNNING again."""
+        out: list[LifecycleEvent] = []
+        now = time.monotonic()
+        if how == "heartbeat":
+            # The service was only silent, maybe falsely suspected: the detector learns the interval.
+            self._detector.beat(entry, now)
+        self._transition(entry, RUNNING, out)
+        self._on_running(entry, now)
+        out.append(Reconnected(entry.id, time.monotonic()))
+        log.info("lifecycle: service %s is back (%s)", entry.label(), how)
+        return out
+
+    def _expire(self, entry: Entry, out: list[LifecycleEvent], lag: float | None, limit: float) -> bool:
+        """Time the service out if it is still RUNNING and silent for `limit`; False if a heartbeat got there first.
+
+        `lag` is how long after the deadline this runs (None: unknown), for the detection-lag histogram.
+        """
+        now = time.monotonic()
+        flaps = self._intensity.flaps(entry.restarts, now) if entry.auto_reconnect else None
+        reconnect = entry.auto_reconnect and entry.policy.max_attempts > 0 and flaps is None
+        target = RECONNECTING if reconnect else ERROR
+        if self._registry.expire(entry.id, limit, target) is None:
+            return False
+        log.warning("lifecycle: service %s missed its heartbeat deadline", entry.label())
+        if lag is not None:
+            self._sink.observe_lag(lag)
+        out.append(HeartbeatTimeout(entry.id, now))
+        out.append(StatusChanged(entry.id, now, RUNNING, target))
+        self._set_attempt(entry, 0)
+        if entry.auto_reconnect:
+            self._new_cycle(entry, now, out, flaps)
+        return True
+
+    def _new_cycle(self, entry: Entry, now: float, out: list[LifecycleEvent], flaps: int | None) -> None:
+        """A reconnect cycle begins: counted against the restart intensity (`flaps`: over it), then attempt 1."""
+        if entry.restarts is not None:
+            entry.restarts.append(now)
+        if flaps is not None:
+            entry.flapping = True
+            window = self._intensity.window
+            out.append(ServiceFlapping(entry.id, now, flaps, window))
+            log.error("lifecycle: service %s needed %d restarts within %g s (max_restarts=%s); it stays ERROR "
+                      "until a heartbeat or restart_service()", entry.label(), flaps, window,
+                      self._intensity.max_restarts)
+            return
+        self._set_attempt(entry, 0)
+        if entry.policy.max_attempts > 0:
+            self._transition(entry, RECONNECTING, out)
+        self._schedule_attempt(entry, out)
+
+    def _schedule_attempt(self, entry: Entry, out: list[LifecycleEvent], *, at_once: bool = False) -> None:
+        plan = entry.policy.plan(entry.attempt + 1, self._rng, at_once=at_once)
+        if plan.mode != "retry":
+            entry.drop_attempt()
+            self._transition(entry, ERROR, out)
+            out.append(ReconnectFailed(entry.id, time.monotonic(), entry.attempt))
+            log.error("lifecycle: service %s could not be reconnected after %d attempt(s)", entry.label(),
+                      entry.attempt)
+            return
+        self._set_attempt(entry, plan.attempt)
+        entry.retry = self._watchdog.call_later(plan.delay, self._on_attempt_due, entry, plan.attempt)
+        out.append(Reconnecting(entry.id, time.monotonic(), plan.attempt, plan.max_attempts, plan.delay))
+
+    # -- timer actions (on the watchdog, or in run_pending) -----------------------------------
+
+    def _on_deadlines(self, entries: list[Entry]) -> None:
+        """The deadlines of one watchdog slot: one lock, one registry read, events sent after both.
+
+        Most deadlines find a newer heartbeat and are re-armed for it; the silent services are timed out.
+        """
+        out: list[LifecycleEvent] = []
+        rearm: list[tuple[float, Timer]] = []
+        with self.lock:
+            # An entry whose deadline is live was given a new one after this fired: that one counts.
+            entries = [entry for entry in entries if self._current(entry) and entry.deadline is not None
+                       and entry.deadline.cancelled]
+            if not entries:
+                return
+            ids = [entry.id for entry in entries]
+            many = self._silence_many
+            lives = many(ids) if many is not None else [self._registry.silence(id) for id in ids]
+            now = time.monotonic()
+            for entry, live in zip(entries, lives, strict=True):
+                fired, entry.deadline = entry.deadline, None
+                assert fired is not None
+                if live is None or live[0] is not RUNNING:
+                    continue  # re-armed when the service becomes RUNNING again
+                silent, limit = live[1], self._detector.limit(entry)
+                if silent is not None and silent < limit:
+                    # The registry's clock says how long is left; our clock says when that is.
+                    entry.deadline = fired
+                    rearm.append((now + limit - silent, fired))
+                    continue
+                try:
+                    expired = self._expire(entry, out, None if silent is None else silent - limit, limit)
+                except Exception:
+                    log.exception("lifecycle: the deadline of %s raised; the watchdog goes on", entry.label())
+                    continue
+                if not expired:
+                    # A heartbeat landed between the check and the expiry: follow its deadline.
+                    entry.deadline = fired
+                    rearm.append((time.monotonic() + limit, fired))
+            self._watchdog.rearm(rearm)  # the fired timers themselves: a burst allocates nothing
+        self._sink.emit(out)
+
+    def _on_attempt_due(self, entry: Entry, attempt: int) -> None:
+        out: list[LifecycleEvent] = []
+        outcome = Outcome()
+        with self.lock:
+            if not self._current(entry) or entry.attempt != attempt or self._status(entry) is not RECONNECTING:
+                return
+            entry.retry = None
+            hooks = entry.hooks
+            if hooks is None:
+                # Without a connector only a heartbeat revives the service, and none came in time.
+                log.info("lifecycle: no heartbeat from %s before attempt %d was due", entry.label(), attempt)
+                self._schedule_attempt(entry, out)
+            else:
+                entry.inflight = outcome
+                snapshot = self._snapshot(entry)
+        self._sink.emit(out)
+        if hooks is not None:
+            self._executor.connect(outcome, hooks, snapshot, entry.connect_timeout,
+                                   lambda error: self._attempt_done(entry, outcome, error),
+                                   lambda: self._status(entry) is RUNNING)
+
+    def _attempt_done(self, entry: Entry, outcome: Outcome, error: BaseException | None) -> bool:
+        """An attempt's outcome; False if it no longer counts (the service stopped, revived or restarted)."""
+        out: list[LifecycleEvent] = []
+        with self.lock:
+            if not self._current(entry) or entry.inflight is not outcome:
+                return False
+            entry.drop_attempt()
+            if error is None:
+                self._registry.heartbeat(entry.id)  # a reconnect counts as a heartbeat
+                out = self._revive(entry, "reconnected")
+            else:
+                log.warning("lifecycle: reconnect attempt %d/%d of %s failed: %s", entry.attempt,
+                            entry.policy.max_attempts, entry.label(), error_text(error))
+                self._schedule_attempt(entry, out)
+        self._sink.emit(out)
+        return True
+
+    def _on_ping_due(self, entry: Entry) -> None:
+        with self.lock:
+            if not self._current(entry) or entry.hooks is None or entry.hooks.ping is None:
+                return
+            if self._status(entry) is not RUNNING:
+                entry.ping = None  # restarted when the service becomes RUNNING again
+                return
+            entry.ping = self._watchdog.call_later(entry.ping_interval, self._on_ping_due, entry)
+            if entry.ping_busy:
+                log.debug("lifecycle: ping of %s still running; this one is skipped", entry.label())
+                return
+            ping, snapshot = entry.hooks.ping, self._snapshot(entry)
+            entry.ping_busy = True
+        self._executor.ping(ping, snapshot, entry.connect_timeout, lambda error: self._ping_done(entry, error))
+
+    def _ping_done(self, entry: Entry, error: BaseException | None) -> None:
+        revived: list[LifecycleEvent] = []
+        with self.lock:
+            entry.ping_busy = False
+            if not self._current(entry):
+                return
+            if error is not None:
+                log.warning("lifecycle: ping of %s failed: %s", entry.label(), error_text(error))
+                return
+            self._sink.count_beat()
+            status = self._registry.heartbeat(entry.id)
+            if status is RECONNECTING or status is ERROR:
+                revived = self._revive(entry)
+            elif status is RUNNING and self._detector.tracks_beats:
+                self._detector.beat(entry, time.monotonic())
+        self._sink.emit(revived)
+        if self._sink.heard():
+            self._sink.emit((Heartbeat(entry.id, time.monotonic()),))
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _current(self, entry: Entry) -> bool:
+        return self._entries.get(entry.id) is entry and entry.id not in self._stopping
+
+    def _refusal(self, id: object, entry: Entry | None, what: str) -> Exception:
+        return not_managed(id) if entry is None else refused(entry.label(), what, None)
+
+    def _snapshot(self, entry: Entry) -> ExtensionService:
+        service = self._registry.get(entry.id)
+        if service is None:
+            raise ServiceNotFound(f"service {entry.label()} vanished from the registry")
+        return service
+
+    def after_fork_in_child(self) -> None:
+        self.lock = threading.RLock()
+        for entry in self._entries.values():
+            entry.ping_busy = False
