@@ -23,19 +23,20 @@ list that `lifecycle.redis` decodes.
 from __future__ import annotations
 
 KEYS = ("svc", "reg", "names", "status", "last", "upd", "attempt", "dl", "todo", "claim",
-        "lease", "epoch", "tick", "gen", "events", "tmo")
+        "lease", "epoch", "tick", "gen", "events", "tmo", "rst", "flap")
 
 _LUA_NAMES = {"svc": "K_SVC", "reg": "K_REG", "names": "K_NAMES", "status": "K_STATUS", "last": "K_LAST",
               "upd": "K_UPD", "attempt": "K_ATT", "dl": "K_DL", "todo": "K_TODO", "claim": "K_CLAIM",
               "lease": "K_LEASE", "epoch": "K_EPOCH", "tick": "K_TICK", "gen": "K_GEN", "events": "K_EVENTS",
-              "tmo": "K_TMO"}
+              "tmo": "K_TMO", "rst": "K_RST", "flap": "K_FLAP"}
 
 # Every declared key costs each call a little (about 1 us on loopback), so the frequent scripts
 # declare only the keys they may touch; the others declare them all.
 _SCRIPT_KEYS = {
-    "HEARTBEAT": ("status", "last", "upd", "attempt", "dl", "todo", "claim", "events", "tmo"),
+    "HEARTBEAT": ("status", "last", "upd", "attempt", "dl", "todo", "claim", "events", "tmo", "flap"),
     "SILENCE": ("status", "last"),
     "TIMING": ("status", "last", "tmo"),
+    "RESTARTS": ("rst",),
     "GET": ("svc", "reg", "status", "last", "upd", "attempt"),
 }
 
@@ -91,6 +92,7 @@ local function set_status(id, new)
     local last = tonumber(redis.call('HGET', K_LAST, id) or s(NOW))
     redis.call('ZADD', K_DL, s(last + limit(id)), id)
     redis.call('HDEL', K_ATT, id)
+    redis.call('HDEL', K_FLAP, id)  -- RUNNING again: no longer flapping (its restart times stay)
   else
     redis.call('ZREM', K_DL, id)
   end
@@ -117,11 +119,50 @@ local function plan(id, mode, k, delay, max)
     set_status(id, 'error')
   end
 end
+-- Restart intensity: the service's restart times within the window now (microseconds, oldest first).
+local function restart_times(id)
+  local times = {}
+  local raw = redis.call('HGET', K_RST, id)
+  if raw then
+    for t in string.gmatch(raw, '%d+') do
+      t = tonumber(t)
+      if t > NOW - WINDOW then times[#times + 1] = t end
+    end
+  end
+  return times
+end
+-- A restart now: recorded (at most MAX_RESTARTS + 1 kept); returns the restarts it makes if it is one
+-- too many within the window, else nil.
+local function restart(id)
+  local times = restart_times(id)
+  local over = nil
+  if #times >= MAX_RESTARTS then over = #times + 1 end
+  times[#times + 1] = NOW
+  local kept = {}
+  for i = math.max(1, #times - MAX_RESTARTS), #times do kept[#kept + 1] = s(times[i]) end
+  redis.call('HSET', K_RST, id, table.concat(kept, ','))
+  return over
+end
+-- A RUNNING service timed out, or an error was reported, and `plan` follows: with auto-reconnect (any
+-- plan but 'error') that begins a reconnect cycle, which restart intensity may refuse: the service
+-- then stays ERROR, flapping, with no reconnect.
+local function begin_cycle(id, mode, k, delay, max)
+  if mode ~= 'error' and MAX_RESTARTS then
+    local over = restart(id)
+    if over then
+      set_status(id, 'error')
+      redis.call('HSET', K_FLAP, id, '1')
+      emit('service_flapping', id, 'restarts', s(over), 'window', s(WINDOW))
+      return
+    end
+  end
+  plan(id, mode, k, delay, max)
+end
 local function fenced(owner) return redis.call('GET', K_LEASE) ~= owner end
 local function forget(id)
   local json = redis.call('HGET', K_SVC, id)
   if json then redis.call('HDEL', K_NAMES, cjson.decode(json).name) end
-  for _, k in ipairs({K_SVC, K_REG, K_STATUS, K_LAST, K_UPD, K_ATT, K_CLAIM, K_TMO}) do
+  for _, k in ipairs({K_SVC, K_REG, K_STATUS, K_LAST, K_UPD, K_ATT, K_CLAIM, K_TMO, K_RST, K_FLAP}) do
     redis.call('HDEL', k, id)
   end
   redis.call('ZREM', K_DL, id)
@@ -235,7 +276,10 @@ if st == 'stopping' or st == 'stopped' or st == 'starting' then return {st} end
 emit('service_error', id, 'error', ARGV[12])
 if st ~= 'reconnecting' then
   set_status(id, 'error')
-  if ARGV[13] ~= '' then plan(id, ARGV[13], ARGV[14], ARGV[15], ARGV[16]) end
+  -- A flapping service ignores error plans until it is RUNNING again or restarted.
+  if ARGV[13] ~= '' and redis.call('HEXISTS', K_FLAP, id) == 0 then
+    begin_cycle(id, ARGV[13], ARGV[14], ARGV[15], ARGV[16])
+  end
 end
 return {st, OUT}
 """
@@ -277,7 +321,7 @@ for j = 0, tonumber(ARGV[12]) - 1 do
       redis.call('ZADD', K_DL, s(tonumber(last) + silence), id)
     else
       emit('heartbeat_timeout', id)
-      plan(id, ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4])
+      begin_cycle(id, ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4])
     end
   end
 end
@@ -391,6 +435,26 @@ if not last then return {st, '-1'} end
 return {st, s(math.max(0, NOW - tonumber(last)))}
 """
 
+# ARGV[11..]: id, plan mode, attempt, delay_us, max -- restart on request: from RUNNING, RECONNECTING or ERROR
+# (flapping or not) to RECONNECTING with a fresh restart window, any claim void, then the plan (attempt 1).
+RESTART = """
+local id = ARGV[11]
+local st = redis.call('HGET', K_STATUS, id)
+if not st then return {'missing'} end
+if st ~= 'running' and st ~= 'reconnecting' and st ~= 'error' then return {st} end
+redis.call('HDEL', K_RST, id)
+redis.call('HDEL', K_FLAP, id)
+redis.call('HDEL', K_CLAIM, id)
+set_status(id, 'reconnecting')
+plan(id, ARGV[12], ARGV[13], ARGV[14], ARGV[15])
+return {st, OUT}
+"""
+
+# ARGV[11..]: id -- restarts within the window now
+RESTARTS = """
+return {'ok', #restart_times(ARGV[11])}
+"""
+
 # ARGV[11..]: id -- status, silence and the service's own timeout (TIMEOUT when it has none)
 TIMING = """
 local id = ARGV[11]
@@ -445,7 +509,7 @@ return {'ok'}
 # repeat gets the first reply, kept for `OP_KEEP_MS`. HEARTBEAT, LEASE and RELEASE are idempotent
 # and skip the bookkeeping.
 ONCE = frozenset({"REGISTER", "RESTORE", "UNREGISTER", "ACTIVATE", "SET_STATUS", "REPORT_ERROR", "BEGIN_STOP",
-                  "EXPIRE", "EXPIRE_MANY", "SWEEP", "ATTEMPT_DONE", "HEALTH_CHECK"})
+                  "EXPIRE", "EXPIRE_MANY", "SWEEP", "ATTEMPT_DONE", "HEALTH_CHECK", "RESTART"})
 
 OP_KEEP_MS = 60_000
 

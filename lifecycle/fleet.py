@@ -141,7 +141,23 @@ class SharedRegistry(Registry, Protocol):
         ...
 
     def report_error(self, id: str, error: str, plan: Plan | None) -> tuple[ServiceStatus | None, _Events]:
-        """`service_error`; unless RECONNECTING, ERROR and then `plan` (None: stay in ERROR)."""
+        """`service_error`; unless RECONNECTING, ERROR and then `plan` (None: stay in ERROR).
+
+        With restart intensity a plan begins a reconnect cycle only within `max_restarts`; beyond
+        it the service stays ERROR, flapping (`service_flapping`), and ignores plans until it is
+        RUNNING again or restarted.
+        """
+        ...
+
+    def restart(self, id: str, plan: Plan) -> tuple[ServiceStatus | None, _Events]:
+        """RUNNING, RECONNECTING or ERROR -> RECONNECTING, fresh restart window, then `plan`; returns the prior status.
+
+        Any other status (or None: unknown) is returned and nothing changes.
+        """
+        ...
+
+    def restarts(self, id: str) -> int:
+        """Restarts (reconnect cycles begun) within the restart window now (0 without restart intensity)."""
         ...
 
     def begin_stop(self, id: str) -> tuple[ServiceStatus | None, _Events]:

@@ -35,6 +35,7 @@ from .events import (
     Reconnected,
     ReconnectFailed,
     Reconnecting,
+    ServiceFlapping,
     Started,
     StatusChanged,
     Stopped,
@@ -133,6 +134,8 @@ def _event(fields: Sequence[Any], at: float | None = None) -> LifecycleEvent | N
         return ReconnectFailed(sid, at, int(f["attempts"]))
     if kind == "service_error":
         return Error(sid, at, f["error"])
+    if kind == "service_flapping":
+        return ServiceFlapping(sid, at, int(f["restarts"]), int(f["window"]) / _US)
     simple: dict[str, Callable[[ServiceId, float], LifecycleEvent]] = {
         "service_started": Started, "service_stopped": Stopped, "heartbeat_timeout": HeartbeatTimeout,
         "reconnected": Reconnected,
@@ -195,7 +198,8 @@ class RedisRegistry:
             name: client.register_script(scripts.source(name))
             for name in ("REGISTER", "RESTORE", "UNREGISTER", "HEARTBEAT", "ACTIVATE", "SET_STATUS", "REPORT_ERROR",
                          "BEGIN_STOP", "EXPIRE", "EXPIRE_MANY", "LEASE", "RELEASE", "SWEEP", "ATTEMPT_DONE",
-                         "GET", "SILENCE", "TIMING", "LIST", "STATS", "HEALTH_CHECK", "CLEAR")
+                         "GET", "SILENCE", "TIMING", "LIST", "STATS", "HEALTH_CHECK", "CLEAR", "RESTART",
+                         "RESTARTS")
         }
         self._declared = {name: [self.keys[key] for key in scripts.keys_for(name)] for name in self._scripts}
         self._settings: StoreSettings | None = None
@@ -445,6 +449,25 @@ class RedisRegistry:
         args = _plan_args(plan) if plan is not None else ("", 0, 0, 0)
         result = self._run("REPORT_ERROR", id, error, *args)
         return _prior(result[0]), (_events(result[1]) if len(result) > 1 else [])
+
+    def restart(self, id: str, plan: Plan) -> tuple[ServiceStatus | None, _Events]:
+        """Restart on request: from RUNNING, RECONNECTING or ERROR (flapping too), RECONNECTING and then `plan`.
+
+        The restart window starts afresh and the service is no longer flapping; a claimed
+        attempt is void. Any other status (or a missing service) is returned and nothing changes.
+        """
+        if not isinstance(id, str):
+            raise _not_found(id)
+        if not isinstance(plan, Plan):
+            raise TypeError(f"plan must be a Plan, not {type(plan).__name__}")
+        result = self._run("RESTART", id, *_plan_args(plan))
+        return _prior(result[0]), (_events(result[1]) if len(result) > 1 else [])
+
+    def restarts(self, id: str) -> int:
+        """Restarts (reconnect cycles begun) within the restart window now; 0 without `max_restarts` or unknown id."""
+        if self._settings is None or self._settings.max_restarts is None or not _is_text(id):
+            return 0
+        return int(self._run("RESTARTS", id)[1])
 
     def begin_stop(self, id: str) -> tuple[ServiceStatus | None, _Events]:
         """STOPPING unless already stopping or stopped; returns the prior status."""

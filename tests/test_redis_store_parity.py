@@ -15,7 +15,7 @@ import pytest
 import redis_server as servers
 
 from lifecycle import ExtensionService, LifecycleConfig, ServiceStatus, TransportConfig
-from lifecycle.events import LifecycleEvent, Reconnected
+from lifecycle.events import LifecycleEvent, Reconnected, Reconnecting, ServiceFlapping
 from lifecycle.fleet import Detail, Plan, StoreSettings, Timing
 from lifecycle.redis import RedisRegistry
 
@@ -249,3 +249,173 @@ def test_own_timing_is_kept_in_snapshots_restored_and_forgotten(reg):
     assert reg.timing(sid).timeout == 0.5 and reg.get(sid).status is S.RUNNING
     plain, _ = reg.join(service("plain"))
     assert reg.client.hexists(reg.keys["tmo"], plain) == 0 and reg.timing(plain).timeout == LONG
+
+
+# -- 4. restart intensity, atomic with the change --------------------------------------------------------
+
+RETRY = Plan("retry", 1, 5.0, 3)  # attempt 1 in 5 s: no test waits for it
+
+
+def intensity(reg: RedisRegistry, max_restarts: int = 2, window: float = 60.0, timeout: float = LONG) -> None:
+    reg.configure(StoreSettings(timeout=timeout, max_restarts=max_restarts, restart_window=window))
+
+
+def revive(reg: RedisRegistry, sid: str) -> None:
+    prior, events = reg.beat(sid, LONG)
+    assert prior in (S.RECONNECTING, S.ERROR) and "reconnected" in kinds(events)
+
+
+def test_error_reports_beyond_max_restarts_leave_the_service_flapping_in_error(reg):
+    intensity(reg)
+    sid = running(reg)
+    for n in (1, 2):
+        prior, events = reg.report_error(sid, "broken pipe", RETRY)
+        assert prior is S.RUNNING
+        assert kinds(events) == ["service_error", "status_changed", "status_changed", "reconnecting"]
+        assert reg.restarts(sid) == n
+        revive(reg, sid)  # RUNNING again; its restart times stay
+    assert reg.restarts(sid) == 2
+    prior, events = reg.report_error(sid, "broken pipe", RETRY)
+    assert kinds(events) == ["service_error", "status_changed", "service_flapping"]
+    flap = events[-1]
+    assert isinstance(flap, ServiceFlapping) and (flap.service_id, flap.restarts, flap.window) == (sid, 3, 60.0)
+    assert reg.get(sid).status is S.ERROR and reg.restarts(sid) == 3
+    assert reg.client.zscore(reg.keys["todo"], sid) is None  # no attempt scheduled
+    # Flapping: a further error plan is ignored (the error is still reported).
+    prior, events = reg.report_error(sid, "still broken", RETRY)
+    assert prior is S.ERROR and kinds(events) == ["service_error"]
+    assert reg.get(sid).status is S.ERROR and reg.restarts(sid) == 3
+    # A heartbeat brings it back and clears the flag; the restart times are still within the window.
+    revive(reg, sid)
+    _, events = reg.report_error(sid, "broken again", RETRY)
+    assert kinds(events) == ["service_error", "status_changed", "service_flapping"]
+    assert events[-1].restarts == 4  # as in memory: at most max_restarts + 1 times are kept
+
+
+def test_a_timeout_beyond_max_restarts_is_a_flap_not_a_reconnect(reg):
+    intensity(reg, max_restarts=1, timeout=0.15)
+    sid = running(reg)
+    lead(reg, 0.15)
+
+    def expire() -> list[LifecycleEvent]:
+        poll(lambda: reg.sweep(OWNER, LONG, 30.0, 100).due, what="the deadline")
+        return reg.expire_many(OWNER, LONG, [(sid, RETRY)]) or []
+
+    assert kinds(expire()) == ["heartbeat_timeout", "status_changed", "reconnecting"]
+    revive(reg, sid)
+    events = expire()
+    assert kinds(events) == ["heartbeat_timeout", "status_changed", "service_flapping"]
+    assert (events[1].old_status, events[1].new_status) == (S.RUNNING, S.ERROR)
+    assert events[-1].restarts == 2
+    assert reg.get(sid).status is S.ERROR and reg.get(sid).retry_count == 0
+    assert reg.sweep(OWNER, LONG, 30.0, 100).next_in is None  # nothing left to watch or attempt
+
+
+def test_giving_up_at_once_counts_as_a_restart_and_no_auto_reconnect_does_not(reg):
+    intensity(reg, max_restarts=1)
+    sid = running(reg)
+    _, events = reg.report_error(sid, "x", Plan("error"))  # no auto-reconnect: no restart
+    assert kinds(events) == ["service_error", "status_changed"] and reg.restarts(sid) == 0
+    _, events = reg.report_error(sid, "x", None)
+    assert kinds(events) == ["service_error"] and reg.restarts(sid) == 0
+    _, events = reg.report_error(sid, "x", Plan("giveup", 1, 0.0, 0))  # max_reconnect_attempts=0
+    assert kinds(events) == ["service_error", "reconnect_failed"] and reg.restarts(sid) == 1
+    _, events = reg.report_error(sid, "x", Plan("giveup", 1, 0.0, 0))
+    assert kinds(events) == ["service_error", "service_flapping"]
+
+
+def test_max_restarts_zero_refuses_the_first_restart(reg):
+    intensity(reg, max_restarts=0)
+    sid = running(reg)
+    _, events = reg.report_error(sid, "x", RETRY)
+    assert kinds(events) == ["service_error", "status_changed", "service_flapping"]
+    assert events[-1].restarts == 1
+
+
+def test_restarts_older_than_the_window_do_not_count(reg):
+    intensity(reg, max_restarts=1, window=0.3)
+    sid = running(reg)
+    assert kinds(reg.report_error(sid, "x", RETRY)[1])[-1] == "reconnecting"
+    revive(reg, sid)
+    assert reg.restarts(sid) == 1
+    poll(lambda: reg.restarts(sid) == 0, what="the restart to leave the window")
+    assert kinds(reg.report_error(sid, "x", RETRY)[1])[-1] == "reconnecting"
+
+
+def test_without_max_restarts_nothing_is_counted(reg):
+    sid = running(reg)
+    for _ in range(5):
+        assert kinds(reg.report_error(sid, "x", RETRY)[1])[-1] == "reconnecting"
+        revive(reg, sid)
+    assert reg.restarts(sid) == 0 and not reg.client.exists(reg.keys["rst"])
+
+
+def test_a_reconnecting_service_keeps_its_attempts_on_an_error(reg):
+    intensity(reg, max_restarts=0)
+    sid = running(reg)
+    reg.restart(sid, RETRY)
+    prior, events = reg.report_error(sid, "x", RETRY)
+    assert prior is S.RECONNECTING and kinds(events) == ["service_error"] and reg.restarts(sid) == 0
+
+
+def test_restart_brings_a_flapping_service_back_with_a_fresh_window(reg):
+    intensity(reg, max_restarts=1)
+    sid = running(reg)
+    lead(reg)
+    reg.report_error(sid, "x", RETRY)
+    revive(reg, sid)
+    reg.report_error(sid, "x", RETRY)
+    assert reg.get(sid).status is S.ERROR and reg.restarts(sid) == 2
+    prior, events = reg.restart(sid, Plan("retry", 1, 0.0, 3))  # with a connector: due at once
+    assert prior is S.ERROR
+    assert kinds(events) == ["status_changed", "reconnecting"]
+    assert isinstance(events[-1], Reconnecting) and (events[-1].attempt, events[-1].delay) == (1, 0.0)
+    assert reg.get(sid).status is S.RECONNECTING and reg.restarts(sid) == 0
+    assert reg.sweep(OWNER, LONG, 30.0, 100).attempts == [(sid, 1)]
+    assert "reconnected" in kinds(reg.attempt_done(sid, OWNER, 1, True, Plan("retry", 2, 0.0, 3)))
+    # The window starts afresh: one restart is allowed again, and no longer flapping.
+    assert kinds(reg.report_error(sid, "x", RETRY)[1])[-1] == "reconnecting"
+
+
+def test_restart_from_running_and_reconnecting_voids_the_claim(reg):
+    sid = running(reg)
+    lead(reg)
+    prior, events = reg.restart(sid, Plan("retry", 1, 0.0, 3))
+    assert prior is S.RUNNING and kinds(events) == ["status_changed", "reconnecting"]
+    assert reg.sweep(OWNER, LONG, 30.0, 100).attempts == [(sid, 1)]
+    assert reg.attempt_done(sid, OWNER, 1, False, Plan("retry", 2, 0.0, 3)) is not None
+    assert reg.sweep(OWNER, LONG, 30.0, 100).attempts == [(sid, 2)]  # attempt 2 claimed, in flight
+    prior, events = reg.restart(sid, Plan("retry", 1, 1.0, 3))
+    assert prior is S.RECONNECTING and kinds(events) == ["reconnecting"]  # no status change
+    assert reg.get(sid).retry_count == 1
+    assert reg.attempt_done(sid, OWNER, 2, True, Plan("retry", 3, 0.0, 3)) == []  # the old attempt is stale
+    assert reg.get(sid).status is S.RECONNECTING
+
+
+def test_restart_with_no_attempts_allowed_gives_up_at_once(reg):
+    sid = running(reg)
+    _, events = reg.restart(sid, Plan("giveup", 1, 0.0, 0))
+    assert kinds(events) == ["status_changed", "status_changed", "reconnect_failed"]
+    assert reg.get(sid).status is S.ERROR
+
+
+def test_restart_changes_nothing_that_is_not_running_reconnecting_or_error(reg):
+    sid, _ = reg.join(service("starting"))
+    assert reg.restart(sid, RETRY) == (S.STARTING, [])
+    stopping = running(reg, "stopping")
+    reg.begin_stop(stopping)
+    assert reg.restart(stopping, RETRY) == (S.STOPPING, [])
+    assert reg.restart("nope", RETRY) == (None, [])
+    assert reg.get(sid).status is S.STARTING and reg.get(stopping).status is S.STOPPING
+
+
+def test_flapping_is_in_the_fleet_log_and_forgotten_with_the_service(reg):
+    intensity(reg, max_restarts=0)
+    sid = running(reg)
+    after = reg.last_event_id()
+    reg.report_error(sid, "x", RETRY)
+    logged = [e for _, e in reg.read_events(after)]
+    flaps = [e for e in logged if isinstance(e, ServiceFlapping)]
+    assert [(e.service_id, e.restarts, e.window) for e in flaps] == [(sid, 1, 60.0)]
+    reg.unregister(sid)
+    assert not reg.client.hexists(reg.keys["rst"], sid) and not reg.client.hexists(reg.keys["flap"], sid)
