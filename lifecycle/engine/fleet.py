@@ -18,12 +18,11 @@ import copy
 import logging
 import random
 import threading
-import time
 
 from ..config import LifecycleConfig
 from ..connector import Hooks
 from ..errors import ConnectionFailed, InvalidState, LifecycleError, NotInFleetMode, RegistryUnavailable
-from ..events import Heartbeat, HeartbeatTimeout
+from ..events import HeartbeatTimeout, LifecycleEvent
 from ..fleet import Plan, SharedRegistry, Sweep
 from ..model import ExtensionService, ServiceId, ServiceStatus
 from ..subscription import Subscription
@@ -31,8 +30,9 @@ from ..watchdog import Timer, Watchdog
 from .base import Sink, check_id, error_text, label, not_managed, refused
 from .fleetlog import follow_log
 from .lease import Ticker
+from .pinger import Pinger
 from .policy import ReconnectPolicy
-from .runner import Executor, Outcome
+from .runner import Executor, Outcome, within
 
 __all__ = ["FleetEngine"]
 
@@ -46,14 +46,19 @@ RUNNING = ServiceStatus.RUNNING
 class _Local:
     """A service this process started or reconnected: it holds the connection, so it pings it."""
 
-    __slots__ = ("service", "hooks", "ping", "ping_busy", "interval")
+    __slots__ = ("id", "service", "hooks", "ping", "ping_busy", "ping_interval", "connect_timeout")
 
     def __init__(self, service: ExtensionService, hooks: Hooks | None, interval: float) -> None:
+        self.id = service.id
         self.service = copy.deepcopy(service)  # to register it again if the registry loses it
         self.hooks = hooks
         self.ping: Timer | None = None
         self.ping_busy = False
-        self.interval = interval
+        self.ping_interval = interval
+        self.connect_timeout = service.transport.timeout_secs
+
+    def label(self) -> str:
+        return label(self.service.name, self.id)
 
 
 class FleetEngine:
@@ -76,6 +81,7 @@ class FleetEngine:
         self._timeout = float(config.heartbeat_timeout_secs)
         self._policy = ReconnectPolicy.of(config)
         self._locals: dict[str, _Local] = {}
+        self._pinger = Pinger(watchdog, executor, sink, self._ping_target, self._record_ping)
         self._inflight: dict[str, Outcome] = {}
         self._closed = False
         self.ticker = Ticker(registry, watchdog, self._timeout, self._lead, self._restore_local)
@@ -151,7 +157,7 @@ class FleetEngine:
                 return
             local = self._locals[service.id] = _Local(service, hooks, float(self._config.heartbeat_interval_secs))
             if hooks is not None and hooks.ping is not None:
-                local.ping = self._watchdog.call_later(local.interval, self._on_ping_due, service.id, local)
+                local.ping = self._pinger.arm(local)
 
     def stop(self, id: str, deadline: float | None) -> None:
         check_id(id)
@@ -169,10 +175,8 @@ class FleetEngine:
             service = self._registry.get(id)
             hooks = self._hooks_for(id) if local is None else local.hooks
             if service is not None and hooks is not None:
-                limit = service.transport.timeout_secs
-                if deadline is not None:
-                    limit = max(0.0, min(limit, deadline - time.monotonic()))
-                self._executor.disconnect(hooks, service, limit, label(service.name, id))
+                self._executor.disconnect(hooks, service, within(service.transport.timeout_secs, deadline),
+                                          label(service.name, id))
         finally:
             try:
                 events = self._registry.finish_stop(id)
@@ -363,47 +367,38 @@ class FleetEngine:
 
     # -- pings of the services this process holds ---------------------------------------------
 
-    def _on_ping_due(self, sid: str, local: _Local) -> None:
+    def _ping_target(self, local: _Local) -> ExtensionService | None:
         with self.lock:
-            if self._locals.get(sid) is not local or local.hooks is None or local.hooks.ping is None:
-                return
-            ping = local.hooks.ping
+            if self._locals.get(local.id) is not local:
+                return None
             # Another process may bring a service back (a heartbeat, the leader's reconnect): keep looking.
-            local.ping = self._watchdog.call_later(local.interval, self._on_ping_due, sid, local)
+            local.ping = self._pinger.arm(local)
             if local.ping_busy:
-                return
+                return None
         try:
-            service = self._registry.get(sid)
+            service = self._registry.get(local.id)
         except RegistryUnavailable:
-            return  # the tick logs the outage once; the next ping is armed
+            return None  # the tick logs the outage once; the next ping is armed
         if service is None:  # gone (stopped elsewhere, or lost with the data: restored by the tick)
             with self.lock:
                 if local.ping is not None:
                     local.ping.cancel()
                     local.ping = None
-            return
+            return None
         if service.status is not RUNNING:
-            return
+            return None
         local.ping_busy = True
-        self._executor.ping(ping, service, service.transport.timeout_secs,
-                            lambda error: self._ping_done(sid, local, error))
+        return service
 
-    def _ping_done(self, sid: str, local: _Local, error: BaseException | None) -> None:
+    def _record_ping(self, local: _Local) -> list[LifecycleEvent] | None:
         local.ping_busy = False
-        if error is not None:
-            log.warning("lifecycle: ping of %s failed: %s", label(local.service.name, sid), error_text(error))
-            return
-        self._sink.count_beat()
         try:
-            events = self._registry.beat(sid, self._timeout)[1]
+            return self._registry.beat(local.id, self._timeout)[1]
         except RegistryUnavailable:
-            return  # an outage: the tick logs it once, not every ping
+            return None  # an outage: the tick logs it once, not every ping
         except LifecycleError as exc:
-            log.warning("lifecycle: recording the ping of %s failed: %s", sid, exc)
-            return
-        self._sink.emit(events)
-        if self._sink.heard():
-            self._sink.emit((Heartbeat(ServiceId(sid), time.monotonic()),))
+            log.warning("lifecycle: recording the ping of %s failed: %s", local.label(), exc)
+            return None
 
     def after_fork_in_child(self) -> None:
         self.lock = threading.RLock()

@@ -15,14 +15,12 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
 
 from ..config import LifecycleConfig
 from ..connector import Hooks
 from ..errors import ConnectionFailed, InvalidState, ManagerClosed, ServiceNotFound
 from ..events import (
     Error,
-    Heartbeat,
     HeartbeatTimeout,
     LifecycleEvent,
     Reconnected,
@@ -40,10 +38,12 @@ from ..watchdog import Timer, Watchdog
 from .base import Sink, error_text, not_managed, refused
 from .detector import detector_for
 from .entry import Entry
+from .pinger import Pinger
 from .policy import ReconnectPolicy, RestartIntensity, service_timing
-from .runner import Executor, Outcome
+from .runner import Executor, Outcome, within
+from .states import StatusBook
 
-__all__ = ["TRANSITIONS", "LocalEngine"]
+__all__ = ["LocalEngine"]
 
 log = logging.getLogger("lifecycle")
 
@@ -53,16 +53,6 @@ STOPPING = ServiceStatus.STOPPING
 STOPPED = ServiceStatus.STOPPED
 ERROR = ServiceStatus.ERROR
 RECONNECTING = ServiceStatus.RECONNECTING
-
-#: Every status change the engine makes; anything else is a bug or outside tampering.
-TRANSITIONS: dict[ServiceStatus, frozenset[ServiceStatus]] = {
-    STARTING: frozenset({RUNNING, STOPPING}),
-    RUNNING: frozenset({RECONNECTING, ERROR, STOPPING}),
-    ERROR: frozenset({RECONNECTING, RUNNING, STOPPING}),
-    RECONNECTING: frozenset({RUNNING, ERROR, STOPPING}),
-    STOPPING: frozenset({STOPPED}),
-    STOPPED: frozenset(),
-}
 
 
 class LocalEngine:
@@ -82,9 +72,9 @@ class LocalEngine:
         self._entries: dict[str, Entry] = {}
         self._stopping: set[str] = set()  # ids between STOPPING and unregistered
         self._closed = False
-        # The in-memory registry keeps retry_count in step with attempts(id); others may not offer it.
-        self._retry_setter: Callable[[str, int], None] | None = getattr(registry, "set_retry_count", None)
+        self._book = StatusBook(registry)
         self._silence_many = getattr(registry, "silence_many", None)
+        self._pinger = Pinger(watchdog, executor, sink, self._ping_target, self._record_ping)
 
     leader = True
     shared = False
@@ -96,9 +86,7 @@ class LocalEngine:
 
     def status(self, id: str) -> ServiceStatus | None:
         with self.lock:
-            if self._entry(id) is None:
-                return None
-            live = self._registry.silence(id)
+            live = None if self._entry(id) is None else self._registry.silence(id)
         return None if live is None else live[0]
 
     def healthy(self, id: str) -> bool:
@@ -110,9 +98,8 @@ class LocalEngine:
         return live[0] is RUNNING and live[1] is not None and live[1] < entry.timeout
 
     def attempts(self, id: str) -> int:
-        with self.lock:
-            entry = self._entry(id)
-            return 0 if entry is None else entry.attempt
+        entry = self._entry(id)
+        return 0 if entry is None else entry.attempt
 
     def restarts(self, id: str) -> int:
         with self.lock:
@@ -161,20 +148,17 @@ class LocalEngine:
                 raise InvalidState(f"service {entry.label()} was stopped while it was starting")
             self._registry.heartbeat(entry.id)
             out.append(Started(entry.id, time.monotonic()))
-            self._transition(entry, RUNNING, out)
+            self._book.move(entry, RUNNING, out)
             self._on_running(entry, time.monotonic())
         self._sink.emit(out)
         return entry.id
 
     def _forget(self, entry: Entry) -> None:
         """Undo a registration whose start failed: no entry, no registration, no timer."""
-        with self.lock:
-            if self._entries.get(entry.id) is entry:
-                del self._entries[entry.id]
+        with self.lock, contextlib.suppress(ServiceNotFound):
+            self._entries.pop(entry.id, None)  # ids are unique in the registry: it can only be this entry
             entry.cancel_timers()
-            if entry.id in self._registry:
-                with contextlib.suppress(ServiceNotFound):
-                    self._registry.unregister(entry.id)
+            self._registry.unregister(entry.id)
 
     def stop(self, id: str, deadline: float | None) -> None:
         out: list[LifecycleEvent] = []
@@ -186,22 +170,20 @@ class LocalEngine:
                 return
             self._stopping.add(entry.id)
             entry.cancel_timers()
-            self._transition(entry, STOPPING, out)
+            self._book.move(entry, STOPPING, out)
             snapshot = self._registry.get(entry.id)
         self._sink.emit(out)
         out = []
         try:
             if snapshot is not None and entry.hooks is not None:
-                limit = entry.connect_timeout if deadline is None else \
-                    max(0.0, min(entry.connect_timeout, deadline - time.monotonic()))
-                self._executor.disconnect(entry.hooks, snapshot, limit, entry.label())
+                self._executor.disconnect(entry.hooks, snapshot, within(entry.connect_timeout, deadline),
+                                          entry.label())
         finally:
             with self.lock:
                 if entry.id in self._registry:
-                    self._transition(entry, STOPPED, out)
+                    self._book.move(entry, STOPPED, out)
                     self._registry.unregister(entry.id)
-                if self._entries.get(entry.id) is entry:
-                    del self._entries[entry.id]
+                self._entries.pop(entry.id, None)
                 self._stopping.discard(entry.id)
                 out.append(Stopped(entry.id, time.monotonic()))
         log.info("lifecycle: service %s stopped", entry.label())
@@ -232,7 +214,7 @@ class LocalEngine:
         entry = self._entries.get(id) if isinstance(id, str) else None
         # The stopping set is almost always empty; checking it avoids touching the entry.
         if entry is None or (self._stopping and id in self._stopping):
-            raise self._refusal(id, entry, "heartbeat")
+            raise not_managed(id) if entry is None else refused(entry.label(), "heartbeat", None)
         status = self._registry.heartbeat(id)
         if status is not RUNNING and status is not STARTING:
             self._beat_slow(entry)
@@ -260,9 +242,9 @@ class LocalEngine:
         with self.lock:
             if self._entries.get(entry.id) is not entry:
                 raise not_managed(entry.id)  # stopped meanwhile: not managed any more
-            status = self._status(entry)
+            status = self._book.of(entry)
             if entry.id in self._stopping or status is STOPPING or status is STOPPED:
-                raise self._refusal(entry.id, entry, "heartbeat")
+                raise refused(entry.label(), "heartbeat", None)
             if status is RECONNECTING or status is ERROR:
                 revived = self._revive(entry)
         self._sink.emit(revived)
@@ -272,14 +254,14 @@ class LocalEngine:
         with self.lock:
             entry = self._entry(id)
             if entry is None or id in self._stopping:
-                raise self._refusal(id, entry, "error report")
-            status = self._status(entry)
+                raise not_managed(id) if entry is None else refused(entry.label(), "error report", None)
+            status = self._book.of(entry)
             if status is STARTING:
                 raise refused(entry.label(), "error report", status)
             now = time.monotonic()
             out.append(Error(entry.id, now, text))
             if status is not RECONNECTING:
-                self._transition(entry, ERROR, out)
+                self._book.move(entry, ERROR, out)
                 if entry.auto_reconnect and not entry.flapping:
                     self._new_cycle(entry, now, out, self._intensity.flaps(entry.restarts, now))
         log.warning("lifecycle: service %s reported an error: %s", entry.label(), text)
@@ -290,15 +272,15 @@ class LocalEngine:
         with self.lock:
             entry = self._entry(id)
             if entry is None or id in self._stopping:
-                raise self._refusal(id, entry, "restart")
-            if self._status(entry) is STARTING:
+                raise not_managed(id) if entry is None else refused(entry.label(), "restart", None)
+            if self._book.of(entry) is STARTING:
                 raise refused(entry.label(), "restart", STARTING)
             if entry.restarts is not None:
                 entry.restarts.clear()
             entry.flapping = False
             entry.drop_attempt()
-            self._transition(entry, RECONNECTING, out)
-            self._set_attempt(entry, 0)
+            self._book.move(entry, RECONNECTING, out)
+            self._book.count_attempt(entry, 0)
             self._schedule_attempt(entry, out, at_once=entry.hooks is not None)
         log.info("lifecycle: service %s is restarted on request", entry.label())
         self._sink.emit(out)
@@ -321,28 +303,9 @@ class LocalEngine:
 
     # -- state changes (the lock held) --------------------------------------------------------
 
-    def _status(self, entry: Entry) -> ServiceStatus | None:
-        live = self._registry.silence(entry.id)
-        return None if live is None else live[0]
-
-    def _transition(self, entry: Entry, new: ServiceStatus, out: list[LifecycleEvent]) -> None:
-        old = self._registry.update_status(entry.id, new)
-        if old is new:
-            return
-        if new not in TRANSITIONS[old]:
-            log.warning("lifecycle: unexpected transition %s -> %s of %s (was the registry changed directly?)",
-                        old.value, new.value, entry.label())
-        out.append(StatusChanged(entry.id, time.monotonic(), old, new))
-
-    def _set_attempt(self, entry: Entry, attempt: int) -> None:
-        """Count the reconnect attempt here and in the registry's `retry_count` (snapshots show it)."""
-        entry.attempt = attempt
-        if self._retry_setter is not None:
-            self._retry_setter(entry.id, attempt)
-
     def _on_running(self, entry: Entry, last_heartbeat: float) -> None:
         """Arm the deadline (if none is armed) and restart pings after the service became RUNNING."""
-        self._set_attempt(entry, 0)
+        self._book.count_attempt(entry, 0)
         entry.flapping = False
         entry.drop_attempt()
         self._detector.running(entry, last_heartbeat)
@@ -355,7 +318,7 @@ class LocalEngine:
         if entry.hooks is not None and entry.hooks.ping is not None:
             if entry.ping is not None:
                 entry.ping.cancel()
-            entry.ping = self._watchdog.call_later(entry.ping_interval, self._on_ping_due, entry)
+            entry.ping = self._pinger.arm(entry)
 
     def _revive(self, entry: Entry, how: str = "heartbeat") -> list[LifecycleEvent]:
         """A heartbeat, ping or reconnect for a RECONNECTING or ERROR service: RUNNING again."""
@@ -364,7 +327,7 @@ class LocalEngine:
         if how == "heartbeat":
             # The service was only silent, maybe falsely suspected: the detector learns the interval.
             self._detector.beat(entry, now)
-        self._transition(entry, RUNNING, out)
+        self._book.move(entry, RUNNING, out)
         self._on_running(entry, now)
         out.append(Reconnected(entry.id, time.monotonic()))
         log.info("lifecycle: service %s is back (%s)", entry.label(), how)
@@ -386,7 +349,7 @@ class LocalEngine:
             self._sink.observe_lag(lag)
         out.append(HeartbeatTimeout(entry.id, now))
         out.append(StatusChanged(entry.id, now, RUNNING, target))
-        self._set_attempt(entry, 0)
+        self._book.count_attempt(entry, 0)
         if entry.auto_reconnect:
             self._new_cycle(entry, now, out, flaps)
         return True
@@ -403,21 +366,21 @@ class LocalEngine:
                       "until a heartbeat or restart_service()", entry.label(), flaps, window,
                       self._intensity.max_restarts)
             return
-        self._set_attempt(entry, 0)
+        self._book.count_attempt(entry, 0)
         if entry.policy.max_attempts > 0:
-            self._transition(entry, RECONNECTING, out)
+            self._book.move(entry, RECONNECTING, out)
         self._schedule_attempt(entry, out)
 
     def _schedule_attempt(self, entry: Entry, out: list[LifecycleEvent], *, at_once: bool = False) -> None:
         plan = entry.policy.plan(entry.attempt + 1, self._rng, at_once=at_once)
         if plan.mode != "retry":
             entry.drop_attempt()
-            self._transition(entry, ERROR, out)
+            self._book.move(entry, ERROR, out)
             out.append(ReconnectFailed(entry.id, time.monotonic(), entry.attempt))
             log.error("lifecycle: service %s could not be reconnected after %d attempt(s)", entry.label(),
                       entry.attempt)
             return
-        self._set_attempt(entry, plan.attempt)
+        self._book.count_attempt(entry, plan.attempt)
         entry.retry = self._watchdog.call_later(plan.delay, self._on_attempt_due, entry, plan.attempt)
         out.append(Reconnecting(entry.id, time.monotonic(), plan.attempt, plan.max_attempts, plan.delay))
 
@@ -467,7 +430,7 @@ class LocalEngine:
         out: list[LifecycleEvent] = []
         outcome = Outcome()
         with self.lock:
-            if not self._current(entry) or entry.attempt != attempt or self._status(entry) is not RECONNECTING:
+            if not self._current(entry) or entry.attempt != attempt or self._book.of(entry) is not RECONNECTING:
                 return
             entry.retry = None
             hooks = entry.hooks
@@ -482,7 +445,7 @@ class LocalEngine:
         if hooks is not None:
             self._executor.connect(outcome, hooks, snapshot, entry.connect_timeout,
                                    lambda error: self._attempt_done(entry, outcome, error),
-                                   lambda: self._status(entry) is RUNNING)
+                                   lambda: self._book.of(entry) is RUNNING)
 
     def _attempt_done(self, entry: Entry, outcome: Outcome, error: BaseException | None) -> bool:
         """An attempt's outcome; False if it no longer counts (the service stopped, revived or restarted)."""
@@ -501,47 +464,36 @@ class LocalEngine:
         self._sink.emit(out)
         return True
 
-    def _on_ping_due(self, entry: Entry) -> None:
+    def _ping_target(self, entry: Entry) -> ExtensionService | None:
         with self.lock:
             if not self._current(entry) or entry.hooks is None or entry.hooks.ping is None:
-                return
-            if self._status(entry) is not RUNNING:
-                entry.ping = None  # restarted when the service becomes RUNNING again
-                return
-            entry.ping = self._watchdog.call_later(entry.ping_interval, self._on_ping_due, entry)
+                return None
+            if self._book.of(entry) is not RUNNING:
+                entry.ping = None  # armed again when the service becomes RUNNING again
+                return None
+            entry.ping = self._pinger.arm(entry)
             if entry.ping_busy:
                 log.debug("lifecycle: ping of %s still running; this one is skipped", entry.label())
-                return
-            ping, snapshot = entry.hooks.ping, self._snapshot(entry)
+                return None
             entry.ping_busy = True
-        self._executor.ping(ping, snapshot, entry.connect_timeout, lambda error: self._ping_done(entry, error))
+            return self._snapshot(entry)
 
-    def _ping_done(self, entry: Entry, error: BaseException | None) -> None:
-        revived: list[LifecycleEvent] = []
+    def _record_ping(self, entry: Entry) -> list[LifecycleEvent] | None:
         with self.lock:
             entry.ping_busy = False
             if not self._current(entry):
-                return
-            if error is not None:
-                log.warning("lifecycle: ping of %s failed: %s", entry.label(), error_text(error))
-                return
-            self._sink.count_beat()
+                return None
             status = self._registry.heartbeat(entry.id)
             if status is RECONNECTING or status is ERROR:
-                revived = self._revive(entry)
-            elif status is RUNNING and self._detector.tracks_beats:
+                return self._revive(entry)
+            if status is RUNNING and self._detector.tracks_beats:
                 self._detector.beat(entry, time.monotonic())
-        self._sink.emit(revived)
-        if self._sink.heard():
-            self._sink.emit((Heartbeat(entry.id, time.monotonic()),))
+            return []
 
     # -- helpers -------------------------------------------------------------------------------
 
     def _current(self, entry: Entry) -> bool:
         return self._entries.get(entry.id) is entry and entry.id not in self._stopping
-
-    def _refusal(self, id: object, entry: Entry | None, what: str) -> Exception:
-        return not_managed(id) if entry is None else refused(entry.label(), what, None)
 
     def _snapshot(self, entry: Entry) -> ExtensionService:
         service = self._registry.get(entry.id)

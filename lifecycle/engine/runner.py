@@ -22,7 +22,7 @@ from ..pool import WorkerPool
 from ..watchdog import Timer, Watchdog
 from .base import error_text
 
-__all__ = ["Executor", "InlineExecutor", "Outcome", "PoolExecutor", "call_hook"]
+__all__ = ["Executor", "InlineExecutor", "Outcome", "PoolExecutor", "call_hook", "within"]
 
 log = logging.getLogger("lifecycle")
 
@@ -66,6 +66,11 @@ def call_hook(fn: Hook, service: ExtensionService) -> BaseException | None:
     except BaseException as exc:
         return exc
     return None
+
+
+def within(limit: float, deadline: float | None) -> float:
+    """`limit` seconds, or less if a `deadline` (monotonic) comes sooner."""
+    return limit if deadline is None else max(0.0, min(limit, deadline - time.monotonic()))
 
 
 def _close_late(hooks: Hooks, service: ExtensionService, outcome: Outcome, keep: Callable[[], bool]) -> None:
