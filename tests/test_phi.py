@@ -6,12 +6,11 @@ Manual mode under frozen time: heartbeats at exact moments, so every deadline is
 from __future__ import annotations
 
 import math
-import threading
 import time
 
 import pytest
 
-from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, NotInFleetMode, ServiceStatus
+from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, ServiceStatus
 from lifecycle.events import HeartbeatTimeout
 from lifecycle.phi import History, PhiSettings, phi_of
 
@@ -156,15 +155,17 @@ def test_bad_phi_settings_name_their_field(field, value):
     assert caught.value.field == field  # type: ignore[attr-defined]
 
 
-def test_fleet_mode_refuses_the_phi_detector(redis_server, namespace):
+def test_fleet_mode_runs_the_phi_detector(redis_server, namespace):
     from lifecycle.redis import RedisRegistry
 
     registry = RedisRegistry.from_url(redis_server.url, namespace=namespace)
-    before = set(threading.enumerate())
-    with pytest.raises(NotInFleetMode) as caught:
-        LifecycleManager(registry, LifecycleConfig(detector="phi"), autostart=False)
-    assert caught.value.feature == "detector='phi'"
-    assert set(threading.enumerate()) <= before
+    with LifecycleManager(registry, LifecycleConfig(detector="phi"), autostart=False) as manager:
+        manager.run_pending()
+        sid = manager.start_service(ExtensionService("phi", "1"))
+        manager.handle_heartbeat(sid)
+        assert 0.0 < manager.phi(sid) < 8.0  # heard just now: some suspicion, far below the threshold
+        assert manager.phi("unknown") == 0.0
+    registry.clear()
 
 
 def test_a_false_suspicion_is_learned(frozen_lifecycle, make_lifecycle_manager, record):

@@ -16,7 +16,6 @@ from lifecycle import (
     LifecycleConfig,
     LifecycleManager,
     ManagerClosed,
-    NotInFleetMode,
     ServiceNotFound,
     ServiceStatus,
     signals,
@@ -198,19 +197,21 @@ def test_the_signal_is_in_the_namespace():
     assert signals.service_flapping.name == "service_flapping"
 
 
-def test_fleet_mode_refuses_max_restarts_at_construction(redis_server, namespace):
+def test_fleet_mode_counts_restarts_and_restarts_on_request(redis_server, namespace):
     from lifecycle.redis import RedisRegistry
 
     registry = RedisRegistry.from_url(redis_server.url, namespace=namespace)
-    before = set(threading.enumerate())
-    with pytest.raises(NotInFleetMode) as caught:
-        LifecycleManager(registry, CFG, autostart=False)
-    assert caught.value.feature == "max_restarts" and isinstance(caught.value, ValueError)
-    assert set(threading.enumerate()) <= before  # nothing started
-    with LifecycleManager(registry, LifecycleConfig(), autostart=False) as manager:
-        with pytest.raises(NotInFleetMode):
+    with LifecycleManager(registry, CFG, autostart=False) as manager:
+        manager.run_pending()
+        sid = manager.start_service(ExtensionService("fleet", "1"))
+        manager.handle_error(sid, "boom")  # a reconnect cycle begins: one restart in the window
+        assert manager.restarts(sid) == 1
+        manager.restart_service(sid)  # a fresh window
+        assert manager.restarts(sid) == 0 and manager.get_status(sid) is ServiceStatus.RECONNECTING
+        with pytest.raises(ServiceNotFound):
             manager.restart_service("any")
         assert manager.restarts("any") == 0
+    registry.clear()
 
 
 @pytest.mark.parametrize(("key", "value"), [("MAX_RESTARTS", -1), ("RESTART_WINDOW_SECS", 0)])

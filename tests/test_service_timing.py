@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, NotInFleetMode, ServiceStatus
+from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, ServiceStatus
 from lifecycle import TransportConfig as T
 from lifecycle.events import HeartbeatTimeout, ReconnectFailed, Reconnecting
 
@@ -112,11 +112,15 @@ def test_a_timeout_shorter_than_the_ping_interval_is_refused_and_nothing_is_regi
     assert manager.count() == 0 and manager.registry.count() == 0 and manager.armed_timers() == 0
 
 
-def test_fleet_mode_refuses_per_service_timing(redis_server, namespace):
+def test_fleet_mode_keeps_per_service_timing(redis_server, namespace):
     from lifecycle.redis import RedisRegistry
 
     registry = RedisRegistry.from_url(redis_server.url, namespace=namespace)
     with LifecycleManager(registry, LifecycleConfig(), autostart=False) as manager:
-        with pytest.raises(NotInFleetMode):
-            manager.start_service(service("own", heartbeat_timeout_secs=60))
-        assert registry.count() == 0
+        sid = manager.start_service(service("own", heartbeat_timeout_secs=600))
+        timing = registry.timing(sid)
+        assert timing is not None and timing.timeout == 600 and manager.is_healthy(sid)
+        with pytest.raises(ValueError, match="heartbeat_timeout_secs"):
+            manager.start_service(service("hasty", heartbeat_timeout_secs=0.5))
+        assert registry.count() == 1
+    registry.clear()

@@ -18,12 +18,13 @@ import copy
 import logging
 import random
 import threading
+from dataclasses import replace
 
 from ..config import LifecycleConfig
 from ..connector import Hooks
-from ..errors import ConnectionFailed, InvalidState, LifecycleError, NotInFleetMode, RegistryUnavailable
+from ..errors import ConnectionFailed, InvalidState, LifecycleError, RegistryUnavailable
 from ..events import HeartbeatTimeout, LifecycleEvent
-from ..fleet import Plan, SharedRegistry, Sweep
+from ..fleet import Detail, Plan, SharedRegistry, StoreSettings, Sweep
 from ..model import ExtensionService, ServiceId, ServiceStatus
 from ..subscription import Subscription
 from ..watchdog import Timer, Watchdog
@@ -31,7 +32,7 @@ from .base import Sink, check_id, error_text, label, not_managed, refused
 from .fleetlog import follow_log
 from .lease import Ticker
 from .pinger import Pinger
-from .policy import ReconnectPolicy
+from .policy import ReconnectPolicy, service_timing
 from .runner import Executor, Outcome, within
 
 __all__ = ["FleetEngine"]
@@ -66,10 +67,10 @@ class FleetEngine:
 
     def __init__(self, registry: SharedRegistry, config: LifecycleConfig, hooks: Hooks | None,
                  watchdog: Watchdog, executor: Executor, sink: Sink, rng: random.Random) -> None:
-        if config.max_restarts is not None:
-            raise NotInFleetMode("max_restarts")
-        if config.detector != "fixed":
-            raise NotInFleetMode(f"detector={config.detector!r}")
+        # The store decides restart intensity and the detector's limit in the same atomic step as
+        # each change, so it is told once what they are.
+        registry.configure(StoreSettings(float(config.heartbeat_timeout_secs), config.max_restarts,
+                                         float(config.restart_window_secs), config.phi))
         self.lock = threading.RLock()
         self._registry = registry
         self._config = config
@@ -100,18 +101,18 @@ class FleetEngine:
         return None if live is None else live[0]
 
     def healthy(self, id: str) -> bool:
-        live = None if self._closed or not isinstance(id, str) else self._registry.silence(id)
-        return live is not None and live[0] is RUNNING and live[1] is not None and live[1] < self._timeout
+        timing = None if self._closed or not isinstance(id, str) else self._registry.timing(id)
+        return timing is not None and timing.healthy
 
     def attempts(self, id: str) -> int:
         service = None if self._closed or not isinstance(id, str) else self._registry.get(id)
         return 0 if service is None else service.retry_count
 
     def restarts(self, id: str) -> int:
-        return 0
+        return 0 if self._closed else self._registry.restarts(id)
 
     def phi(self, id: str) -> float:
-        return 0.0
+        return 0.0 if self._closed else self._registry.phi(id)
 
     def count(self) -> int:
         return 0 if self._closed else self._registry.count()
@@ -123,11 +124,7 @@ class FleetEngine:
 
     def start(self, service: ExtensionService, hooks: Hooks | None) -> ServiceId:
         """Register (or join) in the fleet, connect, RUNNING; joining calls no connector."""
-        transport = service.transport
-        if any(v is not None for v in (transport.heartbeat_timeout_secs, transport.ping_interval_secs,
-                                        transport.max_reconnect_attempts)):
-            raise NotInFleetMode("per-service timing (TransportConfig.heartbeat_timeout_secs, ping_interval_secs, "
-                                 "max_reconnect_attempts)")
+        service_timing(self._config, service.name, service.transport)  # refuses a timeout under the ping interval
         sid, joined = self._registry.join(service)
         if joined:
             log.info("lifecycle: service %r joined as %s, already registered in the fleet", service.name, sid)
@@ -155,7 +152,8 @@ class FleetEngine:
         with self.lock:
             if self._closed or service.id in self._locals:
                 return
-            local = self._locals[service.id] = _Local(service, hooks, float(self._config.heartbeat_interval_secs))
+            interval = service_timing(self._config, service.name, service.transport)[1]
+            local = self._locals[service.id] = _Local(service, hooks, interval)
             if hooks is not None and hooks.ping is not None:
                 local.ping = self._pinger.arm(local)
 
@@ -234,7 +232,22 @@ class FleetEngine:
         self._sink.emit(events)
 
     def restart(self, id: str) -> None:
-        raise NotInFleetMode("restart_service")
+        check_id(id)
+        service = self._registry.get(id)
+        if service is None:
+            raise not_managed(id, _IN_FLEET)
+        # With a connector attempt 1 is due at once; without one it waits the usual first delay for a heartbeat.
+        policy = ReconnectPolicy.of(self._config, service.transport)
+        plan = policy.plan(1, self._rng, at_once=self._hooks_for(id) is not None)
+        prior, events = self._registry.restart(id, plan)
+        if prior is None:
+            raise not_managed(id, _IN_FLEET)
+        if prior in (ServiceStatus.STOPPING, ServiceStatus.STOPPED, ServiceStatus.STARTING):
+            raise refused(repr(id), "restart", prior)
+        log.info("lifecycle: service %s is restarted on request", label(service.name, id))
+        if plan.mode == "retry":
+            self.ticker.poke(plan.delay)
+        self._sink.emit(events)
 
     def sweep_now(self) -> list[ServiceId]:
         """The leader expires what is due now; others do nothing."""
@@ -264,7 +277,7 @@ class FleetEngine:
         """The registry's sweep; after a failure we saw, with no grace at all (every deadline starts again)."""
         ticker = self.ticker
         sweep = self._registry.sweep(ticker.owner, self._timeout, 0.0 if ticker.rebase else ticker.ttl,
-                                     _SWEEP_LIMIT)
+                                     _SWEEP_LIMIT, tick=ticker.renew_every)
         if sweep is None:
             ticker.set_leader(False)
         else:
@@ -277,8 +290,10 @@ class FleetEngine:
             return []
         plans: list[tuple[str, Plan]] = []
         for sid in sweep.due:
-            auto = sweep.details.get(sid, ("", True))[1]
-            plans.append((sid, self._policy.begin(self._rng) if auto else Plan("error")))
+            detail = sweep.details.get(sid, Detail("?", True))
+            policy = self._policy if detail.max_attempts is None else replace(self._policy,
+                                                                               max_attempts=detail.max_attempts)
+            plans.append((sid, policy.begin(self._rng) if detail.auto_reconnect else Plan("error")))
         events = self._registry.expire_many(self.ticker.owner, self._timeout, plans)
         if events is None:
             self.ticker.set_leader(False)
@@ -286,7 +301,7 @@ class FleetEngine:
         expired = [e.service_id for e in events if isinstance(e, HeartbeatTimeout)]
         for sid in expired:
             log.warning("lifecycle: service %r (%s) missed its heartbeat deadline",
-                        sweep.details.get(sid, ("?",))[0], sid)
+                        sweep.details.get(sid, Detail("?", True)).name, sid)
         delays = [plan.delay for sid, plan in plans if plan.mode == "retry" and sid in expired]
         if delays:
             self.ticker.poke(min(delays))
