@@ -39,7 +39,7 @@ from .model import (
     TransportType,
 )
 from .receivers import Connection, connect
-from .registry import Registry, RegistryService, RegistryStats
+from .registry import Registry, RegistryReader, RegistryService, RegistryStats, Store
 from .subscription import Subscription
 
 __version__ = "0.1.0"
@@ -67,6 +67,7 @@ __all__ = [
     "NotInFleetMode",
     "RegistrationInfo",
     "Registry",
+    "RegistryReader",
     "RegistryService",
     "RegistryStats",
     "RegistryUnavailable",
@@ -75,6 +76,7 @@ __all__ = [
     "ServiceId",
     "ServiceNotFound",
     "ServiceStatus",
+    "Store",
     "Subscription",
     "TransportConfig",
     "TransportType",

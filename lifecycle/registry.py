@@ -1,6 +1,7 @@
 """The registry: the one place a service's status and last heartbeat are stored.
 
-`Registry` is the interface the manager talks to; `RegistryService` is the in-process,
+`Registry` is what a manager accepts: the engine's narrow `Store` (what supervision needs) plus
+the public `RegistryReader` (queries) and administration. `RegistryService` is the in-process,
 thread-safe implementation. Every read returns a deep copy, so callers can never change
 the registry by mutating what they were given.
 """
@@ -21,7 +22,7 @@ from ._text import quote
 from .errors import ServiceAlreadyExists, ServiceNotFound
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status
 
-__all__ = ["Registry", "RegistryService", "RegistryStats"]
+__all__ = ["Registry", "RegistryReader", "RegistryService", "RegistryStats", "Store"]
 
 _RUNNING = ServiceStatus.RUNNING
 _Services = list[ExtensionService]
@@ -41,25 +42,20 @@ class RegistryStats:
     reconnecting: int = 0
 
 
-@runtime_checkable
-class Registry(Protocol):
-    """What the manager needs from a registry; a shared, multi-process one implements the same.
+class Store(Protocol):
+    """What the in-memory engine needs from a registry to supervise: the state machine's storage.
 
     Implementations must be thread-safe. `heartbeat`, `update_status` and `silence` are on the
-    manager's hot path and must not copy the service.
+    engine's hot path and must not copy the service.
 
     Time: the registry measures silence on its own clock and answers in seconds ("silent for
-    s seconds"), never with a timestamp; the manager adds what it is told to its own clock. So a
+    s seconds"), never with a timestamp; the engine adds what it is told to its own clock. So a
     registry shared by several hosts (whose clocks differ) keeps one clock: its own.
     """
-
-    heartbeat_timeout_secs: float
 
     def register(self, service: ExtensionService) -> ServiceId: ...
     def unregister(self, id: str) -> RegistrationInfo: ...
     def get(self, id: str) -> ExtensionService | None: ...
-    def get_by_name(self, name: str) -> ExtensionService | None: ...
-    def get_registration(self, id: str) -> RegistrationInfo | None: ...
 
     def update_status(
         self, id: str, status: ServiceStatus, *, expected: ServiceStatus | None = None
@@ -79,7 +75,7 @@ class Registry(Protocol):
         """Atomically: if RUNNING and silent for `timeout` seconds, set `status` and return RUNNING.
 
         Otherwise change nothing and return None. This is what lets heartbeats skip the
-        manager's lock: a beat and an expiry can no longer interleave.
+        engine's lock: a beat and an expiry can no longer interleave.
         """
         ...
 
@@ -87,15 +83,33 @@ class Registry(Protocol):
         """(status, seconds since the last heartbeat or None if none) without copying; None if unknown."""
         ...
 
+
+class RegistryReader(Protocol):
+    """The public read side of a registry: what status pages, CLIs and apps ask; the engine never does."""
+
+    def get(self, id: str) -> ExtensionService | None: ...
+    def get_by_name(self, name: str) -> ExtensionService | None: ...
+    def get_registration(self, id: str) -> RegistrationInfo | None: ...
     def list_all(self) -> _Services: ...
     def list(self, filter: ServiceFilter | None = None) -> _Services: ...
     def find_by_capability(self, name: str) -> _Services: ...
     def stats(self) -> RegistryStats: ...
-    def health_check(self) -> _Ids: ...
-    def clear(self) -> None: ...
     def count(self) -> int: ...
     def __len__(self) -> int: ...
     def __contains__(self, id: object) -> bool: ...
+
+
+@runtime_checkable
+class Registry(Store, RegistryReader, Protocol):
+    """A registry a manager accepts: the engine's `Store`, the public `RegistryReader`, and administration.
+
+    A shared, multi-process one (`lifecycle.fleet.SharedRegistry`) implements the same and more.
+    """
+
+    heartbeat_timeout_secs: float
+
+    def health_check(self) -> _Ids: ...
+    def clear(self) -> None: ...
 
 
 def _fresh(cell: list[float | None], now: float, timeout: float) -> bool:

@@ -32,7 +32,7 @@ from ..events import (
     Stopped,
 )
 from ..model import ExtensionService, ServiceId, ServiceStatus
-from ..registry import Registry
+from ..registry import Store
 from ..subscription import Subscription
 from ..watchdog import Timer, Watchdog
 from .base import Sink, error_text, not_managed, refused
@@ -58,7 +58,7 @@ RECONNECTING = ServiceStatus.RECONNECTING
 class LocalEngine:
     """Supervises the services of this process in a registry of this process."""
 
-    def __init__(self, registry: Registry, config: LifecycleConfig, watchdog: Watchdog, executor: Executor,
+    def __init__(self, registry: Store, config: LifecycleConfig, watchdog: Watchdog, executor: Executor,
                  sink: Sink, rng: random.Random) -> None:
         self.lock = threading.RLock()
         self._registry = registry
@@ -180,7 +180,7 @@ class LocalEngine:
                                           entry.label())
         finally:
             with self.lock:
-                if entry.id in self._registry:
+                if self._book.of(entry) is not None:
                     self._book.move(entry, STOPPED, out)
                     self._registry.unregister(entry.id)
                 self._entries.pop(entry.id, None)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from ..events import LifecycleEvent, StatusChanged
 from ..model import ServiceStatus
-from ..registry import Registry
+from ..registry import Store
 from .entry import Entry
 
 __all__ = ["TRANSITIONS", "StatusBook"]
@@ -36,7 +36,7 @@ TRANSITIONS: dict[ServiceStatus, frozenset[ServiceStatus]] = {
 class StatusBook:
     """An entry's status and retry count as the registry holds them; the engine's lock is held."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Store) -> None:
         self._registry = registry
         # The in-memory registry keeps retry_count in step with attempts(id); others may not offer it.
         self._retry_setter: Callable[[str, int], None] | None = getattr(registry, "set_retry_count", None)
