@@ -102,14 +102,18 @@ class LifecycleManager:
         self._watchdog = Watchdog(autostart=autostart)
         self._executor: Executor = (PoolExecutor(WorkerPool(_POOL_SIZE), self._watchdog) if autostart
                                     else InlineExecutor())
+        engine: Engine | None = None
         try:
-            self._engine: Engine = build_engine(registry, config, self._hooks, self._watchdog, self._executor,
-                                                _Sink(self), self._rng)
+            engine = self._engine = build_engine(registry, config, self._hooks, self._watchdog, self._executor,
+                                                 _Sink(self), self._rng)
+            bind_connector(connector, self)
         except BaseException:
+            # Nothing half-built stays behind: no thread, no timer, no lease.
+            if engine is not None:
+                engine.close(time.monotonic())
             self._watchdog.stop(0.0)
             self._executor.shutdown(0.0)
             raise
-        bind_connector(connector, self)
         _managers.add(self)
 
     @property
