@@ -22,21 +22,25 @@ list that `lifecycle.redis` decodes.
 
 from __future__ import annotations
 
+import re
+
 KEYS = ("svc", "reg", "names", "status", "last", "upd", "attempt", "dl", "todo", "claim",
-        "lease", "epoch", "tick", "gen", "events", "tmo", "rst", "flap")
+        "lease", "epoch", "tick", "gen", "events", "tmo", "rst", "flap", "phi", "phiv")
 
 _LUA_NAMES = {"svc": "K_SVC", "reg": "K_REG", "names": "K_NAMES", "status": "K_STATUS", "last": "K_LAST",
               "upd": "K_UPD", "attempt": "K_ATT", "dl": "K_DL", "todo": "K_TODO", "claim": "K_CLAIM",
               "lease": "K_LEASE", "epoch": "K_EPOCH", "tick": "K_TICK", "gen": "K_GEN", "events": "K_EVENTS",
-              "tmo": "K_TMO", "rst": "K_RST", "flap": "K_FLAP"}
+              "tmo": "K_TMO", "rst": "K_RST", "flap": "K_FLAP", "phi": "K_PHI", "phiv": "K_PHIV"}
 
 # Every declared key costs each call a little (about 1 us on loopback), so the frequent scripts
-# declare only the keys they may touch; the others declare them all.
+# declare only the keys they may touch; the others declare them all. HEARTBEAT, the hot one, handles
+# a RUNNING (or STARTING) service alone and leaves a revival to REVIVE.
 _SCRIPT_KEYS = {
-    "HEARTBEAT": ("status", "last", "upd", "attempt", "dl", "todo", "claim", "events", "tmo", "flap"),
+    "HEARTBEAT": ("status", "last", "dl", "events", "tmo", "phi", "phiv"),
     "SILENCE": ("status", "last"),
     "TIMING": ("status", "last", "tmo"),
     "RESTARTS": ("rst",),
+    "PHI_READ": ("last", "phi"),
     "GET": ("svc", "reg", "status", "last", "upd", "attempt"),
 }
 
@@ -64,6 +68,7 @@ end
 local T = redis.call('TIME')
 local NOW = tonumber(T[1]) * 1000000 + tonumber(T[2])
 local OUT = {}
+local PHI_BLOCK = 32  -- intervals per field of the phi detector's ring (see phi_add)
 local function s(n) return string.format('%d', n) end
 local function log(fields)
   if MAXLEN > 0 then redis.call('XADD', K_EVENTS, 'MAXLEN', '~', MAXLEN, '*', unpack(fields)) end
@@ -79,9 +84,75 @@ local function tmo(id)
   if own then return tonumber(own) end
   return TIMEOUT
 end
+-- The phi detector (`History` in lifecycle/phi.py), per service: in K_PHI the running sum, sum of squares
+-- and count of its last PHI_MAX heartbeat intervals (microseconds), the ring slot the next interval goes
+-- to and the ring's size, as doubles packed '<ddddd'; in K_PHIV the intervals, in a ring of PHI_MAX
+-- slots kept in blocks of PHI_BLOCK packed doubles, field `id#block`, so that learning an interval
+-- rewrites a few hundred bytes, not the whole history. Its last heartbeat is K_LAST's.
+local function phi_limit(t, total, squares, n)
+  -- History.limit: mean + acceptable pause + score * max(std, min std), never beyond the timeout t
+  local mean = total / n
+  local std = math.max(math.sqrt(math.max(0, squares / n - mean * mean)), PHI_MIN_STD)
+  return math.min(t, math.max(0, mean + PHI_PAUSE + PHI_SCORE * std))
+end
 -- Microseconds of silence after which the service is timed out: every deadline is last + limit(id).
 local function limit(id)
-  return tmo(id)
+  local t = tmo(id)
+  if PHI then
+    local sums = redis.call('HGET', K_PHI, id)
+    if sums then return phi_limit(t, struct.unpack('<ddd', sums)) end
+  end
+  return t
+end
+local function phi_forget(id, size)
+  local fields = {}
+  for b = 0, math.floor((size - 1) / PHI_BLOCK) do fields[#fields + 1] = id .. '#' .. b end
+  redis.call('HDEL', K_PHIV, unpack(fields))
+  redis.call('HDEL', K_PHI, id)
+end
+-- History._add for each of `intervals`: once PHI_MAX are kept, the oldest goes. Returns the new sums.
+-- `sums`: K_PHI's value if the caller has read it (false: the service has no history yet).
+local function phi_add(id, intervals, sums)
+  local total, squares, n, w, size = 0, 0, 0, 0, PHI_MAX
+  if sums == nil then sums = redis.call('HGET', K_PHI, id) end
+  if sums then
+    total, squares, n, w, size = struct.unpack('<ddddd', sums)
+    if size ~= PHI_MAX then  -- kept under another max_sample_size: start afresh with this one
+      phi_forget(id, size)
+      total, squares, n, w, size = 0, 0, 0, 0, PHI_MAX
+    end
+  end
+  for _, x in ipairs(intervals) do
+    local field = id .. '#' .. math.floor(w / PHI_BLOCK)
+    local block = redis.call('HGET', K_PHIV, field) or ''
+    local at = (w % PHI_BLOCK) * 8
+    if n >= PHI_MAX then  -- the slot holds the oldest interval
+      local old = struct.unpack('<d', block, at + 1)
+      total, squares, n = total - old, squares - old * old, n - 1
+    end
+    redis.call('HSET', K_PHIV, field, string.sub(block, 1, at) .. struct.pack('<d', x) .. string.sub(block, at + 9))
+    total, squares, n, w = total + x, squares + x * x, n + 1, (w + 1) % PHI_MAX
+  end
+  redis.call('HSET', K_PHI, id, struct.pack('<ddddd', total, squares, n, w, PHI_MAX))
+  return total, squares, n
+end
+-- A service becomes RUNNING: a history seeded as History seeds it (two intervals at first -/+ first/4),
+-- unless it has one (after a reconnect the outage is no interval to learn).
+local function phi_seed(id)
+  if PHI and redis.call('HEXISTS', K_PHI, id) == 0 then
+    phi_add(id, {PHI_FIRST - PHI_FIRST / 4, PHI_FIRST + PHI_FIRST / 4}, false)
+  end
+end
+-- A heartbeat of a service with a history (History.beat): learn the interval since its last one,
+-- capped at its timeout t; a service without one gets a seeded one. Returns its new limit.
+local function phi_beat(id, t)
+  local last = redis.call('HGET', K_LAST, id)
+  local sums = redis.call('HGET', K_PHI, id)
+  if not sums then
+    return phi_limit(t, phi_add(id, {PHI_FIRST - PHI_FIRST / 4, PHI_FIRST + PHI_FIRST / 4}, false))
+  end
+  if not last then return phi_limit(t, struct.unpack('<ddd', sums)) end
+  return phi_limit(t, phi_add(id, {math.min(t, math.max(0, NOW - tonumber(last)))}, sums))
 end
 local function set_status(id, new)
   local old = redis.call('HGET', K_STATUS, id)
@@ -89,6 +160,7 @@ local function set_status(id, new)
   redis.call('HSET', K_STATUS, id, new)
   redis.call('HSET', K_UPD, id, s(NOW))
   if new == 'running' then
+    phi_seed(id)
     local last = tonumber(redis.call('HGET', K_LAST, id) or s(NOW))
     redis.call('ZADD', K_DL, s(last + limit(id)), id)
     redis.call('HDEL', K_ATT, id)
@@ -165,6 +237,8 @@ local function forget(id)
   for _, k in ipairs({K_SVC, K_REG, K_STATUS, K_LAST, K_UPD, K_ATT, K_CLAIM, K_TMO, K_RST, K_FLAP}) do
     redis.call('HDEL', k, id)
   end
+  local sums = redis.call('HGET', K_PHI, id)
+  if sums then phi_forget(id, select(5, struct.unpack('<ddddd', sums))) end
   redis.call('ZREM', K_DL, id)
   redis.call('ZREM', K_TODO, id)
 end
@@ -197,7 +271,10 @@ redis.call('HSET', K_NAMES, name, id)
 redis.call('HSET', K_STATUS, id, status)
 redis.call('HSET', K_UPD, id, s(NOW))
 if ARGV[17] ~= '' then redis.call('HSET', K_TMO, id, ARGV[17]) end
-if status == 'running' then redis.call('ZADD', K_DL, s(NOW + limit(id)), id) end
+if status == 'running' then
+  phi_seed(id)
+  redis.call('ZADD', K_DL, s(NOW + limit(id)), id)
+end
 return {'new', id}
 """
 
@@ -212,6 +289,7 @@ redis.call('HSET', K_NAMES, name, id)
 redis.call('HSET', K_STATUS, id, 'running')
 redis.call('HSET', K_UPD, id, s(NOW))
 redis.call('HSET', K_LAST, id, s(NOW))
+phi_seed(id)
 redis.call('ZADD', K_DL, s(NOW + limit(id)), id)
 return {'restored'}
 """
@@ -229,12 +307,36 @@ forget(id)
 return {'ok', before, OUT}
 """
 
-# ARGV[11..]: id
+# ARGV[11..]: id -- the hot path: a RUNNING (or STARTING) service's heartbeat; 'revive' for a RECONNECTING or
+# ERROR one, which the caller then sends to REVIVE (with every key): the status is checked again there.
 HEARTBEAT = """
+local id = ARGV[11]
+local st = redis.call('HGET', K_STATUS, id)
+if st == 'running' then
+  local t = tmo(id)
+  local silence = t
+  if PHI then silence = phi_beat(id, t) end
+  redis.call('HSET', K_LAST, id, s(NOW))
+  redis.call('ZADD', K_DL, s(NOW + silence), id)
+elseif st == 'starting' then
+  redis.call('HSET', K_LAST, id, s(NOW))
+elseif st == 'reconnecting' or st == 'error' then
+  return {'revive'}
+else
+  return {st or 'missing'}
+end
+if LOG_BEATS then log({'type', 'heartbeat_received', 'id', id, 'ts', s(NOW)}) end
+return {st}
+"""
+
+# ARGV[11..]: id -- any heartbeat: a RECONNECTING or ERROR service becomes RUNNING again; the silence it
+# ends is learned (capped at its timeout), as the in-memory revival does: it may have been falsely suspected.
+REVIVE = """
 local id = ARGV[11]
 local st = redis.call('HGET', K_STATUS, id)
 if not st then return {'missing'} end
 if st == 'stopping' or st == 'stopped' then return {st} end
+if PHI and st ~= 'starting' then phi_beat(id, tmo(id)) end
 redis.call('HSET', K_LAST, id, s(NOW))
 if st == 'running' then
   redis.call('ZADD', K_DL, s(NOW + limit(id)), id)
@@ -450,6 +552,17 @@ plan(id, ARGV[12], ARGV[13], ARGV[14], ARGV[15])
 return {st, OUT}
 """
 
+# ARGV[11..]: id -- the phi detector's inputs: silence and the history's sums ('none' without one)
+PHI_READ = """
+local id = ARGV[11]
+local sums = redis.call('HGET', K_PHI, id)
+local last = redis.call('HGET', K_LAST, id)
+if not sums or not last then return {'none'} end
+local total, squares, n = struct.unpack('<ddd', sums)
+local function g(x) return string.format('%.17g', x) end
+return {'ok', s(math.max(0, NOW - tonumber(last))), g(total), g(squares), g(n)}
+"""
+
 # ARGV[11..]: id -- restarts within the window now
 RESTARTS = """
 return {'ok', #restart_times(ARGV[11])}
@@ -530,12 +643,45 @@ return reply
 """
 
 
+def _split(prelude: str) -> tuple[str, list[tuple[str, str]]]:
+    """The prelude's head (everything before its first function) and its functions, (name, text), in order."""
+    parts = re.split(r"(?m)^(?=local function )", prelude)
+    functions = [(re.match(r"local function (\w+)", part).group(1), part) for part in parts[1:]]  # type: ignore[union-attr]
+    return parts[0], functions
+
+
+_HEAD, _FUNCTIONS = _split(PRELUDE)
+
+
+def _calls(name: str, text: str) -> bool:
+    code = re.sub(r"--[^\n]*", "", text)  # a call named in a comment is no call
+    return re.search(rf"(?<![\w.]){name}\s*\(", code) is not None
+
+
+def prelude_for(body: str) -> str:
+    """The prelude with only the functions `body` calls, directly or through them.
+
+    Every `local function` costs each call its closure (about 0.2 us): a script that defined all
+    of them would pay about 4 us whatever it does, twice the heartbeat's own work.
+    """
+    needed: set[str] = set()
+    text = body
+    while True:
+        more = {fn for fn, _ in _FUNCTIONS if fn not in needed and _calls(fn, text)}
+        if not more:
+            break
+        needed |= more
+        text = body + "".join(part for fn, part in _FUNCTIONS if fn in needed)
+    return _HEAD + "".join(part for fn, part in _FUNCTIONS if fn in needed)
+
+
 def source(name: str) -> str:
-    """The full text of script `name`: its key bindings, the prelude, its body, and the repeat guard if it needs one."""
+    """The full text of script `name`: its key bindings, the prelude it needs, its body, and the repeat guard if any."""
     declared = keys_for(name)
     bindings = "".join(
         f"local {lua} = KEYS[{declared.index(key) + 1}]\n" if key in declared else f"local {lua} = nil\n"
         for key, lua in _LUA_NAMES.items()
     )
     body: str = globals()[name]
-    return bindings + PRELUDE + (_ONCE_HEAD + body + _ONCE_TAIL if name in ONCE else body)
+    body = _ONCE_HEAD + body + _ONCE_TAIL if name in ONCE else body
+    return bindings + prelude_for(body) + body

@@ -133,7 +133,11 @@ class SharedRegistry(Registry, Protocol):
         ...
 
     def beat(self, id: str, timeout: float) -> tuple[ServiceStatus | None, _Events]:
-        """Record a heartbeat; a RECONNECTING or ERROR service becomes RUNNING. Returns the prior status."""
+        """Record a heartbeat; a RECONNECTING or ERROR service becomes RUNNING. Returns the prior status.
+
+        With the phi detector the interval since the last heartbeat (capped at the service's
+        timeout) is learned, also by a revival, and the deadline is where phi reaches its threshold.
+        """
         ...
 
     def timing(self, id: str) -> Timing | None:
@@ -158,6 +162,10 @@ class SharedRegistry(Registry, Protocol):
 
     def restarts(self, id: str) -> int:
         """Restarts (reconnect cycles begun) within the restart window now (0 without restart intensity)."""
+        ...
+
+    def phi(self, id: str) -> float:
+        """The phi detector's suspicion level for the service now (0.0 with the fixed detector or no history)."""
         ...
 
     def begin_stop(self, id: str) -> tuple[ServiceStatus | None, _Events]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -51,6 +52,7 @@ from .model import (
     TransportConfig,
     _status,
 )
+from .phi import phi_of
 from .registry import RegistryStats, _not_found
 
 __all__ = ["RedisRegistry"]
@@ -199,7 +201,7 @@ class RedisRegistry:
             for name in ("REGISTER", "RESTORE", "UNREGISTER", "HEARTBEAT", "ACTIVATE", "SET_STATUS", "REPORT_ERROR",
                          "BEGIN_STOP", "EXPIRE", "EXPIRE_MANY", "LEASE", "RELEASE", "SWEEP", "ATTEMPT_DONE",
                          "GET", "SILENCE", "TIMING", "LIST", "STATS", "HEALTH_CHECK", "CLEAR", "RESTART",
-                         "RESTARTS")
+                         "RESTARTS", "REVIVE", "PHI_READ")
         }
         self._declared = {name: [self.keys[key] for key in scripts.keys_for(name)] for name in self._scripts}
         self._settings: StoreSettings | None = None
@@ -381,8 +383,10 @@ class RedisRegistry:
         if not isinstance(id, str):
             raise _not_found(id)
         result = self._run("HEARTBEAT", id, timeout=timeout)
-        prior = _prior(result[0])
-        return prior, (_events(result[1]) if len(result) > 1 and result[1] else [])
+        if _text(result[0]) == "revive":
+            # Rare: the hot script leaves a revival (with every key declared) to REVIVE, which checks again.
+            result = self._run("REVIVE", id, timeout=timeout)
+        return _beaten(result)
 
     def beat_many(self, ids: Sequence[str], timeout: float | None = None
                   ) -> list[tuple[ServiceStatus | None, _Events]]:
@@ -395,15 +399,22 @@ class RedisRegistry:
         for id in ids:
             if not isinstance(id, str):
                 raise _not_found(id)
-        script = self._scripts["HEARTBEAT"]
+        replies = self._pipelined("HEARTBEAT", ids, timeout)
+        revive = [i for i, reply in enumerate(replies) if _text(reply[0]) == "revive"]
+        if revive:  # a second round trip for the services to bring back, if any
+            for i, reply in zip(revive, self._pipelined("REVIVE", [ids[i] for i in revive], timeout), strict=True):
+                replies[i] = reply
+        return [_beaten(reply) for reply in replies]
+
+    def _pipelined(self, name: str, ids: Sequence[str], timeout: float | None) -> list[Any]:
+        script = self._scripts[name]
         try:
             with self._client.pipeline(transaction=False) as pipe:
                 for id in ids:
-                    script(keys=self._declared["HEARTBEAT"], args=self._argv("HEARTBEAT", (id,), timeout), client=pipe)
-                replies = pipe.execute()
+                    script(keys=self._declared[name], args=self._argv(name, (id,), timeout), client=pipe)
+                return list(pipe.execute())
         except _CONNECTION_ERRORS as exc:
             raise self._unavailable(exc) from None
-        return [(_prior(r[0]), _events(r[1]) if len(r) > 1 and r[1] else []) for r in replies]
 
     def activate(self, id: str, timeout: float) -> _Events:
         """STARTING -> RUNNING with a full deadline; the start counts as a heartbeat."""
@@ -468,6 +479,19 @@ class RedisRegistry:
         if self._settings is None or self._settings.max_restarts is None or not _is_text(id):
             return 0
         return int(self._run("RESTARTS", id)[1])
+
+    def phi(self, id: str) -> float:
+        """The phi detector's suspicion level for the service now (as `History.phi`); 0.0 without phi or history."""
+        settings = None if self._settings is None else self._settings.phi
+        if settings is None or not _is_text(id):
+            return 0.0
+        result = self._run("PHI_READ", id)
+        if _text(result[0]) != "ok":
+            return 0.0
+        silent, total, squares, n = (float(_text(x)) for x in result[1:5])
+        mean = total / n
+        std = math.sqrt(max(0.0, squares / n - mean * mean)) / _US
+        return phi_of(silent / _US, mean / _US + settings.acceptable_pause, max(std, settings.min_std_deviation))
 
     def begin_stop(self, id: str) -> tuple[ServiceStatus | None, _Events]:
         """STOPPING unless already stopping or stopped; returns the prior status."""
@@ -619,6 +643,11 @@ class RedisRegistry:
                 if event is not None:
                     out.append((_text(entry_id), event))
         return out
+
+
+def _beaten(reply: Sequence[Any]) -> tuple[ServiceStatus | None, _Events]:
+    """A HEARTBEAT or REVIVE reply: the prior status, and the events of a revival."""
+    return _prior(reply[0]), (_events(reply[1]) if len(reply) > 1 and reply[1] else [])
 
 
 def _own_timeout(service: ExtensionService) -> str:

@@ -8,15 +8,20 @@ waits poll with a deadline, and bounds are generous.
 
 from __future__ import annotations
 
+import math
+import struct
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 import redis_server as servers
 
 from lifecycle import ExtensionService, LifecycleConfig, ServiceStatus, TransportConfig
 from lifecycle.events import LifecycleEvent, Reconnected, Reconnecting, ServiceFlapping
 from lifecycle.fleet import Detail, Plan, StoreSettings, Timing
+from lifecycle.phi import History, PhiSettings
 from lifecycle.redis import RedisRegistry
 
 pytestmark = pytest.mark.threaded
@@ -419,3 +424,182 @@ def test_flapping_is_in_the_fleet_log_and_forgotten_with_the_service(reg):
     assert [(e.service_id, e.restarts, e.window) for e in flaps] == [(sid, 1, 60.0)]
     reg.unregister(sid)
     assert not reg.client.hexists(reg.keys["rst"], sid) and not reg.client.hexists(reg.keys["flap"], sid)
+
+
+# -- 5. the phi detector in the store --------------------------------------------------------------------
+
+# Seeded at 0.1 s +/- 0.025 s, the first limit is 0.176 s; four samples kept, so the seeds leave soon.
+PHI = PhiSettings(threshold=3.0, max_sample_size=4, min_std_deviation=0.02, acceptable_pause=0.0, first_interval=0.1)
+
+
+@pytest.fixture
+def raw(redis_server: servers.RedisServer) -> Iterator[redis.Redis]:
+    """A client that leaves replies as bytes: the interval history is packed doubles."""
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+def with_phi(reg: RedisRegistry, timeout: float = LONG) -> None:
+    reg.configure(StoreSettings(timeout=timeout, phi=PHI))
+
+
+def intervals(reg: RedisRegistry, raw: redis.Redis, sid: str) -> list[float]:
+    """The service's interval history in microseconds, oldest first, read from its ring; its sums agree."""
+    total, squares, n, w, size = struct.unpack("<ddddd", raw.hget(reg.keys["phi"], sid))
+    n, w, size = int(n), int(w), int(size)
+    slots = list(range(n)) if n < size else [*range(w, size), *range(w)]
+    blocks: dict[int, bytes] = {}
+    got = []
+    for slot in slots:
+        block = blocks.setdefault(slot // 32, raw.hget(reg.keys["phiv"], f"{sid}#{slot // 32}"))
+        got.append(struct.unpack_from("<d", block, (slot % 32) * 8)[0])
+    assert math.isclose(total, sum(got)) and math.isclose(squares, sum(x * x for x in got))
+    return got
+
+
+def expected_limit(history: list[float], timeout: float) -> float:
+    """`History.limit`, capped at the timeout as the manager caps it, in microseconds, for these intervals."""
+    model = History(PHI, 0.0)
+    model.intervals = deque(x / 1e6 for x in history)
+    model.total = sum(model.intervals)
+    model.squares = sum(x * x for x in model.intervals)
+    return min(timeout, model.limit(PHI, PHI.score)) * 1e6
+
+
+def deadline_after_last(reg: RedisRegistry, sid: str) -> float:
+    """Microseconds from the last heartbeat to the deadline the store armed."""
+    return float(reg.client.zscore(reg.keys["dl"], sid)) - int(reg.client.hget(reg.keys["last"], sid))
+
+
+def last_us(reg: RedisRegistry, sid: str) -> int:
+    return int(reg.client.hget(reg.keys["last"], sid))
+
+
+def test_a_service_becoming_running_gets_a_seeded_history_and_its_limit(reg, raw):
+    with_phi(reg)
+    sid = running(reg)
+    assert intervals(reg, raw, sid) == [75_000, 125_000]
+    assert abs(deadline_after_last(reg, sid) - expected_limit([75_000, 125_000], LONG)) <= 1
+    assert abs(deadline_after_last(reg, sid) - 176_473) <= 1
+
+
+def test_each_heartbeat_learns_its_interval_capped_at_the_timeout_and_pulls_the_deadline(reg, raw):
+    with_phi(reg)
+    sid = running(reg, heartbeat_timeout_secs=0.3)
+    seen = [75_000.0, 125_000.0]
+    for pause in (0.05, 0.12, 0.0, 0.4):  # the last one is longer than the timeout: learned as 0.3 s
+        before = last_us(reg, sid)
+        time.sleep(pause)
+        prior, events = reg.beat(sid, LONG)
+        assert prior is S.RUNNING and events == []
+        seen.append(min(300_000, last_us(reg, sid) - before))
+        assert intervals(reg, raw, sid) == seen[-4:]  # four kept, the oldest dropped
+        assert abs(deadline_after_last(reg, sid) - expected_limit(seen[-4:], 0.3)) <= 2
+    assert seen[-1] == 300_000
+
+
+def test_a_revival_by_heartbeat_learns_the_silence_and_a_reconnect_does_not(reg, raw):
+    with_phi(reg)
+    sid = running(reg)
+    reg.report_error(sid, "x", None)  # ERROR, no plan
+    before = last_us(reg, sid)
+    time.sleep(0.05)
+    prior, events = reg.beat(sid, LONG)
+    assert prior is S.ERROR and kinds(events) == ["status_changed", "reconnected"]
+    learned = intervals(reg, raw, sid)
+    assert learned == [75_000, 125_000, last_us(reg, sid) - before]
+    assert abs(deadline_after_last(reg, sid) - expected_limit(learned, LONG)) <= 2
+    # A reconnect made by the leader: the outage is no interval to learn; the deadline is from now.
+    lead(reg)
+    reg.restart(sid, Plan("retry", 1, 0.0, 3))
+    assert reg.sweep(OWNER, LONG, 30.0, 100).attempts == [(sid, 1)]
+    time.sleep(0.05)
+    assert "reconnected" in kinds(reg.attempt_done(sid, OWNER, 1, True, Plan("retry", 2, 0.0, 3)))
+    assert intervals(reg, raw, sid) == learned
+    assert reg.timing(sid).silent < 0.05
+    assert abs(deadline_after_last(reg, sid) - expected_limit(learned, LONG)) <= 2
+
+
+def test_the_leader_expires_at_the_phi_limit_not_the_timeout(reg):
+    with_phi(reg)
+    sid = running(reg)
+    lead(reg)
+    nxt = reg.sweep(OWNER, LONG, 30.0, 100).next_in
+    assert nxt is not None and nxt <= 0.177
+    # Not silent long enough: left alone (and re-armed at the same limit).
+    assert reg.expire_many(OWNER, LONG, [(sid, RETRY)]) == []
+    due = poll(lambda: reg.sweep(OWNER, LONG, 30.0, 100).due, what="the phi deadline")
+    assert due == [sid]
+    assert 0.176 <= reg.timing(sid).silent < 5.0
+    assert kinds(reg.expire_many(OWNER, LONG, [(sid, RETRY)])) == ["heartbeat_timeout", "status_changed",
+                                                                   "reconnecting"]
+
+
+def test_an_outage_rebase_arms_the_phi_limit(reg):
+    with_phi(reg)
+    running(reg)
+    lead(reg)
+    sweep = reg.sweep(OWNER, LONG, 0.0, 100)
+    assert sweep.rebased == 1 and sweep.next_in is not None and 0.1 < sweep.next_in <= 0.177
+
+
+def test_phi_is_read_as_history_computes_it(reg, raw):
+    with_phi(reg)
+    sid = running(reg)
+    assert reg.phi(sid) < 1.0  # just heard
+    poll(lambda: reg.timing(sid).silent >= 0.177, what="silence beyond the limit")
+    assert reg.phi(sid) >= PHI.threshold - 0.01
+    # The figure History gives for the same (seeded) intervals and the silence at the read, which lies
+    # between the silences read just before and just after it.
+    model = History(PHI, 0.0)
+    before = reg.timing(sid).silent
+    got = reg.phi(sid)
+    after = reg.timing(sid).silent
+    assert model.phi(before, PHI) - 1e-9 <= got <= model.phi(after, PHI) + 1e-9
+    assert reg.phi("nope") == 0.0 and reg.phi(42) == 0.0  # type: ignore[arg-type]
+
+
+def test_without_phi_nothing_is_kept_and_phi_is_zero(reg):
+    sid = running(reg)
+    reg.beat(sid, LONG)
+    assert reg.phi(sid) == 0.0
+    assert not reg.client.exists(reg.keys["phi"]) and not reg.client.exists(reg.keys["phiv"])
+    assert abs(deadline_after_last(reg, sid) - LONG * 1e6) <= 1
+
+
+def test_a_long_history_wraps_its_ring_across_blocks(reg, raw):
+    wide = PhiSettings(threshold=8.0, max_sample_size=70, min_std_deviation=0.02, acceptable_pause=0.0,
+                       first_interval=0.1)  # a ring of three blocks
+    reg.configure(StoreSettings(timeout=LONG, phi=wide))
+    sid = running(reg)
+    seen = [75_000.0, 125_000.0]
+    for _ in range(150):
+        before = last_us(reg, sid)
+        reg.beat(sid, LONG)
+        seen.append(float(last_us(reg, sid) - before))
+    assert intervals(reg, raw, sid) == seen[-70:]
+    model = History(wide, 0.0)
+    model.intervals = deque(x / 1e6 for x in seen[-70:])
+    model.total, model.squares = sum(model.intervals), sum(x * x for x in model.intervals)
+    assert abs(deadline_after_last(reg, sid) - model.limit(wide, wide.score) * 1e6) <= 2
+    reg.unregister(sid)  # forgotten with the service: every block
+    assert raw.hlen(reg.keys["phiv"]) == 0 and raw.hlen(reg.keys["phi"]) == 0
+
+
+def test_a_history_is_forgotten_with_the_service(reg, raw):
+    with_phi(reg)
+    sid = running(reg)
+    reg.beat(sid, LONG)
+    reg.unregister(sid)
+    assert raw.hget(reg.keys["phi"], sid) is None and raw.hlen(reg.keys["phiv"]) == 0
+
+
+def test_beat_many_revives_through_the_full_script(reg, raw):
+    with_phi(reg)
+    up, down = running(reg, "up"), running(reg, "down")
+    reg.report_error(down, "x", None)
+    answers = reg.beat_many([up, down, "nope"])
+    assert [prior for prior, _ in answers] == [S.RUNNING, S.ERROR, None]
+    assert answers[0][1] == [] and kinds(answers[1][1]) == ["status_changed", "reconnected"]
+    assert reg.get(down).status is S.RUNNING and len(intervals(reg, raw, down)) == 3
