@@ -22,7 +22,7 @@ from dataclasses import replace
 
 from ..config import LifecycleConfig
 from ..connector import Hooks
-from ..errors import ConnectionFailed, InvalidState, LifecycleError, RegistryUnavailable
+from ..errors import InvalidState, LifecycleError, RegistryUnavailable
 from ..events import HeartbeatTimeout, LifecycleEvent
 from ..fleet import Detail, Plan, SharedRegistry, StoreSettings, Sweep
 from ..model import ExtensionService, ServiceId, ServiceStatus
@@ -30,10 +30,11 @@ from ..subscription import Subscription
 from ..watchdog import Timer, Watchdog
 from .base import Sink, check_id, error_text, label, not_managed, refused
 from .fleetlog import follow_log
+from .guard import Guard
 from .lease import Ticker
 from .pinger import Pinger
 from .policy import ReconnectPolicy, service_timing
-from .runner import Executor, Outcome, within
+from .runner import Executor, Outcome, connect_first, within
 
 __all__ = ["FleetEngine"]
 
@@ -82,7 +83,8 @@ class FleetEngine:
         self._timeout = float(config.heartbeat_timeout_secs)
         self._policy = ReconnectPolicy.of(config)
         self._locals: dict[str, _Local] = {}
-        self._pinger = Pinger(watchdog, executor, sink, self._ping_target, self._record_ping)
+        self._guard = Guard(watchdog)
+        self._pinger = Pinger(watchdog, self._guard, executor, sink, self._ping_target, self._record_ping)
         self._inflight: dict[str, Outcome] = {}
         self._closed = False
         self.ticker = Ticker(registry, watchdog, self._timeout, self._lead, self._restore_local)
@@ -130,15 +132,7 @@ class FleetEngine:
             log.info("lifecycle: service %r joined as %s, already registered in the fleet", service.name, sid)
             return sid
         if hooks is not None:
-            try:
-                hooks.connect(self._registry.get(sid) or service)
-            except BaseException as exc:
-                with contextlib.suppress(LifecycleError):
-                    self._registry.unregister(sid)
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                    raise
-                who = label(service.name, sid)
-                raise ConnectionFailed(f"connecting service {who} failed: {error_text(exc)}") from exc
+            connect_first(hooks, self._registry.get(sid) or service, label(service.name, sid), lambda: self._undo(sid))
         events = self._registry.activate(sid, self._timeout)
         if not events:
             raise InvalidState(f"service {label(service.name, sid)} was stopped while it was starting")
@@ -146,6 +140,11 @@ class FleetEngine:
         self.ticker.poke(self._timeout)
         self._sink.emit(events)
         return sid
+
+    def _undo(self, sid: str) -> None:
+        """Undo a registration whose start failed."""
+        with contextlib.suppress(LifecycleError):
+            self._registry.unregister(sid)
 
     def _hold(self, service: ExtensionService, hooks: Hooks | None) -> None:
         """This process holds the service (and its connection, if any): it pings it, and restores it after a loss."""
@@ -417,6 +416,7 @@ class FleetEngine:
 
     def after_fork_in_child(self) -> None:
         self.lock = threading.RLock()
+        self._guard.after_fork_in_child()
         self._inflight.clear()
         for local in self._locals.values():
             local.ping_busy = False

@@ -18,7 +18,7 @@ import time
 
 from ..config import LifecycleConfig
 from ..connector import Hooks
-from ..errors import ConnectionFailed, InvalidState, ManagerClosed, ServiceNotFound
+from ..errors import InvalidState, ManagerClosed, ServiceNotFound
 from ..events import (
     Error,
     HeartbeatTimeout,
@@ -38,9 +38,10 @@ from ..watchdog import Timer, Watchdog
 from .base import Sink, error_text, not_managed, refused
 from .detector import detector_for
 from .entry import Entry
+from .guard import Guard
 from .pinger import Pinger
 from .policy import ReconnectPolicy, RestartIntensity, service_timing
-from .runner import Executor, Outcome, within
+from .runner import Executor, Outcome, connect_first, within
 from .states import StatusBook
 
 __all__ = ["LocalEngine"]
@@ -74,7 +75,11 @@ class LocalEngine:
         self._closed = False
         self._book = StatusBook(registry)
         self._silence_many = getattr(registry, "silence_many", None)
-        self._pinger = Pinger(watchdog, executor, sink, self._ping_target, self._record_ping)
+        self._guard = Guard(watchdog)
+        # Timer actions, guarded once here (a batched timer groups by the callable it was given).
+        self._deadlines_due = self._guard.wrap(self._on_deadlines)
+        self._attempt_due = self._guard.wrap(self._on_attempt_due)
+        self._pinger = Pinger(watchdog, self._guard, executor, sink, self._ping_target, self._record_ping)
 
     leader = True
     shared = False
@@ -135,13 +140,7 @@ class LocalEngine:
                 raise
             self._entries[entry.id] = entry
         if hooks is not None:
-            try:
-                hooks.connect(self._snapshot(entry))
-            except BaseException as exc:
-                self._forget(entry)
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                    raise
-                raise ConnectionFailed(f"connecting service {entry.label()} failed: {error_text(exc)}") from exc
+            connect_first(hooks, self._snapshot(entry), entry.label(), lambda: self._forget(entry))
         out: list[LifecycleEvent] = []
         with self.lock:
             if not self._current(entry):
@@ -234,7 +233,7 @@ class LocalEngine:
                 when = now + self._detector.limit(entry)
                 if when < deadline.when:
                     deadline.cancel()
-                    entry.deadline = self._watchdog.call_at_batched(when, self._on_deadlines, entry)
+                    entry.deadline = self._watchdog.call_at_batched(when, self._deadlines_due, entry)
 
     def _beat_slow(self, entry: Entry) -> None:
         """A beat for a service that is not RUNNING: refuse it if stopping, else revive the service."""
@@ -314,7 +313,7 @@ class LocalEngine:
             # An armed deadline that is later would fire too late; an earlier one re-arms itself when it fires.
             if entry.deadline is not None:
                 entry.deadline.cancel()
-            entry.deadline = self._watchdog.call_at_batched(when, self._on_deadlines, entry)
+            entry.deadline = self._watchdog.call_at_batched(when, self._deadlines_due, entry)
         if entry.hooks is not None and entry.hooks.ping is not None:
             if entry.ping is not None:
                 entry.ping.cancel()
@@ -381,7 +380,7 @@ class LocalEngine:
                       entry.attempt)
             return
         self._book.count_attempt(entry, plan.attempt)
-        entry.retry = self._watchdog.call_later(plan.delay, self._on_attempt_due, entry, plan.attempt)
+        entry.retry = self._watchdog.call_later(plan.delay, self._attempt_due, entry, plan.attempt)
         out.append(Reconnecting(entry.id, time.monotonic(), plan.attempt, plan.max_attempts, plan.delay))
 
     # -- timer actions (on the watchdog, or in run_pending) -----------------------------------
@@ -444,7 +443,7 @@ class LocalEngine:
         self._sink.emit(out)
         if hooks is not None:
             self._executor.connect(outcome, hooks, snapshot, entry.connect_timeout,
-                                   lambda error: self._attempt_done(entry, outcome, error),
+                                   self._guard.report(self._attempt_done, entry, outcome),
                                    lambda: self._book.of(entry) is RUNNING)
 
     def _attempt_done(self, entry: Entry, outcome: Outcome, error: BaseException | None) -> bool:
@@ -503,5 +502,6 @@ class LocalEngine:
 
     def after_fork_in_child(self) -> None:
         self.lock = threading.RLock()
+        self._guard.after_fork_in_child()
         for entry in self._entries.values():
             entry.ping_busy = False

@@ -18,6 +18,7 @@ from ..events import Heartbeat, LifecycleEvent
 from ..model import ExtensionService, ServiceId
 from ..watchdog import Timer, Watchdog
 from .base import Sink, error_text
+from .guard import Guard
 from .runner import Executor
 
 __all__ = ["PingSlot", "Pinger"]
@@ -41,10 +42,11 @@ S = TypeVar("S", bound=PingSlot)
 class Pinger(Generic[S]):
     """Runs each due ping off the engine's lock; one ping per service at a time (a slow one skips rounds)."""
 
-    def __init__(self, watchdog: Watchdog, executor: Executor, sink: Sink,
+    def __init__(self, watchdog: Watchdog, guard: Guard, executor: Executor, sink: Sink,
                  target: Callable[[S], ExtensionService | None],
                  record: Callable[[S], Sequence[LifecycleEvent] | None]) -> None:
         self._watchdog = watchdog
+        self._due_guarded = guard.wrap(self._due)
         self._executor = executor
         self._sink = sink
         self._target = target
@@ -52,7 +54,7 @@ class Pinger(Generic[S]):
 
     def arm(self, slot: S) -> Timer:
         """The slot's next ping, one interval from now."""
-        return self._watchdog.call_later(slot.ping_interval, self._due, slot)
+        return self._watchdog.call_later(slot.ping_interval, self._due_guarded, slot)
 
     def _due(self, slot: S) -> None:
         service = self._target(slot)

@@ -17,12 +17,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
 
 from ..connector import Hooks
+from ..errors import ConnectionFailed
 from ..model import ExtensionService
 from ..pool import WorkerPool
 from ..watchdog import Timer, Watchdog
 from .base import error_text
 
-__all__ = ["Executor", "InlineExecutor", "Outcome", "PoolExecutor", "call_hook", "within"]
+__all__ = ["Executor", "InlineExecutor", "Outcome", "PoolExecutor", "call_hook", "connect_first", "within"]
 
 log = logging.getLogger("lifecycle")
 
@@ -66,6 +67,17 @@ def call_hook(fn: Hook, service: ExtensionService) -> BaseException | None:
     except BaseException as exc:
         return exc
     return None
+
+
+def connect_first(hooks: Hooks, service: ExtensionService, who: str, undo: Callable[[], None]) -> None:
+    """A start's connect, in the caller's thread: if it raises, `undo()` and raise `ConnectionFailed` from it."""
+    try:
+        hooks.connect(service)
+    except BaseException as exc:
+        undo()
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise ConnectionFailed(f"connecting service {who} failed: {error_text(exc)}") from exc
 
 
 def within(limit: float, deadline: float | None) -> float:
