@@ -418,9 +418,7 @@ class Flaky(RedisRegistry):
         return super().sweep(owner, timeout, grace, limit, tick=tick)
 
 
-@pytest.mark.parametrize("method", ["lease", pytest.param("sweep", marks=pytest.mark.xfail(strict=True, reason=(
-    "Ticker._tick calls _on_success (which forgets the failing cause and logs 'reachable again') as soon "
-    "as lease() answers, so a failure later in the same tick (the sweep) is logged again on every tick")))])
+@pytest.mark.parametrize("method", ["lease", "sweep"])
 def test_the_tick_survives_an_exception_it_does_not_know_and_logs_each_cause_once(server, make_on, events,
                                                                                     caplog, method):
     caplog.set_level(logging.INFO, logger="lifecycle")

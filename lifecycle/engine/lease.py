@@ -115,10 +115,13 @@ class Ticker:
         with self._lock:
             self._ticking, self._wake = True, math.inf
         delay = self.renew_every
+        renewed = [False]
         try:
-            delay = self._tick()
+            delay = self._tick(renewed)
         except Exception as exc:
-            delay = self._on_failure(exc)
+            delay = self._on_failure(exc, renewed[0])
+        else:
+            self._on_success()
         finally:
             with self._lock:
                 self._ticking = False
@@ -126,10 +129,10 @@ class Ticker:
             if old is not None:
                 old.cancel()
 
-    def _tick(self) -> float:
+    def _tick(self, renewed: list[bool]) -> float:
         asked = time.monotonic()
         lease = self.registry.lease(self.owner, self.ttl)
-        self._on_success()
+        renewed[0] = True
         if self._generation is not None and lease.generation != self._generation:
             self._restore()
         self._generation = lease.generation
@@ -149,8 +152,13 @@ class Ticker:
             log.info("lifecycle: this process %s for the fleet (%s)",
                      "now acts" if leader else "no longer acts", self.owner)
 
-    def _on_failure(self, exc: Exception) -> float:
-        self.set_leader(False)
+    def _on_failure(self, exc: Exception, renewed: bool) -> float:
+        """A tick failed: log a new cause once, back off; without a renewed lease, stop calling ourselves leader."""
+        if not renewed:
+            self.set_leader(False)
+        # Heartbeats may have been refused meanwhile, and the server's deadlines kept running:
+        # silence that overlaps a failure counts for nothing (the next sweep restarts every deadline).
+        self.rebase = True
         cause = (type(exc).__name__, str(exc))
         if self._failing is None:
             self._failing_since = time.monotonic()
@@ -171,9 +179,6 @@ class Ticker:
             log.warning("lifecycle: the registry is reachable again after %.1f s",
                         time.monotonic() - self._failing_since)
             self._failing = None
-            # Heartbeats were refused while the registry failed, however briefly, and the server's
-            # deadlines kept running: silence that overlaps a failure counts for nothing.
-            self.rebase = True
 
     def close(self) -> None:
         """Stop ticking and give the lease up, so another process takes over at once."""
