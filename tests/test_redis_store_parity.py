@@ -1,6 +1,7 @@
 """The Redis store holds what the in-memory supervisor holds, in the same atomic scripts.
 
-Registry-level tests on a real server (each binary found), driving the scripts through the
+Registry-level tests on a real server (each binary found), and on `SharedMemoryRegistry` (the same
+steps in Python; `_Peek` answers the tests' looks into keys from its data), driving the scripts through the
 `RedisRegistry` API: bounded attempt claims, settings given once, per-service timing, restart
 intensity and the phi detector. The server's clock cannot be frozen: durations are sub-second,
 waits poll with a deadline, and bounds are generous.
@@ -13,16 +14,19 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
 import redis_server as servers
 
 from lifecycle import ExtensionService, LifecycleConfig, ServiceStatus, TransportConfig
+from lifecycle._memory_scripts import Data
 from lifecycle.events import LifecycleEvent, Reconnected, Reconnecting, ServiceFlapping
 from lifecycle.fleet import Detail, Plan, StoreSettings, Timing
 from lifecycle.phi import History, PhiSettings
 from lifecycle.redis import RedisRegistry
+from lifecycle.shared_memory import SharedMemoryRegistry
 
 pytestmark = pytest.mark.threaded
 
@@ -32,9 +36,58 @@ WAIT = 10.0  # a generous bound for what takes well under a second
 OWNER = "leader-1"
 
 
-@pytest.fixture
-def reg(redis_server: servers.RedisServer, namespace: str) -> Iterator[RedisRegistry]:
-    registry = RedisRegistry.from_url(redis_server.url, namespace=namespace, lease_ttl_secs=30.0)
+_KINDS = [*sorted(servers.binaries()), "shared_memory"]
+
+
+class _Peek:
+    """Read-only answers, as the Redis commands these tests use would give them, from a `SharedMemoryRegistry`.
+
+    So the tests that look into the store's keys run unchanged on the in-process store too.
+    """
+
+    def __init__(self, data: Data) -> None:
+        self.data = data
+
+    def _column(self, key: str) -> Any:
+        return self.data.flap if key == "flap" else getattr(self.data, key)
+
+    def hget(self, key: str, field: str) -> object:
+        value = self._column(key).get(field)
+        return value if value is None or key == "phi" else str(value)
+
+    def hexists(self, key: str, field: str) -> bool:
+        return field in self._column(key)
+
+    def zscore(self, key: str, member: str) -> float | None:
+        value = self._column(key).get(member)
+        return None if value is None else float(value)
+
+    def hlen(self, key: str) -> int:
+        if key == "phiv":  # the ring's blocks of 32 intervals
+            return sum(-(-history.size // 32) for history in self.data.phi.values())
+        return len(self._column(key))
+
+    def exists(self, key: str) -> int:
+        return int(self.hlen(key) > 0)
+
+
+class _Inspectable(SharedMemoryRegistry):
+    """The in-process store, with a `client` and `keys` that answer these tests' looks into the store."""
+
+    keys = {name: name for name in ("tmo", "todo", "rst", "flap", "dl", "last", "phi", "phiv")}
+
+    @property
+    def client(self) -> _Peek:
+        return _Peek(self.data)
+
+
+@pytest.fixture(params=_KINDS)
+def reg(request: pytest.FixtureRequest, namespace: str) -> Iterator[RedisRegistry]:
+    if request.param == "shared_memory":
+        yield _Inspectable(lease_ttl_secs=30.0)  # type: ignore[misc]
+        return
+    server = request.getfixturevalue("redis_servers")(request.param)
+    registry = RedisRegistry.from_url(server.url, namespace=namespace, lease_ttl_secs=30.0)
     yield registry
     registry.clear()
     registry.client.close()
@@ -433,9 +486,13 @@ PHI = PhiSettings(threshold=3.0, max_sample_size=4, min_std_deviation=0.02, acce
 
 
 @pytest.fixture
-def raw(redis_server: servers.RedisServer) -> Iterator[redis.Redis]:
+def raw(reg: RedisRegistry) -> Iterator[redis.Redis]:
     """A client that leaves replies as bytes: the interval history is packed doubles."""
-    client = redis.Redis.from_url(redis_server.url)
+    if isinstance(reg, _Inspectable):
+        yield reg.client  # type: ignore[misc]
+        return
+    kwargs = reg.client.connection_pool.connection_kwargs
+    client = redis.Redis(host=kwargs["host"], port=kwargs["port"])
     yield client
     client.close()
 
@@ -446,6 +503,12 @@ def with_phi(reg: RedisRegistry, timeout: float = LONG) -> None:
 
 def intervals(reg: RedisRegistry, raw: redis.Redis, sid: str) -> list[float]:
     """The service's interval history in microseconds, oldest first, read from its ring; its sums agree."""
+    if isinstance(reg, _Inspectable):
+        history = reg.data.phi[sid]
+        got = history.ring[:history.n] if history.n < history.size else [*history.ring[history.w:],
+                                                                         *history.ring[:history.w]]
+        assert math.isclose(history.total, sum(got)) and math.isclose(history.squares, sum(x * x for x in got))
+        return got
     total, squares, n, w, size = struct.unpack("<ddddd", raw.hget(reg.keys["phi"], sid))
     n, w, size = int(n), int(w), int(size)
     slots = list(range(n)) if n < size else [*range(w, size), *range(w)]

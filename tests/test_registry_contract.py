@@ -1,9 +1,9 @@
 """The `Registry` contract, run unchanged against the in-memory registry and `RedisRegistry`.
 
-Every test here runs once per registry: `RegistryService`, and `RedisRegistry` on each server
-binary found (Redis, Valkey). Time is real (a server's clock cannot be frozen), so durations are
-short and bounds generous. Where the shared registry differs by design the test says so and
-checks both sides.
+Every test here runs once per registry: `RegistryService`, the in-process `SharedMemoryRegistry`,
+and `RedisRegistry` on each server binary found (Redis, Valkey). Time is real (a server's clock
+cannot be frozen), so durations are short and bounds generous. Where the shared registry differs
+by design the test says so and checks both sides.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from lifecycle import (
 )
 from lifecycle.registry import RegistryStats
 
-_KINDS = ["memory", *sorted(servers.binaries())]
+_KINDS = ["memory", "shared_memory", *sorted(servers.binaries())]
 _Make = Callable[..., Registry]
 
 SHORT = 0.2  # a heartbeat timeout that real time passes quickly
@@ -46,6 +46,10 @@ def make_registry(request: pytest.FixtureRequest) -> Iterator[_Make]:
     def make(timeout: float = LONG) -> Registry:
         if request.param == "memory":
             registry: Registry = RegistryService(heartbeat_timeout_secs=timeout)
+        elif request.param == "shared_memory":
+            from lifecycle.shared_memory import SharedMemoryRegistry
+
+            registry = SharedMemoryRegistry(heartbeat_timeout_secs=timeout)
         else:
             from lifecycle.redis import RedisRegistry
 
