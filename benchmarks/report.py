@@ -127,6 +127,25 @@ ROWS: list[Row] = [
     Row("storm: attempt starts, 10 bins from 1st timeout (jitter 0.5)", "storm", "hist", kind="hist",
         single=True),
     Row("storm: attempt starts, 10 bins (jitter 0)", "storm_j0", "hist", kind="hist", single=True),
+    S("**paced heartbeats** (timeout 1 s, interval timeout/3, one thread beats each service at its due time; "
+      "200 go silent within ~1 ms)", kind="section"),
+    Row("lag p50, ms, lifecycle", "paced_lag", "lag_p50_ms"),
+    Row("lag p99, ms, lifecycle", "paced_lag", "lag_p99_ms", target="≤ 2", check=_all(2)),
+    Row("lag max, ms, lifecycle", "paced_lag", "lag_max_ms"),
+    Row("lag p50, ms, one-thread sched baseline", "paced_lag_base", "lag_p50_ms"),
+    Row("lag p99, ms, one-thread sched baseline", "paced_lag_base", "lag_p99_ms"),
+    Row("lag max, ms, one-thread sched baseline", "paced_lag_base", "lag_max_ms"),
+    Row("  p50 lifecycle ÷ baseline", "paced_lag", "lag_p50_ms", "paced_lag_base", "lag_p50_ms", kind="ratio"),
+    Row("  p99 lifecycle ÷ baseline", "paced_lag", "lag_p99_ms", "paced_lag_base", "lag_p99_ms", kind="ratio"),
+    Row("  max lifecycle ÷ baseline", "paced_lag", "lag_max_ms", "paced_lag_base", "lag_max_ms", kind="ratio"),
+    Row("false timeouts, lifecycle", "paced_lag", "false_timeouts", kind="int", target="0", check=_all(0)),
+    Row("missed timeouts (of 200), lifecycle", "paced_lag", "missed", kind="int", target="0", check=_all(0)),
+    Row("false timeouts, baseline", "paced_lag_base", "false_timeouts", kind="int"),
+    Row("  missed, baseline", "paced_lag_base", "missed", kind="int"),
+    Row("the 200 last beats spread over, ms, lifecycle", "paced_lag", "last_beats_within_ms"),
+    Row("beats/s (3 x N when the thread keeps up), lifecycle", "paced_lag", "beats_per_s"),
+    Row("beat lateness p99, ms, lifecycle", "paced_lag", "beat_late_p99_ms"),
+    Row("beat lateness p99, ms, baseline", "paced_lag_base", "beat_late_p99_ms"),
     S("**baseline: CPython floor** (monotonic + `with lock:` + dict write, as a function)", kind="section"),
     Row("Lock, p50 µs per call (the floor)", "floor", "lock_p50_us"),
     Row("RLock, p50 µs per call", "floor", "rlock_p50_us"),
@@ -252,15 +271,36 @@ def _cell(row: Row, agg: dict[str, dict[int, dict[str, Any]]], n: int, first: in
     return text, med
 
 
-def render(agg: dict[str, dict[int, dict[str, Any]]], sizes: list[int]) -> tuple[str, list[dict[str, Any]]]:
-    """The Markdown table (median (min..max) over repeats, footnotes below) and the per-target verdicts."""
+def _rows(jobs: set[str] | None) -> list[Row]:
+    """ROWS, or only the rows of these jobs (and the section headings above them)."""
+    if jobs is None:
+        return ROWS
+    out: list[Row] = []
+    heading: Row | None = None
+    for row in ROWS:
+        if row.kind == "section":
+            heading = row
+        elif row.job in jobs and (not row.den_job or row.den_job in jobs):
+            if heading is not None:
+                out.append(heading)
+                heading = None
+            out.append(row)
+    return out
+
+
+def render(agg: dict[str, dict[int, dict[str, Any]]], sizes: list[int],
+           jobs: set[str] | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """The Markdown table (median (min..max) over repeats, footnotes below) and the per-target verdicts.
+
+    With `jobs`, only the rows of those jobs are shown (a run of some of the jobs).
+    """
     first = sizes[0]
     head = "| measurement | " + " | ".join(f"N = {n:,}" for n in sizes) + " | target | met |"
     lines = [head, "|---|" + "---|" * len(sizes) + "---|:-:|"]
     verdicts: list[dict[str, Any]] = []
     footnotes: dict[str, int] = {}
     section = ""
-    for row in ROWS:
+    for row in _rows(jobs):
         if row.kind == "section":
             section = row.label
             lines.append(f"| {row.label} |" + " |" * (len(sizes) + 2))

@@ -5,6 +5,7 @@ Usage::
     python -m benchmarks                    # N = 1,000, 10,000, 100,000; 3 repeats
     python -m benchmarks --quick            # N = 1,000, 1 repeat (smoke run, ~1 min)
     python -m benchmarks --sizes 1000,10000 --repeat 5
+    python -m benchmarks paced-lag          # only the paced-heartbeat lag, library and baseline, N = 1,000 and 10,000
 
 Results go to ``benchmarks/results/<timestamp>.json`` and ``benchmarks/results/latest.json``.
 Repeats run round-robin (repeat 1 of everything, then repeat 2, ...), so slow drift of the machine
@@ -35,6 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
 STORM_N = 1_000
+#: The paced-lag scenario's sizes; above 10,000 one beating thread cannot keep 3 beats/s per service.
+PACED_SIZES = (1_000, 10_000)
+PACED_JOBS = ("paced_lag", "paced_lag_base")
 
 
 @dataclass(frozen=True)
@@ -75,12 +79,23 @@ def plan(sizes: list[int], seconds: float) -> list[Job]:
             # as long as they run: bounded start, and run once at sizes above 1,000.
             Job("poller_lag", bases, "poller_lag", n, 60, ("--budget", "20"), max_repeat=99 if n <= 1000 else 1),
         ]
+        if n <= max(PACED_SIZES):
+            jobs += paced_plan([n])
     jobs += [
         Job("wakeups", cases, "wakeups", 0, 60, window),
         Job("storm", cases, "storm", STORM_N, 60, ("--jitter", "0.5")),
         Job("storm_j0", cases, "storm", STORM_N, 60, ("--jitter", "0")),
     ]
     return jobs
+
+
+def paced_plan(sizes: list[int]) -> list[Job]:
+    """The paced-heartbeat lag: the library, then the one-thread `sched` baseline, at each size.
+
+    Repeats run round-robin, so the two designs alternate run by run on the same machine.
+    """
+    paced = "benchmarks.paced"
+    return [Job(name, paced, name, n, 60 + 2 * n / 1000) for n in sizes for name in PACED_JOBS]
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -132,6 +147,9 @@ def _parse_sizes(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks, print the table, write the JSON."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description="lifecycle performance benchmarks")
+    parser.add_argument("command", nargs="?", choices=["paced-lag"],
+                        help="paced-lag: only the paced-heartbeat detection lag against its baseline "
+                             "(N = 1,000 and 10,000, 3 interleaved runs each; about 1 minute)")
     parser.add_argument("--quick", action="store_true", help="smoke run: N = 1,000 only, 1 repeat")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (default 3)")
     parser.add_argument("--sizes", type=str, default=None, help="comma-separated N values (default 1000,10000,100000)")
@@ -139,12 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", type=str, default=None, help="comma-separated job names to run (default all)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     args = parser.parse_args(argv)
-    sizes = _parse_sizes(args.sizes) if args.sizes else ([1_000] if args.quick else list(DEFAULT_SIZES))
+    if args.command == "paced-lag":
+        sizes = _parse_sizes(args.sizes) if args.sizes else ([1_000] if args.quick else list(PACED_SIZES))
+    else:
+        sizes = _parse_sizes(args.sizes) if args.sizes else ([1_000] if args.quick else list(DEFAULT_SIZES))
     repeat = 1 if args.quick and args.repeat == 3 else max(1, args.repeat)
-    jobs = plan(sizes, args.seconds)
+    jobs = paced_plan(sizes) if args.command == "paced-lag" else plan(sizes, args.seconds)
     if args.only:
         wanted = set(args.only.split(","))
         jobs = [j for j in jobs if j.job in wanted]
+    shown = {j.job for j in jobs} if args.command or args.only else None
     started = datetime.now(UTC)
     sha_before = _fingerprint()
     load_start = os.getloadavg()
@@ -167,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{done}/{total}] {job.job} N={job.n:,} repeat {rep}: {state} ({record['seconds']:.1f} s)",
                   file=sys.stderr, flush=True)
     elapsed = time.monotonic() - t0
-    table, verdicts = render(aggregate(runs), sizes)
+    table, verdicts = render(aggregate(runs), sizes, shown)
     meta = {
         "started": started.isoformat(timespec="seconds"),
         "elapsed_s": round(elapsed, 1),
