@@ -129,6 +129,13 @@ def redis_store(binary: str) -> Callable[[pytest.FixtureRequest], Store]:
     return open_store
 
 
+def shared_memory_store() -> Store:
+    """A `SharedMemoryRegistry`: every manager gets its own handle on one in-process namespace."""
+    from lifecycle.shared_memory import SharedMemoryRegistry
+
+    return SharedStore("shared_memory", SharedMemoryRegistry(lease_ttl_secs=TTL).handle)
+
+
 @dataclass(frozen=True)
 class StoreKind:
     name: str
@@ -140,6 +147,7 @@ STORES: list[StoreKind] = [
     StoreKind("memory", lambda request: MemoryStore()),
     StoreKind("redis", redis_store("redis")),
     StoreKind("valkey", redis_store("valkey")),
+    StoreKind("shared_memory", lambda request: shared_memory_store()),
 ]
 
 
