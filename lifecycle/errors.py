@@ -13,6 +13,7 @@ __all__ = [
     "LifecycleError",
     "ManagerClosed",
     "NotInFleetMode",
+    "RegistryRefused",
     "RegistryUnavailable",
     "ServiceAlreadyExists",
     "ServiceNotFound",
@@ -72,12 +73,52 @@ class ManagerClosed(LifecycleError):
 
 
 class RegistryUnavailable(LifecycleError):
-    """A shared registry's server cannot be reached; `host` and `port` say which (never a password)."""
+    """A shared registry cannot serve the call for now: unreachable, or refusing for a transient cause.
 
-    def __init__(self, message: str, *, host: str = "", port: int | None = None) -> None:
+    `host` and `port` say which server (never a password); `reason` gives the cause in one
+    word, stable for callers to branch on: ``connection``, ``timeout`` (cannot be reached),
+    ``out_of_memory`` (maxmemory reached with noeviction), ``read_only`` (a replica, or a
+    primary being failed over), ``loading`` (the server is loading its data), ``busy`` (a
+    long script runs), ``master_down``, ``cluster_down``, ``try_again``, ``moved``
+    (resharding or failover in a cluster), ``no_replicas``, ``persistence`` (MISCONF: the
+    server cannot write to disk), ``unblocked``, ``no_script`` (the script cache keeps being
+    flushed), ``max_clients``, ``max_connections`` (this client's pool is full), ``protocol``
+    (a reply that could not be read), ``cluster``, or ``error`` (any other error the server
+    or redis-py raised; the original is chained as ``__cause__``).
+
+    The watchdog retries these with backoff and logs each cause once; the HTTP endpoints
+    answer 503 with ``Retry-After``.
+    """
+
+    def __init__(self, message: str, *, host: str = "", port: int | None = None, reason: str = "connection") -> None:
         super().__init__(message)
         self.host = host
         self.port = port
+        self.reason = reason
+
+
+class RegistryRefused(LifecycleError):
+    """A shared registry answers but refuses this client: a configuration problem, not an outage.
+
+    `reason` says what to fix, in one stable word: ``auth`` (wrong user name or password, or
+    none given), ``permission`` (the ACL user may not run a command lifecycle needs, or not on
+    its keys), ``unknown_command`` (the server, or a proxy in front of it, lacks or renamed a
+    command: Lua scripting and streams are needed), ``database`` (the URL names a database the
+    server does not have), ``wrong_type`` (another program uses the namespace's keys),
+    ``cross_slot`` (a key outside the namespace's hash slot: a lifecycle bug), ``tls`` (the
+    server's certificate was not accepted). The message says what to change. `host` and
+    `port` say which server (never a password); the redis-py error is chained as
+    ``__cause__``.
+
+    Retrying does not help until the configuration changes; the HTTP endpoints answer 500
+    ``{"error": "registry_refused", ...}``.
+    """
+
+    def __init__(self, message: str, *, host: str = "", port: int | None = None, reason: str = "error") -> None:
+        super().__init__(message)
+        self.host = host
+        self.port = port
+        self.reason = reason
 
 
 class FieldError(Exception):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -28,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from . import _redis_scripts as scripts
 from . import _validate
-from .errors import RegistryUnavailable, ServiceAlreadyExists
+from .errors import RegistryRefused, RegistryUnavailable, ServiceAlreadyExists
 from .events import (
     Error,
     HeartbeatTimeout,
@@ -65,7 +67,158 @@ _Services = list[ExtensionService]
 _Rows = list[tuple[str, LifecycleEvent]]
 _Ids = list[ServiceId]
 _Plans = list[tuple[str, Plan]]
-_CONNECTION_ERRORS = (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError)
+
+# -- redis-py's errors, classified -------------------------------------------------------------------
+
+_E = _redis.exceptions
+# Every error a redis-py call may raise. RedisClusterException is not a RedisError.
+_REDIS_ERRORS: tuple[type[Exception], ...] = (_E.RedisError, _E.RedisClusterException)
+_UNAVAILABLE, _REFUSED = "unavailable", "refused"
+_Class = tuple[str, str]  # (kind, reason)
+
+# The one table: redis-py exception class, first match wins (subclasses before their parents;
+# classes a redis-py version lacks are left out) ...
+_BY_CLASS: tuple[tuple[type[BaseException], _Class], ...] = tuple((cls, verdict) for cls, verdict in (
+    (getattr(_E, "AuthenticationError", None), (_REFUSED, "auth")),  # WRONGPASS, NOAUTH, "invalid password"
+    (getattr(_E, "AuthorizationError", None), (_REFUSED, "auth")),
+    (getattr(_E, "AuthenticationWrongNumberOfArgsError", None), (_REFUSED, "auth")),
+    (getattr(_E, "NoPermissionError", None), (_REFUSED, "permission")),  # NOPERM (ACL)
+    (getattr(_E, "ClusterCrossSlotError", None), (_REFUSED, "cross_slot")),  # CROSSSLOT
+    (getattr(_E, "CrossSlotTransactionError", None), (_REFUSED, "cross_slot")),
+    (getattr(_E, "BusyLoadingError", None), (_UNAVAILABLE, "loading")),  # LOADING
+    (getattr(_E, "MaxClientsReachedError", None), (_UNAVAILABLE, "max_clients")),
+    (getattr(_E, "MaxConnectionsError", None), (_UNAVAILABLE, "max_connections")),
+    (_E.TimeoutError, (_UNAVAILABLE, "timeout")),
+    (_E.ConnectionError, (_UNAVAILABLE, "connection")),  # a TLS certificate refused: see _classify
+    (getattr(_E, "OutOfMemoryError", None), (_UNAVAILABLE, "out_of_memory")),  # OOM
+    (getattr(_E, "ReadOnlyError", None), (_UNAVAILABLE, "read_only")),  # READONLY
+    (getattr(_E, "NoScriptError", None), (_UNAVAILABLE, "no_script")),  # NOSCRIPT after redis-py's reload
+    (getattr(_E, "MasterDownError", None), (_UNAVAILABLE, "master_down")),  # MASTERDOWN
+    (getattr(_E, "ClusterDownError", None), (_UNAVAILABLE, "cluster_down")),  # CLUSTERDOWN
+    (getattr(_E, "MovedError", None), (_UNAVAILABLE, "moved")),  # MOVED
+    (getattr(_E, "AskError", None), (_UNAVAILABLE, "moved")),  # ASK
+    (getattr(_E, "TryAgainError", None), (_UNAVAILABLE, "try_again")),  # TRYAGAIN
+    (getattr(_E, "SlotNotCoveredError", None), (_UNAVAILABLE, "cluster_down")),
+    (getattr(_E, "ClusterError", None), (_UNAVAILABLE, "cluster")),  # "TTL exhausted."
+    (_E.RedisClusterException, (_UNAVAILABLE, "cluster")),
+    (_E.InvalidResponse, (_UNAVAILABLE, "protocol")),
+) if isinstance(cls, type))
+
+# ... else the server's error code (the reply's first word: redis-py 5.x leaves codes it has no
+# class for in the message, 6+ also keeps it in `status_code`) ...
+_BY_CODE: dict[str, _Class] = {
+    "WRONGPASS": (_REFUSED, "auth"), "NOAUTH": (_REFUSED, "auth"), "NOPERM": (_REFUSED, "permission"),
+    "WRONGTYPE": (_REFUSED, "wrong_type"), "CROSSSLOT": (_REFUSED, "cross_slot"),
+    "OOM": (_UNAVAILABLE, "out_of_memory"), "READONLY": (_UNAVAILABLE, "read_only"),
+    "LOADING": (_UNAVAILABLE, "loading"), "BUSY": (_UNAVAILABLE, "busy"),
+    "MASTERDOWN": (_UNAVAILABLE, "master_down"), "CLUSTERDOWN": (_UNAVAILABLE, "cluster_down"),
+    "TRYAGAIN": (_UNAVAILABLE, "try_again"), "MOVED": (_UNAVAILABLE, "moved"), "ASK": (_UNAVAILABLE, "moved"),
+    "NOREPLICAS": (_UNAVAILABLE, "no_replicas"), "MISCONF": (_UNAVAILABLE, "persistence"),
+    "UNBLOCKED": (_UNAVAILABLE, "unblocked"), "NOSCRIPT": (_UNAVAILABLE, "no_script"),
+}
+
+# ... else, for a plain ERR, words of the message; anything else is ("unavailable", "error").
+_BY_MESSAGE: tuple[tuple[str, _Class], ...] = (
+    ("unknown command", (_REFUSED, "unknown_command")),
+    ("unknown subcommand", (_REFUSED, "unknown_command")),
+    ("db index is out of range", (_REFUSED, "database")),
+    ("invalid db index", (_REFUSED, "database")),
+    ("select is not allowed in cluster mode", (_REFUSED, "database")),
+    ("invalid password", (_REFUSED, "auth")),
+    ("max number of clients reached", (_UNAVAILABLE, "max_clients")),
+)
+
+_CODE = re.compile(r"[A-Z][A-Z0-9_]{1,63}\Z")
+# Redis < 7 wraps an error met inside a script: "Error running script (...): ...: -OOM command not allowed..."
+_IN_SCRIPT = re.compile(r"-([A-Z][A-Z0-9_]{1,63}) ")
+_PIPELINE = re.compile(r"^Command # \d+ \(.*?\) of pipeline caused error: ", re.DOTALL)
+
+
+def _code(exc: BaseException, text: str) -> str:
+    """The server's error code ("OOM", "BUSY", ...), "ERR", or "" (not a server's reply)."""
+    code = getattr(exc, "status_code", None)
+    if isinstance(code, str) and code != "ERR":
+        return code
+    if not isinstance(exc, _E.ResponseError):
+        return code or ""
+    first = text.split(" ", 1)[0]
+    if _CODE.match(first) and first != "ERR":
+        return first
+    if "Error running script" in text or "user_script" in text:
+        found = _IN_SCRIPT.search(text)
+        if found is not None:
+            return found.group(1)
+    return "ERR" if code == "ERR" or first == "ERR" else ""
+
+
+def _reply(exc: BaseException) -> str:
+    """The server's words, without redis-py's pipeline preamble (which repeats the command's arguments)."""
+    return _PIPELINE.sub("", str(exc))
+
+
+def _classify(exc: BaseException) -> _Class:
+    """(kind, reason) of an error redis-py raised: kind "unavailable" (transient: retry) or "refused" (fix the
+    configuration). By the server's error code first, then by class, then by the words of a plain ERR."""
+    text = _reply(exc)
+    if isinstance(exc, _E.ConnectionError) and not isinstance(exc, _E.AuthenticationError) and _tls_refused(exc):
+        return _REFUSED, "tls"
+    code = _code(exc, text)
+    verdict = _BY_CODE.get(code)
+    if verdict is not None:
+        return verdict
+    for cls, verdict in _BY_CLASS:
+        if isinstance(exc, cls):
+            return verdict
+    lowered = text.lower()
+    for words, verdict in _BY_MESSAGE:
+        if words in lowered:
+            return verdict
+    return _UNAVAILABLE, "error"
+
+
+def _tls_refused(exc: BaseException) -> bool:
+    """A certificate the client did not accept (redis-py reports it as a ConnectionError, the ssl error chained)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
+
+
+_FIX = {
+    "auth": "the server refused this client's credentials: check the user name and password (the URL's "
+            "redis://user:password@host part, or username=/password=)",
+    "permission": "the ACL user may not run a command lifecycle needs, or not on its keys: grant it "
+                  "+@scripting +@read +@write +@connection +time on ~lifecycle:{{{namespace}}}:* (or use "
+                  "another user)",
+    "unknown_command": "the server (or a proxy in front of it) lacks or renamed a command lifecycle needs: Lua "
+                       "scripting (EVALSHA, SCRIPT LOAD) and streams (XADD, XREAD) of Redis 5.0+ or Valkey",
+    "database": "the server has no such database: use a database number below its 'databases' setting in the "
+                "URL's path (/0 on Redis Cluster)",
+    "wrong_type": "a key under lifecycle:{{{namespace}}}: holds another type: another program uses this "
+                  "namespace; choose another namespace or delete those keys",
+    "cross_slot": "a key outside the namespace's hash slot: a lifecycle bug, please report it",
+    "tls": "the server's TLS certificate was not accepted: check ssl_ca_certs (or ssl_cert_reqs) and the "
+           "server's certificate",
+}
+_WHY = {
+    "connection": "cannot be reached", "timeout": "did not answer in time",
+    "out_of_memory": "is out of memory (maxmemory reached, noeviction): raise maxmemory or free memory",
+    "read_only": "is a read-only replica: point lifecycle at the primary (during a failover this passes)",
+    "loading": "is loading its data", "busy": "is busy running a script",
+    "master_down": "is a replica that lost its primary", "cluster_down": "reports the cluster down",
+    "try_again": "is migrating the namespace's slot", "moved": "no longer serves the namespace's slot",
+    "no_replicas": "has fewer replicas than min-replicas-to-write",
+    "persistence": "cannot write to disk (MISCONF) and refuses writes",
+    "unblocked": "interrupted a blocking read", "no_script": "lost its script cache again",
+    "max_clients": "has reached maxclients", "max_connections": "has no free connection in this client's pool",
+    "protocol": "sent a reply that could not be read", "cluster": "could not serve the call (cluster)",
+    "error": "answered with an unexpected error",
+}
+_QUOTE_MAX = 200
 
 
 def _us(seconds: float) -> str:
@@ -167,7 +320,9 @@ class RedisRegistry:
     third of it). `events_maxlen` bounds the fleet event log
     (a stream; 0 turns it off); heartbeats are logged only with `log_heartbeats=True`, since
     they would multiply the writes. Registry calls raise `RegistryUnavailable` when the server
-    cannot be reached.
+    cannot be reached or refuses for a while (`reason` says why), `RegistryRefused` when it
+    refuses this client (credentials, ACL, missing commands, database: a configuration to
+    fix); never a redis-py exception.
     """
 
     def __init__(
@@ -252,7 +407,12 @@ class RedisRegistry:
             "retry": _Retry(_Backoff(cap=0.5, base=0.05), 1), "decode_responses": True,
         }
         options.update(redis_kwargs)
-        client = _redis.Redis.from_url(url, **options)
+        try:  # redis-py connects on the first call, not here: its errors come from the calls (see `_error`)
+            client = _redis.Redis.from_url(url, **options)
+        except _REDIS_ERRORS as exc:
+            kind, reason = _classify(exc)
+            error = RegistryRefused if kind == _REFUSED else RegistryUnavailable
+            raise error(f"the registry URL cannot be used ({reason}: {type(exc).__name__})", reason=reason) from None
         return cls(client, namespace=namespace, heartbeat_timeout_secs=heartbeat_timeout_secs,
                    events_maxlen=events_maxlen, log_heartbeats=log_heartbeats, lease_ttl_secs=lease_ttl_secs)
 
@@ -282,15 +442,28 @@ class RedisRegistry:
         argv = self._argv(name, args, timeout)
         try:
             result = self._scripts[name](keys=self._keys(name), args=argv)
-        except _CONNECTION_ERRORS as exc:
-            raise self._unavailable(exc) from None
+        except _REDIS_ERRORS as exc:
+            raise self._error(exc) from exc
         return list(result)
 
-    def _unavailable(self, exc: BaseException) -> RegistryUnavailable:
+    def _error(self, exc: BaseException) -> RegistryUnavailable | RegistryRefused:
+        """The lifecycle error for an error redis-py raised (classified by `_classify`), to raise from it."""
+        kind, reason = _classify(exc)
         host, port = self._where
-        # The exception's own text may quote the URL; only its type is repeated.
-        return RegistryUnavailable(f"the registry at {host}:{port} cannot be reached ({type(exc).__name__})",
-                                   host=host, port=port if isinstance(port, int) else None)
+        at = f"the registry at {host}:{port}"
+        port_ = port if isinstance(port, int) else None
+        if isinstance(exc, (_E.ConnectionError, _E.TimeoutError)) and not isinstance(exc, _E.AuthenticationError):
+            said = type(exc).__name__  # a connection error's text may quote the URL: only its type is repeated
+        elif isinstance(exc, (_E.ResponseError, _E.AuthenticationError)):
+            said = f"the server said: {_reply(exc)[:_QUOTE_MAX]}"  # a server's reply (never holds the password)
+        else:  # raised by redis-py itself
+            said = f"{type(exc).__name__}: {str(exc)[:_QUOTE_MAX]}"
+        if kind == _REFUSED:
+            fix = _FIX.get(reason, "the server refused this client").format(namespace=self.namespace)
+            return RegistryRefused(f"{at} refused this client ({reason}): {fix} ({said})", host=host, port=port_,
+                                   reason=reason)
+        why = _WHY.get(reason, _WHY["error"])
+        return RegistryUnavailable(f"{at} {why} ({said})", host=host, port=port_, reason=reason)
 
     # -- Registry ------------------------------------------------------------------------------
 
@@ -347,8 +520,8 @@ class RedisRegistry:
             return None
         try:
             sid = self._client.hget(self.keys["names"], name)
-        except _CONNECTION_ERRORS as exc:
-            raise self._unavailable(exc) from None
+        except _REDIS_ERRORS as exc:
+            raise self._error(exc) from exc
         return None if sid is None else self.get(_text(sid))
 
     def get_registration(self, id: str) -> RegistrationInfo | None:
@@ -413,8 +586,8 @@ class RedisRegistry:
                 for id in ids:
                     script(keys=self._declared[name], args=self._argv(name, (id,), timeout), client=pipe)
                 return list(pipe.execute())
-        except _CONNECTION_ERRORS as exc:
-            raise self._unavailable(exc) from None
+        except _REDIS_ERRORS as exc:
+            raise self._error(exc) from exc
 
     def activate(self, id: str, timeout: float) -> _Events:
         """STARTING -> RUNNING with a full deadline; the start counts as a heartbeat."""
@@ -541,8 +714,8 @@ class RedisRegistry:
         """How many services are registered."""
         try:
             return int(self._client.hlen(self.keys["status"]))
-        except _CONNECTION_ERRORS as exc:
-            raise self._unavailable(exc) from None
+        except _REDIS_ERRORS as exc:
+            raise self._error(exc) from exc
 
     def __len__(self) -> int:
         return self.count()
@@ -552,8 +725,8 @@ class RedisRegistry:
             return False
         try:
             return bool(self._client.hexists(self.keys["status"], id))
-        except _CONNECTION_ERRORS as exc:
-            raise self._unavailable(exc) from None
+        except _REDIS_ERRORS as exc:
+            raise self._error(exc) from exc
 
     # -- the leader's operations ---------------------------------------------------------------
 
@@ -566,8 +739,8 @@ class RedisRegistry:
         """The owner token (host:pid:random) of the process holding the lease, or None."""
         try:
             holder = self._client.get(self.keys["lease"])
-        except _CONNECTION_ERRORS as exc:
-            raise self._unavailable(exc) from None
+        except _REDIS_ERRORS as exc:
+            raise self._error(exc) from exc
         return None if holder is None else _text(holder)
 
     def release(self, owner: str) -> None:
@@ -623,8 +796,8 @@ class RedisRegistry:
         """The id of the fleet log's newest entry ("0-0" when empty): where a reader "from now on" starts."""
         try:
             newest: Any = self._client.xrevrange(self.keys["events"], count=1)
-        except _CONNECTION_ERRORS as exc:
-            raise self._unavailable(exc) from None
+        except _REDIS_ERRORS as exc:
+            raise self._error(exc) from exc
         return _text(newest[0][0]) if newest else "0-0"
 
     def read_events(self, after: str = "$", *, block: float | None = None, count: int = 100
@@ -633,8 +806,8 @@ class RedisRegistry:
         try:
             reply: Any = self._client.xread({self.keys["events"]: after}, count=count,
                                        block=None if block is None else max(1, round(block * 1000)))
-        except _CONNECTION_ERRORS as exc:
-            raise self._unavailable(exc) from None
+        except _REDIS_ERRORS as exc:
+            raise self._error(exc) from exc
         out: _Rows = []
         for _stream, entries in reply or ():
             for entry_id, fields in entries:

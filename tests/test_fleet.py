@@ -30,6 +30,7 @@ from lifecycle import (
     InvalidState,
     LifecycleConfig,
     LifecycleManager,
+    RegistryRefused,
     RegistryUnavailable,
     ServiceAlreadyExists,
     ServiceNotFound,
@@ -503,8 +504,9 @@ def test_repr_and_errors_never_show_the_password(redis_binary, tmp_path):
             assert PASSWORD not in repr(LifecycleManager(reg, CONFIG, autostart=False))
             reg.client.close()
         wrong = RedisRegistry.from_url(server.url.replace(PASSWORD, PASSWORD + "-wrong"), namespace="secret")
-        with pytest.raises(RegistryUnavailable) as caught:
+        with pytest.raises(RegistryRefused) as caught:  # a wrong password is a refusal, not an outage
             wrong.count()
+        assert caught.value.reason == "auth"
         shown = "".join(traceback.format_exception(caught.value)) + repr(caught.value)
         assert PASSWORD not in shown
         assert caught.value.host == "127.0.0.1" and caught.value.port == server.port

@@ -9,8 +9,10 @@ the server SIGKILLed during a reconnect attempt and restarted; and the tick's ow
 an exception it does not know.
 
 Calls made through the managers during a fault may be refused with a `LifecycleError`; the
-scenarios record which were refused and which leaked a raw redis exception, and
-`test_public_calls_raise_only_lifecycle_errors_while_the_server_refuses` holds the library to it.
+scenarios record which were refused and which leaked a raw redis exception (none may), and
+`test_public_calls_raise_only_lifecycle_errors_while_the_server_refuses` holds every public call
+to it: out of memory is `RegistryUnavailable` ("out_of_memory"), EVAL revoked `RegistryRefused`
+("permission"); tests/test_redis_errors.py covers the other faults.
 
 Waits are for events, log records or polled conditions with deadlines; the only fixed sleeps
 keep a fault in place for its span.
@@ -37,6 +39,8 @@ from lifecycle import (
     LifecycleConfig,
     LifecycleError,
     LifecycleManager,
+    RegistryRefused,
+    RegistryUnavailable,
     ServiceStatus,
     TransportConfig,
 )
@@ -263,6 +267,7 @@ def test_a_server_out_of_memory_for_seconds_stops_no_watching(server, admin, mak
         assert_still_watching(managers, events, silent, busy, traffic)
     record_property("refused", during[0])
     record_property("leaked", during[1])
+    assert not during[1], f"raw exceptions leaked from public calls: {during[1]}"
     tick_errors = [r for r in caplog.records if "the fleet's tick failed" in r.getMessage()]
     record_property("tick_error_records", len(tick_errors))
     print("refused:", during[0], "leaked:", during[1], "tick error records:", len(tick_errors))
@@ -295,6 +300,8 @@ def test_losing_eval_for_seconds_stops_no_watching(server, admin, member_url, ma
     record_property("refused", during[0])
     record_property("leaked", during[1])
     print("refused:", during[0], "leaked:", during[1])
+    assert not during[1], f"raw exceptions leaked from public calls: {during[1]}"
+    assert set(during[0]) <= {(call, "RegistryRefused") for call in ("handle_heartbeat", "get_status", "is_healthy")}
     assert USER_PASSWORD not in caplog.text
 
 
@@ -455,9 +462,6 @@ _PUBLIC_CALLS: dict[str, Callable[[LifecycleManager, str], object]] = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "RedisRegistry._run turns only redis ConnectionError/TimeoutError into RegistryUnavailable: the server's "
-    "refusals (OutOfMemoryError, NoPermissionError, both ResponseError) reach the caller raw"))
 @pytest.mark.parametrize("fault", ["out-of-memory", "no-eval"])
 def test_public_calls_raise_only_lifecycle_errors_while_the_server_refuses(server, admin, member_url, make_on,
                                                                            fault):
@@ -471,15 +475,18 @@ def test_public_calls_raise_only_lifecycle_errors_while_the_server_refuses(serve
     else:
         admin.execute_command("ACL", "SETUSER", USER, "-evalsha", "-eval")
     leaked: dict[str, str] = {}
+    expected = (RegistryUnavailable, "out_of_memory") if fault == "out-of-memory" else (RegistryRefused, "permission")
     try:
         for name, call in _PUBLIC_CALLS.items():
             try:
                 call(a, sid)
-            except LifecycleError:
-                pass
+            except LifecycleError as exc:
+                if (type(exc), getattr(exc, "reason", None)) != expected:
+                    leaked[name] = f"{type(exc).__name__}({getattr(exc, 'reason', None)}): {exc}"
             except Exception as exc:
                 leaked[name] = f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
     finally:
         admin.config_set("maxmemory", "0")
         admin.execute_command("ACL", "SETUSER", USER, "+evalsha", "+eval")
-    assert not leaked, "raw exceptions from public calls:\n" + "\n".join(f"{k}: {v}" for k, v in leaked.items())
+    shown = "\n".join(f"{k}: {v}" for k, v in leaked.items())
+    assert not leaked, f"raw or misclassified exceptions from public calls:\n{shown}"

@@ -3,7 +3,8 @@
 Each endpoint takes the manager and returns a `Reply`; `contrib.flask` and `contrib.django`
 only translate it into their own response objects. Every outcome a client can cause
 (unknown id, wrong method, refused credentials, a closed manager) is a JSON reply with a
-4xx/5xx status, never an exception.
+4xx/5xx status, never an exception; so is a shared registry that is down (503
+`registry_unavailable`, with `Retry-After`) or refuses this server (500 `registry_refused`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from .._text import quote
 from .._validate import MAX_TEXT_LENGTH
-from ..errors import InvalidState, ManagerClosed, RegistryUnavailable, ServiceNotFound
+from ..errors import InvalidState, ManagerClosed, RegistryRefused, RegistryUnavailable, ServiceNotFound
 from ..manager import LifecycleManager
 from ..model import ExtensionService, ServiceFilter, ServiceStatus
 from . import _page
@@ -343,4 +344,10 @@ def serve(endpoint: str, manager: LifecycleManager, settings: Settings, request:
         return handler(manager, **arguments)
     except RegistryUnavailable as exc:
         # Fleet mode with the shared registry down: the client should retry, not give up.
-        return Reply(503, {"error": "registry_unavailable", "message": str(exc)}, {"Retry-After": "1"})
+        return Reply(503, {"error": "registry_unavailable", "message": str(exc), "reason": exc.reason},
+                     {"Retry-After": "1"})
+    except RegistryRefused as exc:
+        # The registry refuses this server (credentials, ACL, ...): the server's configuration is wrong, not the
+        # client's request, and retrying will not help until it is fixed. Not logged per request: the watchdog's
+        # tick meets the same refusal and logs it once.
+        return _error(500, "registry_refused", str(exc), reason=exc.reason)
