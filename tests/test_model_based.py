@@ -27,6 +27,7 @@ Profiles: "ci" (default) and "nightly" (``HYPOTHESIS_PROFILE=nightly pytest test
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import random
 import time
@@ -297,13 +298,6 @@ class Model:
         self.change(s, RECONNECTING)
         self.schedule_attempt(s)
 
-    def time_out(self, s: MService) -> None:
-        self.emit("heartbeat_timeout", s.sid)
-        if s.auto:
-            self.begin_reconnect(s)
-        else:
-            self.change(s, ERROR)
-
     # operations: each returns the exception type the library must raise, or None
     def connect(self) -> bool:
         """The connector's connect, as the model sees it: True on success; slow ones move the clock."""
@@ -379,12 +373,15 @@ class Model:
         self.t = now
         if self.closed:
             return ManagerClosed
-        stale = []
-        for s in list(self.services.values()):
-            if s.status is RUNNING and s.last is not None and now - s.last >= self.timeout:
-                stale.append(s.sid)
-                self.time_out(s)
-        return stale
+        stale = [s for s in self.services.values()
+                 if s.status is RUNNING and s.last is not None and now - s.last >= self.timeout]
+        for s in stale:  # every timeout first, then what follows each, as for a batch of deadlines
+            self.emit("heartbeat_timeout", s.sid)
+            self.change(s, RECONNECTING if s.auto and self.limit > 0 else ERROR)
+        for s in stale:
+            if s.auto:
+                self.begin_reconnect(s)
+        return [s.sid for s in stale]
 
     def shutdown(self) -> None:
         if self.closed:
@@ -409,25 +406,55 @@ class Model:
             if not due:
                 break
             timer = min(due, key=lambda t: (t.when, t.seq))
+            if timer.kind == "deadline":
+                batch = self.deadline_batch(timer, due)
+                for fired in batch:
+                    fired.cancelled = True
+                ran += len(batch)
+                self.fire_deadlines(batch)
+                continue
             timer.cancelled = True  # a fired timer is no longer armed
             ran += 1
             self.fire(timer)
         self.timers = [t for t in self.timers if not t.cancelled]
         return ran
 
-    def fire(self, timer: MTimer) -> None:
-        s = self.services[timer.sid]  # timers of stopped services are cancelled
-        if timer.kind == "deadline":
+    @staticmethod
+    def deadline_batch(first: MTimer, due: list[MTimer]) -> list[MTimer]:
+        """The deadlines the watchdog runs as one batch with `first`: those due in its millisecond slot
+        that follow it in time order, up to the first timer of another kind."""
+        slot = math.floor(first.when * 1000)
+        ordered = sorted(due, key=lambda t: (t.when, t.seq))
+        batch = []
+        for timer in ordered[ordered.index(first):]:
+            if timer.kind != "deadline" or math.floor(timer.when * 1000) != slot:
+                break
+            batch.append(timer)
+        return batch
+
+    def fire_deadlines(self, batch: list[MTimer]) -> None:
+        """A batch of deadlines: every timeout (and its status change) first, then what follows each."""
+        timed: list[MService] = []
+        for timer in batch:
+            s = self.services[timer.sid]
             s.deadline = None
             if s.status is not RUNNING:
-                return  # re-armed when the service is RUNNING again
+                continue  # re-armed when the service is RUNNING again
             assert s.last is not None
             due = s.last + self.timeout
             if due > self.t:
                 s.deadline = self.arm(due, "deadline", s.sid)
-                return
-            self.time_out(s)
-        elif timer.kind == "retry":
+                continue
+            self.emit("heartbeat_timeout", s.sid)
+            self.change(s, RECONNECTING if s.auto and self.limit > 0 else ERROR)
+            timed.append(s)
+        for s in timed:
+            if s.auto:
+                self.begin_reconnect(s)
+
+    def fire(self, timer: MTimer) -> None:
+        s = self.services[timer.sid]  # timers of stopped services are cancelled
+        if timer.kind == "retry":
             assert s.status is RECONNECTING and s.attempt == timer.attempt, "model: a stale retry stayed armed"
             s.retry = None
             if s.kind == "none":

@@ -34,7 +34,6 @@ from parity_support import (
     service,
     status,
     store_params,
-    xfail_on,
 )
 
 from lifecycle import InvalidState, LifecycleConfig, ServiceNotFound, ServiceStatus
@@ -323,10 +322,6 @@ def test_each_service_keeps_its_own_timeout_and_attempt_limit(sup):
 PROMPT = 0.35  # how late past its deadline a timeout may be detected here (memory: ~1 ms)
 
 
-@xfail_on("redis", "valkey", reason=(
-    "fleet: the leader learns of a service's own heartbeat_timeout_secs shorter than the config's only at its "
-    "next tick (every min(lease_ttl/3, config timeout)), not at the deadline; a 0.3 s service times out ~1 s "
-    "after its start (lease._tick assumes no deadline is sooner than one config timeout)"))
 def test_a_services_own_shorter_timeout_is_detected_at_its_deadline(sup):
     sup.start(LifecycleConfig(heartbeat_interval_secs=0.1, heartbeat_timeout_secs=3.0, max_reconnect_attempts=1,
                               reconnect_delay_ms=20, max_reconnect_delay_ms=50, jitter=0.0))
@@ -339,10 +334,6 @@ def test_a_services_own_shorter_timeout_is_detected_at_its_deadline(sup):
     assert 0.3 * 0.9 <= lag <= 0.3 + PROMPT
 
 
-@xfail_on("redis", "valkey", reason=(
-    "fleet: same cause as a service's own shorter timeout: a phi deadline sooner than the config timeout, set by "
-    "a start, is seen by the leader only at its next tick; a fresh silent service (phi due ~0.31 s) times out "
-    "~1 s after its start"))
 def test_phi_detects_a_fresh_silent_service_at_its_phi_deadline(sup):
     sup.start(LifecycleConfig(heartbeat_interval_secs=0.05, heartbeat_timeout_secs=3.0, max_reconnect_attempts=1,
                               reconnect_delay_ms=20, max_reconnect_delay_ms=50, jitter=0.0, detector="phi",

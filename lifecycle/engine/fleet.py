@@ -23,7 +23,7 @@ from dataclasses import replace
 from ..config import LifecycleConfig
 from ..connector import Hooks
 from ..errors import InvalidState, LifecycleError, RegistryUnavailable
-from ..events import HeartbeatTimeout, LifecycleEvent
+from ..events import HeartbeatTimeout, LifecycleEvent, Reconnected, Reconnecting, Started, StatusChanged
 from ..fleet import Detail, Plan, SharedRegistry, StoreSettings, Sweep
 from ..model import ExtensionService, ServiceId, ServiceStatus
 from ..subscription import Subscription
@@ -89,6 +89,9 @@ class FleetEngine:
         self._closed = False
         self.ticker = Ticker(registry, watchdog, self._timeout, self._lead, self._restore_local)
         self.ticker.start()
+        if executor.threaded:  # manual mode has no thread at all: run_pending is its only clock
+            # Nobody else wakes the leader when another process sets a deadline or an attempt: the log tells it.
+            follow_log(registry, self._nudge, lambda: not self._closed)
 
     shared = True
 
@@ -120,7 +123,12 @@ class FleetEngine:
         return 0 if self._closed else self._registry.count()
 
     def follow(self, subscription: Subscription) -> None:
-        follow_log(self._registry, subscription)
+        def deliver(events: list[LifecycleEvent]) -> None:
+            for event in events:
+                subscription._put(event)
+
+        # The start is read here, so that nothing emitted after subscribe() returns is missed.
+        follow_log(self._registry, deliver, lambda: subscription.active, start=self._registry.last_event_id())
 
     # -- starting and stopping ----------------------------------------------------------------
 
@@ -271,6 +279,15 @@ class FleetEngine:
         if len(sweep.due) >= _SWEEP_LIMIT or len(sweep.attempts) >= _SWEEP_LIMIT:
             return 0.0
         return within if sweep.next_in is None else min(within, sweep.next_in)
+
+    def _nudge(self, events: list[LifecycleEvent]) -> None:
+        """Events of the fleet: one that set a deadline or an attempt brings the leader's next sweep forward."""
+        soon = [event.delay for event in events if isinstance(event, Reconnecting)]
+        if any(isinstance(event, (Started, Reconnected)) or (isinstance(event, StatusChanged)
+               and event.new_status is RUNNING) for event in events):
+            soon.append(0.0)  # a new deadline: the sweep says when it falls
+        if soon:
+            self.ticker.poke(min(soon))
 
     def _claim(self) -> Sweep | None:
         """The registry's sweep; after a failure we saw, with no grace at all (every deadline starts again)."""

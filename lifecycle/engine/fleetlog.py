@@ -1,39 +1,40 @@
-"""A fleet subscription's reader: a daemon thread copying the fleet event log into a `Subscription`."""
+"""Following the fleet event log: a daemon thread handing each batch of new entries to a callback."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from ..errors import RegistryUnavailable
+from ..events import LifecycleEvent
 from ..fleet import SharedRegistry
-from ..subscription import Subscription
 
 __all__ = ["follow_log"]
 
 log = logging.getLogger("lifecycle")
 
 
-def follow_log(registry: SharedRegistry, subscription: Subscription, *, poll: float = 0.5) -> threading.Thread:
-    """Start a daemon thread copying the fleet event log into `subscription` until it stops being active.
+def follow_log(registry: SharedRegistry, deliver: Callable[[list[LifecycleEvent]], None],
+               active: Callable[[], bool], *, start: str | None = None, poll: float = 0.5) -> threading.Thread:
+    """Start a daemon thread calling `deliver(events)` for each batch the log gets, while `active()`.
 
-    It starts at the log's end (events from the call on) and blocks on the server at most `poll`
-    seconds at a time, so it notices a closed subscription that soon. An outage is logged once;
-    reading resumes from the last entry seen, so nothing the log still holds is missed.
+    It reads after entry `start` (None: from when the thread first reaches the server) and blocks
+    on the server at most `poll` seconds at a time, so it notices the end that soon. A failure is
+    logged once until reading works again; reading resumes from the last entry seen, so nothing the
+    log still holds is missed. `deliver` runs on this thread; an exception from it is logged.
     """
 
-    start = registry.last_event_id()  # here, so that nothing emitted after subscribe() returns is missed
-
     def run() -> None:
-        after = start
+        after = "$" if start is None else start
         down = False
         pause = threading.Event()
-        while subscription.active:
+        while active():
             try:
                 rows = registry.read_events(after, block=poll)
             except Exception as exc:
                 # Whatever went wrong (an outage, a reply it cannot read), the reader must not die
-                # silently and leave the subscription empty for good.
+                # silently and leave its reader with nothing for good.
                 if not down:
                     log.error("lifecycle: fleet event log: %s; retrying", exc, exc_info=not isinstance(
                         exc, RegistryUnavailable))
@@ -41,9 +42,12 @@ def follow_log(registry: SharedRegistry, subscription: Subscription, *, poll: fl
                 pause.wait(poll)
                 continue
             down = False
-            for entry_id, event in rows:
-                after = entry_id
-                subscription._put(event)
+            if rows:
+                after = rows[-1][0]
+                try:
+                    deliver([event for _, event in rows])
+                except Exception:
+                    log.exception("lifecycle: handling fleet events failed; reading goes on")
 
     thread = threading.Thread(target=run, name="lifecycle-fleet-log", daemon=True)
     thread.start()

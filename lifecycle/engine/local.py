@@ -24,9 +24,6 @@ from ..events import (
     HeartbeatTimeout,
     LifecycleEvent,
     Reconnected,
-    ReconnectFailed,
-    Reconnecting,
-    ServiceFlapping,
     Started,
     StatusChanged,
     Stopped,
@@ -36,6 +33,7 @@ from ..registry import Store
 from ..subscription import Subscription
 from ..watchdog import Timer, Watchdog
 from .base import Sink, error_text, not_managed, refused
+from .cycle import Cycles
 from .detector import detector_for
 from .entry import Entry
 from .guard import Guard
@@ -45,6 +43,10 @@ from .runner import Executor, Outcome, connect_first, within
 from .states import StatusBook
 
 __all__ = ["LocalEngine"]
+
+# A timeout just made: the entry, the status it went to, the restarts it would make if over the
+# intensity (None: within it), and when.
+_Expired = tuple[Entry, ServiceStatus, "int | None", float]
 
 log = logging.getLogger("lifecycle")
 
@@ -78,7 +80,7 @@ class LocalEngine:
         self._guard = Guard(watchdog)
         # Timer actions, guarded once here (a batched timer groups by the callable it was given).
         self._deadlines_due = self._guard.wrap(self._on_deadlines)
-        self._attempt_due = self._guard.wrap(self._on_attempt_due)
+        self._cycles = Cycles(self._book, self._intensity, watchdog, rng, self._guard.wrap(self._on_attempt_due))
         self._pinger = Pinger(watchdog, self._guard, executor, sink, self._ping_target, self._record_ping)
 
     leader = True
@@ -262,7 +264,7 @@ class LocalEngine:
             if status is not RECONNECTING:
                 self._book.move(entry, ERROR, out)
                 if entry.auto_reconnect and not entry.flapping:
-                    self._new_cycle(entry, now, out, self._intensity.flaps(entry.restarts, now))
+                    self._cycles.begin(entry, now, out, self._intensity.flaps(entry.restarts, now), ERROR)
         log.warning("lifecycle: service %s reported an error: %s", entry.label(), text)
         self._sink.emit(out)
 
@@ -280,13 +282,13 @@ class LocalEngine:
             entry.drop_attempt()
             self._book.move(entry, RECONNECTING, out)
             self._book.count_attempt(entry, 0)
-            self._schedule_attempt(entry, out, at_once=entry.hooks is not None)
+            self._cycles.schedule(entry, out, at_once=entry.hooks is not None)
         log.info("lifecycle: service %s is restarted on request", entry.label())
         self._sink.emit(out)
 
     def sweep_now(self) -> list[ServiceId]:
         out: list[LifecycleEvent] = []
-        stale: list[ServiceId] = []
+        expired: list[_Expired] = []
         with self.lock:
             for entry in list(self._entries.values()):
                 if entry.id in self._stopping:
@@ -295,10 +297,12 @@ class LocalEngine:
                 if live is None or live[0] is not RUNNING:
                     continue
                 lag = None if live[1] is None else live[1] - entry.timeout
-                if (lag is None or lag >= 0) and self._expire(entry, out, lag, entry.timeout):
-                    stale.append(entry.id)
+                done = None if lag is not None and lag < 0 else self._expire(entry, out, lag, entry.timeout)
+                if done is not None:
+                    expired.append(done)
         self._sink.emit(out)
-        return stale
+        self._follow_up(expired)
+        return [entry.id for entry, _, _, _ in expired]
 
     # -- state changes (the lock held) --------------------------------------------------------
 
@@ -332,56 +336,39 @@ class LocalEngine:
         log.info("lifecycle: service %s is back (%s)", entry.label(), how)
         return out
 
-    def _expire(self, entry: Entry, out: list[LifecycleEvent], lag: float | None, limit: float) -> bool:
-        """Time the service out if it is still RUNNING and silent for `limit`; False if a heartbeat got there first.
+    def _expire(self, entry: Entry, out: list[LifecycleEvent], lag: float | None, limit: float) -> _Expired | None:
+        """Time the service out if it is still RUNNING and silent for `limit`; None if a heartbeat got there first.
 
-        `lag` is how long after the deadline this runs (None: unknown), for the detection-lag histogram.
+        Only the timeout itself (status and events): what follows it is `_follow_up`'s, run once the
+        timeouts of the batch are sent. `lag` is how late this runs (None: unknown), for the histogram.
         """
         now = time.monotonic()
         flaps = self._intensity.flaps(entry.restarts, now) if entry.auto_reconnect else None
         reconnect = entry.auto_reconnect and entry.policy.max_attempts > 0 and flaps is None
         target = RECONNECTING if reconnect else ERROR
         if self._registry.expire(entry.id, limit, target) is None:
-            return False
-        log.warning("lifecycle: service %s missed its heartbeat deadline", entry.label())
+            return None
         if lag is not None:
             self._sink.observe_lag(lag)
         out.append(HeartbeatTimeout(entry.id, now))
         out.append(StatusChanged(entry.id, now, RUNNING, target))
-        self._book.count_attempt(entry, 0)
-        if entry.auto_reconnect:
-            self._new_cycle(entry, now, out, flaps)
-        return True
+        return entry, target, flaps, now
 
-    def _new_cycle(self, entry: Entry, now: float, out: list[LifecycleEvent], flaps: int | None) -> None:
-        """A reconnect cycle begins: counted against the restart intensity (`flaps`: over it), then attempt 1."""
-        if entry.restarts is not None:
-            entry.restarts.append(now)
-        if flaps is not None:
-            entry.flapping = True
-            window = self._intensity.window
-            out.append(ServiceFlapping(entry.id, now, flaps, window))
-            log.error("lifecycle: service %s needed %d restarts within %g s (max_restarts=%s); it stays ERROR "
-                      "until a heartbeat or restart_service()", entry.label(), flaps, window,
-                      self._intensity.max_restarts)
-            return
-        self._book.count_attempt(entry, 0)
-        if entry.policy.max_attempts > 0:
-            self._book.move(entry, RECONNECTING, out)
-        self._schedule_attempt(entry, out)
+    def _follow_up(self, expired: list[_Expired]) -> None:
+        """After timeouts were sent: log them, then begin each one's reconnect cycle (or flapping, or ERROR).
 
-    def _schedule_attempt(self, entry: Entry, out: list[LifecycleEvent], *, at_once: bool = False) -> None:
-        plan = entry.policy.plan(entry.attempt + 1, self._rng, at_once=at_once)
-        if plan.mode != "retry":
-            entry.drop_attempt()
-            self._book.move(entry, ERROR, out)
-            out.append(ReconnectFailed(entry.id, time.monotonic(), entry.attempt))
-            log.error("lifecycle: service %s could not be reconnected after %d attempt(s)", entry.label(),
-                      entry.attempt)
-            return
-        self._book.count_attempt(entry, plan.attempt)
-        entry.retry = self._watchdog.call_later(plan.delay, self._attempt_due, entry, plan.attempt)
-        out.append(Reconnecting(entry.id, time.monotonic(), plan.attempt, plan.max_attempts, plan.delay))
+        Split from the timeout so that the last of a burst of timeouts is not sent only after every
+        earlier one's reconnect bookkeeping. A service revived, restarted or stopped in between is left alone.
+        """
+        for entry, _, _, _ in expired:
+            log.warning("lifecycle: service %s missed its heartbeat deadline", entry.label())
+        out: list[LifecycleEvent] = []
+        with self.lock:
+            for entry, target, flaps, now in expired:
+                if (entry.auto_reconnect and self._current(entry) and entry.retry is None and entry.inflight is None
+                        and self._book.of(entry) is target):
+                    self._cycles.begin(entry, now, out, flaps, target)
+        self._sink.emit(out)
 
     # -- timer actions (on the watchdog, or in run_pending) -----------------------------------
 
@@ -392,6 +379,7 @@ class LocalEngine:
         """
         out: list[LifecycleEvent] = []
         rearm: list[tuple[float, Timer]] = []
+        expired: list[_Expired] = []
         with self.lock:
             # An entry whose deadline is live was given a new one after this fired: that one counts.
             entries = [entry for entry in entries if self._current(entry) and entry.deadline is not None
@@ -414,16 +402,20 @@ class LocalEngine:
                     rearm.append((now + limit - silent, fired))
                     continue
                 try:
-                    expired = self._expire(entry, out, None if silent is None else silent - limit, limit)
+                    done = self._expire(entry, out, None if silent is None else silent - limit, limit)
                 except Exception:
                     log.exception("lifecycle: the deadline of %s raised; the watchdog goes on", entry.label())
                     continue
-                if not expired:
+                if done is not None:
+                    expired.append(done)
+                else:
                     # A heartbeat landed between the check and the expiry: follow its deadline.
                     entry.deadline = fired
                     rearm.append((time.monotonic() + limit, fired))
             self._watchdog.rearm(rearm)  # the fired timers themselves: a burst allocates nothing
         self._sink.emit(out)
+        if expired:
+            self._follow_up(expired)
 
     def _on_attempt_due(self, entry: Entry, attempt: int) -> None:
         out: list[LifecycleEvent] = []
@@ -436,7 +428,7 @@ class LocalEngine:
             if hooks is None:
                 # Without a connector only a heartbeat revives the service, and none came in time.
                 log.info("lifecycle: no heartbeat from %s before attempt %d was due", entry.label(), attempt)
-                self._schedule_attempt(entry, out)
+                self._cycles.schedule(entry, out)
             else:
                 entry.inflight = outcome
                 snapshot = self._snapshot(entry)
@@ -459,7 +451,7 @@ class LocalEngine:
             else:
                 log.warning("lifecycle: reconnect attempt %d/%d of %s failed: %s", entry.attempt,
                             entry.policy.max_attempts, entry.label(), error_text(error))
-                self._schedule_attempt(entry, out)
+                self._cycles.schedule(entry, out)
         self._sink.emit(out)
         return True
 
