@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import json
 import logging
+from collections.abc import Mapping
 
 import click
 from flask import Blueprint, Flask, Response, current_app, request, request_started
@@ -25,7 +26,7 @@ from ..errors import FieldError
 from ..manager import LifecycleManager
 from ._http import METHODS, Reply, not_found, serve
 from ._process import build_manager, start_watching
-from ._settings import ConfigurationError, Settings, parse_settings
+from ._settings import ConfigurationError, Settings, check_settings, log_registry
 from ._status import URL_REQUIRED, StatusUnavailable, fetch_services, render_table
 
 __all__ = ["EXTENSION_KEY", "Lifecycle"]
@@ -57,15 +58,19 @@ class Lifecycle:
     def init_app(self, app: Flask) -> LifecycleManager:
         """Validate the app's `LIFECYCLE_*` config, build its manager and mount the endpoints.
 
-        Raises `ConfigurationError` naming the bad key; the app is then left untouched.
+        Raises one `ConfigurationError` listing every bad key (its `problems`), each by name;
+        the app is then left untouched. Logs one INFO line saying which registry the manager uses.
         """
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(f"lifecycle is already initialised on app {app.name!r}")
         values = {key[len(_PREFIX) :]: value for key, value in app.config.items() if key.startswith(_PREFIX)}
-        settings = parse_settings(values, _spell, extra=_FLASK_KEYS)
+        parsed, errors = check_settings(values, _spell, extra=_FLASK_KEYS)
+        endpoints, prefix = _endpoint_settings(values, errors)
+        if parsed is None or errors:
+            raise ConfigurationError.of(errors)
+        settings = parsed
         if self.connector is not None:
             settings = dataclasses.replace(settings, connector=self.connector)
-        endpoints, prefix = _endpoint_settings(settings)
         blueprint = _blueprint(settings, prefix) if endpoints else None
         manager = build_manager(settings)
         if blueprint is not None:
@@ -75,6 +80,7 @@ class Lifecycle:
                 manager.shutdown(0)
                 raise
         app.extensions[EXTENSION_KEY] = manager
+        log_registry(settings)
         app.cli.add_command(cli)
         if blueprint is not None and not settings.protected:
             log.warning(
@@ -107,22 +113,26 @@ def _on_request(sender: object, **extra: object) -> None:
 request_started.connect(_on_request)
 
 
-def _endpoint_settings(settings: Settings) -> tuple[bool, str]:
-    extra = settings.extra or {}
-    endpoints = extra.get("ENDPOINTS", True)
+def _endpoint_settings(values: Mapping[str, object], errors: list[ConfigurationError]) -> tuple[bool, str]:
+    """LIFECYCLE_ENDPOINTS and LIFECYCLE_URL_PREFIX; a bad one is added to `errors` (the defaults returned)."""
+
+    def fail(setting: str, message: str, code: str = "invalid") -> None:
+        errors.append(ConfigurationError(_spell(setting), message, code=code, setting=setting))
+
+    endpoints = values.get("ENDPOINTS", True)
     if not isinstance(endpoints, bool):
-        kind = type(endpoints).__name__
-        raise ConfigurationError(_spell("ENDPOINTS"), f"must be a bool, not {kind}", code="type", setting="ENDPOINTS")
-    prefix = extra.get("URL_PREFIX", "/lifecycle")
-    key = _spell("URL_PREFIX")
+        fail("ENDPOINTS", f"must be a bool, not {type(endpoints).__name__}", "type")
+        endpoints = True
+    prefix = values.get("URL_PREFIX", "/lifecycle")
     try:
-        _validate.text(prefix, key)
+        _validate.text(prefix, _spell("URL_PREFIX"))
     except FieldError as exc:
-        raise ConfigurationError(key, exc.detail, code=exc.code, setting="URL_PREFIX") from None
+        fail("URL_PREFIX", exc.detail, exc.code)
+        return endpoints, "/lifecycle"
+    assert isinstance(prefix, str)
     if not prefix.startswith("/") or not prefix.strip("/"):
-        raise ConfigurationError(
-            key, f"must be a path below the root like '/lifecycle', not {_validate.quote(prefix)}", setting="URL_PREFIX"
-        )
+        fail("URL_PREFIX", f"must be a path below the root like '/lifecycle', not {_validate.quote(prefix)}")
+        return endpoints, "/lifecycle"
     return endpoints, prefix.rstrip("/")
 
 

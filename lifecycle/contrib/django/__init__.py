@@ -22,7 +22,7 @@ from ..._forksafe import hold_across_fork
 from ..._validate import quote as _quote
 from ...manager import LifecycleManager
 from .._process import build_manager, start_watching
-from .._settings import ConfigurationError, Settings, check_settings
+from .._settings import ConfigurationError, Settings, check_settings, log_registry
 
 __all__ = ["get_manager"]
 
@@ -55,10 +55,10 @@ def _values() -> Any:
 
 
 def _parse(values: Any) -> Settings:
-    """`Settings` from a raw `LIFECYCLE` value; raises the first `ConfigurationError`."""
+    """`Settings` from a raw `LIFECYCLE` value; raises one `ConfigurationError` listing every problem."""
     settings, errors = _check(values)
     if settings is None:
-        raise errors[0]
+        raise ConfigurationError.of(errors)
     return settings
 
 
@@ -98,6 +98,7 @@ def _current() -> tuple[LifecycleManager, Settings]:
     with _lock:
         if _cached is None:
             _cached = (build_manager(settings), settings)
+            log_registry(settings)
         return _cached
 
 
