@@ -11,6 +11,7 @@ import socket
 import ssl
 from typing import TYPE_CHECKING
 
+from .._text import mask_address
 from ..model import ExtensionService
 from ._base import LineConnector
 from ._channel import Channel
@@ -35,7 +36,8 @@ class TcpConnector(LineConnector):
         if transport.port is None:
             raise ValueError(f"service {service.name!r}: TransportConfig.port is required for TCP")
         sock = socket.create_connection((transport.address, transport.port), timeout=transport.timeout_secs)
-        return SocketChannel(manager, service, self._current, sock, f"{transport.address}:{transport.port}")
+        peer = mask_address(f"{transport.address}:{transport.port}")
+        return SocketChannel(manager, service, self._current, sock, peer)
 
 
 class UnixConnector(LineConnector):
@@ -55,7 +57,7 @@ class UnixConnector(LineConnector):
         except BaseException:
             sock.close()
             raise
-        return SocketChannel(manager, service, self._current, sock, path)
+        return SocketChannel(manager, service, self._current, sock, mask_address(path))
 
 
 class SocketChannel(Channel):

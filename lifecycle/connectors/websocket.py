@@ -9,10 +9,13 @@ other socket. The opening handshake runs in `connect`, bounded by `timeout_secs`
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import ssl
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
+from .._text import MASK, mask_credentials, quote
 from ..errors import ConnectionFailed
 from ..model import ExtensionService
 from ._base import LineConnector
@@ -53,7 +56,22 @@ class WebSocketConnector(LineConnector):
             raise ConnectionFailed(
                 f"service {service.name!r} uses the WEBSOCKET transport, which needs the optional extra: {EXTRA}"
             )
-        uri = parse_uri(_url(service))
+        url = _url(service)
+        problem = _url_problem(url)
+        if problem:
+            raise ValueError(f"service {service.name!r}: the WEBSOCKET address {quote(mask_credentials(url))} "
+                             f"{problem}")
+        try:
+            return self._connect(service, manager, protocol_class, parse_uri(url))
+        except Exception as exc:
+            masked = _masked(exc, url)
+            if masked is exc:
+                raise
+        # Raised outside the handler, so the original (which holds the password) is not its context either.
+        raise masked
+
+    def _connect(self, service: ExtensionService, manager: LifecycleManager, protocol_class: Any,
+                 uri: Any) -> Channel:
         timeout = service.transport.timeout_secs
         deadline = real_now() + timeout
         sock = socket.create_connection((uri.host, uri.port), timeout=timeout)
@@ -65,7 +83,7 @@ class WebSocketConnector(LineConnector):
         except BaseException:
             sock.close()
             raise
-        channel = WebSocketChannel(manager, service, self._current, sock, uri.host, protocol)
+        channel = WebSocketChannel(manager, service, self._current, sock, _peer(uri.host, uri.port), protocol)
         channel.pending = early
         return channel
 
@@ -81,6 +99,53 @@ def _url(service: ExtensionService) -> str:
     if transport.port is None:
         raise ValueError(f"service {service.name!r}: TransportConfig.port is required when address is a host")
     return f"ws://{address}:{transport.port}/"
+
+
+def _url_problem(url: str) -> str:
+    """What is wrong with a ws:// URL ("" if nothing), in words that repeat no part of it but the scheme."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("ws", "wss"):
+        return "must be a ws:// or wss:// URL (or a host with TransportConfig.port)"
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in rest[len(authority):]:
+        return "has an '@' after the host: a password holding '/', '?' or '#' must be percent-encoded"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "has an invalid host or port (a port is a number from 1 to 65535; IPv6 goes in brackets)"
+    if not host:
+        return "names no host"
+    if port == 0:
+        return "has port 0 (a port is a number from 1 to 65535)"
+    return ""
+
+
+def _masked(error: Exception, url: str) -> Exception:
+    """`error` itself, or, when its text or any chained error's text holds the URL's credentials, a
+    `ConnectionError` of the same text with them masked and no chain (which would repeat them)."""
+    userinfo = urllib.parse.urlsplit(url).netloc.rpartition("@")[0]
+    if not userinfo:
+        return error
+    secrets = {userinfo, urllib.parse.unquote(userinfo)}
+    for part in userinfo.split(":", 1)[1:]:
+        secrets.update({part, urllib.parse.unquote(part)})
+    secrets.discard("")
+    chain: list[BaseException] = []
+    seen: BaseException | None = error
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    if not any(secret in str(link) or secret in repr(link) for link in chain for secret in secrets):
+        return error
+    text = mask_credentials(str(error))
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return ConnectionError(f"{type(error).__name__}: {text}" if text else type(error).__name__)
+
+
+def _peer(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _handshake(sock: socket.socket, protocol: Any, deadline: float) -> list[Any]:

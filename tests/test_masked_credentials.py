@@ -1,0 +1,254 @@
+"""No password in any message: connector addresses with credentials are masked in errors, logs and events.
+
+Real sockets and a real websockets server (with HTTP Basic authentication) on loopback.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from transport_support import FAST, WAIT
+
+from lifecycle import (
+    ConnectionFailed,
+    ExtensionService,
+    LifecycleManager,
+    ServiceStatus,
+    TransportConfig,
+    TransportType,
+)
+from lifecycle._text import mask_address, mask_credentials
+from lifecycle.connectors import TcpConnector, TransportConnector, WebSocketConnector
+from lifecycle.events import Heartbeat, ReconnectFailed
+
+sync_server = pytest.importorskip("websockets.sync.server", reason="the websocket extra is not installed")
+
+SECRET = "s3cr3t-Pw9"
+PIECES = (SECRET, SECRET[:5], SECRET[5:])  # a password cut by an unencoded "/" must not leak in halves either
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def chain(error: BaseException) -> list[BaseException]:
+    """The error and every error chained to it (cause and context), each once."""
+    found: list[BaseException] = []
+    todo: list[BaseException | None] = [error]
+    while todo:
+        item = todo.pop()
+        if item is not None and all(item is not seen for seen in found):
+            found.append(item)
+            todo += [item.__cause__, item.__context__]
+    return found
+
+
+def record_texts(caplog: pytest.LogCaptureFixture) -> list[str]:
+    formatter = logging.Formatter()
+    return [record.getMessage() + (formatter.formatException(record.exc_info) if record.exc_info else "")
+            for record in caplog.records]
+
+
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        for piece in PIECES:
+            assert piece not in text, text
+
+
+def assert_clean(error: BaseException, caplog: pytest.LogCaptureFixture, events: Any = None) -> None:
+    links = chain(error)
+    assert_no_secret(*(str(link) for link in links), *(repr(link) for link in links), *record_texts(caplog))
+    if events is not None:
+        assert_no_secret(*(repr(event) for event in events.events))
+
+
+@pytest.fixture
+def lifecycle_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="lifecycle")
+    return caplog
+
+
+@pytest.fixture
+def manager_for() -> Iterator[Callable[[object], LifecycleManager]]:
+    managers: list[LifecycleManager] = []
+
+    def make(connector: object) -> LifecycleManager:
+        managers.append(LifecycleManager(config=FAST, connector=connector))
+        return managers[-1]
+
+    yield make
+    for manager in managers:
+        manager.shutdown()
+
+
+def websocket(address: str, port: int | None = None, timeout: float = 2.0) -> ExtensionService:
+    return ExtensionService("ws", "1", transport=TransportConfig(
+        transport_type=TransportType.WEBSOCKET, address=address, port=port, timeout_secs=timeout))
+
+
+# -- the helper -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("ws://user:pw@127.0.0.1:9/x", "ws://user:***@127.0.0.1:9/x"),
+        ("redis://:pw@redis:6379/0", "redis://:***@redis:6379/0"),
+        ("wss://user:p@ss@host/", "wss://user:***@host/"),  # an "@" in the password
+        ("ws://user:pa/ss@host/", "ws://user:***@host/"),  # an unencoded "/" in the password
+        ("ws://token@host/", "ws://***@host/"),  # a user name alone may be a token
+        ("failed: 'ws://u:pw@h/' and 'redis://:pw@r/1'", "failed: 'ws://u:***@h/' and 'redis://:***@r/1'"),
+        ("ws://host:80/path", "ws://host:80/path"),
+        ("http://host/a@b", "http://host/a@b"),
+        ("mail user@example.com", "mail user@example.com"),
+    ],
+)
+def test_mask_credentials(text: str, masked: str) -> None:
+    assert mask_credentials(text) == masked
+
+
+@pytest.mark.parametrize(
+    ("address", "masked"),
+    [
+        ("user:pw@127.0.0.1:9", "user:***@127.0.0.1:9"),
+        ("token@127.0.0.1:9", "***@127.0.0.1:9"),
+        ("127.0.0.1:9", "127.0.0.1:9"),
+        ("/run/ext@1.sock", "/run/ext@1.sock"),  # a path keeps its text
+        ("ws://user:pw@h/", "ws://user:***@h/"),
+    ],
+)
+def test_mask_address(address: str, masked: str) -> None:
+    assert mask_address(address) == masked
+
+
+# -- WebSocketConnector (alone and through TransportConnector) that cannot connect ------------------
+
+CONNECTORS = {"websocket": WebSocketConnector, "transport": TransportConnector}
+
+
+@pytest.mark.parametrize("make_connector", CONNECTORS.values(), ids=list(CONNECTORS))
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ws://user:{secret}@127.0.0.1:{port}/ext",  # refused
+        "ws://{secret}@127.0.0.1:{port}/ext",  # a token as the user name
+        "ws://user:{secret}@127.0.0.1:99999/ext",  # port out of range
+        "ws://user:{secret}@127.0.0.1:port/ext",
+        "ws://user:{secret}@[::1/ext",
+        "http://user:{secret}@127.0.0.1:{port}/ext",  # not a WebSocket URL
+        "ws://user:{half}/{rest}@127.0.0.1:{port}/ext",  # an unencoded "/" in the password
+        "ws://user:{secret}@no-such-host.invalid:{port}/",
+    ],
+)
+def test_a_websocket_address_with_credentials_never_reaches_a_message(
+        make_connector: Callable[[], object], address: str, manager_for: Callable[[object], LifecycleManager],
+        lifecycle_log: pytest.LogCaptureFixture, record: Any) -> None:
+    url = address.format(secret=SECRET, half=SECRET[:5], rest=SECRET[5:], port=closed_port())
+    manager = manager_for(make_connector())
+    events = record(manager)
+    with pytest.raises(ConnectionFailed) as caught:
+        manager.start_service(websocket(url))
+    assert_clean(caught.value, lifecycle_log, events)
+    assert manager.count() == 0
+
+
+def test_a_host_address_with_credentials_and_a_port_is_masked_too(
+        manager_for: Callable[[object], LifecycleManager], lifecycle_log: pytest.LogCaptureFixture) -> None:
+    manager = manager_for(WebSocketConnector())
+    with pytest.raises(ConnectionFailed) as caught:
+        manager.start_service(websocket(f"user:{SECRET}@127.0.0.1", port=0))
+    assert "user:***@127.0.0.1:0" in str(caught.value.__cause__)
+    assert_clean(caught.value, lifecycle_log)
+
+
+def test_a_tcp_address_with_credentials(
+        manager_for: Callable[[object], LifecycleManager], lifecycle_log: pytest.LogCaptureFixture) -> None:
+    manager = manager_for(TcpConnector())
+    service = ExtensionService("line", "1", transport=TransportConfig(
+        transport_type=TransportType.TCP, address=f"user:{SECRET}@127.0.0.1", port=closed_port(), timeout_secs=2.0))
+    with pytest.raises(ConnectionFailed) as caught:
+        manager.start_service(service)
+    assert_clean(caught.value, lifecycle_log)
+
+
+# -- a real server that wants the credentials ---------------------------------------------------------
+
+
+class AuthServer:
+    """A websockets server behind HTTP Basic authentication (user / SECRET) that sends heartbeats."""
+
+    def __init__(self) -> None:
+        self.server = sync_server.serve(self._handle, "127.0.0.1", 0,
+                                        process_request=sync_server.basic_auth(credentials=("user", SECRET)))
+        self.port = int(self.server.socket.getsockname()[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, name="test-ws-auth", daemon=True)
+        self.thread.start()
+
+    def url(self, password: str = SECRET) -> str:
+        return f"ws://user:{password}@127.0.0.1:{self.port}/ext"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.thread.join(WAIT)
+
+    def _handle(self, ws: Any) -> None:
+        while True:
+            try:
+                ws.send("heartbeat")
+                ws.recv(timeout=0.05)
+            except TimeoutError:
+                continue
+            except Exception:
+                return
+
+
+@pytest.fixture
+def auth_server() -> Iterator[AuthServer]:
+    server = AuthServer()
+    yield server
+    server.close()
+
+
+def test_the_credentials_reach_the_server_and_no_log_line(
+        auth_server: AuthServer, manager_for: Callable[[object], LifecycleManager],
+        lifecycle_log: pytest.LogCaptureFixture, record: Any) -> None:
+    manager = manager_for(TransportConnector())
+    events = record(manager)
+    sid = manager.start_service(websocket(auth_server.url()))
+    assert events.wait_for(lambda es: sum(isinstance(e, Heartbeat) for e in es) >= 3, timeout=WAIT)
+    assert manager.get_status(sid) is ServiceStatus.RUNNING
+    manager.stop_service(sid)
+    assert_no_secret(*record_texts(lifecycle_log), *(repr(event) for event in events.events))
+
+
+def test_a_refused_password_is_not_repeated(
+        auth_server: AuthServer, manager_for: Callable[[object], LifecycleManager],
+        lifecycle_log: pytest.LogCaptureFixture) -> None:
+    manager = manager_for(WebSocketConnector())
+    wrong = f"wrong-{SECRET}"
+    with pytest.raises(ConnectionFailed, match="401") as caught:
+        manager.start_service(websocket(auth_server.url(wrong)))
+    assert_clean(caught.value, lifecycle_log)
+    assert all(wrong not in text for text in record_texts(lifecycle_log))
+
+
+def test_failed_reconnects_log_no_password(
+        manager_for: Callable[[object], LifecycleManager], lifecycle_log: pytest.LogCaptureFixture,
+        record: Any) -> None:
+    server = AuthServer()
+    manager = manager_for(WebSocketConnector())
+    events = record(manager)
+    try:
+        manager.start_service(websocket(server.url(), timeout=0.5))
+        assert events.wait_for(lambda es: any(isinstance(e, Heartbeat) for e in es), timeout=WAIT)
+    finally:
+        server.close()  # the connection drops; every reconnect is refused until the attempts run out
+    assert events.wait_for(lambda es: any(isinstance(e, ReconnectFailed) for e in es), timeout=WAIT * 2)
+    assert_no_secret(*record_texts(lifecycle_log), *(repr(event) for event in events.events))
