@@ -134,7 +134,7 @@ class FleetEngine:
 
     def start(self, service: ExtensionService, hooks: Hooks | None) -> ServiceId:
         """Register (or join) in the fleet, connect, RUNNING; joining calls no connector."""
-        service_timing(self._config, service.name, service.transport)  # refuses a timeout under the ping interval
+        timeout, _ = service_timing(self._config, service.name, service.transport)  # refuses one under its interval
         sid, joined = self._registry.join(service)
         if joined:
             log.info("lifecycle: service %r joined as %s, already registered in the fleet", service.name, sid)
@@ -145,7 +145,7 @@ class FleetEngine:
         if not events:
             raise InvalidState(f"service {label(service.name, sid)} was stopped while it was starting")
         self._hold(service, hooks)
-        self.ticker.poke(self._timeout)
+        self.ticker.poke(timeout)
         self._sink.emit(events)
         return sid
 
