@@ -1,4 +1,8 @@
-"""Command line of the package: ``python -m lifecycle demo [options]`` and ``python -m lifecycle status --url URL``."""
+"""Command line of the package: ``python -m lifecycle demo [options]`` and ``python -m lifecycle status``.
+
+``status --url URL`` asks a running server's endpoints; ``status --redis URL --namespace NS``
+reads a fleet's shared registry. Exit codes: see `STATUS_EPILOG`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,28 @@ import json
 import sys
 
 from . import __version__, demo
-from .contrib._status import URL_REQUIRED, StatusUnavailable, fetch_fleet, fetch_services, render_table
+from .contrib._status import (
+    URL_REQUIRED,
+    StatusUnavailable,
+    describe_empty,
+    fetch_fleet,
+    fetch_services,
+    render_table,
+)
+
+EXIT_OK = 0
+EXIT_UNAVAILABLE = 1
+EXIT_USAGE = 2
+EXIT_EMPTY_NAMESPACE = 3
+
+STATUS_EPILOG = f"""\
+exit codes:
+  {EXIT_OK}  the services were printed (none, too, in a namespace that exists)
+  {EXIT_UNAVAILABLE}  the server or the registry could not be read (the reason, on one line)
+  {EXIT_USAGE}  usage error: neither --url nor --redis, or both
+  {EXIT_EMPTY_NAMESPACE}  --redis: the namespace holds nothing (no service, no leader, no event
+     log); the lifecycle namespaces the server does hold are listed, with their service counts
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,12 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     status_parser = commands.add_parser(
         "status",
         help="print the services of a running server's lifecycle endpoints",
-        description="Print the services a running app serves at <url>/services (Flask or Django endpoints).",
+        description="Print the services a running app serves at <url>/services (Flask or Django endpoints),\n"
+                    "or, in fleet mode, the services of the shared registry in Redis (--redis).",
+        epilog=STATUS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    status_parser.add_argument("--url", help="(required) the endpoints' base URL, e.g. http://127.0.0.1:5000/lifecycle")
+    source = status_parser.add_mutually_exclusive_group()
+    source.add_argument("--url", help="the endpoints' base URL, e.g. http://127.0.0.1:5000/lifecycle (this or --redis)")
+    source.add_argument("--redis", metavar="URL",
+                        help="fleet mode: read the shared registry at this Redis URL instead of --url")
     status_parser.add_argument("--token", help="bearer token (the server's HEARTBEAT_TOKEN)")
-    status_parser.add_argument("--redis", metavar="URL",
-                               help="fleet mode: read the shared registry at this Redis URL instead of --url")
     status_parser.add_argument("--namespace", default="lifecycle", help="fleet mode: the namespace (default lifecycle)")
     status_parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
     status_parser.add_argument("--json", action="store_true", help="print the services as JSON")
@@ -39,27 +68,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def status(namespace: argparse.Namespace) -> int:
-    """Fetch and print a server's services; exit code 2 without --url, 1 with the reason when fetching fails."""
+    """Fetch and print a server's services; the exit code is one of `STATUS_EPILOG`'s."""
     if not namespace.url and not namespace.redis:
         print(f"error: {URL_REQUIRED} (or, in fleet mode, read the shared registry: --redis URL --namespace NS)",
               file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     leader = None
     try:
         if namespace.redis:
-            services, leader = fetch_fleet(namespace.redis, namespace.namespace, namespace.timeout)
+            fleet = fetch_fleet(namespace.redis, namespace.namespace, namespace.timeout)
+            if fleet.empty:
+                if namespace.json:
+                    print(json.dumps(fleet.services))
+                print(f"error: {describe_empty(namespace.namespace, fleet)}", file=sys.stderr)
+                return EXIT_EMPTY_NAMESPACE
+            services, leader = fleet.services, fleet.leader
         else:
             services = fetch_services(namespace.url, namespace.token, namespace.timeout)
     except StatusUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_UNAVAILABLE
     if namespace.json:
         print(json.dumps(services, indent=2))
     else:
         print(render_table(services))
         if namespace.redis:
             print(f"leader: {leader or 'none (no process holds the lease)'}")
-    return 0
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -526,8 +526,10 @@ def test_the_status_command_prints_one_line_and_exits_non_zero(server, admin, me
         assert main(["status", "--redis", member_url, "--namespace", namespace, "--timeout", "2"]) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "(permission)" in err and PASSWORD not in err
+    RedisRegistry(admin, namespace=namespace).register(ExtensionService("kept", "1"))  # else: exit 3, "holds nothing"
     with out_of_memory(admin):  # reads go on
         assert main(["status", "--redis", member_url, "--namespace", namespace, "--timeout", "2"]) == 0
+        assert "kept" in capsys.readouterr().out
     # The real command line: no traceback.
     done = subprocess.run([sys.executable, "-m", "lifecycle", "status", "--redis", wrong, "--namespace", namespace,
                            "--timeout", "2"], capture_output=True, text=True, timeout=60,

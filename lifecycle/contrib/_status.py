@@ -8,15 +8,18 @@ nothing: so every status command asks a running server's `GET <prefix>/services`
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass, field
 from typing import Any
 
-from .._text import quote
+from .._text import quote, shorten
 
-__all__ = ["URL_REQUIRED", "StatusUnavailable", "fetch_fleet", "fetch_services", "render_table"]
+__all__ = ["URL_REQUIRED", "FleetStatus", "StatusUnavailable", "describe_empty", "fetch_fleet", "fetch_services",
+           "render_table"]
 
 URL_REQUIRED = (
     "--url is required: this command's own process serves nothing, so its manager would show nothing "
@@ -65,8 +68,43 @@ def fetch_services(base: str, token: str | None = None, timeout: float = 10.0) -
     return services
 
 
-def fetch_fleet(redis_url: str, namespace: str, timeout: float = 10.0) -> tuple[list[dict[str, Any]], str | None]:
-    """The services of a fleet's shared registry, read straight from Redis, and the leader's owner token."""
+@dataclass(frozen=True)
+class FleetStatus:
+    """What `fetch_fleet` read: the namespace's services and leader, and, when it holds nothing, what else is there.
+
+    `empty` is True when no key of the namespace exists (no service, no leader, no event log):
+    most likely a mistyped ``--namespace``. Only then is the server searched for the other
+    namespaces: `others` maps each one found to its service count (None when not counted),
+    `complete` says whether the bounded search saw every key, `search_error` why it could not
+    search (the server refused SCAN), if it could not.
+    """
+
+    services: list[dict[str, Any]]
+    leader: str | None
+    empty: bool = False
+    others: dict[str, int | None] = field(default_factory=dict)
+    complete: bool = True
+    search_error: str | None = None
+
+
+SCAN_CALLS = 100
+"""How many SCAN calls (``COUNT 1000`` each: about 100,000 keys) the search for other namespaces may make."""
+
+SCAN_SECONDS = 2.0
+"""How long the search for other namespaces may take, at most."""
+
+COUNTED = 100
+"""Namespaces beyond this many are listed without their service counts."""
+
+_NAMESPACED = re.compile(r"^lifecycle:\{([^{}]*)\}:")
+
+
+def fetch_fleet(redis_url: str, namespace: str, timeout: float = 10.0) -> FleetStatus:
+    """The services of a fleet's shared registry, read straight from Redis, and the leader's owner token.
+
+    When the namespace holds nothing at all, a bounded SCAN (`SCAN_CALLS` calls, `SCAN_SECONDS`)
+    lists the lifecycle namespaces the server does hold, with their service counts.
+    """
     from ..errors import LifecycleError
     from ..redis import RedisRegistry
     from ._http import describe_service
@@ -79,7 +117,65 @@ def fetch_fleet(redis_url: str, namespace: str, timeout: float = 10.0) -> tuple[
     except (LifecycleError, ValueError) as exc:
         raise StatusUnavailable(str(exc)) from None
     now = time.monotonic()
-    return [describe_service(service, now) for service in services], leader
+    described = [describe_service(service, now) for service in services]
+    if services or leader is not None:
+        return FleetStatus(described, leader)
+    client = registry.client
+    try:
+        if client.exists(*registry.keys.values()):
+            return FleetStatus(described, leader)
+    except Exception:  # a diagnostic only: the registry itself answered
+        return FleetStatus(described, leader)
+    status_key = registry.keys["status"].removeprefix(f"lifecycle:{{{namespace}}}:")
+    return _search(client, described, status_key)
+
+
+def _search(client: Any, described: list[dict[str, Any]], status_key: str) -> FleetStatus:
+    """The other lifecycle namespaces on the server, from a bounded SCAN, and their service counts."""
+    found: set[str] = set()
+    cursor, calls, deadline = 0, 0, time.monotonic() + SCAN_SECONDS
+    try:
+        while True:
+            cursor, keys = client.scan(cursor, match="lifecycle:{*}:*", count=1000)
+            calls += 1
+            for key in keys:
+                match = _NAMESPACED.match(key if isinstance(key, str) else key.decode("utf-8", "replace"))
+                if match:
+                    found.add(match.group(1))
+            if int(cursor) == 0 or calls >= SCAN_CALLS or time.monotonic() >= deadline:
+                break
+        names = sorted(found)
+        counts: dict[str, int | None] = dict.fromkeys(names)
+        with client.pipeline(transaction=False) as pipe:
+            for name in names[:COUNTED]:
+                pipe.hlen(f"lifecycle:{{{name}}}:{status_key}")
+            for name, count in zip(names[:COUNTED], pipe.execute(), strict=True):
+                counts[name] = int(count)
+    except Exception as exc:  # a diagnostic only: say why, still exit non-zero
+        if not found:
+            return FleetStatus(described, None, empty=True, complete=False,
+                               search_error=f"{type(exc).__name__}: {shorten(str(exc))}")
+        return FleetStatus(described, None, empty=True, others=dict.fromkeys(sorted(found)), complete=False)
+    return FleetStatus(described, None, empty=True, others=counts, complete=int(cursor) == 0)
+
+
+def describe_empty(namespace: str, fleet: FleetStatus) -> str:
+    """The lines the status command prints when `namespace` holds nothing: the namespaces found instead."""
+    lines = [f"namespace {quote(namespace)} holds nothing on this server (no service, no leader, no event log)"]
+    if fleet.search_error is not None:
+        lines.append(f"could not look for other lifecycle namespaces: {fleet.search_error}")
+    elif not fleet.others:
+        more = "" if fleet.complete else " among the keys searched (the search stopped early: there may be some)"
+        lines.append(f"no lifecycle namespace on this server{more}: has no process used it yet?")
+    else:
+        more = "" if fleet.complete else " (the search stopped early: there may be more)"
+        lines.append(f"lifecycle namespaces on this server{more}:")
+        width = max(len(name) for name in fleet.others)
+        for name, count in fleet.others.items():
+            counted = "services not counted" if count is None else f"{count} service{'' if count == 1 else 's'}"
+            lines.append(f"  {name.ljust(width)}  {counted}")
+        lines.append("pass one of them with --namespace")
+    return "\n".join(lines)
 
 
 def _cell(value: object) -> str:
