@@ -17,7 +17,7 @@ Items 4 to 10 come from `StoreSettings` (`RedisRegistry.configure`), sent with e
 script's own arguments follow, from ``ARGV[11]``. Times are the server's `TIME` in integer
 microseconds, formatted with %d because Lua's default number formatting would round them. A
 script returns a code, then data, then the events it appended to the log, each as a flat field
-list that `lifecycle.redis` decodes.
+list that `lifecycle._redis_codec` decodes.
 """
 
 from __future__ import annotations

@@ -1,0 +1,282 @@
+"""How `RedisRegistry` talks to its server: its scripts and plain commands, and redis-py's errors classified.
+
+`ScriptClient` registers every script of `lifecycle._redis_scripts` once, runs each with the keys
+it declares and the ARGV head every script expects (from the registry's options and, once
+configured, its `StoreSettings`), gives each state-changing call a key of its own (the op-id
+guard: a call redis-py re-sends after a lost reply gets the first reply), and turns whatever
+redis-py raises into `RegistryUnavailable` or `RegistryRefused` by one table (`_classify`).
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import redis as _redis
+
+from . import _redis_scripts as scripts
+from ._redis_codec import _us
+from .errors import RegistryRefused, RegistryUnavailable
+from .fleet import StoreSettings
+
+_T = TypeVar("_T")
+
+# -- redis-py's errors, classified ---------------------------------------------------------------
+
+_E = _redis.exceptions
+# Every error a redis-py call may raise. RedisClusterException is not a RedisError.
+_REDIS_ERRORS: tuple[type[Exception], ...] = (_E.RedisError, _E.RedisClusterException)
+_UNAVAILABLE, _REFUSED = "unavailable", "refused"
+_Class = tuple[str, str]  # (kind, reason)
+
+# The one table: redis-py exception class, first match wins (subclasses before their parents;
+# classes a redis-py version lacks are left out) ...
+_BY_CLASS: tuple[tuple[type[BaseException], _Class], ...] = tuple((cls, verdict) for cls, verdict in (
+    (getattr(_E, "AuthenticationError", None), (_REFUSED, "auth")),  # WRONGPASS, NOAUTH, "invalid password"
+    (getattr(_E, "AuthorizationError", None), (_REFUSED, "auth")),
+    (getattr(_E, "AuthenticationWrongNumberOfArgsError", None), (_REFUSED, "auth")),
+    (getattr(_E, "NoPermissionError", None), (_REFUSED, "permission")),  # NOPERM (ACL)
+    (getattr(_E, "ClusterCrossSlotError", None), (_REFUSED, "cross_slot")),  # CROSSSLOT
+    (getattr(_E, "CrossSlotTransactionError", None), (_REFUSED, "cross_slot")),
+    (getattr(_E, "BusyLoadingError", None), (_UNAVAILABLE, "loading")),  # LOADING
+    (getattr(_E, "MaxClientsReachedError", None), (_UNAVAILABLE, "max_clients")),
+    (getattr(_E, "MaxConnectionsError", None), (_UNAVAILABLE, "max_connections")),
+    (_E.TimeoutError, (_UNAVAILABLE, "timeout")),
+    (_E.ConnectionError, (_UNAVAILABLE, "connection")),  # a TLS certificate refused: see _classify
+    (getattr(_E, "OutOfMemoryError", None), (_UNAVAILABLE, "out_of_memory")),  # OOM
+    (getattr(_E, "ReadOnlyError", None), (_UNAVAILABLE, "read_only")),  # READONLY
+    (getattr(_E, "NoScriptError", None), (_UNAVAILABLE, "no_script")),  # NOSCRIPT after redis-py's reload
+    (getattr(_E, "MasterDownError", None), (_UNAVAILABLE, "master_down")),  # MASTERDOWN
+    (getattr(_E, "ClusterDownError", None), (_UNAVAILABLE, "cluster_down")),  # CLUSTERDOWN
+    (getattr(_E, "MovedError", None), (_UNAVAILABLE, "moved")),  # MOVED
+    (getattr(_E, "AskError", None), (_UNAVAILABLE, "moved")),  # ASK
+    (getattr(_E, "TryAgainError", None), (_UNAVAILABLE, "try_again")),  # TRYAGAIN
+    (getattr(_E, "SlotNotCoveredError", None), (_UNAVAILABLE, "cluster_down")),
+    (getattr(_E, "ClusterError", None), (_UNAVAILABLE, "cluster")),  # "TTL exhausted."
+    (_E.RedisClusterException, (_UNAVAILABLE, "cluster")),
+    (_E.InvalidResponse, (_UNAVAILABLE, "protocol")),
+) if isinstance(cls, type))
+
+# ... else the server's error code (the reply's first word: redis-py 5.x leaves codes it has no
+# class for in the message, 6+ also keeps it in `status_code`) ...
+_BY_CODE: dict[str, _Class] = {
+    "WRONGPASS": (_REFUSED, "auth"), "NOAUTH": (_REFUSED, "auth"), "NOPERM": (_REFUSED, "permission"),
+    "WRONGTYPE": (_REFUSED, "wrong_type"), "CROSSSLOT": (_REFUSED, "cross_slot"),
+    "OOM": (_UNAVAILABLE, "out_of_memory"), "READONLY": (_UNAVAILABLE, "read_only"),
+    "LOADING": (_UNAVAILABLE, "loading"), "BUSY": (_UNAVAILABLE, "busy"),
+    "MASTERDOWN": (_UNAVAILABLE, "master_down"), "CLUSTERDOWN": (_UNAVAILABLE, "cluster_down"),
+    "TRYAGAIN": (_UNAVAILABLE, "try_again"), "MOVED": (_UNAVAILABLE, "moved"), "ASK": (_UNAVAILABLE, "moved"),
+    "NOREPLICAS": (_UNAVAILABLE, "no_replicas"), "MISCONF": (_UNAVAILABLE, "persistence"),
+    "UNBLOCKED": (_UNAVAILABLE, "unblocked"), "NOSCRIPT": (_UNAVAILABLE, "no_script"),
+}
+
+# ... else, for a plain ERR, words of the message; anything else is ("unavailable", "error").
+_BY_MESSAGE: tuple[tuple[str, _Class], ...] = (
+    ("unknown command", (_REFUSED, "unknown_command")),
+    ("unknown subcommand", (_REFUSED, "unknown_command")),
+    ("db index is out of range", (_REFUSED, "database")),
+    ("invalid db index", (_REFUSED, "database")),
+    ("select is not allowed in cluster mode", (_REFUSED, "database")),
+    ("invalid password", (_REFUSED, "auth")),
+    ("max number of clients reached", (_UNAVAILABLE, "max_clients")),
+)
+
+_CODE = re.compile(r"[A-Z][A-Z0-9_]{1,63}\Z")
+# Redis < 7 wraps an error met inside a script: "Error running script (...): ...: -OOM command not allowed..."
+_IN_SCRIPT = re.compile(r"-([A-Z][A-Z0-9_]{1,63}) ")
+_PIPELINE = re.compile(r"^Command # \d+ \(.*?\) of pipeline caused error: ", re.DOTALL)
+
+
+def _code(exc: BaseException, text: str) -> str:
+    """The server's error code ("OOM", "BUSY", ...), "ERR", or "" (not a server's reply)."""
+    code = getattr(exc, "status_code", None)
+    if isinstance(code, str) and code != "ERR":
+        return code
+    if not isinstance(exc, _E.ResponseError):
+        return code or ""
+    first = text.split(" ", 1)[0]
+    if _CODE.match(first) and first != "ERR":
+        return first
+    if "Error running script" in text or "user_script" in text:
+        found = _IN_SCRIPT.search(text)
+        if found is not None:
+            return found.group(1)
+    return "ERR" if code == "ERR" or first == "ERR" else ""
+
+
+def _reply(exc: BaseException) -> str:
+    """The server's words, without redis-py's pipeline preamble (which repeats the command's arguments)."""
+    return _PIPELINE.sub("", str(exc))
+
+
+def _classify(exc: BaseException) -> _Class:
+    """(kind, reason) of an error redis-py raised: kind "unavailable" (transient: retry) or "refused" (fix the
+    configuration). By the server's error code first, then by class, then by the words of a plain ERR."""
+    text = _reply(exc)
+    if isinstance(exc, _E.ConnectionError) and not isinstance(exc, _E.AuthenticationError) and _tls_refused(exc):
+        return _REFUSED, "tls"
+    code = _code(exc, text)
+    verdict = _BY_CODE.get(code)
+    if verdict is not None:
+        return verdict
+    for cls, verdict in _BY_CLASS:
+        if isinstance(exc, cls):
+            return verdict
+    lowered = text.lower()
+    for words, verdict in _BY_MESSAGE:
+        if words in lowered:
+            return verdict
+    return _UNAVAILABLE, "error"
+
+
+def _tls_refused(exc: BaseException) -> bool:
+    """A certificate the client did not accept (redis-py reports it as a ConnectionError, the ssl error chained)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
+
+
+_FIX = {
+    "auth": "the server refused this client's credentials: check the user name and password (the URL's "
+            "redis://user:password@host part, or username=/password=)",
+    "permission": "the ACL user may not run a command lifecycle needs, or not on its keys: grant it "
+                  "+@scripting +@read +@write +@connection +time on ~lifecycle:{{{namespace}}}:* (or use "
+                  "another user)",
+    "unknown_command": "the server (or a proxy in front of it) lacks or renamed a command lifecycle needs: Lua "
+                       "scripting (EVALSHA, SCRIPT LOAD) and streams (XADD, XREAD) of Redis 5.0+ or Valkey",
+    "database": "the server has no such database: use a database number below its 'databases' setting in the "
+                "URL's path (/0 on Redis Cluster)",
+    "wrong_type": "a key under lifecycle:{{{namespace}}}: holds another type: another program uses this "
+                  "namespace; choose another namespace or delete those keys",
+    "cross_slot": "a key outside the namespace's hash slot: a lifecycle bug, please report it",
+    "tls": "the server's TLS certificate was not accepted: check ssl_ca_certs (or ssl_cert_reqs) and the "
+           "server's certificate",
+}
+_WHY = {
+    "connection": "cannot be reached", "timeout": "did not answer in time",
+    "out_of_memory": "is out of memory (maxmemory reached, noeviction): raise maxmemory or free memory",
+    "read_only": "is a read-only replica: point lifecycle at the primary (during a failover this passes)",
+    "loading": "is loading its data", "busy": "is busy running a script",
+    "master_down": "is a replica that lost its primary", "cluster_down": "reports the cluster down",
+    "try_again": "is migrating the namespace's slot", "moved": "no longer serves the namespace's slot",
+    "no_replicas": "has fewer replicas than min-replicas-to-write",
+    "persistence": "cannot write to disk (MISCONF) and refuses writes",
+    "unblocked": "interrupted a blocking read", "no_script": "lost its script cache again",
+    "max_clients": "has reached maxclients", "max_connections": "has no free connection in this client's pool",
+    "protocol": "sent a reply that could not be read", "cluster": "could not serve the call (cluster)",
+    "error": "answered with an unexpected error",
+}
+_QUOTE_MAX = 200
+
+
+SCRIPTS = ("REGISTER", "RESTORE", "UNREGISTER", "HEARTBEAT", "ACTIVATE", "SET_STATUS", "REPORT_ERROR", "BEGIN_STOP",
+           "EXPIRE", "EXPIRE_MANY", "LEASE", "RELEASE", "SWEEP", "ATTEMPT_DONE", "GET", "SILENCE", "TIMING", "LIST",
+           "STATS", "HEALTH_CHECK", "CLEAR", "RESTART", "RESTARTS", "REVIVE", "PHI_READ")
+"""The scripts a registry runs (each registered once; redis-py loads it again after a SCRIPT FLUSH)."""
+
+
+class ScriptClient:
+    """One registry's calls to its server under `lifecycle:{<namespace>}:`; every error a lifecycle error.
+
+    `keys` maps each key name of `lifecycle._redis_scripts.KEYS` to the key itself. Until
+    `configure`, a call's `timeout` (else `timeout` given here) is the scripts' default heartbeat
+    timeout; once configured, the settings' timeout is, and restart intensity and phi are sent
+    as set.
+    """
+
+    def __init__(self, client: _redis.Redis, namespace: str, *, events_maxlen: int, log_heartbeats: bool,
+                 timeout: float) -> None:
+        self.client = client
+        self.namespace = namespace
+        prefix = f"lifecycle:{{{namespace}}}:"
+        self.keys = {name: prefix + name for name in scripts.KEYS}
+        self._op_prefix = prefix + "op:"
+        kwargs = client.connection_pool.connection_kwargs
+        self.where: tuple[str, Any] = (str(kwargs.get("host", kwargs.get("path", "?"))), kwargs.get("port"))
+        self._scripts = {name: client.register_script(scripts.source(name)) for name in SCRIPTS}
+        self._declared = {name: [self.keys[key] for key in scripts.keys_for(name)] for name in SCRIPTS}
+        self._options = [str(events_maxlen), "1" if log_heartbeats else "0"]
+        self.settings: StoreSettings | None = None
+        self._tail = ["", _us(60.0), "", "", "", "", ""]  # ARGV 4..10: no restart intensity, no phi
+        self._head = self._make_head(timeout)
+
+    def configure(self, settings: StoreSettings) -> None:
+        """Send `settings` with every later call (ARGV 2 and 4..10, see `lifecycle._redis_scripts`)."""
+        phi = settings.phi
+        self._tail = [
+            "" if settings.max_restarts is None else str(settings.max_restarts), _us(settings.restart_window),
+            *(("", "", "", "", "") if phi is None else (
+                repr(phi.score), str(phi.max_sample_size), _us(phi.min_std_deviation), _us(phi.acceptable_pause),
+                _us(phi.first_interval))),
+        ]
+        self.settings = settings
+        self._head = self._make_head(settings.timeout)
+
+    def _make_head(self, timeout: float) -> list[str]:
+        maxlen, log_beats = self._options
+        return [maxlen, _us(timeout), log_beats, *self._tail]
+
+    def _argv(self, args: Sequence[object], timeout: float | None) -> list[str]:
+        # Configured, the settings' timeout is every call's default; else the call's, else the registry's.
+        head = self._head if timeout is None or self.settings is not None else self._make_head(timeout)
+        return head + [str(a) for a in args]
+
+    def _keys(self, name: str) -> list[str]:
+        if name not in scripts.ONCE:
+            return self._declared[name]
+        # A key of the call's own, made once per call however often redis-py re-sends it.
+        return [*self._declared[name], self._op_prefix + uuid.uuid4().hex]
+
+    def run(self, name: str, *args: object, timeout: float | None = None) -> list[Any]:
+        """Run script `name` with its keys, the head and `args`; its reply as a list."""
+        argv = self._argv(args, timeout)
+        try:
+            result = self._scripts[name](keys=self._keys(name), args=argv)
+        except _REDIS_ERRORS as exc:
+            raise self.error(exc) from exc
+        return list(result)
+
+    def pipelined(self, name: str, ids: Sequence[str], timeout: float | None) -> list[Any]:
+        """Script `name` once per id (its only argument) in one pipelined round trip (not a transaction)."""
+        script = self._scripts[name]
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for id in ids:
+                    script(keys=self._declared[name], args=self._argv((id,), timeout), client=pipe)
+                return list(pipe.execute())
+        except _REDIS_ERRORS as exc:
+            raise self.error(exc) from exc
+
+    def command(self, call: Callable[[_redis.Redis], _T]) -> _T:
+        """A plain command (a read outside the scripts): `call(client)`, its errors classified."""
+        try:
+            return call(self.client)
+        except _REDIS_ERRORS as exc:
+            raise self.error(exc) from exc
+
+    def error(self, exc: BaseException) -> RegistryUnavailable | RegistryRefused:
+        """The lifecycle error for an error redis-py raised (classified by `_classify`), to raise from it."""
+        kind, reason = _classify(exc)
+        host, port = self.where
+        at = f"the registry at {host}:{port}"
+        port_ = port if isinstance(port, int) else None
+        if isinstance(exc, (_E.ConnectionError, _E.TimeoutError)) and not isinstance(exc, _E.AuthenticationError):
+            said = type(exc).__name__  # a connection error's text may quote the URL: only its type is repeated
+        elif isinstance(exc, (_E.ResponseError, _E.AuthenticationError)):
+            said = f"the server said: {_reply(exc)[:_QUOTE_MAX]}"  # a server's reply (never holds the password)
+        else:  # raised by redis-py itself
+            said = f"{type(exc).__name__}: {str(exc)[:_QUOTE_MAX]}"
+        if kind == _REFUSED:
+            fix = _FIX.get(reason, "the server refused this client").format(namespace=self.namespace)
+            return RegistryRefused(f"{at} refused this client ({reason}): {fix} ({said})", host=host, port=port_,
+                                   reason=reason)
+        why = _WHY.get(reason, _WHY["error"])
+        return RegistryUnavailable(f"{at} {why} ({said})", host=host, port=port_, reason=reason)

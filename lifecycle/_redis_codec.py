@@ -1,0 +1,171 @@
+"""`RedisRegistry`'s wire format: a service as stored, the scripts' replies, the fleet event log's entries.
+
+Pure functions, no server: what `lifecycle.redis` sends (times in integer microseconds as text, a
+service's description as JSON, a `Plan` as four arguments) and what it makes of the replies
+(registration records, prior statuses, events, a sweep). The layout is in `lifecycle._redis_scripts`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from .events import (
+    Error,
+    HeartbeatTimeout,
+    LifecycleEvent,
+    Reconnected,
+    ReconnectFailed,
+    Reconnecting,
+    ServiceFlapping,
+    Started,
+    StatusChanged,
+    Stopped,
+)
+from .fleet import Detail, Plan, Sweep
+from .model import Capability, ExtensionService, RegistrationInfo, ServiceId, ServiceStatus, TransportConfig
+
+_US = 1_000_000
+_Events = list[LifecycleEvent]
+_Rows = list[tuple[str, LifecycleEvent]]
+
+
+def _us(seconds: float) -> str:
+    return str(round(seconds * _US))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _encode(service: ExtensionService) -> str:
+    """The service's description as JSON (status and times live in their own keys)."""
+    transport = service.transport
+    try:
+        return json.dumps({
+            "id": str(service.id), "name": service.name, "version": service.version,
+            "description": service.description, "metadata": service.metadata,
+            "capabilities": [{"name": c.name, "version": c.version, "config": c.config} for c in service.capabilities],
+            "transport": {
+                "transport_type": transport.transport_type.value, "address": transport.address,
+                "port": transport.port, "command": transport.command, "args": transport.args,
+                "env": transport.env, "cwd": transport.cwd, "timeout_secs": transport.timeout_secs,
+                "auto_reconnect": transport.auto_reconnect, "max_retries": transport.max_retries,
+                "heartbeat_interval_secs": transport.heartbeat_interval_secs,
+                "heartbeat_timeout_secs": transport.heartbeat_timeout_secs,
+                "ping_interval_secs": transport.ping_interval_secs,
+                "max_reconnect_attempts": transport.max_reconnect_attempts,
+            },
+        }, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"service {service.name!r}: metadata and capability config must be JSON data ({exc})") from None
+
+
+def _decode(row: Sequence[Any]) -> RegistrationInfo:
+    """A registration record from `info()` in the scripts: json, registered, updated, status, silent, attempt, now."""
+    data = json.loads(_text(row[0]))
+    silent = int(_text(row[4]))
+    now = int(_text(row[6]))
+    service = ExtensionService(
+        data["name"], data["version"], description=data["description"], metadata=data["metadata"],
+        capabilities=[Capability(c["name"], c["version"], c["config"]) for c in data["capabilities"]],
+        transport=TransportConfig(**data["transport"]), id=ServiceId(data["id"]),
+        status=ServiceStatus(_text(row[3])),
+        # The server says how long ago; our monotonic clock says when that was.
+        last_heartbeat=None if silent < 0 else time.monotonic() - silent / _US,
+        retry_count=int(_text(row[5])),
+    )
+    # Registration times are the server's, taken back to UTC datetimes through its own "now".
+    wall = datetime.now(UTC).timestamp()
+
+    def when(us: Any) -> datetime:
+        return datetime.fromtimestamp(wall - (now - int(_text(us))) / _US, UTC)
+
+    return RegistrationInfo(service, when(row[1]), when(row[2]))
+
+
+def _event(fields: Sequence[Any], at: float | None = None) -> LifecycleEvent | None:
+    """A `LifecycleEvent` from a logged field list (None for a kind this version does not know)."""
+    f = {_text(fields[i]): _text(fields[i + 1]) for i in range(0, len(fields) - 1, 2)}
+    sid = ServiceId(f["id"])
+    at = time.monotonic() if at is None else at
+    kind = f["type"]
+    if kind == "status_changed":
+        return StatusChanged(sid, at, ServiceStatus(f["old"]), ServiceStatus(f["new"]))
+    if kind == "reconnecting":
+        return Reconnecting(sid, at, int(f["attempt"]), int(f["max_attempts"]), int(f["delay"]) / _US)
+    if kind == "reconnect_failed":
+        return ReconnectFailed(sid, at, int(f["attempts"]))
+    if kind == "service_error":
+        return Error(sid, at, f["error"])
+    if kind == "service_flapping":
+        return ServiceFlapping(sid, at, int(f["restarts"]), int(f["window"]) / _US)
+    simple: dict[str, Callable[[ServiceId, float], LifecycleEvent]] = {
+        "service_started": Started, "service_stopped": Stopped, "heartbeat_timeout": HeartbeatTimeout,
+        "reconnected": Reconnected,
+    }
+    make = simple.get(kind)
+    if make is None:
+        from .events import Heartbeat  # only logged with log_heartbeats=True
+        return Heartbeat(sid, at) if kind == "heartbeat_received" else None
+    return make(sid, at)
+
+
+def _events(raw: Sequence[Any]) -> _Events:
+    now = time.monotonic()
+    return [e for e in (_event(fields, now) for fields in raw) if e is not None]
+
+
+def _prior(code: Any) -> ServiceStatus | None:
+    text = _text(code)
+    return None if text == "missing" else ServiceStatus(text)
+
+
+
+def _beaten(reply: Sequence[Any]) -> tuple[ServiceStatus | None, _Events]:
+    """A HEARTBEAT or REVIVE reply: the prior status, and the events of a revival."""
+    return _prior(reply[0]), (_events(reply[1]) if len(reply) > 1 and reply[1] else [])
+
+
+def _own_timeout(service: ExtensionService) -> str:
+    """The service's own heartbeat timeout in microseconds, '' when it has none."""
+    own = service.transport.heartbeat_timeout_secs
+    return "" if own is None else _us(own)
+
+
+def _int_or_none(value: Any) -> int | None:
+    text = _text(value)
+    return None if text == "" else int(text)
+
+
+def _plan_args(plan: Plan) -> tuple[str, int, str, int]:
+    return plan.mode, plan.attempt, _us(plan.delay), plan.max_attempts
+
+
+def _sweep(result: Sequence[Any]) -> Sweep:
+    """A SWEEP reply that is not "fenced": the due services with their details, the claimed attempts, the next due."""
+    _, due, claimed, next_us, rebased = result
+    nxt = int(_text(next_us))
+    return Sweep(
+        due=[ServiceId(_text(row[0])) for row in due],
+        details={ServiceId(_text(i)): Detail(_text(name), _text(auto) == "1", _int_or_none(m))
+                 for i, name, auto, m in due},
+        attempts=[(ServiceId(_text(i)), int(_text(k))) for i, k in claimed],
+        next_in=None if nxt < 0 else nxt / _US,
+        rebased=int(rebased),
+    )
+
+
+def _rows(reply: Any) -> _Rows:
+    """An XREAD reply as (entry id, event), oldest first; entries of a kind this version does not know are left out."""
+    out: _Rows = []
+    for _stream, entries in reply or ():
+        for entry_id, fields in entries:
+            flat = [x for pair in fields.items() for x in pair] if isinstance(fields, dict) else fields
+            event = _event(flat)
+            if event is not None:
+                out.append((_text(entry_id), event))
+    return out
