@@ -408,8 +408,8 @@ class FleetEngine:
                 return None
         try:
             service = self._registry.get(local.id)
-        except RegistryUnavailable:
-            return None  # the tick logs the outage once; the next ping is armed
+        except LifecycleError:
+            return None  # an outage or a refusal: the tick logs it once; the next ping is armed
         if service is None:  # gone (stopped elsewhere, or lost with the data: restored by the tick)
             with self.lock:
                 if local.ping is not None:
@@ -427,7 +427,7 @@ class FleetEngine:
             return self._registry.beat(local.id, self._timeout)[1]
         except RegistryUnavailable:
             return None  # an outage: the tick logs it once, not every ping
-        except LifecycleError as exc:
+        except LifecycleError as exc:  # a refusal, or the service gone
             log.warning("lifecycle: recording the ping of %s failed: %s", local.label(), exc)
             return None
 

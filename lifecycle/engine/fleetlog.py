@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from ..errors import RegistryUnavailable
+from ..errors import LifecycleError
 from ..events import LifecycleEvent
 from ..fleet import SharedRegistry
 
@@ -37,7 +37,7 @@ def follow_log(registry: SharedRegistry, deliver: Callable[[list[LifecycleEvent]
                 # silently and leave its reader with nothing for good.
                 if not down:
                     log.error("lifecycle: fleet event log: %s; retrying", exc, exc_info=not isinstance(
-                        exc, RegistryUnavailable))
+                        exc, LifecycleError))
                     down = True
                 pause.wait(poll)
                 continue

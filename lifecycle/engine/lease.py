@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from ..errors import RegistryUnavailable
+from ..errors import LifecycleError
 from ..fleet import SharedRegistry
 from ..watchdog import Timer, Watchdog
 
@@ -167,7 +167,7 @@ class Ticker:
             self._retry = min(self._retry * 2, self.renew_every)
         if cause != self._failing:
             self._failing = cause
-            if isinstance(exc, RegistryUnavailable):
+            if isinstance(exc, LifecycleError):  # the registry said what is wrong (unreachable, or refused)
                 log.error("lifecycle: %s; the watchdog keeps trying (logged once per cause)", exc)
             else:
                 log.error("lifecycle: the fleet's tick failed: %s: %s; the watchdog keeps trying "
