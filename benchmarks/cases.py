@@ -50,7 +50,7 @@ def start_many(manager: LifecycleManager, n: int) -> list[str]:
 def count_wakeups(watchdog: Watchdog) -> list[int]:
     """Wrap this watchdog's `sched.run` so each loop iteration bumps the returned one-element counter."""
     counter = [0]
-    sched = watchdog._sched
+    sched = watchdog._queue._sched
     run = sched.run
 
     def counting_run(blocking: bool = True) -> float | None:

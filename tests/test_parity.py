@@ -349,7 +349,7 @@ def test_phi_detects_a_fresh_silent_service_at_its_phi_deadline(sup):
 
 def test_restart_service_on_the_acting_manager_reconnects_at_once(sup):
     sup.start(SLOW_RETRY, connector=Connector())
-    m = sup.leader  # a follower's restart waits for the leader's next tick (docs/fleet.md, Limits)
+    m = sup.leader  # on a follower it waits for the event log to reach the leader (docs/fleet.md, Limits)
     sid = m.start_service(service("restarted"))
     asked = time.monotonic()
     m.restart_service(sid)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ..connector import Hooks
 from ..model import ExtensionService, ServiceId
 from ..phi import History
-from ..watchdog import Timer
+from ..timers import Timer
 from .base import label
 from .policy import ReconnectPolicy
 

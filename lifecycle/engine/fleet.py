@@ -27,7 +27,8 @@ from ..events import HeartbeatTimeout, LifecycleEvent, Reconnected, Reconnecting
 from ..fleet import Detail, Plan, SharedRegistry, StoreSettings, Sweep
 from ..model import ExtensionService, ServiceId, ServiceStatus
 from ..subscription import Subscription
-from ..watchdog import Timer, Watchdog
+from ..timers import Timer
+from ..watchdog import Watchdog
 from .base import Sink, check_id, error_text, label, not_managed, refused
 from .fleetlog import follow_log
 from .guard import Guard

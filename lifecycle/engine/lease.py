@@ -26,7 +26,8 @@ from collections.abc import Callable
 
 from ..errors import LifecycleError
 from ..fleet import SharedRegistry
-from ..watchdog import Timer, Watchdog
+from ..timers import Timer
+from ..watchdog import Watchdog
 
 __all__ = ["Ticker"]
 

@@ -31,7 +31,8 @@ from ..events import (
 from ..model import ExtensionService, ServiceId, ServiceStatus
 from ..registry import Store
 from ..subscription import Subscription
-from ..watchdog import Timer, Watchdog
+from ..timers import Timer
+from ..watchdog import Watchdog
 from .base import Sink, error_text, not_managed, refused
 from .cycle import Cycles
 from .detector import detector_for

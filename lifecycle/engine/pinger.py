@@ -16,7 +16,8 @@ from typing import Generic, Protocol, TypeVar
 from ..connector import Hooks
 from ..events import Heartbeat, LifecycleEvent
 from ..model import ExtensionService, ServiceId
-from ..watchdog import Timer, Watchdog
+from ..timers import Timer
+from ..watchdog import Watchdog
 from .base import Sink, error_text
 from .guard import Guard
 from .runner import Executor

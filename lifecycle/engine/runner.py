@@ -20,7 +20,8 @@ from ..connector import Hooks
 from ..errors import ConnectionFailed
 from ..model import ExtensionService
 from ..pool import WorkerPool
-from ..watchdog import Timer, Watchdog
+from ..timers import Timer
+from ..watchdog import Watchdog
 from .base import error_text
 
 __all__ = ["Executor", "InlineExecutor", "Outcome", "PoolExecutor", "call_hook", "connect_first", "within"]

@@ -1,0 +1,242 @@
+"""A timer queue that knows nothing of threads: its caller runs what is due and decides how to wait.
+
+As kombu's `asynchronous/timer.py` leaves threading to its caller, `TimerQueue` only keeps
+timers and runs the due ones when asked (`run_due`), answering how long until the next. The
+`Watchdog` drives one from its thread; `run_pending` drives it from a test's thread.
+
+Timers due within the same millisecond share one `sched` event (a slot), so a burst of
+deadlines costs a list walk rather than a heap push and pop each. A slot's event is entered for
+its earliest timer and runs only the timers already due, in time order, so no timer ever fires
+early; the rest get a new event at their own time. An action that raises is logged and the
+queue goes on.
+
+Locking: `_slot_lock` guards the slots; `sched` guards its heap. Actions run with neither held.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sched
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Timer", "TimerQueue"]
+
+log = logging.getLogger("lifecycle")
+
+
+def _clock() -> float:
+    # Looked up at call time so freezegun's patched time.monotonic is honoured;
+    # sched's default timefunc is bound at import and would escape it.
+    return time.monotonic()
+
+
+def _no_delay(_seconds: float) -> None:
+    # sched.run(blocking=False) calls delayfunc(0) after every action; sleeping there
+    # costs ~56 us per fired timer and nothing needs it.
+    return None
+
+
+class Timer:
+    """A handle to one entered action; `cancel` is O(1) and the stale entry later fires as a no-op."""
+
+    __slots__ = ("when", "action", "args", "cancelled", "batched")
+
+    def __init__(self, when: float, action: Callable[..., Any], args: tuple[Any, ...],
+                 batched: bool = False) -> None:
+        self.when = when
+        self.action = action
+        self.args = args
+        self.cancelled = False
+        self.batched = batched  # entered by call_at_batched: args is (item,)
+
+    def cancel(self) -> None:
+        """Make the timer do nothing when it comes due; safe from any thread, idempotent."""
+        self.cancelled = True
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self.cancelled else "armed"
+        return f"<Timer at {self.when:.3f} {getattr(self.action, '__name__', self.action)!r} {state}>"
+
+
+_SLOTS_PER_SECOND = 1000.0
+
+# Timers are kept within +/- this many seconds of the clock's origin (~31,700 years): far beyond
+# any real deadline, and small enough that the slot arithmetic and every wait stay finite.
+FAR = 1e12
+
+
+def _due(timer: Timer) -> float:
+    return timer.when
+
+
+class TimerQueue:
+    """Timers in millisecond slots over one `sched.scheduler`; `run_due` runs those due and says when next."""
+
+    def __init__(self) -> None:
+        self._sched = sched.scheduler(self._time, _no_delay)
+        # Set by run_due(now=...): "now" stays where the call began (see there).
+        self._now: float | None = None
+        self._fired = 0
+        self._slot_lock = threading.Lock()
+        self._slots: dict[int, list[Timer]] = {}
+        self._slot_at: dict[int, float] = {}  # when each slot's earliest sched event fires
+        self._queued = 0  # timers in the slots, cancelled ones included until they come due
+        self._lateness: float | None = None  # how late the latest live timer ran
+
+    def timer(self, when: float, action: Callable[..., Any], args: tuple[Any, ...], batched: bool = False) -> Timer:
+        """A timer for `when` (clamped; NaN refused here, in the caller's thread), not yet entered."""
+        return Timer(self.clamp(when), action, args, batched)
+
+    @staticmethod
+    def clamp(when: float) -> float:
+        if math.isnan(when):
+            raise ValueError("a timer's time must be a number, not NaN")
+        return min(max(when, -FAR), FAR)
+
+    def empty(self) -> bool:
+        return self._sched.empty()
+
+    def armed(self) -> int:
+        """How many timers are entered and not cancelled (O(n); for tests and diagnostics)."""
+        with self._slot_lock:
+            return sum(1 for slot in self._slots.values() for timer in slot if not timer.cancelled)
+
+    def queued(self) -> int:
+        """Timers entered and not yet come due, cancelled ones included (O(1), unlike `armed`)."""
+        return self._queued
+
+    @property
+    def lateness(self) -> float | None:
+        """Seconds between the most recent live timer's time and when it ran; None before any ran."""
+        return self._lateness
+
+    @property
+    def fired(self) -> int:
+        """Live timers run so far."""
+        return self._fired
+
+    def run_due(self, now: float | None = None) -> float | None:
+        """Run every timer due; return the seconds until the next one (None: none is entered).
+
+        With `now`, "now" stays there for the whole call: a timer that an action enters, or that
+        comes due because an action let (test) time move on, waits for the next call. Otherwise
+        an action that takes longer than its own period would keep the call busy forever.
+        """
+        self._now = now
+        try:
+            return self._sched.run(blocking=False)
+        finally:
+            self._now = None
+
+    def cancel_all(self) -> None:
+        with self._slot_lock:
+            for slot in self._slots.values():
+                for timer in slot:
+                    timer.cancelled = True
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: fresh locks (a parent thread may have held them)."""
+        # sched guards its heap with a private RLock; there is no public way to renew it.
+        self._sched._lock = threading.RLock()  # type: ignore[attr-defined]
+        self._slot_lock = threading.Lock()
+
+    def add(self, timer: Timer) -> None:
+        """Enter `timer`."""
+        key = math.floor(timer.when * _SLOTS_PER_SECOND)
+        with self._slot_lock:
+            self._queued += 1
+            slot = self._slots.get(key)
+            if slot is None:
+                self._slots[key] = [timer]
+            else:
+                slot.append(timer)
+                if timer.when >= self._slot_at[key]:
+                    return
+            self._slot_at[key] = timer.when
+            self._sched.enterabs(timer.when, 0, self._fire_slot, (key,))
+
+    def add_many(self, timers: list[Timer]) -> None:
+        """`add` for each timer, under one acquisition of the slot lock."""
+        slots, slot_at, floor = self._slots, self._slot_at, math.floor
+        enter, fire = self._sched.enterabs, self._fire_slot
+        with self._slot_lock:
+            self._queued += len(timers)
+            for timer in timers:
+                when = timer.when
+                key = floor(when * _SLOTS_PER_SECOND)
+                slot = slots.get(key)
+                if slot is None:
+                    slots[key] = [timer]
+                else:
+                    slot.append(timer)
+                    if when >= slot_at[key]:
+                        continue
+                slot_at[key] = when
+                enter(when, 0, fire, (key,))
+
+    def _time(self) -> float:
+        now = self._now
+        return _clock() if now is None else now
+
+    def _fire_slot(self, key: int) -> None:
+        now = self._time()
+        with self._slot_lock:
+            slot = self._slots.pop(key, None)
+            if slot is None:
+                return  # an earlier event for this slot already ran everything
+            del self._slot_at[key]
+            due = [timer for timer in slot if timer.when <= now]
+            self._queued -= len(due)
+            if len(due) < len(slot):
+                rest = [timer for timer in slot if timer.when > now]
+                self._slots[key] = rest
+                at = self._slot_at[key] = min(timer.when for timer in rest)
+                self._sched.enterabs(at, 0, self._fire_slot, (key,))
+        if len(due) > 1:
+            due.sort(key=_due)
+        index = 0
+        while index < len(due):
+            timer = due[index]
+            end = index + 1
+            try:
+                if timer.batched:
+                    action = timer.action
+                    while end < len(due) and due[end].batched and due[end].action == action:
+                        end += 1
+                    self._fire_batch(due[index:end])
+                else:
+                    self._fire(timer)
+            except BaseException:
+                # Only an interrupt gets here (run_pending in the owner's thread): keep the rest queued.
+                for later in due[end:]:
+                    self.add(later)
+                raise
+            index = end
+
+    def _fire(self, timer: Timer) -> None:
+        if timer.cancelled:
+            return
+        timer.cancelled = True
+        self._fired += 1
+        self._lateness = max(0.0, self._time() - timer.when)
+        try:
+            timer.action(*timer.args)
+        except Exception:
+            log.exception("lifecycle: timer action %r raised; the watchdog goes on", timer.action)
+
+    def _fire_batch(self, timers: list[Timer]) -> None:
+        live = [timer for timer in timers if not timer.cancelled]
+        if not live:
+            return
+        for timer in live:
+            timer.cancelled = True
+        self._fired += len(live)
+        self._lateness = max(0.0, self._time() - live[-1].when)
+        try:
+            live[0].action([timer.args[0] for timer in live])
+        except Exception:
+            log.exception("lifecycle: timer action %r raised; the watchdog goes on", live[0].action)
