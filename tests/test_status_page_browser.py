@@ -260,28 +260,32 @@ class Beat:
 def test_the_page_lists_the_services_counts_and_events(browser, server):
     served = server()
     alpha = start(served.manager, "alpha", "alpha-1")
+    beat = Beat(served.manager, alpha)  # alive however long the browser takes to load the page
     start(served.manager, "beta", "beta-1")
     served.manager.handle_error("beta-1", "database gone")
-    browser.get(served.page)
+    try:
+        browser.get(served.page)
 
-    wait(browser, lambda b: len(rows(b)) == 2, "the table never listed both services")
-    listed = {row["id"]: row for row in rows(browser)}
-    assert listed[alpha]["name"] == "alpha" and listed[alpha]["badge"] == "running"
-    assert listed["beta-1"]["badge"] == "reconnecting" and listed["beta-1"]["Reconnect attempt"] == "1 of 3"
-    assert "ago" in listed[alpha]["Last heartbeat"]
-    counts = browser.execute_script(
-        "return Object.fromEntries(Array.from(document.querySelectorAll('#counts button'))"
-        ".map((b) => [b.dataset.status || 'all', Number(b.querySelector('.n').textContent)]));"
-    )
-    assert counts == {"all": 2, "running": 1, "starting": 0, "reconnecting": 1, "error": 0, "stopping": 0,
-                      "stopped": 0}
-    events = text_of(browser, "events").splitlines()
-    assert any("beta: database gone" in line for line in events)
-    # Newest first: beta's reconnect attempt is listed above alpha's start.
-    first_reconnect = next(i for i, line in enumerate(events) if "reconnect attempt 1 of 3" in line)
-    alpha_started = next(i for i, line in enumerate(events) if line.endswith("service started alpha"))
-    assert first_reconnect < alpha_started
-    assert text_of(browser, "connection") == ""
+        wait(browser, lambda b: len(rows(b)) == 2, "the table never listed both services")
+        listed = {row["id"]: row for row in rows(browser)}
+        assert listed[alpha]["name"] == "alpha" and listed[alpha]["badge"] == "running"
+        assert listed["beta-1"]["badge"] == "reconnecting" and listed["beta-1"]["Reconnect attempt"] == "1 of 3"
+        assert "ago" in listed[alpha]["Last heartbeat"]
+        counts = browser.execute_script(
+            "return Object.fromEntries(Array.from(document.querySelectorAll('#counts button'))"
+            ".map((b) => [b.dataset.status || 'all', Number(b.querySelector('.n').textContent)]));"
+        )
+        assert counts == {"all": 2, "running": 1, "starting": 0, "reconnecting": 1, "error": 0, "stopping": 0,
+                          "stopped": 0}
+        events = text_of(browser, "events").splitlines()
+        assert any("beta: database gone" in line for line in events)
+        # Newest first: beta's reconnect attempt is listed above alpha's start.
+        first_reconnect = next(i for i, line in enumerate(events) if "reconnect attempt 1 of 3" in line)
+        alpha_started = next(i for i, line in enumerate(events) if line.endswith("service started alpha"))
+        assert first_reconnect < alpha_started
+        assert text_of(browser, "connection") == ""
+    finally:
+        beat.stop()
 
 
 def test_a_service_name_with_markup_is_shown_as_text(browser, server):
