@@ -23,7 +23,7 @@ from types import TracebackType
 from . import _validate, signals
 from ._forksafe import hold_across_fork
 from .config import LifecycleConfig
-from .connector import bind_connector, resolve_connector
+from .connector import Hooks, bind_connector, resolve_connector
 from .dispatch import Dispatcher
 from .engine import Engine, build_engine
 from .engine.base import error_text
@@ -212,13 +212,28 @@ class LifecycleManager:
         If `connect` raises, the service is unregistered, nothing is emitted and
         `ConnectionFailed` is raised from the connector's error.
         """
+        return self._engine.start(service, self._checked(service, connector))
+
+    def declare(self, service: ExtensionService, *, connector: object = None) -> ServiceId:
+        """Desired state: start `service`, or join it where the registry already has it; idempotent.
+
+        Never raises because the registry is unreachable or the connect failed: it logs once and
+        keeps trying with backoff in the background. A fleet registers declared services again
+        after the registry lost its data; `stop_service` forgets the declaration. Give the service
+        an explicit `id` so that every process declares the same one.
+        """
+        return self._engine.declare(service, self._checked(service, connector))
+
+    def _checked(self, service: object, connector: object) -> Hooks | None:
+        """The hooks for a service about to start; refuses a closed manager or a wrong type first."""
         self._check_open()
         if not isinstance(service, ExtensionService):
             raise TypeError(f"service must be an ExtensionService, not {type(service).__name__}")
-        hooks = self._hooks if connector is None else resolve_connector(connector)
-        if connector is not None:
-            bind_connector(connector, self)
-        return self._engine.start(service, hooks)
+        if connector is None:
+            return self._hooks
+        hooks = resolve_connector(connector)
+        bind_connector(connector, self)
+        return hooks
 
     def stop_service(self, id: str) -> None:
         """STOPPING, cancel its timers, `disconnect` (errors logged), STOPPED, unregister, `service_stopped`."""

@@ -30,6 +30,7 @@ from ..subscription import Subscription
 from ..timers import Timer
 from ..watchdog import Watchdog
 from .base import Sink, check_id, error_text, label, not_managed, refused
+from .declare import Declarations
 from .fleetlog import follow_log
 from .guard import Guard
 from .lease import Ticker
@@ -85,6 +86,7 @@ class FleetEngine:
         self._policy = ReconnectPolicy.of(config)
         self._locals: dict[str, _Local] = {}
         self._guard = Guard(watchdog)
+        self._declarations = Declarations(watchdog, executor, self.start)
         self._pinger = Pinger(watchdog, self._guard, executor, sink, self._ping_target, self._record_ping)
         self._inflight: dict[str, Outcome] = {}
         self._closed = False
@@ -92,7 +94,8 @@ class FleetEngine:
         self.ticker.start()
         if executor.threaded:  # manual mode has no thread at all: run_pending is its only clock
             # Nobody else wakes the leader when another process sets a deadline or an attempt: the log tells it.
-            follow_log(registry, self._nudge, lambda: not self._closed)
+            # What was set before it follows the log is caught by a sweep as soon as it does.
+            follow_log(registry, self._nudge, lambda: not self._closed, on_ready=lambda: self.ticker.poke(0.0))
 
     shared = True
 
@@ -150,6 +153,9 @@ class FleetEngine:
         self._sink.emit(events)
         return sid
 
+    def declare(self, service: ExtensionService, hooks: Hooks | None) -> ServiceId:
+        return self._declarations.declare(service, hooks)
+
     def _undo(self, sid: str) -> None:
         """Undo a registration whose start failed."""
         with contextlib.suppress(LifecycleError):
@@ -167,6 +173,7 @@ class FleetEngine:
 
     def stop(self, id: str, deadline: float | None) -> None:
         check_id(id)
+        self._declarations.forget(id)  # stopped on purpose: this process does not bring it back
         prior, events = self._registry.begin_stop(id)
         if prior is None:
             raise not_managed(id, _IN_FLEET)
@@ -389,13 +396,15 @@ class FleetEngine:
         return bool(events)
 
     def _restore_local(self) -> None:
-        """The server lost its data (emptied or replaced): register this process's services again."""
+        """The server lost its data (emptied or replaced): register again what this process holds or declared."""
         with self.lock:
-            services = [local.service for local in self._locals.values()]
-        restored = sum(1 for service in services if self._registry.restore(service, self._timeout))
+            services = {local.id: local.service for local in self._locals.values()}
+        for service in self._declarations.services():
+            services.setdefault(service.id, service)
+        restored = [service.name for service in services.values() if self._registry.restore(service, self._timeout)]
         if restored:
-            log.warning("lifecycle: the registry lost its data; %d service(s) of this process registered again",
-                        restored)
+            log.warning("lifecycle: the registry lost its data; %d service(s) of this process registered again: %s",
+                        len(restored), ", ".join(repr(name) for name in restored))
 
     # -- pings of the services this process holds ---------------------------------------------
 
@@ -435,6 +444,7 @@ class FleetEngine:
     def after_fork_in_child(self) -> None:
         self.lock = threading.RLock()
         self._guard.after_fork_in_child()
+        self._declarations.after_fork_in_child()
         self._inflight.clear()
         for local in self._locals.values():
             local.ping_busy = False

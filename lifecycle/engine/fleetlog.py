@@ -16,21 +16,27 @@ log = logging.getLogger("lifecycle")
 
 
 def follow_log(registry: SharedRegistry, deliver: Callable[[list[LifecycleEvent]], None],
-               active: Callable[[], bool], *, start: str | None = None, poll: float = 0.5) -> threading.Thread:
+               active: Callable[[], bool], *, start: str | None = None,
+               on_ready: Callable[[], None] | None = None, poll: float = 0.5) -> threading.Thread:
     """Start a daemon thread calling `deliver(events)` for each batch the log gets, while `active()`.
 
-    It reads after entry `start` (None: from when the thread first reaches the server) and blocks
+    It reads after entry `start` (None: the log's end when the thread first reaches the server,
+    after which it calls `on_ready`, so its caller can catch up on what came before) and blocks
     on the server at most `poll` seconds at a time, so it notices the end that soon. A failure is
     logged once until reading works again; reading resumes from the last entry seen, so nothing the
     log still holds is missed. `deliver` runs on this thread; an exception from it is logged.
     """
 
     def run() -> None:
-        after = "$" if start is None else start
+        after = start
         down = False
         pause = threading.Event()
         while active():
             try:
+                if after is None:
+                    after = registry.last_event_id()
+                    if on_ready is not None:
+                        on_ready()
                 rows = registry.read_events(after, block=poll)
             except Exception as exc:
                 # Whatever went wrong (an outage, a reply it cannot read), the reader must not die

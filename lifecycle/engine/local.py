@@ -35,6 +35,7 @@ from ..timers import Timer
 from ..watchdog import Watchdog
 from .base import Sink, error_text, not_managed, refused
 from .cycle import Cycles
+from .declare import Declarations
 from .detector import detector_for
 from .entry import Entry
 from .guard import Guard
@@ -82,6 +83,7 @@ class LocalEngine:
         # Timer actions, guarded once here (a batched timer groups by the callable it was given).
         self._deadlines_due = self._guard.wrap(self._on_deadlines)
         self._cycles = Cycles(self._book, self._intensity, watchdog, rng, self._guard.wrap(self._on_attempt_due))
+        self._declarations = Declarations(watchdog, executor, self.start)
         self._pinger = Pinger(watchdog, self._guard, executor, sink, self._ping_target, self._record_ping)
 
     leader = True
@@ -155,6 +157,9 @@ class LocalEngine:
         self._sink.emit(out)
         return entry.id
 
+    def declare(self, service: ExtensionService, hooks: Hooks | None) -> ServiceId:
+        return self._declarations.declare(service, hooks)
+
     def _forget(self, entry: Entry) -> None:
         """Undo a registration whose start failed: no entry, no registration, no timer."""
         with self.lock, contextlib.suppress(ServiceNotFound):
@@ -170,6 +175,7 @@ class LocalEngine:
                 raise not_managed(id)
             if entry.id in self._stopping:
                 return
+            self._declarations.forget(entry.id)
             self._stopping.add(entry.id)
             entry.cancel_timers()
             self._book.move(entry, STOPPING, out)
@@ -496,5 +502,6 @@ class LocalEngine:
     def after_fork_in_child(self) -> None:
         self.lock = threading.RLock()
         self._guard.after_fork_in_child()
+        self._declarations.after_fork_in_child()
         for entry in self._entries.values():
             entry.ping_busy = False

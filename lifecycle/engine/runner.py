@@ -95,6 +95,12 @@ def _close_late(hooks: Hooks, service: ExtensionService, outcome: Outcome, keep:
         log.warning("lifecycle: disconnect of a late connection of %r failed: %s", service.name, error_text(error))
 
 
+def _log_failure(future: Future[Any]) -> None:
+    error = future.exception()
+    if error is not None:
+        log.error("lifecycle: a background connector call failed: %s", error_text(error), exc_info=error)
+
+
 class Executor(Protocol):
     threaded: bool
 
@@ -107,6 +113,10 @@ class Executor(Protocol):
              done: Callable[[BaseException | None], None]) -> None: ...
 
     def disconnect(self, hooks: Hooks, service: ExtensionService, limit: float, who: str) -> None: ...
+
+    def run(self, fn: Callable[[], object]) -> None:
+        """Run `fn` where connector calls run (it calls one)."""
+        ...
 
     def shutdown(self, timeout: float) -> None: ...
 
@@ -139,6 +149,9 @@ class InlineExecutor:
         error = call_hook(hooks.disconnect, service)
         if error is not None:
             log.warning("lifecycle: disconnect of %s failed: %s", who, error_text(error))
+
+    def run(self, fn: Callable[[], object]) -> None:
+        fn()
 
     def shutdown(self, timeout: float) -> None:
         return None
@@ -174,7 +187,11 @@ class PoolExecutor:
             _close_late(hooks, service, outcome, keep)
 
         outcome.timeout = self._watchdog.call_later(timeout, timed_out)
-        self._pool.submit(hooks.connect, service).add_done_callback(returned)
+        future = self._submit(hooks.connect, service)
+        if future is None:
+            outcome.cancel_timeout()
+            return
+        future.add_done_callback(returned)
 
     def ping(self, fn: Hook, service: ExtensionService, timeout: float,
              done: Callable[[BaseException | None], None]) -> None:
@@ -186,22 +203,38 @@ class PoolExecutor:
                 error = TimeoutError(f"ping took longer than {timeout:g} s")
             done(error)
 
-        self._pool.submit(fn, service).add_done_callback(returned)
+        future = self._submit(fn, service)
+        if future is not None:
+            future.add_done_callback(returned)
 
     def disconnect(self, hooks: Hooks, service: ExtensionService, limit: float, who: str) -> None:
         """`disconnect` bounded by `limit` seconds, waited for in the caller's thread."""
         if hooks.disconnect is None:
             return
-        if self._pool.closed:
+        future = self._submit(hooks.disconnect, service)
+        if future is None:  # the pool is shut down (the manager is): run it here
             self._inline.disconnect(hooks, service, limit, who)
             return
-        future: Future[Any] = self._pool.submit(hooks.disconnect, service)
         try:
             future.result(timeout=limit)
         except FutureTimeout:
             log.warning("lifecycle: disconnect of %s still running after %.3g s; abandoned", who, limit)
         except Exception as exc:
             log.warning("lifecycle: disconnect of %s failed: %s", who, error_text(exc))
+
+    def run(self, fn: Callable[[], object]) -> None:
+        future = self._submit(fn)
+        if future is not None:
+            future.add_done_callback(_log_failure)
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
+        """The pool's future for `fn(*args)`, or None once the pool is shut down (the manager is closing)."""
+        try:
+            return self._pool.submit(fn, *args)
+        except RuntimeError:
+            if not self._pool.closed:
+                raise
+            return None
 
     def shutdown(self, timeout: float) -> None:
         self._pool.shutdown(timeout)

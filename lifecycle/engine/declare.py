@@ -1,0 +1,120 @@
+"""Declared services: desired state that this process asserts until the registry holds it.
+
+`declare` is idempotent: it starts the service, or joins it where the registry already has it
+(the fleet), or finds it already started here. A failure the registry or the connector reports
+(unreachable, refused, connect failed) never reaches the caller: it is logged once per service
+and cause, and the declaration is asserted again with backoff until it holds. After the
+registry lost its data a fleet registers every declared service again (`services`). A service
+stopped on purpose here is forgotten, so this process does not bring it back.
+
+Locking: `_lock` guards the declarations and their retry timers; starting runs outside it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from collections.abc import Callable
+
+from ..connector import Hooks
+from ..errors import LifecycleError, ServiceAlreadyExists
+from ..model import ExtensionService, ServiceId
+from ..timers import Timer
+from ..watchdog import Watchdog
+from .runner import Executor
+
+__all__ = ["Declarations"]
+
+log = logging.getLogger("lifecycle")
+
+Start = Callable[[ExtensionService, "Hooks | None"], ServiceId]
+
+
+class _Declared:
+    __slots__ = ("service", "hooks", "retry", "delay", "failing")
+
+    def __init__(self, service: ExtensionService, hooks: Hooks | None) -> None:
+        self.service = copy.deepcopy(service)
+        self.hooks = hooks
+        self.retry: Timer | None = None
+        self.delay = 0.0
+        self.failing: tuple[str, str] | None = None  # the cause last logged
+
+
+class Declarations:
+    """This process's declared services, each asserted through `start` until it holds."""
+
+    def __init__(self, watchdog: Watchdog, executor: Executor, start: Start, *, first: float = 0.5,
+                 most: float = 30.0) -> None:
+        self._watchdog = watchdog
+        self._executor = executor
+        self._start = start
+        self._first = first
+        self._most = most
+        self._lock = threading.Lock()
+        self._declared: dict[str, _Declared] = {}
+
+    def declare(self, service: ExtensionService, hooks: Hooks | None) -> ServiceId:
+        """Assert `service` now, in this thread; on failure keep trying in the background. Its id either way."""
+        with self._lock:
+            known = self._declared.get(service.id)
+            if known is None:
+                known = self._declared[service.id] = _Declared(service, hooks)
+        return self._assert(known)
+
+    def forget(self, id: str) -> None:
+        """Stopped on purpose: not asserted any more."""
+        with self._lock:
+            known = self._declared.pop(id, None)
+            if known is not None and known.retry is not None:
+                known.retry.cancel()
+
+    def services(self) -> list[ExtensionService]:
+        """Every declared service (what a fleet registers again after the registry lost its data)."""
+        with self._lock:
+            return [known.service for known in self._declared.values()]
+
+    def _again(self, known: _Declared) -> None:
+        with self._lock:
+            if self._declared.get(known.service.id) is not known:
+                return  # forgotten meanwhile
+            known.retry = None
+        # A start connects: user code, so off the watchdog thread when there are threads.
+        self._executor.run(lambda: self._assert(known))
+
+    def _assert(self, known: _Declared) -> ServiceId:
+        service = known.service
+        try:
+            sid = self._start(service, known.hooks)
+        except ServiceAlreadyExists as exc:  # already started here (by id or by name): it holds
+            sid = ServiceId(exc.id or service.id)
+        except LifecycleError as exc:
+            self._failed(known, exc)
+            return service.id
+        if known.failing is not None:
+            log.warning("lifecycle: declared service %r is registered again (%s)", service.name, sid)
+            known.failing = None
+        known.delay = 0.0
+        return sid
+
+    def _failed(self, known: _Declared, exc: LifecycleError) -> None:
+        # Its kind, not its text (a connect's message often counts or times something): one cause.
+        inner = exc.__cause__
+        cause = (type(exc).__name__, "" if inner is None else type(inner).__name__)
+        if cause != known.failing:
+            log.error("lifecycle: declared service %r is not registered yet: %s; retried with backoff "
+                      "(logged once per cause)", known.service.name, exc)
+            known.failing = cause
+        known.delay = self._first if known.delay == 0.0 else min(known.delay * 2, self._most)
+        with self._lock:
+            if self._declared.get(known.service.id) is known and known.retry is None:
+                known.retry = self._watchdog.call_later(known.delay, self._again, known)
+
+    def pending(self) -> list[ExtensionService]:
+        """Declared services not registered yet (still being retried): what a health check should report."""
+        with self._lock:
+            return [known.service for known in self._declared.values() if known.failing is not None]
+
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
