@@ -114,6 +114,7 @@ class LifecycleManager:
             self._watchdog.stop(0.0)
             self._executor.shutdown(0.0)
             raise
+        self._beat = engine.beat  # bound once: the heartbeat is the hot path
         _managers.add(self)
 
     @property
@@ -292,7 +293,7 @@ class LifecycleManager:
         """
         if self._closed:
             raise ManagerClosed("the manager is shut down")
-        self._engine.beat(id)
+        self._beat(id)
         if not next(self._beats) & 31:
             self._watchdog.yield_if_due()
         if _heartbeat_received.receivers or self._subscriptions:

@@ -235,7 +235,7 @@ class FleetEngine:
         service = self._registry.get(id)
         if service is None:
             raise not_managed(id, _IN_FLEET)
-        plan = ReconnectPolicy.of(self._config, service.transport).begin(self._rng)
+        plan = self._policy.of_service(self._config, service.transport).begin(self._rng)
         prior, events = self._registry.report_error(id, text, None if plan.mode == "error" else plan)
         if prior is None:
             raise not_managed(id, _IN_FLEET)
@@ -252,7 +252,7 @@ class FleetEngine:
         if service is None:
             raise not_managed(id, _IN_FLEET)
         # With a connector attempt 1 is due at once; without one it waits the usual first delay for a heartbeat.
-        policy = ReconnectPolicy.of(self._config, service.transport)
+        policy = self._policy.of_service(self._config, service.transport)
         plan = policy.plan(1, self._rng, at_once=self._hooks_for(id) is not None)
         prior, events = self._registry.restart(id, plan)
         if prior is None:
@@ -370,7 +370,7 @@ class FleetEngine:
             if self._inflight.get(sid) is not outcome:
                 return False
             del self._inflight[sid]
-        policy = ReconnectPolicy.of(self._config, service.transport)
+        policy = self._policy.of_service(self._config, service.transport)
         if error is not None:
             log.warning("lifecycle: reconnect attempt %d/%d of %r (%s) failed: %s", attempt,
                         policy.max_attempts, service.name, sid, error_text(error))

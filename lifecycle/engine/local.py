@@ -73,6 +73,8 @@ class LocalEngine:
         self._sink = sink
         self._rng = rng
         self._detector = detector_for(config)
+        self._tracks = self._detector.tracks_beats  # read on every heartbeat
+        self._policy = ReconnectPolicy.of(config)
         self._intensity = RestartIntensity.of(config)
         self._entries: dict[str, Entry] = {}
         self._stopping: set[str] = set()  # ids between STOPPING and unregistered
@@ -131,7 +133,7 @@ class LocalEngine:
 
     def start(self, service: ExtensionService, hooks: Hooks | None) -> ServiceId:
         timeout, interval = service_timing(self._config, service.name, service.transport)
-        entry = Entry(service, hooks, ReconnectPolicy.of(self._config, service.transport), timeout, interval,
+        entry = Entry(service, hooks, self._policy.of_service(self._config, service.transport), timeout, interval,
                       self._intensity.times())
         with self.lock:
             if self._closed:
@@ -226,7 +228,7 @@ class LocalEngine:
         status = self._registry.heartbeat(id)
         if status is not RUNNING and status is not STARTING:
             self._beat_slow(entry)
-        elif self._detector.tracks_beats:  # the entry is not touched otherwise
+        elif self._tracks:  # the entry is not touched otherwise
             self._tracked_beat(entry)
 
     def _tracked_beat(self, entry: Entry) -> None:

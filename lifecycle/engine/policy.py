@@ -35,6 +35,12 @@ class ReconnectPolicy:
         return cls(config.backoff, config.auto_reconnect and transport.auto_reconnect,
                    config.max_reconnect_attempts if limit is None else limit)
 
+    def of_service(self, config: LifecycleConfig, transport: TransportConfig) -> ReconnectPolicy:
+        """This (the config's) policy, or the one `transport` overrides it with (`of`): most services share it."""
+        if transport.auto_reconnect and transport.max_reconnect_attempts is None:
+            return self
+        return ReconnectPolicy.of(config, transport)
+
     def begin(self, rng: random.Random) -> Plan:
         """When a service leaves RUNNING (timeout, error): a reconnect cycle with attempt 1, or stay in ERROR."""
         return self.plan(1, rng) if self.auto_reconnect else Plan("error")
