@@ -17,14 +17,12 @@ from ..model import ServiceStatus
 from ..watchdog import Watchdog
 from .entry import Entry
 from .policy import RestartIntensity
-from .states import StatusBook
+from .states import ERROR, RECONNECTING, StatusBook
 
 __all__ = ["Cycles"]
 
 log = logging.getLogger("lifecycle")
 
-RECONNECTING = ServiceStatus.RECONNECTING
-ERROR = ServiceStatus.ERROR
 
 
 class Cycles:

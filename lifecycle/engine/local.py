@@ -42,7 +42,7 @@ from .guard import Guard
 from .pinger import Pinger
 from .policy import ReconnectPolicy, RestartIntensity, service_timing
 from .runner import Executor, Outcome, connect_first, within
-from .states import StatusBook
+from .states import ERROR, RECONNECTING, RUNNING, STARTING, STOPPED, STOPPING, StatusBook
 
 __all__ = ["LocalEngine"]
 
@@ -51,13 +51,6 @@ __all__ = ["LocalEngine"]
 _Expired = tuple[Entry, ServiceStatus, "int | None", float]
 
 log = logging.getLogger("lifecycle")
-
-RUNNING = ServiceStatus.RUNNING
-STARTING = ServiceStatus.STARTING
-STOPPING = ServiceStatus.STOPPING
-STOPPED = ServiceStatus.STOPPED
-ERROR = ServiceStatus.ERROR
-RECONNECTING = ServiceStatus.RECONNECTING
 
 
 class LocalEngine:
