@@ -26,6 +26,7 @@ from ..manager import LifecycleManager
 from ..model import ExtensionService, ServiceFilter, ServiceStatus
 from . import _page
 from ._eventlog import event_log
+from ._process import declared_services
 from ._settings import Settings
 
 __all__ = [
@@ -203,16 +204,24 @@ def get_service(manager: LifecycleManager, id: str) -> Reply:
 def healthz(manager: LifecycleManager) -> Reply:
     """GET /healthz: 200 when every service is RUNNING, else 503 listing the others by id and status.
 
+    With SERVICES declared, also 503 while any of them is not registered yet (the registry is
+    unreachable, or its connect keeps failing and is retried with backoff): the body's `pending`
+    lists them by id and name (its `status` is "pending" when nothing registered is failing).
+
     Load balancers ask often, so the usual answer costs O(services not RUNNING), not O(services):
     the registry's counts tell whether anything is failing, and only failing services are copied
-    (grouped by status, in registration order within each).
+    (grouped by status, in registration order within each). Each declared service costs one
+    status lookup (in fleet mode a round trip to the registry).
     """
     if manager.closed:
         return Reply(503, {"status": "closed", "failing": []})
+    declared = declared_services(manager)
+    pending = [{"id": str(sid), "name": name} for sid, name in declared if manager.get_status(sid) is None]
     registry = manager.registry
     stats = registry.stats()
-    if stats.running == stats.total:
-        return Reply(200, {"status": "ok", "services": stats.total, "failing": []})
+    extra: dict[str, Any] = {"pending": pending} if declared else {}
+    if stats.running == stats.total and not pending:
+        return Reply(200, {"status": "ok", "services": stats.total, "failing": [], **extra})
     counts = {
         ServiceStatus.STARTING: stats.starting,
         ServiceStatus.RECONNECTING: stats.reconnecting,
@@ -226,7 +235,8 @@ def healthz(manager: LifecycleManager) -> Reply:
         if count
         for s in registry.list(ServiceFilter(status=status))
     ]
-    return Reply(503, {"status": "failing", "services": stats.total, "failing": failing})
+    state = "failing" if failing or not pending else "pending"
+    return Reply(503, {"status": state, "services": stats.total, "failing": failing, **extra})
 
 
 def status(manager: LifecycleManager) -> Reply:

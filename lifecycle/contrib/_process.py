@@ -5,23 +5,32 @@ A process that loads the app may serve nothing: gunicorn's master under `--prelo
 a watchdog there would only time every service out. So the managers built here arm their
 timers but run none until the process serves: at its first request, or right after a fork
 (a server's worker), or when the host calls `start_watching()`.
+
+The same moment each manager declares its SERVICES (`LifecycleManager.declare`), once per
+process: in the process that first serves, and again in every forked worker (a new process
+of the fleet; in memory each worker supervises its own copy). With threads the declarations
+run on a short-lived thread, so a slow connect delays neither the first request nor a
+worker's boot; in manual mode they run inline.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import weakref
 
 from .._forksafe import hold_across_fork
+from ..errors import ManagerClosed
 from ..manager import LifecycleManager
+from ..model import ExtensionService, ServiceId
 from ..registry import Registry
 from ..watchdog import born_held
 from ._eventlog import attach
 from ._settings import Settings
 
-__all__ = ["build_manager", "start_watching"]
+__all__ = ["build_manager", "declared_services", "start_watching"]
 
 log = logging.getLogger("lifecycle")
 
@@ -31,6 +40,22 @@ _at_exit: weakref.WeakKeyDictionary[LifecycleManager, float] = weakref.WeakKeyDi
 _lock = threading.Lock()
 _serving = False  # this process serves requests; read without the lock on every request
 _waiting: weakref.WeakSet[LifecycleManager] = weakref.WeakSet()  # held until the process serves
+
+
+class _Declared:
+    """A manager's SERVICES and the ids it declared them under (what `/healthz` checks)."""
+
+    __slots__ = ("services", "threaded", "ids", "pid")
+
+    def __init__(self, services: tuple[ExtensionService, ...], threaded: bool) -> None:
+        self.services = services
+        self.threaded = threaded
+        # (id, name) per service; the id `declare` returned replaces the configured one once known.
+        self.ids: tuple[tuple[ServiceId, str], ...] = tuple((s.id, s.name) for s in services)
+        self.pid = 0  # the process that declared them last (0: none yet)
+
+
+_declared: weakref.WeakKeyDictionary[LifecycleManager, _Declared] = weakref.WeakKeyDictionary()
 
 
 def build_manager(settings: Settings) -> LifecycleManager:
@@ -50,9 +75,49 @@ def build_manager(settings: Settings) -> LifecycleManager:
                                        autostart=settings.autostart)
         if hold:
             _waiting.add(manager)
+        if settings.services:
+            _declared[manager] = _Declared(settings.services, settings.autostart)
+        serving = _serving
     _at_exit[manager] = settings.shutdown_timeout
     attach(manager)
+    if serving:
+        _declare(manager)
     return manager
+
+
+def declared_services(manager: LifecycleManager) -> tuple[tuple[ServiceId, str], ...]:
+    """The (id, name) of each service `manager` declares from its SERVICES setting; () when none."""
+    entry = _declared.get(manager)
+    return () if entry is None else entry.ids
+
+
+def _declare(manager: LifecycleManager) -> None:
+    """Declare the manager's SERVICES, unless this process already did."""
+    with _lock:
+        entry = _declared.get(manager)
+        pid = os.getpid()
+        if entry is None or entry.pid == pid or manager.closed:
+            return
+        entry.pid = pid
+    if entry.threaded:
+        threading.Thread(target=_declare_all, args=(manager, entry), name="lifecycle-declare", daemon=True).start()
+    else:
+        _declare_all(manager, entry)
+
+
+def _declare_all(manager: LifecycleManager, entry: _Declared) -> None:
+    # `declare` never raises for an unreachable registry or a failed connect: it keeps trying.
+    for index, service in enumerate(entry.services):
+        try:
+            sid = manager.declare(service)
+        except ManagerClosed:
+            return
+        except Exception:
+            log.exception("lifecycle: declaring the service %r from the settings failed", service.name)
+            continue
+        ids = list(entry.ids)
+        ids[index] = (sid, service.name)
+        entry.ids = tuple(ids)
 
 
 def _registry(settings: Settings) -> Registry | None:
@@ -66,7 +131,7 @@ def _registry(settings: Settings) -> Registry | None:
 
 
 def start_watching() -> None:
-    """This process serves: the integrations' managers run their timers from now on.
+    """This process serves: the integrations' managers run their timers from now on and declare their SERVICES.
 
     The Flask and Django integrations call it on every request (a flag test once done) and in
     every forked child. Call it yourself in a process that watches without serving HTTP.
@@ -78,14 +143,19 @@ def start_watching() -> None:
         _serving = True
         waiting = list(_waiting)
         _waiting.clear()
+        declaring = list(_declared)
     for manager in waiting:
         manager._start_watching()
+    for manager in declaring:
+        _declare(manager)
 
 
 def _renew_in_child() -> None:
-    global _lock
+    global _lock, _serving
     _lock = threading.Lock()
-    # A forked child is a server's worker (gunicorn, uwsgi): it is the process that serves.
+    # A forked child is a server's worker (gunicorn, uwsgi): it is the process that serves, and
+    # a new process of the fleet, so it declares again even when its parent had served.
+    _serving = False
     start_watching()
 
 

@@ -13,6 +13,7 @@ import logging
 import math
 import re
 import urllib.parse
+import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -22,9 +23,10 @@ from .._text import quote, shorten
 from ..config import LifecycleConfig
 from ..connector import resolve_connector
 from ..errors import FieldError, LifecycleError
+from ..model import Capability, ExtensionService, ServiceId, TransportConfig
 
-__all__ = ["ConfigurationError", "Settings", "check_settings", "describe_registry", "parse_settings",
-           "redis_url_problems"]
+__all__ = ["ConfigurationError", "Settings", "check_settings", "derived_service_id", "describe_registry",
+           "parse_settings", "redis_url_problems"]
 
 log = logging.getLogger("lifecycle")
 
@@ -34,7 +36,8 @@ Authorize = Callable[[Any], object]
 CONFIG_KEYS = {f.name.upper(): f.name for f in fields(LifecycleConfig)}
 """Setting key -> `LifecycleConfig` field, e.g. HEARTBEAT_TIMEOUT_SECS -> heartbeat_timeout_secs."""
 
-OTHER_KEYS = ("CONNECTOR", "AUTH", "HEARTBEAT_TOKEN", "SHUTDOWN_TIMEOUT", "AUTOSTART", "REDIS_URL", "NAMESPACE")
+OTHER_KEYS = ("CONNECTOR", "AUTH", "HEARTBEAT_TOKEN", "SHUTDOWN_TIMEOUT", "AUTOSTART", "REDIS_URL", "NAMESPACE",
+              "SERVICES")
 
 DEFAULT_NAMESPACE = "lifecycle"
 
@@ -102,6 +105,7 @@ class Settings:
     extra: Mapping[str, Any] | None = None
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
     namespace: str = DEFAULT_NAMESPACE
+    services: tuple[ExtensionService, ...] = ()  # SERVICES: declared by every process when it starts serving
 
     @property
     def protected(self) -> bool:
@@ -174,12 +178,14 @@ class _Check:
         if not isinstance(autostart, bool):
             self.fail("AUTOSTART", f"must be a bool (False: manual mode), not {type(autostart).__name__}", "type")
         redis_url, namespace = self.fleet()
+        services = self.services()
         if self.errors or config is None:
             return None, self.errors
         settings = Settings(
             config=config,
             redis_url=redis_url,
             namespace=namespace,
+            services=services,
             autostart=autostart,
             connector=connector,
             authorize=authorize,
@@ -266,6 +272,171 @@ class _Check:
         elif "NAMESPACE" in values and url is None:
             self.fail("NAMESPACE", f"only means something with {spell('REDIS_URL')} (fleet mode)", "conflict")
         return url, namespace
+
+
+    # -- SERVICES: declared services, each problem named by its index and field ------------------------
+
+    def services(self) -> tuple[ExtensionService, ...]:
+        """SERVICES: a list of mappings of `ExtensionService` fields, each built as every process will declare it."""
+        value = self.values.get("SERVICES")
+        if value is None:
+            return ()
+        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+            self.fail("SERVICES", "must be a list of mappings (one per service, e.g. "
+                      "[{'name': 'search', 'version': '1.0', 'id': 'search'}]), "
+                      f"not {type(value).__name__}", "type")
+            return ()
+        built: list[ExtensionService] = []
+        names: dict[str, int] = {}
+        ids: dict[str, int] = {}
+        for index, entry in enumerate(value):
+            service = self.service(f"[{index}]", entry)
+            if service is None:
+                continue
+            for seen, attribute in ((names, "name"), (ids, "id")):
+                text = str(getattr(service, attribute))
+                if text in seen:
+                    first = f"{self.spell('SERVICES')}[{seen[text]}].{attribute}"
+                    self.fail_at(f"[{index}].{attribute}", f"{quote(text)} is declared twice (also {first}); "
+                                 f"each declared service needs its own {attribute}", "conflict")
+                else:
+                    seen[text] = index
+            built.append(service)
+        return tuple(built)
+
+    def fail_at(self, path: str, message: str, code: str = "invalid", hint: str = "") -> None:
+        """A problem inside SERVICES, named by its path (e.g. "[1].transport.timeout_secs")."""
+        self.errors.append(ConfigurationError(self.spell("SERVICES") + path, message, code=code, setting="SERVICES",
+                                              hint=hint))
+
+    def refused(self, path: str, prefix: str, exc: Exception) -> None:
+        """A model class refused a value: name it by `path` plus the field the error names (after `prefix`)."""
+        if isinstance(exc, FieldError):
+            self.fail_at(f"{path}.{exc.field.removeprefix(prefix)}", exc.detail.replace(prefix, ""), exc.code)
+            return
+        text = str(exc)
+        code = "type" if isinstance(exc, TypeError) else "invalid"
+        head, _, rest = text.partition(" ")
+        if head.startswith(prefix) and rest:
+            self.fail_at(f"{path}.{head.removeprefix(prefix)}", rest, code)
+        else:
+            self.fail_at(path, text, code)
+
+    def fields_known(self, path: str, entry: Mapping[Any, Any], known: Sequence[str], what: str) -> bool:
+        good = True
+        for key in entry:
+            if key in known:
+                continue
+            good = False
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.7) if isinstance(key, str) else []
+            hint = f"did you mean {close[0]!r}?" if close else f"{what} fields: {', '.join(known)}"
+            self.fail_at(f"{path}.{key}" if isinstance(key, str) else path,
+                         "unknown field" if isinstance(key, str) else f"field names must be str, not {quote(key)}",
+                         "unknown", hint)
+        return good
+
+    def service(self, path: str, entry: object) -> ExtensionService | None:
+        if not isinstance(entry, Mapping):
+            self.fail_at(path, f"must be a mapping of ExtensionService fields ({', '.join(SERVICE_FIELDS)}), "
+                         f"not {type(entry).__name__}", "type")
+            return None
+        good = self.fields_known(path, entry, SERVICE_FIELDS, "service")
+        for key in ("name", "version"):
+            if key not in entry:
+                self.fail_at(f"{path}.{key}", "is required", "missing")
+                good = False
+        plain = {key: entry[key] for key in ("name", "version", "id", "description", "metadata") if key in entry}
+        for key, value in plain.items():
+            try:
+                ExtensionService(**{"name": "n", "version": "1", key: value})  # the field's own checks
+            except (TypeError, ValueError) as exc:
+                self.refused(path, "ExtensionService.", exc)
+                good = False
+        capabilities = self.capabilities(f"{path}.capabilities", entry.get("capabilities", []))
+        transport = self.transport(f"{path}.transport", entry.get("transport", {}))
+        if not good or capabilities is None or transport is None:
+            return None
+        if "id" not in plain:
+            plain["id"] = derived_service_id(plain["name"], plain["version"])
+        try:
+            return ExtensionService(**plain, capabilities=capabilities, transport=transport)
+        except (TypeError, ValueError) as exc:  # pragma: no cover - each field was checked above
+            self.refused(path, "ExtensionService.", exc)
+            return None
+
+    def capabilities(self, path: str, value: object) -> list[Capability] | None:
+        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+            self.fail_at(path, f"must be a list of capability names or mappings (name, version, config), "
+                         f"not {type(value).__name__}", "type")
+            return None
+        built: list[Capability] | None = []
+        for index, item in enumerate(value):
+            at = f"{path}[{index}]"
+            try:
+                if isinstance(item, str):
+                    capability = Capability(item)
+                elif isinstance(item, Mapping):
+                    if not self.fields_known(at, item, CAPABILITY_FIELDS, "capability"):
+                        built = None
+                        continue
+                    capability = Capability(**item)
+                else:
+                    self.fail_at(at, f"must be a capability name or a mapping (name, version, config), "
+                                 f"not {type(item).__name__}", "type")
+                    built = None
+                    continue
+            except (TypeError, ValueError) as exc:
+                self.refused(at, "Capability.", exc)
+                built = None
+                continue
+            if built is not None:
+                built.append(capability)
+        return built
+
+    def transport(self, path: str, value: object) -> TransportConfig | None:
+        if isinstance(value, TransportConfig):
+            return value
+        if not isinstance(value, Mapping):
+            self.fail_at(path, f"must be a mapping of TransportConfig fields, not {type(value).__name__}", "type")
+            return None
+        good = self.fields_known(path, value, TRANSPORT_FIELDS, "transport")
+        given = {key: item for key, item in value.items() if key in TRANSPORT_FIELDS}
+        for key, item in given.items():
+            try:
+                TransportConfig(**{key: item})  # the field's own checks, against the defaults
+            except FieldError as exc:
+                if exc.code != "order":  # an order against a default may be fixed by another field
+                    self.refused(path, "TransportConfig.", exc)
+                    good = False
+            except (TypeError, ValueError) as exc:
+                self.refused(path, "TransportConfig.", exc)
+                good = False
+        if not good:
+            return None
+        try:
+            return TransportConfig(**given)
+        except (TypeError, ValueError) as exc:
+            self.refused(path, "TransportConfig.", exc)
+            return None
+
+
+SERVICE_FIELDS = ("name", "version", "id", "description", "capabilities", "transport", "metadata")
+"""The fields of an entry of SERVICES (an `ExtensionService`'s description; its state is not configured)."""
+
+CAPABILITY_FIELDS = tuple(f.name for f in fields(Capability))
+
+TRANSPORT_FIELDS = tuple(f.name for f in fields(TransportConfig))
+
+_SERVICE_ID_NAMESPACE = uuid.UUID("7d1e6f0a-3c2b-5e8f-9a4d-6c1b2e3f4a5b")
+
+
+def derived_service_id(name: str, version: str) -> ServiceId:
+    """The id of a declared service given without one: the same in every process, from its name and version.
+
+    ``uuid5(7d1e6f0a-3c2b-5e8f-9a4d-6c1b2e3f4a5b, f"{name}\\n{version}")`` as text. A new version
+    is a new id; an explicit `id` is better still (it survives a change of version).
+    """
+    return ServiceId(uuid.uuid5(_SERVICE_ID_NAMESPACE, f"{name}\n{version}"))
 
 
 # Each relation LifecycleConfig checks between two fields, by the field it blames.

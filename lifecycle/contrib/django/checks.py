@@ -17,6 +17,9 @@ _OBJ = f"settings.{SETTING}"
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """E001 not a dict, E002 unknown key, E003 invalid value, E004 CONNECTOR/AUTH path that does not import.
 
+    A problem inside SERVICES is an E003 naming its index and field, e.g.
+    `LIFECYCLE['SERVICES'][1].transport.timeout_secs`.
+
     Every bad key is reported, each on its own, from the errors' `code` and `setting`.
     """
     _, errors = _check(_values())
@@ -31,7 +34,7 @@ def _message(error: ConfigurationError) -> checks.CheckMessage:
             obj=_OBJ,
             id="lifecycle.E001",
         )
-    if error.code == "unknown":
+    if error.code == "unknown" and error.key == _spell(error.setting):  # a key, not a field inside SERVICES
         return checks.Error(
             f"{error.key} is not a lifecycle setting.",
             hint=error.hint[:1].upper() + error.hint[1:],
