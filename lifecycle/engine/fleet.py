@@ -149,8 +149,8 @@ class FleetEngine:
         if not events:
             raise InvalidState(f"service {label(service.name, sid)} was stopped while it was starting")
         self._hold(service, hooks)
+        self._sink.emit(events)  # before the leader can act on it: events of a service stay in order
         self.ticker.poke(timeout)
-        self._sink.emit(events)
         return sid
 
     def declare(self, service: ExtensionService, hooks: Hooks | None) -> ServiceId:
@@ -242,9 +242,9 @@ class FleetEngine:
         if prior in (ServiceStatus.STOPPING, ServiceStatus.STOPPED, ServiceStatus.STARTING):
             raise refused(repr(id), "error report", prior)
         log.warning("lifecycle: service %r (%s) reported an error: %s", service.name, id, text)
+        self._sink.emit(events)
         if plan.mode == "retry" and prior is not ServiceStatus.RECONNECTING:
             self.ticker.poke(plan.delay)  # in the leader, attempt 1 runs when due
-        self._sink.emit(events)
 
     def restart(self, id: str) -> None:
         check_id(id)
@@ -260,9 +260,9 @@ class FleetEngine:
         if prior in (ServiceStatus.STOPPING, ServiceStatus.STOPPED, ServiceStatus.STARTING):
             raise refused(repr(id), "restart", prior)
         log.info("lifecycle: service %s is restarted on request", label(service.name, id))
+        self._sink.emit(events)
         if plan.mode == "retry":
             self.ticker.poke(plan.delay)
-        self._sink.emit(events)
 
     def sweep_now(self) -> list[ServiceId]:
         """The leader expires what is due now; others do nothing."""
@@ -327,9 +327,9 @@ class FleetEngine:
             log.warning("lifecycle: service %r (%s) missed its heartbeat deadline",
                         sweep.details.get(sid, Detail("?", True)).name, sid)
         delays = [plan.delay for sid, plan in plans if plan.mode == "retry" and sid in expired]
+        self._sink.emit(events)
         if delays:
             self.ticker.poke(min(delays))
-        self._sink.emit(events)
         return expired
 
     def _attempt(self, sid: str, attempt: int) -> None:
@@ -385,14 +385,14 @@ class FleetEngine:
         if events is None:
             self.ticker.set_leader(False)
             return False
-        if events and error is not None and plan.mode == "retry":
-            self.ticker.poke(plan.delay)
         hooks = self._hooks_for(sid)
         if events and error is None and hooks is not None:
             # Our connector made the connection: we hold it now, so we ping it (the process that
             # started the service may be gone).
             self._hold(service, hooks)
         self._sink.emit(events)
+        if events and error is not None and plan.mode == "retry":
+            self.ticker.poke(plan.delay)
         return bool(events)
 
     def _restore_local(self) -> None:
