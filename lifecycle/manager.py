@@ -293,11 +293,11 @@ class LifecycleManager:
         """
         if self._closed:
             raise ManagerClosed("the manager is shut down")
-        self._beat(id)
+        sid = self._beat(id)
         if not next(self._beats) & 31:
             self._watchdog.yield_if_due()
         if _heartbeat_received.receivers or self._subscriptions:
-            self._dispatcher.dispatch(self, (Heartbeat(ServiceId(id), time.monotonic()),), self._subscriptions)
+            self._dispatcher.dispatch(self, (Heartbeat(sid, time.monotonic()),), self._subscriptions)
 
     def handle_error(self, id: str, error: str | BaseException) -> None:
         """Report an error: `service_error`, ERROR, then (with auto-reconnect) RECONNECTING and attempt 1.

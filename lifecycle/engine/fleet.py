@@ -219,7 +219,7 @@ class FleetEngine:
 
     # -- reports from services ----------------------------------------------------------------
 
-    def beat(self, id: str) -> None:
+    def beat(self, id: str) -> ServiceId:
         check_id(id)
         prior, events = self._registry.beat(id, self._timeout)
         if prior is None:
@@ -229,6 +229,7 @@ class FleetEngine:
         if events:
             log.info("lifecycle: service %s is back (heartbeat)", id)
             self._sink.emit(events)
+        return ServiceId(id)
 
     def error(self, id: str, text: str) -> None:
         check_id(id)

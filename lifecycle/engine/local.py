@@ -213,7 +213,7 @@ class LocalEngine:
 
     # -- reports from services ----------------------------------------------------------------
 
-    def beat(self, id: str) -> None:
+    def beat(self, id: str) -> ServiceId:
         entry = self._entries.get(id) if isinstance(id, str) else None
         # The stopping set is almost always empty; checking it avoids touching the entry.
         if entry is None or (self._stopping and id in self._stopping):
@@ -223,6 +223,7 @@ class LocalEngine:
             self._beat_slow(entry)
         elif self._tracks:  # the entry is not touched otherwise
             self._tracked_beat(entry)
+        return entry.id
 
     def _tracked_beat(self, entry: Entry) -> None:
         """Tell the detector; pull the deadline in if its new estimate says so."""
