@@ -111,10 +111,5 @@ class Declarations:
             if self._declared.get(known.service.id) is known and known.retry is None:
                 known.retry = self._watchdog.call_later(known.delay, self._again, known)
 
-    def pending(self) -> list[ExtensionService]:
-        """Declared services not registered yet (still being retried): what a health check should report."""
-        with self._lock:
-            return [known.service for known in self._declared.values() if known.failing is not None]
-
     def after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
