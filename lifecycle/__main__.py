@@ -15,6 +15,7 @@ from .contrib._status import (
     URL_REQUIRED,
     StatusUnavailable,
     describe_empty,
+    describe_leader,
     fetch_fleet,
     fetch_services,
     render_table,
@@ -93,7 +94,7 @@ def status(namespace: argparse.Namespace) -> int:
     else:
         print(render_table(services))
         if namespace.redis:
-            print(f"leader: {leader or 'none (no process holds the lease)'}")
+            print(f"leader: {describe_leader(leader)}")
     return EXIT_OK
 
 

@@ -184,6 +184,10 @@ class SharedRegistry(Registry, Protocol):
         """Take or renew the leader lease for `ttl` seconds."""
         ...
 
+    def leader(self) -> str | None:
+        """The owner token of the manager holding the lease ("host:pid:random"), or None when nobody holds it."""
+        ...
+
     def release(self, owner: str) -> None:
         """Give the lease up (if `owner` holds it) so another manager takes over at once."""
         ...

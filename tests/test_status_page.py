@@ -7,6 +7,7 @@ frozen time; the browser tests are in test_status_page_browser.py.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -304,39 +305,93 @@ def test_a_log_hears_only_its_manager_and_goes_with_it():
 # -- fleet mode --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.threaded
-def test_in_fleet_mode_the_page_shows_the_fleets_services_leader_and_events(redis_server, namespace):
-    import time
-
-    pytest.importorskip("redis")
+def fleet_apps(redis_server: Any, namespace: str, count: int = 2, **settings: Any) -> list[Flask]:
+    """Flask apps of one fleet (one namespace on a real server), in manual mode: nothing ticks unless told."""
     apps = []
-    for n in range(2):
+    for n in range(count):
         app = Flask(f"fleet{n}")
-        app.config.update(LIFECYCLE_REDIS_URL=redis_server.url, LIFECYCLE_NAMESPACE=namespace,
-                          LIFECYCLE_HEARTBEAT_INTERVAL_SECS=1, LIFECYCLE_HEARTBEAT_TIMEOUT_SECS=30)
+        app.config.update({"LIFECYCLE_REDIS_URL": redis_server.url, "LIFECYCLE_NAMESPACE": namespace,
+                           "LIFECYCLE_AUTOSTART": False, "LIFECYCLE_HEARTBEAT_INTERVAL_SECS": 1,
+                           "LIFECYCLE_HEARTBEAT_TIMEOUT_SECS": 30, **settings})
         Lifecycle(app)
         apps.append(app)
+    return apps
+
+
+def shared_view(body: dict[str, Any]) -> dict[str, Any]:
+    """What every worker must answer alike: all but who answered and the ages, which move with the clock."""
+    events = [{key: value for key, value in event.items() if key != "seconds_ago"} for event in body["events"]]
+    services = [{key: value for key, value in service.items() if key != "seconds_since_heartbeat"}
+                for service in body["services"]]
+    return {**{key: body[key] for key in ("scope", "leader", "total", "counts", "events_seen")},
+            "services": services, "events": events}
+
+
+def holder_host(manager: LifecycleManager) -> str:
+    token = manager.registry.leader()  # type: ignore[attr-defined]
+    assert token is not None, "nobody holds the lease"
+    return str(token).split(":")[0]
+
+
+def test_in_fleet_mode_the_page_shows_the_fleets_services_leader_and_events(redis_server, namespace):
+    pytest.importorskip("redis")
+    apps = fleet_apps(redis_server, namespace)
     here, there = (app.extensions["lifecycle"] for app in apps)
     try:
         client = apps[0].test_client()
-        first = client.get("/lifecycle/status").get_json()  # the first ask starts following the fleet's log
-        assert (first["scope"], first["services"], first["events"]) == ("fleet", [], [])
+        first = client.get("/lifecycle/status").get_json()
+        assert (first["scope"], first["services"], first["events"], first["leader"]) == ("fleet", [], [], None)
         sid = there.start_service(ExtensionService("shared", "1.0", id="shared-1"))  # by the other process
         there.handle_error(sid, "disk full")
+        there.run_pending()  # the other process takes the lease
 
-        deadline = time.monotonic() + 10.0
-        body = client.get("/lifecycle/status").get_json()
-        while not any(e["event"] == "service_error" for e in body["events"]) and time.monotonic() < deadline:
-            time.sleep(0.05)  # the fleet log's reader blocks on the server up to 0.5 s at a time
-            body = client.get("/lifecycle/status").get_json()
+        body = client.get("/lifecycle/status").get_json()  # read from the log at once: no reader to wait for
         assert [(e["event"], e["name"], e["summary"]) for e in body["events"]][-2:] == [
             ("status_changed", "shared", "starting \u2192 running"), ("service_started", "shared", ""),
         ]
         listed = [(e["event"], e["name"], e["summary"]) for e in body["events"]]
         assert ("service_error", "shared", "disk full") in listed
         assert [(s["id"], s["status"], s["attempt"]) for s in body["services"]] == [("shared-1", "reconnecting", 1)]
-        assert body["scope"] == "fleet" and body["leader"] is here.is_leader
+        assert body["scope"] == "fleet" and there.is_leader and not here.is_leader
+        assert body["leader"] == {"host": holder_host(there), "pid": os.getpid()} == {
+            "host": body["host"], "pid": body["pid"]}
     finally:
         for manager in (here, there):
+            manager.stop_all()
+            manager.shutdown()
+
+
+def test_in_fleet_mode_every_worker_answers_the_same_leader_and_events(redis_server, namespace):
+    """Polls landing on different workers: the same leader (from the registry) and the same events, in order."""
+    pytest.importorskip("redis")
+    apps = fleet_apps(redis_server, namespace)
+    one, two = (app.extensions["lifecycle"] for app in apps)
+    try:
+        # Events from before either page was ever asked are listed too: the log is read from its start.
+        sid = one.start_service(ExtensionService("alpha", "1.0", id="alpha-1"))
+        two.handle_error(sid, "disk full")
+        two.start_service(ExtensionService("beta", "1.0", id="beta-1"))
+        unled = [shared_view(app.test_client().get("/lifecycle/status").get_json()) for app in apps]
+        assert unled[0] == unled[1] and unled[0]["leader"] is None
+
+        two.run_pending()  # the second process takes the lease: both pages must name it, not themselves
+        assert two.is_leader and not one.is_leader
+        one.handle_heartbeat(sid)  # revives alpha, from the process that does not lead
+        first, second = (app.test_client().get("/lifecycle/status").get_json() for app in apps)
+        assert shared_view(first) == shared_view(second)
+        assert first["leader"] == {"host": holder_host(two), "pid": os.getpid()}
+        events = [(e["event"], e["service_id"], e.get("status")) for e in reversed(first["events"])]
+        assert events == [
+            ("service_started", "alpha-1", None), ("status_changed", "alpha-1", "running"),
+            ("service_error", "alpha-1", None), ("status_changed", "alpha-1", "error"),
+            ("status_changed", "alpha-1", "reconnecting"), ("reconnecting", "alpha-1", None),
+            ("service_started", "beta-1", None), ("status_changed", "beta-1", "running"),
+            ("status_changed", "alpha-1", "running"), ("reconnected", "alpha-1", None),
+        ]
+        assert [e["seq"] for e in first["events"]] == list(range(len(events), 0, -1)) == [
+            e["seq"] for e in second["events"]]
+        assert first["events_seen"] == len(events) and len({e["entry"] for e in first["events"]}) == len(events)
+    finally:
+        for manager in (one, two):
             manager.stop_all()
             manager.shutdown()

@@ -8,17 +8,17 @@ connections go with it. The receiver runs in the thread that caused the event wi
 held; recording is a dict lookup (a registry lookup the first time a service is seen) and a
 bounded `deque.append`.
 
-In fleet mode the log shows the fleet's events instead, whichever process emitted them: it
-follows the fleet's event log through `manager.subscribe(fleet=True)` (bounded like the log),
-started the first time the page asks, so a process nobody looks at keeps no reader thread.
-Its pending events are moved into the log each time the page asks.
+In fleet mode the log shows the fleet's events instead, whichever process emitted them, read
+from the fleet's shared event log each time the page asks (`follow_fleet`): the whole log the
+first time, then only the entries after the last one read, with no reader thread. Every process
+reads the same entries in the same order, so every worker's page lists the same events, with the
+same times (the log entry's, on the registry's clock) and the same numbers.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import queue
 import threading
 import time
 import weakref
@@ -29,13 +29,14 @@ from ..dispatch import SIGNALS, ScopedReceiver
 from ..errors import LifecycleError
 from ..events import (
     Error,
+    Heartbeat,
     LifecycleEvent,
     ReconnectFailed,
     Reconnecting,
     StatusChanged,
 )
+from ..fleet import SharedRegistry
 from ..manager import LifecycleManager
-from ..subscription import Subscription
 
 __all__ = ["DEFAULT_EVENTS", "EventLog", "attach", "event_log"]
 
@@ -44,6 +45,15 @@ DEFAULT_EVENTS = 100
 
 MAX_TEXT = 500
 """Longest error text kept per event: a service's error message may be arbitrarily long."""
+
+READ_PAGE = 1000
+"""Entries asked of the fleet's log per read."""
+
+READ_PAGES = 20
+"""Reads one poll may make: a backlog longer than this is read over the next polls."""
+
+READ_WAIT = 5.0
+"""Longest a poll waits for another thread of this process that is reading the fleet's log."""
 
 log = logging.getLogger("lifecycle")
 
@@ -60,10 +70,10 @@ class EventLog:
         self._records: deque[dict[str, Any]] = deque(maxlen=maxlen)
         self._seq = itertools.count(1)  # next() is atomic: concurrent receivers get distinct numbers
         self._names: dict[str, str] = {}
-        # The fleet log's subscription, held weakly: the manager keeps it (and it refers to the manager).
-        self._feed: weakref.ref[Subscription] | None = None
-        self._feed_lock = threading.Lock()
-        self._feed_failed = False
+        # Fleet mode: the last entry of the fleet's log read so far ("0-0": none, read it all).
+        self._after = "0-0"
+        self._read_lock = threading.Lock()  # one reader at a time, so entries are kept once and in order
+        self._read_failed = False
 
     def receive(self, sender: object, *, event: LifecycleEvent, **_kwargs: object) -> None:
         """The blinker receiver: `sender` is the manager the log was attached to."""
@@ -73,53 +83,77 @@ class EventLog:
     def record(self, manager: LifecycleManager, event: LifecycleEvent) -> None:
         """Append `event`, with the service's name and the wall-clock time it happened."""
         id = str(event.service_id)
-        name = self._name(manager, id)
         now = time.monotonic()
+        self._append(event, self._name(manager, id), time.time() - max(0.0, now - event.at), event.at)
+
+    def _append(self, event: LifecycleEvent, name: str | None, wall: float, at: float,
+                entry_id: str | None = None) -> None:
         entry: dict[str, Any] = {
             "seq": next(self._seq),
             "event": event.signal_name,
-            "service_id": id,
+            "service_id": str(event.service_id),
             "name": name,
-            "time": round(time.time() - max(0.0, now - event.at), 3),
-            "at": event.at,
+            "time": round(wall, 3),
+            "at": at,
             "summary": _summary(event),
         }
+        if entry_id is not None:
+            entry["entry"] = entry_id
         if isinstance(event, StatusChanged):
             entry["status"] = str(event.new_status)
         self._records.append(entry)
 
     def seen(self) -> int:
-        """How many events were recorded in all (the log keeps the last `maxlen`), plus any the fleet feed dropped."""
+        """How many events were recorded in all (the log keeps the last `maxlen`)."""
         records = self._records.copy()
-        feed = None if self._feed is None else self._feed()
-        return (records[-1]["seq"] if records else 0) + (0 if feed is None else feed.dropped)
+        return records[-1]["seq"] if records else 0
 
     def follow_fleet(self, manager: LifecycleManager) -> None:
-        """Fleet mode: subscribe to the fleet's log once, then move its pending events into this log."""
-        feed = None if self._feed is None else self._feed()
-        if feed is None:
-            if manager.closed or not self._feed_lock.acquire(timeout=5.0):
-                return
-            try:
-                feed = None if self._feed is None else self._feed()
-                if feed is None:
-                    # Asks the server for the log's end; the page polls again if it is down.
-                    feed = manager.subscribe(self.maxlen, fleet=True)
-                    self._feed = weakref.ref(feed)
-                    self._feed_failed = False
-            except LifecycleError as exc:  # RegistryUnavailable, or ManagerClosed in a race with shutdown
-                if not self._feed_failed:
-                    log.warning("lifecycle: the status page cannot follow the fleet's event log yet: %s", exc)
-                    self._feed_failed = True
-                return
-            finally:
-                self._feed_lock.release()
-        while True:
-            try:
-                event = feed.get_nowait()
-            except queue.Empty:
-                return
-            self.record(manager, event)
+        """Fleet mode: move the fleet log's entries not read yet into this log (at the first call, the whole log).
+
+        Runs in the thread answering the page, without blocking on the server: every worker that
+        answers has then read the same entries, up to the log's end. Heartbeats are left out. An
+        unreachable registry is logged once; the page's own read of the services then says so.
+        """
+        registry = manager.registry
+        if manager.closed or not isinstance(registry, SharedRegistry):
+            return
+        if not self._read_lock.acquire(timeout=READ_WAIT):
+            return  # another thread of this process is reading: it reads for this poll too
+        try:
+            for _ in range(READ_PAGES):
+                rows = registry.read_events(self._after, count=READ_PAGE)
+                if not rows:
+                    break
+                self._after = rows[-1][0]
+                self._keep(registry, [(entry, event) for entry, event in rows if not isinstance(event, Heartbeat)])
+            self._read_failed = False
+        except LifecycleError as exc:  # RegistryUnavailable, RegistryRefused: the next poll reads again
+            if not self._read_failed:
+                log.warning("lifecycle: the status page cannot read the fleet's event log: %s", exc)
+                self._read_failed = True
+        finally:
+            self._read_lock.release()
+
+    def _keep(self, registry: SharedRegistry, rows: list[tuple[str, LifecycleEvent]]) -> None:
+        """Record fleet log entries, timed by their entry ids (milliseconds on the registry's clock)."""
+        if any(str(event.service_id) not in self._names for _, event in rows):
+            self._learn_names(registry)
+        wall, mono = time.time(), time.monotonic()
+        for entry, event in rows:
+            at_wall = _entry_time(entry, wall)
+            id = str(event.service_id)
+            self._append(event, self._names.get(id), at_wall, mono - max(0.0, wall - at_wall), entry)
+
+    def _learn_names(self, registry: SharedRegistry) -> None:
+        """The names of every registered service, in one read (a batch may name many new services)."""
+        services = registry.list_all()
+        if len(self._names) >= 4 * self.maxlen:
+            # Keep the names of services the kept events mention; the registered ones follow.
+            wanted = {record["service_id"] for record in self._records.copy()}
+            self._names = {key: value for key, value in list(self._names.items()) if key in wanted}
+        for service in services:
+            self._names[str(service.id)] = service.name
 
     def recent(self, now: float) -> list[dict[str, Any]]:
         """The kept events, newest first, each with `seconds_ago` as of `now` (a `time.monotonic()` reading)."""
@@ -149,6 +183,14 @@ class EventLog:
             return service.name
         # service_stopped comes after the service left the registry: use the name seen before.
         return self._names.get(id)
+
+
+def _entry_time(entry: str, default: float) -> float:
+    """Wall-clock seconds of a fleet log entry id ("<milliseconds>-<sequence>"); `default` if it is not one."""
+    try:
+        return int(entry.partition("-")[0]) / 1000
+    except ValueError:
+        return default
 
 
 def _summary(event: LifecycleEvent) -> str:

@@ -28,6 +28,7 @@ from . import _page
 from ._eventlog import event_log
 from ._process import declared_services
 from ._settings import Settings
+from ._status import leader_fields
 
 __all__ = [
     "Reply",
@@ -246,7 +247,7 @@ def status(manager: LifecycleManager) -> Reply:
     counts per status, and the most recent events newest first. With the in-memory registry
     `scope` is "process" and `leader` None: the process answers for its own manager. In fleet
     mode `scope` is "fleet", the services and events are the whole namespace's, and `leader`
-    says whether the answering process is the one that acts. Clients must ignore fields they do
+    names the process that acts (host and pid, from the registry). Clients must ignore fields they do
     not know, so later ones (a service's `restarts`, an event's `origin`) can be added.
     """
     fleet = manager.fleet
@@ -266,7 +267,7 @@ def status(manager: LifecycleManager) -> Reply:
     body = {
         "scope": "fleet" if fleet else "process",
         "pid": os.getpid(),
-        "leader": manager.is_leader if fleet else None,
+        **leader_fields(manager),  # fleet mode: the lease holder from the registry, the same in every worker
         "closed": manager.closed,
         "max_attempts": manager.config.max_reconnect_attempts,
         "total": len(rows),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -18,8 +19,8 @@ from typing import Any
 
 from .._text import quote, shorten
 
-__all__ = ["URL_REQUIRED", "FleetStatus", "StatusUnavailable", "describe_empty", "fetch_fleet", "fetch_services",
-           "render_table"]
+__all__ = ["URL_REQUIRED", "FleetStatus", "StatusUnavailable", "describe_empty", "describe_leader", "fetch_fleet",
+           "fetch_services", "leader_fields", "parse_leader", "render_table"]
 
 URL_REQUIRED = (
     "--url is required: this command's own process serves nothing, so its manager would show nothing "
@@ -176,6 +177,40 @@ def describe_empty(namespace: str, fleet: FleetStatus) -> str:
             lines.append(f"  {name.ljust(width)}  {counted}")
         lines.append("pass one of them with --namespace")
     return "\n".join(lines)
+
+
+def parse_leader(token: str | None) -> dict[str, Any] | None:
+    """The lease holder's ``{"host", "pid"}`` from its owner token ("host:pid:random"); None when nobody leads.
+
+    A token of another form (a test's own) is kept whole as the host, with ``pid`` None.
+    """
+    if token is None:
+        return None
+    host, _, rest = token.partition(":")
+    pid, sep, _ = rest.partition(":")
+    if not sep or not pid.isdigit():
+        return {"host": token, "pid": None}
+    return {"host": host, "pid": int(pid)}
+
+
+def describe_leader(token: str | None) -> str:
+    """One line naming the lease holder by host and pid, for the status command."""
+    leader = parse_leader(token)
+    if leader is None:
+        return "none (no process holds the lease)"
+    if leader["pid"] is None:
+        return str(leader["host"])
+    return f"{leader['host']} pid {leader['pid']}"
+
+
+def leader_fields(manager: Any) -> dict[str, Any]:
+    """The status JSON's ``host`` (of the process answering) and ``leader``.
+
+    In fleet mode ``leader`` is the lease holder read from the registry (``{"host", "pid"}``, or
+    None when nobody holds the lease), so every worker names the same one; in memory it is None.
+    """
+    leader = parse_leader(manager.registry.leader()) if manager.fleet else None
+    return {"host": socket.gethostname(), "leader": leader}
 
 
 def _cell(value: object) -> str:

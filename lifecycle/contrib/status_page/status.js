@@ -167,12 +167,23 @@
     $("no-events").hidden = items.length > 0;
   }
 
+  // The lease holder as the registry names it, so every worker's answer reads the same.
+  function leaderText(data) {
+    const leader = data.leader;
+    if (leader === null || leader === undefined) return "no process leads";
+    if (leader === true) return "this process leads";  // a server from before the leader had a name
+    if (leader === false) return "another process leads";
+    const who = leader.pid === null || leader.pid === undefined
+      ? String(leader.host) : "process " + leader.pid + " on " + leader.host;
+    const here = leader.pid === data.pid && leader.host === data.host;
+    return "leader: " + who + (here ? " (this one)" : "");
+  }
+
   function renderScope(data) {
     const parts = [];
     if (data.scope === "fleet") {
       parts.push("Fleet, as seen by process " + data.pid);
-      if (data.leader === true) parts.push("this process leads");
-      else if (data.leader === false) parts.push("another process leads");
+      parts.push(leaderText(data));
     } else {
       parts.push("Process " + data.pid);
     }
