@@ -232,7 +232,10 @@ class RegistryService:
         Takes no lock (see the class docstring): the time goes into the service's cell first,
         and the status is read after it.
         """
-        cell = self._last.get(id) if isinstance(id, str) else None
+        try:
+            cell = self._last.get(id)
+        except TypeError:  # unhashable; catching is cheaper than an isinstance on every beat
+            cell = None
         if cell is None:
             raise _not_found(id)
         not_running = self._not_running

@@ -214,7 +214,10 @@ class LocalEngine:
     # -- reports from services ----------------------------------------------------------------
 
     def beat(self, id: str) -> ServiceId:
-        entry = self._entries.get(id) if isinstance(id, str) else None
+        try:
+            entry = self._entries.get(id)
+        except TypeError:  # unhashable: cheaper to catch than an isinstance on every beat
+            entry = None
         # The stopping set is almost always empty; checking it avoids touching the entry.
         if entry is None or (self._stopping and id in self._stopping):
             raise not_managed(id) if entry is None else refused(entry.label(), "heartbeat", None)
