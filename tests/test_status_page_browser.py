@@ -416,15 +416,40 @@ def use_the_keyboard(browser: Any) -> None:
     assert [r["id"] for r in rows(browser)] == ["beta-1"]
 
 
-def test_in_fleet_mode_the_page_says_so_and_which_process_leads(browser, flask_server, redis_server, namespace):
+def fleet_view(browser: Any) -> tuple[str, str]:
+    """The header's leader part and the events as the user reads them, from one instant."""
+    scope, events = browser.execute_script(
+        "return [document.getElementById('scope').innerText, document.getElementById('events').innerText];"
+    )
+    leader = next((part for part in scope.split(" \u00b7 ") if part.startswith("leader: ")), "")
+    return leader, events
+
+
+def test_in_fleet_mode_every_workers_page_names_the_same_leader_and_events(
+        browser, flask_server, redis_server, namespace):
+    """Two servers of one fleet, as two workers: each page names the registry's leader and the fleet's events."""
+    import os
+    import socket
+
     pytest.importorskip("redis")
-    served = flask_server(REDIS_URL=redis_server.url, NAMESPACE=namespace, HEARTBEAT_TIMEOUT_SECS=30)
-    start(served.manager, "shared", "shared-1")
+    settings = {"REDIS_URL": redis_server.url, "NAMESPACE": namespace, "HEARTBEAT_TIMEOUT_SECS": 30}
+    one, two = flask_server(**settings), flask_server(**settings)
+    sid = start(one.manager, "shared", "shared-1")
+    two.manager.handle_error(sid, "disk full")  # RECONNECTING for 30 s while the pages are read
     try:
-        browser.get(served.page)
-        wait(browser, lambda b: [r["id"] for r in rows(b)] == ["shared-1"], "the fleet's service was never listed")
-        # The only process of its fleet takes the lease at its watchdog's first tick.
-        wait(browser, lambda b: "this process leads" in text_of(b, "scope"), "the page never said who leads")
-        assert text_of(browser, "scope").startswith("Fleet, as seen by process ")
+        seen = []
+        for served in (two, one):
+            browser.get(served.page)
+            wait(browser, lambda b: [(r["id"], r["badge"]) for r in rows(b)] == [("shared-1", "reconnecting")],
+                 "the fleet's service was never listed")
+            # Whichever of the two takes the lease first, at its watchdog's first tick, is named by both.
+            wait(browser, lambda b: fleet_view(b)[0] != "" and "service error" in fleet_view(b)[1],
+                 "the page never named the leader beside the service's error")
+            assert text_of(browser, "scope").startswith("Fleet, as seen by process ")
+            assert text_of(browser, "no-events") == ""
+            seen.append(fleet_view(browser))
+        assert seen[0] == seen[1]
+        assert seen[0][0] == f"leader: process {os.getpid()} on {socket.gethostname()} (this one)"
+        assert "disk full" in seen[0][1]
     finally:
-        served.manager.stop_all()
+        one.manager.stop_all()
