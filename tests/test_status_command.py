@@ -186,3 +186,23 @@ def test_a_bad_namespace_or_url_is_one_line_and_exit_1(redis_server, capsys):
         assert main(args) == EXIT_UNAVAILABLE, args
         out, err = capsys.readouterr()
         assert out == "" and err.count("\n") == 1 and err.startswith("error: "), (args, err)
+
+
+def test_the_leader_is_named_by_host_and_pid_as_the_status_page_names_it(redis_server, namespace, capsys):
+    """The lease holder's owner token (host:pid:random) is printed as its host and pid, the random part left out."""
+    from lifecycle.engine.lease import owner_token
+
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        registry = RedisRegistry(client, namespace=namespace)
+        token = owner_token()
+        registry.lease(token, 30.0)
+        assert main(status(redis_server.url, namespace)) == EXIT_OK
+        host, pid, secret = token.split(":")
+        out = capsys.readouterr().out
+        assert out.splitlines()[-1] == f"leader: {host} pid {pid}" and secret not in out
+        assert _status.parse_leader(token) == {"host": host, "pid": os.getpid()}
+        assert _status.parse_leader(None) is None and _status.parse_leader("a:b") == {"host": "a:b", "pid": None}
+        registry.release(token)
+    finally:
+        client.close()
