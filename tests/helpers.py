@@ -14,6 +14,7 @@ from blinker import NamedSignal
 
 from lifecycle import LifecycleConfig
 from lifecycle.contrib._eventlog import EventLog
+from lifecycle.contrib._process import _Declared
 from lifecycle.dispatch import SIGNALS, ScopedReceiver
 
 MANUAL = LifecycleConfig(
@@ -58,5 +59,5 @@ def receiver_ids(signals: Iterable[NamedSignal] = SIGNALS.values()) -> dict[str,
 
 
 def is_event_log(receiver: object) -> bool:
-    """True for what `lifecycle.contrib._eventlog.attach` connects."""
-    return isinstance(getattr(getattr(receiver, "receiver", None), "__self__", None), EventLog)
+    """True for what `lifecycle.contrib._eventlog.attach` connects (and `_process`, for declared services' stops)."""
+    return isinstance(getattr(getattr(receiver, "receiver", None), "__self__", None), (EventLog, _Declared))

@@ -166,7 +166,7 @@ def test_flask_declares_its_services_by_the_first_request(make_app: Callable[...
     assert manager.get_status("search") is ServiceStatus.RUNNING
     assert manager.get_status(thumbnails) is ServiceStatus.RUNNING
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "services": 2, "failing": [], "pending": []}
+    assert response.get_json() == {"status": "ok", "services": 2, "failing": [], "pending": [], "stopped": []}
     service = manager.registry.get("search")
     assert service is not None and service.transport.port == 7000 and service.has_capability("index")
     assert declared_services(manager) == (("search", "search"), (thumbnails, "thumbnails"))
@@ -202,7 +202,7 @@ def test_flask_healthz_503_while_a_declared_service_cannot_be_registered(make_ap
         response = client.get("/lifecycle/healthz")
         assert response.status_code == 503
         assert response.get_json() == {"status": "pending", "services": 0, "failing": [],
-                                       "pending": [{"id": "search", "name": "search"}]}
+                                       "pending": [{"id": "search", "name": "search"}], "stopped": []}
         frozen.tick(0.5)
         manager.run_pending()  # the first retry: refused again
         assert connector.calls == 2 and client.get("/lifecycle/healthz").status_code == 503
@@ -228,6 +228,44 @@ def test_flask_with_threads_healthz_turns_200_when_the_retries_succeed(make_app:
     assert connector.calls == 4  # search: refused twice, then connected; thumbnails: at once
 
 
+def test_flask_healthz_stays_503_stopped_for_a_declared_service_stopped_on_purpose(
+        make_app: Callable[..., Flask]) -> None:
+    """stop_service on a declared service: /healthz says 503 "stopped" (not "ok", not "pending"),
+    and no retry, however late, brings it back; declaring it again clears the mark."""
+    connector = Refusing()
+    with freezegun.freeze_time("2026-01-01") as frozen:
+        app = make_app(connector=connector, LIFECYCLE_SERVICES=[SEARCH])
+        client = app.test_client()
+        manager = manager_of(app)
+        assert client.get("/lifecycle/healthz").status_code == 200
+        manager.stop_service("search")
+        for _ in range(3):  # backoff delays, a heartbeat timeout and more: nothing revives it
+            frozen.tick(120)
+            manager.run_pending()
+        response = client.get("/lifecycle/healthz")
+        assert response.status_code == 503
+        assert response.get_json() == {"status": "stopped", "services": 0, "failing": [], "pending": [],
+                                       "stopped": [{"id": "search", "name": "search"}]}
+        assert manager.get_status("search") is None and connector.calls == 1
+        manager.declare(ExtensionService("search", "1.0", id="search"))
+        response = client.get("/lifecycle/healthz")
+    assert response.status_code == 200 and response.get_json()["stopped"] == []
+
+
+def test_flask_healthz_names_failing_before_stopped(make_app: Callable[..., Flask]) -> None:
+    with freezegun.freeze_time("2026-01-01"):
+        app = make_app(LIFECYCLE_SERVICES=[SEARCH, NO_ID])
+        client = app.test_client()
+        manager = manager_of(app)
+        client.get("/lifecycle/healthz")
+        manager.stop_service("search")
+        thumbnails = derived_service_id("thumbnails", "3")
+        manager.handle_error(thumbnails, "broken")
+        body = client.get("/lifecycle/healthz").get_json()
+    assert body["status"] == "failing" and body["stopped"] == [{"id": "search", "name": "search"}]
+    assert [f["id"] for f in body["failing"]] == [thumbnails]
+
+
 def test_flask_without_services_healthz_reads_as_before(make_app: Callable[..., Flask]) -> None:
     app = make_app()
     assert app.test_client().get("/lifecycle/healthz").get_json() == {"status": "ok", "services": 0, "failing": []}
@@ -242,6 +280,22 @@ def test_a_forked_worker_declares_again(make_app: Callable[..., Flask]) -> None:
     pid = os.fork()
     if pid == 0:  # the worker: a new process of the fleet, which declared in the fork hook
         code = 0 if _declared[manager].pid == os.getpid() and manager.get_status("search") == "running" else 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_worker_does_not_revive_a_service_stopped_on_purpose(make_app: Callable[..., Flask]) -> None:
+    app = make_app(LIFECYCLE_SERVICES=[SEARCH, NO_ID])
+    app.test_client().get("/lifecycle/healthz")
+    manager = manager_of(app)
+    manager.stop_service("search")
+    pid = os.fork()
+    if pid == 0:  # declared again in the fork hook, all but the stopped one
+        thumbnails = derived_service_id("thumbnails", "3")
+        revived = manager.get_status("search") is not None
+        code = 0 if not revived and manager.get_status(thumbnails) == "running" else 1
         os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
@@ -318,3 +372,15 @@ def test_django_with_threads_declares_after_the_first_request(configure: Callabl
     client.get("/lifecycle/healthz")
     assert eventually(lambda: client.get("/lifecycle/healthz").status_code == 200)
     assert manager.get_status("search") is ServiceStatus.RUNNING
+
+
+def test_django_healthz_503_stopped_for_a_declared_service_stopped_on_purpose(
+        configure: Callable[..., LifecycleManager]) -> None:
+    manager = configure(SERVICES=[SEARCH])
+    client = Client()
+    assert client.get("/lifecycle/healthz").status_code == 200
+    manager.stop_service("search")
+    response = client.get("/lifecycle/healthz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "stopped"
+    assert response.json()["stopped"] == [{"id": "search", "name": "search"}]

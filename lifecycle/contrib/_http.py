@@ -23,10 +23,10 @@ from .._text import quote
 from .._validate import MAX_TEXT_LENGTH
 from ..errors import InvalidState, ManagerClosed, RegistryRefused, RegistryUnavailable, ServiceNotFound
 from ..manager import LifecycleManager
-from ..model import ExtensionService, ServiceFilter, ServiceStatus
+from ..model import ExtensionService, ServiceFilter, ServiceId, ServiceStatus
 from . import _page
 from ._eventlog import event_log
-from ._process import declared_services
+from ._process import declared_services, stopped_services
 from ._settings import Settings
 from ._status import leader_fields
 
@@ -207,7 +207,10 @@ def healthz(manager: LifecycleManager) -> Reply:
 
     With SERVICES declared, also 503 while any of them is not registered yet (the registry is
     unreachable, or its connect keeps failing and is retried with backoff): the body's `pending`
-    lists them by id and name (its `status` is "pending" when nothing registered is failing).
+    lists them by id and name; and 503 for one that `stop_service` stopped on purpose (it is
+    not brought back): the body's `stopped` lists those. The body's `status` says why, first
+    that applies: "failing", "pending", "stopped". A shared registry that cannot be reached
+    is 503 "unavailable" with its `reason`, every declared service still `pending`.
 
     Load balancers ask often, so the usual answer costs O(services not RUNNING), not O(services):
     the registry's counts tell whether anything is failing, and only failing services are copied
@@ -217,11 +220,27 @@ def healthz(manager: LifecycleManager) -> Reply:
     if manager.closed:
         return Reply(503, {"status": "closed", "failing": []})
     declared = declared_services(manager)
-    pending = [{"id": str(sid), "name": name} for sid, name in declared if manager.get_status(sid) is None]
+    stopped_ids = stopped_services(manager)
+    try:
+        return _health(manager, declared, stopped_ids)
+    except RegistryUnavailable as exc:
+        if not declared:
+            raise  # serve() answers it as every endpoint does
+        pending = [{"id": str(sid), "name": name} for sid, name in declared if sid not in stopped_ids]
+        return Reply(503, {"status": "unavailable", "error": "registry_unavailable", "message": str(exc),
+                           "reason": exc.reason, "failing": [], "pending": pending},
+                     {"Retry-After": "1"})
+
+
+def _health(manager: LifecycleManager, declared: tuple[tuple[ServiceId, str], ...],
+            stopped_ids: frozenset[str]) -> Reply:
+    stopped = [{"id": str(sid), "name": name} for sid, name in declared if sid in stopped_ids]
+    pending = [{"id": str(sid), "name": name} for sid, name in declared
+               if sid not in stopped_ids and manager.get_status(sid) is None]
     registry = manager.registry
     stats = registry.stats()
-    extra: dict[str, Any] = {"pending": pending} if declared else {}
-    if stats.running == stats.total and not pending:
+    extra: dict[str, Any] = {"pending": pending, "stopped": stopped} if declared else {}
+    if stats.running == stats.total and not pending and not stopped:
         return Reply(200, {"status": "ok", "services": stats.total, "failing": [], **extra})
     counts = {
         ServiceStatus.STARTING: stats.starting,
@@ -236,7 +255,7 @@ def healthz(manager: LifecycleManager) -> Reply:
         if count
         for s in registry.list(ServiceFilter(status=status))
     ]
-    state = "failing" if failing or not pending else "pending"
+    state = "failing" if failing or not (pending or stopped) else "pending" if pending else "stopped"
     return Reply(503, {"status": state, "services": stats.total, "failing": failing, **extra})
 
 

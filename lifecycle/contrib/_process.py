@@ -3,8 +3,9 @@
 A process that loads the app may serve nothing: gunicorn's master under `--preload`, a
 `flask` or `manage.py` command. With an in-memory registry no heartbeat ever reaches it, so
 a watchdog there would only time every service out. So the managers built here arm their
-timers but run none until the process serves: at its first request, or right after a fork
-(a server's worker), or when the host calls `start_watching()`.
+timers but run none until the process serves: from boot where the server says so (a gunicorn
+worker, the serving process of `flask run` or `runserver`: see `_boot`), else at its first
+request, or right after a fork (a server's worker), or when the host calls `start_watching()`.
 
 The same moment each manager declares its SERVICES (`LifecycleManager.declare`), once per
 process: in the process that first serves, and again in every forked worker (a new process
@@ -22,15 +23,19 @@ import threading
 import weakref
 
 from .._forksafe import hold_across_fork
+from ..dispatch import ScopedReceiver
 from ..errors import ManagerClosed
+from ..events import LifecycleEvent, Started, Stopped
 from ..manager import LifecycleManager
 from ..model import ExtensionService, ServiceId
 from ..registry import Registry
+from ..signals import service_started, service_stopped
 from ..watchdog import born_held
+from ._boot import SERVES, boot_role
 from ._eventlog import attach
 from ._settings import Settings
 
-__all__ = ["build_manager", "declared_services", "start_watching"]
+__all__ = ["build_manager", "declared_services", "start_watching", "stopped_services"]
 
 log = logging.getLogger("lifecycle")
 
@@ -43,9 +48,9 @@ _waiting: weakref.WeakSet[LifecycleManager] = weakref.WeakSet()  # held until th
 
 
 class _Declared:
-    """A manager's SERVICES and the ids it declared them under (what `/healthz` checks)."""
+    """A manager's SERVICES, the ids it declared them under and those stopped on purpose (what `/healthz` checks)."""
 
-    __slots__ = ("services", "threaded", "ids", "pid")
+    __slots__ = ("services", "threaded", "ids", "pid", "stopped")
 
     def __init__(self, services: tuple[ExtensionService, ...], threaded: bool) -> None:
         self.services = services
@@ -53,9 +58,23 @@ class _Declared:
         # (id, name) per service; the id `declare` returned replaces the configured one once known.
         self.ids: tuple[tuple[ServiceId, str], ...] = tuple((s.id, s.name) for s in services)
         self.pid = 0  # the process that declared them last (0: none yet)
+        # Ids stopped by `stop_service`: not pending, and not declared again by a forked child.
+        self.stopped: frozenset[str] = frozenset()
+
+    def observe(self, sender: object, *, event: LifecycleEvent, **_kwargs: object) -> None:
+        """The receiver of service_stopped and service_started: a declared service stopped, or started again."""
+        id = str(event.service_id)
+        if not any(sid == id for sid, _ in self.ids):
+            return
+        if isinstance(event, Stopped):
+            self.stopped = self.stopped | {id}
+        elif isinstance(event, Started):
+            self.stopped = self.stopped - {id}
 
 
 _declared: weakref.WeakKeyDictionary[LifecycleManager, _Declared] = weakref.WeakKeyDictionary()
+# The manager's receiver of its declared services' stops; blinker holds it weakly, this table for the manager's life.
+_observers: weakref.WeakKeyDictionary[LifecycleManager, ScopedReceiver] = weakref.WeakKeyDictionary()
 
 
 def build_manager(settings: Settings) -> LifecycleManager:
@@ -76,12 +95,17 @@ def build_manager(settings: Settings) -> LifecycleManager:
         if hold:
             _waiting.add(manager)
         if settings.services:
-            _declared[manager] = _Declared(settings.services, settings.autostart)
+            entry = _declared[manager] = _Declared(settings.services, settings.autostart)
+            observer = _observers[manager] = ScopedReceiver(entry.observe, manager)
+            for signal in (service_started, service_stopped):
+                signal.connect(observer, weak=True)
         serving = _serving
     _at_exit[manager] = settings.shutdown_timeout
     attach(manager)
     if serving:
         _declare(manager)
+    elif boot_role() == SERVES:
+        _serve()  # the server says this process serves: watch from boot, no request needed
     return manager
 
 
@@ -89,6 +113,12 @@ def declared_services(manager: LifecycleManager) -> tuple[tuple[ServiceId, str],
     """The (id, name) of each service `manager` declares from its SERVICES setting; () when none."""
     entry = _declared.get(manager)
     return () if entry is None else entry.ids
+
+
+def stopped_services(manager: LifecycleManager) -> frozenset[str]:
+    """The ids of `manager`'s declared services that `stop_service` stopped (and nothing started again)."""
+    entry = _declared.get(manager)
+    return frozenset() if entry is None else entry.stopped
 
 
 def _declare(manager: LifecycleManager) -> None:
@@ -108,6 +138,8 @@ def _declare(manager: LifecycleManager) -> None:
 def _declare_all(manager: LifecycleManager, entry: _Declared) -> None:
     # `declare` never raises for an unreachable registry or a failed connect: it keeps trying.
     for index, service in enumerate(entry.services):
+        if entry.ids[index][0] in entry.stopped:
+            continue  # stopped on purpose (in the parent of a forked worker): not brought back
         try:
             sid = manager.declare(service)
         except ManagerClosed:
@@ -134,8 +166,14 @@ def start_watching() -> None:
     """This process serves: the integrations' managers run their timers from now on and declare their SERVICES.
 
     The Flask and Django integrations call it on every request (a flag test once done) and in
-    every forked child. Call it yourself in a process that watches without serving HTTP.
+    every forked child, and at boot where the server says this process serves (a gunicorn
+    worker, `flask run`, `runserver`). Call it yourself in a process that watches without
+    serving HTTP, or in a server's own after-fork hook (uWSGI's `@postfork`).
     """
+    _serve()
+
+
+def _serve() -> None:
     global _serving
     if _serving:
         return
@@ -156,7 +194,7 @@ def _renew_in_child() -> None:
     # A forked child is a server's worker (gunicorn, uwsgi): it is the process that serves, and
     # a new process of the fleet, so it declares again even when its parent had served.
     _serving = False
-    start_watching()
+    _serve()
 
 
 # Registered after the manager module's fork hook (imported above), so in the child each

@@ -3,9 +3,11 @@
 Usage: add "lifecycle.contrib.django" to INSTALLED_APPS, set `LIFECYCLE = {...}` (optional;
 missing keys take their defaults), mount the endpoints with
 `path("lifecycle/", include("lifecycle.contrib.django.urls"))`, and get the manager with
-`get_manager()`, e.g. to start services in your own `AppConfig.ready()`. The manager is built on
-first use and shut down at interpreter exit. Each worker process of a server has its own manager
-and registry: a heartbeat POSTed to one worker is not seen by the others.
+`get_manager()`. The manager is built when a server loads the project (the app's `ready()`:
+a gunicorn worker or master, runserver's serving process, `get_wsgi_application()`), else on
+first use, and shut down at interpreter exit; a management command builds none. Each worker
+process of a server has its own manager and registry: a heartbeat POSTed to one worker is not
+seen by the others.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from django.core.signals import request_started, setting_changed
 from ..._forksafe import hold_across_fork
 from ..._validate import quote as _quote
 from ...manager import LifecycleManager
+from .._boot import FORKS, LOADS, SERVES, boot_role
 from .._process import build_manager, start_watching
 from .._settings import ConfigurationError, Settings, check_settings, log_registry
 
@@ -100,6 +103,14 @@ def _current() -> tuple[LifecycleManager, Settings]:
             _cached = (build_manager(settings), settings)
             log_registry(settings)
         return _cached
+
+
+def _boot() -> None:
+    """At `ready()`: build the manager where a server loads the project, so that it watches and
+    declares its SERVICES from boot (a serving process) or from the fork (gunicorn's --preload
+    master); a management command, a reloader's parent or a test builds nothing here."""
+    if boot_role() in (SERVES, FORKS, LOADS):
+        get_manager()
 
 
 def _reset() -> None:

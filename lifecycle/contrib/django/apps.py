@@ -1,4 +1,4 @@
-"""The Django app config: registers lifecycle's system checks; the manager itself is built lazily."""
+"""The Django app config: lifecycle's system checks, and the manager built where a server loads the project."""
 
 from __future__ import annotations
 
@@ -13,5 +13,8 @@ class LifecycleAppConfig(AppConfig):
     verbose_name = "Lifecycle (extension services)"
 
     def ready(self) -> None:
-        """Register the checks; the manager is not built here, so a bad setting is reported by the checks."""
-        from . import checks  # noqa: F401
+        """Register the checks; build the manager only in a server's process (see `_boot`), so that a
+        management command starts nothing and reports a bad setting through the checks."""
+        from . import _boot, checks  # noqa: F401
+
+        _boot()
