@@ -5,11 +5,17 @@ stdin, stdout and stderr on pipes this process owns. Its exit is seen through a 
 there is none, by polling), reaped at once, and reported to the manager with the exit code or
 signal. Reaping and signalling are serialised per child, so a signal never reaches a pid the
 kernel may have reused.
+
+No child outlives this process, however it ends (see `_spawn_guard`): on Linux the kernel
+SIGKILLs it when the thread that spawned it exits, and that thread is the I/O thread, which
+lives exactly as long as some child's exit is watched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import select
@@ -17,6 +23,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..model import ExtensionService, ServiceId
@@ -34,6 +41,39 @@ log = logging.getLogger("lifecycle")
 _READ_SIZE = 65536
 _POLL_EXIT = 0.2  # where no pidfd exists, how often the I/O thread looks for the child's exit
 _KILL_WAIT = 5.0  # after SIGKILL; only a child stuck in the kernel takes longer
+_SPAWN_WAIT = 30.0  # for the I/O thread to spawn a child; longer only while a receiver blocks it
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> object | None:
+    """libc's prctl, resolved once here: the forked child must not load a library before exec."""
+    if os.uname().sysname != "Linux":
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def _spawn_guard(parent: int) -> None:
+    """In the forked child, before exec: die with SIGKILL when the spawning thread ends.
+
+    Why this and not the alternatives: a pipe the child watches needs the child's cooperation
+    (an arbitrary command never reads it), and a process group is signalled only by a parent
+    that still runs code (a SIGKILLed one runs none). PR_SET_PDEATHSIG is delivered by the
+    kernel whatever ends the parent, SIGKILL and OOM included, and survives a plain exec. It
+    fires when the spawning *thread* exits, so children are spawned on the I/O thread, which
+    ends only when no child's exit is watched any more (pool and request threads come and go).
+    A parent that died before the prctl would never send it: the parent pid check covers that.
+    """
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)  # type: ignore[operator]
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class SubprocessConnector(LineConnector):
@@ -81,46 +121,59 @@ class ProcessChannel(Channel):
                 raise TypeError(f"service {service.name!r}: TransportConfig.env must map str to str, got {key!r}")
         self._proc_lock = threading.Lock()
         self._fds: set[int] = set()
+        self.pidfd = -1
+        self.pid = 0
+        self.proc: subprocess.Popen[bytes]  # set by _spawn
+        self._argv = [transport.command, *transport.args]
+        self._env = {**os.environ, **transport.env}
+        self._cwd = transport.cwd
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        self.stdin, self.stdout, self.stderr = in_w, out_r, err_r
         try:
-            self.proc = subprocess.Popen(
-                [transport.command, *transport.args],
-                stdin=in_r, stdout=out_w, stderr=err_w,
-                env={**os.environ, **transport.env}, cwd=transport.cwd,
-                close_fds=True, start_new_session=True,
-            )
+            _on_io_thread(lambda: self._spawn(in_r, out_w, err_w))
         except BaseException:
-            for fd in (in_w, out_r, err_r):
-                os.close(fd)
+            spawned: subprocess.Popen[bytes] | None = getattr(self, "proc", None)
+            if spawned is not None:  # spawned, but not watched: nothing may hold it
+                with contextlib.suppress(OSError):
+                    os.killpg(self.pid, signal.SIGKILL)
+                spawned.wait()
+            for fd in {in_w, out_r, err_r, *self._fds}:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
             raise
         finally:
             for fd in (in_r, out_w, err_w):
                 os.close(fd)
-        self.pid = self.proc.pid
+        log.info("lifecycle: started %s as process %d", self.label(), self.pid)
+
+    def _spawn(self, in_r: int, out_w: int, err_w: int) -> None:
+        """On the I/O thread: start the child and watch it, in one step, so the thread outlives it."""
+        proc = self.proc = subprocess.Popen(
+            self._argv, stdin=in_r, stdout=out_w, stderr=err_w, env=self._env, cwd=self._cwd,
+            close_fds=True, start_new_session=True, preexec_fn=_guard_for(os.getpid()),
+        )
+        self.pid = proc.pid
         self.detail = f", pid {self.pid}"
-        self.stdin, self.stdout, self.stderr = in_w, out_r, err_r
-        for fd in (in_w, out_r, err_r):
+        for fd in (self.stdin, self.stdout, self.stderr):
             os.set_blocking(fd, False)
             self._fds.add(fd)
-        self.pidfd = -1
         with contextlib.suppress(AttributeError, OSError):
             self.pidfd = os.pidfd_open(self.pid)
             self._fds.add(self.pidfd)
-        log.info("lifecycle: started %s as process %d", self.label(), self.pid)
-
-    # -- I/O thread --------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        if self.closed:
-            return
+        # Watched before this step ends: from here the I/O thread cannot end while the child lives.
         self.watch(self.stdout, "stdout")
         self.watch(self.stderr, "stderr")
         if self.pidfd >= 0:
             LOOP.register(self.pidfd, self._on_exit)
         else:
             LOOP.call_later(_POLL_EXIT, self._poll_exit)
+
+    # -- I/O thread --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Nothing left to do: `_spawn` watches the child in the same I/O-thread step that starts it."""
 
     def _read(self, fd: int) -> bytes | None:
         try:
@@ -262,6 +315,40 @@ class ProcessChannel(Channel):
         """Call with `_proc_lock` held and the child not reaped."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
+
+
+def _guard_for(parent: int) -> Callable[[], None]:
+    return lambda: _spawn_guard(parent)
+
+
+def _on_io_thread(fn: Callable[[], None]) -> None:
+    """Run `fn` on the I/O thread and wait for it; re-raise what it raised there."""
+    done = threading.Event()
+    lock = threading.Lock()
+    state: dict[str, object] = {}
+
+    def op() -> None:
+        with lock:
+            if state.get("abandoned"):
+                return  # the caller gave up waiting: spawning now would leave a child nobody holds
+            state["running"] = True
+        try:
+            fn()
+        except BaseException as exc:
+            state["error"] = exc
+        finally:
+            done.set()
+
+    LOOP.run_here_or_soon(op)
+    if not done.wait(_SPAWN_WAIT):
+        with lock:
+            if not state.get("running"):
+                state["abandoned"] = True
+                raise ConnectionError(f"the I/O thread did not spawn the child within {_SPAWN_WAIT:g} s")
+        done.wait()
+    error = state.get("error")
+    if isinstance(error, BaseException):
+        raise error
 
 
 def describe_exit(pid: int, code: int) -> str:
