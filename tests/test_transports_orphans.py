@@ -101,3 +101,46 @@ def test_a_child_spawned_from_a_short_lived_thread_lives_until_its_process_dies(
         wait_until(lambda: _gone(child), what=f"child {child} of the SIGKILLed host to be gone")
     finally:
         _cleanup(host, child)
+
+
+_WORKERS = """
+import logging, os, sys
+sys.path.insert(0, {tests!r})
+from lifecycle import LifecycleManager
+from lifecycle.connectors import SubprocessConnector
+from transport_support import shell_service
+said = []
+class Count(logging.Handler):
+    def emit(self, record):
+        if 'supervises its own copy' in record.getMessage():
+            said.append(record.getMessage())
+logging.getLogger('lifecycle').addHandler(Count())
+logging.getLogger('lifecycle').setLevel(logging.INFO)
+c = SubprocessConnector()
+m = LifecycleManager(connector=c)
+m.start_service(shell_service('a', 'echo heartbeat; exec sleep 600'))
+m.start_service(shell_service('b', 'echo heartbeat; exec sleep 600'))
+child = os.fork()  # a web server's worker: its own process, its own copy
+if child == 0:
+    said.clear()
+    w = LifecycleManager(connector=SubprocessConnector())
+    w.start_service(shell_service('c', 'echo heartbeat; exec sleep 600'))
+    w.start_service(shell_service('d', 'echo heartbeat; exec sleep 600'))
+    w.shutdown()
+    print('worker', len(said), flush=True)
+    os._exit(0)
+os.waitpid(child, 0)
+m.shutdown()
+print('first', len(said), said[0] if said else '', flush=True)
+"""
+
+
+def test_in_memory_each_process_says_once_that_it_supervises_its_own_copy(tmp_path: Path):
+    script = tmp_path / "workers.py"
+    script.write_text(_WORKERS.format(tests=str(Path(__file__).parent)))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert lines["worker"] == "1"
+    count, text = lines["first"].split(" ", 1)
+    assert count == "1" and "process " in text and "'a'" in text and "fleet mode" in text

@@ -121,6 +121,8 @@ class LineConnector:
                     del self._channels[service.id]
             _end(channel, 0.0)
             raise
+        if self.process_bound and not manager.fleet:
+            _say_own_copy(service)
 
     def _await_ready(self, channel: Channel) -> None:
         """Return once `channel` may count as connected; raise if it never will."""
@@ -236,6 +238,20 @@ def _end_many(channels: list[Channel]) -> None:
             channel.terminate(grace)
         except Exception:
             log.exception("lifecycle: ending %s at exit failed", channel.label())
+
+
+_said_in: list[int] = [0]  # the pid that said it supervises its own copies (a forked worker says it again)
+
+
+def _say_own_copy(service: ExtensionService) -> None:
+    """Once per process: with an in-memory registry, every process that starts the service runs its own child."""
+    pid = os.getpid()
+    if _said_in[0] == pid:
+        return
+    _said_in[0] = pid
+    log.info("lifecycle: process %d supervises its own copy of each STDIO service (first: %r): with an in-memory "
+             "registry every process that starts one (each web server worker) runs its own child; share a "
+             "registry (fleet mode) for one child owned by one member", pid, service.name)
 
 
 _connectors: weakref.WeakSet[LineConnector] = weakref.WeakSet()
