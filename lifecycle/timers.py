@@ -10,6 +10,9 @@ its earliest timer and runs only the timers already due, in time order, so no ti
 early; the rest get a new event at their own time. An action that raises is logged and the
 queue goes on.
 
+An action may hand the part of its work that is not urgent to `after_due`: it runs once every
+timer due by then has run, so a burst of deadlines is not held up by what follows each one.
+
 Locking: `_slot_lock` guards the slots; `sched` guards its heap. Actions run with neither held.
 """
 
@@ -20,6 +23,7 @@ import math
 import sched
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -86,6 +90,8 @@ class TimerQueue:
         self._slot_at: dict[int, float] = {}  # when each slot's earliest sched event fires
         self._queued = 0  # timers in the slots, cancelled ones included until they come due
         self._lateness: float | None = None  # how late the latest live timer ran
+        # Work handed over by actions, run once nothing is due (deque: appends need no lock).
+        self._after: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
 
     def timer(self, when: float, action: Callable[..., Any], args: tuple[Any, ...], batched: bool = False) -> Timer:
         """A timer for `when` (clamped; NaN refused here, in the caller's thread), not yet entered."""
@@ -128,11 +134,36 @@ class TimerQueue:
         """
         self._now = now
         try:
-            return self._sched.run(blocking=False)
+            while True:
+                delay = self._sched.run(blocking=False)
+                if not self._after:
+                    return delay
+                self._run_after()
         finally:
             self._now = None
 
+    def after_due(self, action: Callable[..., Any], *args: Any) -> None:
+        """Run `action(*args)` in this `run_due` call, after every timer already due (not counted as fired).
+
+        For an action's follow-up work: a burst of timers that come due together each get their
+        urgent part done before any of them does the rest.
+        """
+        self._after.append((action, args))
+
+    def _run_after(self) -> None:
+        after = self._after
+        while after:
+            try:
+                action, args = after.popleft()
+            except IndexError:  # another thread driving the queue took the last one
+                return
+            try:
+                action(*args)
+            except Exception:
+                log.exception("lifecycle: follow-up %r raised; the watchdog goes on", action)
+
     def cancel_all(self) -> None:
+        self._after.clear()
         with self._slot_lock:
             for slot in self._slots.values():
                 for timer in slot:

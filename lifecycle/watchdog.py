@@ -96,6 +96,14 @@ class Watchdog:
         """Run `action(*args)` `delay` seconds from now."""
         return self.call_at(_clock() + delay, action, *args)
 
+    def after_due(self, action: Callable[..., Any], *args: Any) -> None:
+        """From inside a timer action: run `action(*args)` once every timer due by now has run.
+
+        It runs in the same thread and the same `run_pending` call, before the watchdog sleeps, so
+        an action can send what is urgent at once and leave the rest until a burst is through.
+        """
+        self._queue.after_due(action, *args)
+
     def rearm(self, pairs: list[tuple[float, Timer]]) -> None:
         """Enter each timer of (when, timer) again at its new time, under one lock; no new objects.
 

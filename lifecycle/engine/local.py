@@ -77,6 +77,7 @@ class LocalEngine:
         self._guard = Guard(watchdog)
         # Timer actions, guarded once here (a batched timer groups by the callable it was given).
         self._deadlines_due = self._guard.wrap(self._on_deadlines)
+        self._follow_ups = self._guard.wrap(self._follow_up)
         self._cycles = Cycles(self._book, self._intensity, watchdog, rng, self._guard.wrap(self._on_attempt_due))
         self._declarations = Declarations(watchdog, executor, self.start)
         self._pinger = Pinger(watchdog, self._guard, executor, sink, self._ping_target, self._record_ping)
@@ -421,7 +422,8 @@ class LocalEngine:
             self._watchdog.rearm(rearm)  # the fired timers themselves: a burst allocates nothing
         self._sink.emit(out)
         if expired:
-            self._follow_up(expired)
+            # After every deadline due now: the last timeout of a burst waits for no one's bookkeeping.
+            self._watchdog.after_due(self._follow_ups, expired)
 
     def _on_attempt_due(self, entry: Entry, attempt: int) -> None:
         out: list[LifecycleEvent] = []

@@ -1,0 +1,62 @@
+"""The timer queue's follow-up work (`after_due`): after every due timer, in the same call, isolated."""
+
+import logging
+
+from lifecycle import ExtensionService, LifecycleConfig
+from lifecycle.timers import TimerQueue
+
+
+def test_follow_up_runs_after_every_timer_due_in_the_same_call():
+    queue = TimerQueue()
+    order: list[str] = []
+
+    def first() -> None:
+        order.append("first")
+        queue.after_due(order.append, "follow-up of first")
+
+    queue.add(queue.timer(1.0, first, ()))
+    queue.add(queue.timer(1.5, order.append, ("second",)))  # another slot, also due at 2.0
+    queue.add(queue.timer(3.0, order.append, ("not due",)))
+    delay = queue.run_due(2.0)
+    assert order == ["first", "second", "follow-up of first"]
+    assert delay == 1.0
+    assert queue.fired == 2  # follow-ups are part of their action, not timers of their own
+
+
+def test_a_follow_up_that_raises_is_logged_and_the_rest_run(caplog):
+    queue = TimerQueue()
+    ran: list[int] = []
+
+    def boom() -> None:
+        raise RuntimeError("follow-up broke")
+
+    def action() -> None:
+        queue.after_due(boom)
+        queue.after_due(ran.append, 1)
+
+    queue.add(queue.timer(0.0, action, ()))
+    with caplog.at_level(logging.ERROR, logger="lifecycle"):
+        queue.run_due(1.0)
+    assert ran == [1]
+    assert "follow-up broke" in caplog.text
+
+
+def test_cancel_all_drops_follow_ups_not_yet_run():
+    queue = TimerQueue()
+    ran: list[int] = []
+    queue.after_due(ran.append, 1)
+    queue.cancel_all()
+    queue.run_due(0.0)
+    assert ran == []
+
+
+def test_a_burst_of_timeouts_is_sent_before_any_reconnect_bookkeeping(make_manager, frozen_lifecycle, record):
+    m = make_manager(LifecycleConfig(heartbeat_interval_secs=1, heartbeat_timeout_secs=3))
+    rec = record(m)
+    ids = [m.start_service(ExtensionService(f"s{i}", "1")) for i in range(3)]
+    frozen_lifecycle.advance(0.0005, m)
+    ids.append(m.start_service(ExtensionService("later", "1")))  # another millisecond slot
+    frozen_lifecycle.advance(3.0, m)
+    names = [name for name in rec.names() if name in ("heartbeat_timeout", "reconnecting")]
+    assert names == ["heartbeat_timeout"] * 4 + ["reconnecting"] * 4
+    assert all(m.get_status(sid).value == "reconnecting" for sid in ids)
