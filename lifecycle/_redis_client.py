@@ -9,13 +9,16 @@ redis-py raises into `RegistryUnavailable` or `RegistryRefused` by one table (`_
 
 from __future__ import annotations
 
+import logging
 import re
 import ssl
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import redis as _redis
+from redis.cluster import RedisCluster
 
 from . import _redis_scripts as scripts
 from ._redis_codec import _us
@@ -23,6 +26,10 @@ from .errors import RegistryRefused, RegistryUnavailable
 from .fleet import StoreSettings
 
 _T = TypeVar("_T")
+Client = _redis.Redis | RedisCluster
+"""The redis-py clients a registry talks through: one server (or a proxy), or a Redis Cluster."""
+
+log = logging.getLogger("lifecycle")
 
 # -- redis-py's errors, classified ---------------------------------------------------------------
 
@@ -159,6 +166,10 @@ _FIX = {
     "cross_slot": "a key outside the namespace's hash slot: a lifecycle bug, please report it",
     "tls": "the server's TLS certificate was not accepted: check ssl_ca_certs (or ssl_cert_reqs) and the "
            "server's certificate",
+    "cluster_client": "the server is a node of a Redis Cluster and another node serves the namespace's slot: "
+                      "use RedisRegistry.from_url without cluster=False (it finds the cluster) or a "
+                      "redis.cluster.RedisCluster client",
+    "cluster_database": "a Redis Cluster has only database 0: end the URL with /0 (or no database at all)",
 }
 _WHY = {
     "connection": "cannot be reached", "timeout": "did not answer in time",
@@ -189,24 +200,47 @@ class ScriptClient:
     `keys` maps each key name of `lifecycle._redis_scripts.KEYS` to the key itself. Until
     `configure`, a call's `timeout` (else `timeout` given here) is the scripts' default heartbeat
     timeout; once configured, the settings' timeout is, and restart intensity and phi are sent
-    as set.
+    as set. Every key carries the one hash tag ``{<namespace>}``, so each script's keys lie in
+    one Redis Cluster slot.
     """
 
-    def __init__(self, client: _redis.Redis, namespace: str, *, events_maxlen: int, log_heartbeats: bool,
+    def __init__(self, client: Client, namespace: str, *, events_maxlen: int, log_heartbeats: bool,
                  timeout: float) -> None:
-        self.client = client
+        self.client: Client = client
         self.namespace = namespace
         prefix = f"lifecycle:{{{namespace}}}:"
         self.keys = {name: prefix + name for name in scripts.KEYS}
         self._op_prefix = prefix + "op:"
-        kwargs = client.connection_pool.connection_kwargs
-        self.where: tuple[str, Any] = (str(kwargs.get("host", kwargs.get("path", "?"))), kwargs.get("port"))
+        self.where: tuple[str, Any] = _where(client)
+        self._detect: Detect | None = None
         self._scripts = {name: client.register_script(scripts.source(name)) for name in SCRIPTS}
         self._declared = {name: [self.keys[key] for key in scripts.keys_for(name)] for name in SCRIPTS}
         self._options = [str(events_maxlen), "1" if log_heartbeats else "0"]
         self.settings: StoreSettings | None = None
         self._tail = ["", _us(60.0), "", "", "", "", ""]  # ARGV 4..10: no restart intensity, no phi
         self._head = self._make_head(timeout)
+
+    def detect(self, detect: Detect) -> None:
+        """Choose the client on the first call that reaches the server: `self.client` until then (see `Detect`)."""
+        self._detect = detect
+
+    @property
+    def cluster(self) -> bool | None:
+        """True on a Redis Cluster, False on one server, None while not yet known (no call reached it)."""
+        if self._detect is not None:
+            return None
+        return isinstance(self.client, RedisCluster)
+
+    def _client(self) -> Client:
+        detect = self._detect
+        if detect is None:
+            return self.client
+        try:
+            client = detect.client()
+        except _REDIS_ERRORS as exc:
+            raise self.error(exc) from exc
+        self.client, self._detect = client, None
+        return client
 
     def configure(self, settings: StoreSettings) -> None:
         """Send `settings` with every later call (ARGV 2 and 4..10, see `lifecycle._redis_scripts`)."""
@@ -238,33 +272,48 @@ class ScriptClient:
     def run(self, name: str, *args: object, timeout: float | None = None) -> list[Any]:
         """Run script `name` with its keys, the head and `args`; its reply as a list."""
         argv = self._argv(args, timeout)
+        client = self.client if self._detect is None else self._client()
         try:
-            result = self._scripts[name](keys=self._keys(name), args=argv)
+            result = self._scripts[name](keys=self._keys(name), args=argv, client=client)
         except _REDIS_ERRORS as exc:
             raise self.error(exc) from exc
         return list(result)
 
     def pipelined(self, name: str, ids: Sequence[str], timeout: float | None) -> list[Any]:
         """Script `name` once per id (its only argument) in one pipelined round trip (not a transaction)."""
-        script = self._scripts[name]
+        client = self._client()
         try:
-            with self.client.pipeline(transaction=False) as pipe:
-                for id in ids:
-                    script(keys=self._declared[name], args=self._argv((id,), timeout), client=pipe)
-                return list(pipe.execute())
+            try:
+                return self._pipeline(client, name, ids, timeout)
+            except _E.NoScriptError:
+                # A cluster pipeline sends EVALSHA without loading the script first (redis-py leaves
+                # that to the caller): load it on every primary and send the batch once more. A
+                # batch that met NOSCRIPT ran nothing on that node; a beat run twice is harmless.
+                client.script_load(self._scripts[name].script)
+                return self._pipeline(client, name, ids, timeout)
         except _REDIS_ERRORS as exc:
             raise self.error(exc) from exc
 
-    def command(self, call: Callable[[_redis.Redis], _T]) -> _T:
+    def _pipeline(self, client: Client, name: str, ids: Sequence[str], timeout: float | None) -> list[Any]:
+        script = self._scripts[name]
+        with client.pipeline(transaction=False) as pipe:
+            for id in ids:
+                script(keys=self._declared[name], args=self._argv((id,), timeout), client=pipe)
+            return list(pipe.execute())
+
+    def command(self, call: Callable[[Client], _T]) -> _T:
         """A plain command (a read outside the scripts): `call(client)`, its errors classified."""
+        client = self._client()
         try:
-            return call(self.client)
+            return call(client)
         except _REDIS_ERRORS as exc:
             raise self.error(exc) from exc
 
     def error(self, exc: BaseException) -> RegistryUnavailable | RegistryRefused:
         """The lifecycle error for an error redis-py raised (classified by `_classify`), to raise from it."""
         kind, reason = _classify(exc)
+        if reason == "moved" and not isinstance(self.client, RedisCluster):
+            kind, reason = _REFUSED, "cluster_client"  # MOVED to a plain client: it always will be
         host, port = self.where
         at = f"the registry at {host}:{port}"
         port_ = port if isinstance(port, int) else None
@@ -275,8 +324,79 @@ class ScriptClient:
         else:  # raised by redis-py itself
             said = f"{type(exc).__name__}: {str(exc)[:_QUOTE_MAX]}"
         if kind == _REFUSED:
-            fix = _FIX.get(reason, "the server refused this client").format(namespace=self.namespace)
+            fix = _FIX.get(_fix_key(reason, exc), "the server refused this client").format(namespace=self.namespace)
             return RegistryRefused(f"{at} refused this client ({reason}): {fix} ({said})", host=host, port=port_,
                                    reason=reason)
         why = _WHY.get(reason, _WHY["error"])
         return RegistryUnavailable(f"{at} {why} ({said})", host=host, port=port_, reason=reason)
+
+
+def _fix_key(reason: str, exc: BaseException) -> str:
+    """Which advice of `_FIX` fits: a database other than 0 on a cluster has its own."""
+    if reason == "database" and "cluster mode" in str(exc):
+        return "cluster_database"
+    return reason
+
+
+def _where(client: Client) -> tuple[str, Any]:
+    """(host, port) of the server a client was pointed at (a cluster: the node it was given), for messages."""
+    if isinstance(client, RedisCluster):
+        nodes = list(client.nodes_manager.startup_nodes.values()) or list(client.nodes_manager.nodes_cache.values())
+        return (str(nodes[0].host), nodes[0].port) if nodes else ("?", None)
+    kwargs = client.connection_pool.connection_kwargs
+    return str(kwargs.get("host", kwargs.get("path", "?"))), kwargs.get("port")
+
+
+class Detect:
+    """A registry's client, chosen on the first call that reaches the server: a cluster, or the server alone.
+
+    `cluster` None asks the server (``INFO cluster``; a user not allowed INFO is asked for one
+    of the namespace's keys instead, where only a node that does not own its slot shows it is a
+    cluster); True builds a `RedisCluster` from `url` (its constructor reads the slot map at
+    once, so it too waits for a server to answer). `plain` is the client of one server, kept
+    when the server is not a cluster. Nothing is decided while no server answers: each call
+    raises as it would on the plain client, and the next one asks again.
+    """
+
+    def __init__(self, url: str, options: dict[str, Any], plain: _redis.Redis, cluster: bool | None,
+                 probe_key: str) -> None:
+        self.url = url
+        self.options = options
+        self.plain = plain
+        self.cluster = cluster
+        self.probe_key = probe_key
+        self._lock = threading.Lock()
+        self._chosen: Client | None = None
+
+    def client(self) -> Client:
+        """The client to use from now on; redis-py's errors when no server answers (or it refuses)."""
+        with self._lock:  # one choice, one cluster client, however many threads ask at once
+            if self._chosen is None:
+                self._chosen = self._choose()
+            return self._chosen
+
+    def _choose(self) -> Client:
+        if self.cluster is None and not self._is_cluster():
+            return self.plain
+        options = dict(self.options)
+        options.pop("db", None)
+        client = RedisCluster.from_url(self.url, **options)
+        self.plain.close()
+        log.info("lifecycle: the registry at %s:%s is a Redis Cluster of %d nodes", *_where(client),
+                 len(client.nodes_manager.nodes_cache))
+        return client
+
+    def _is_cluster(self) -> bool:
+        try:
+            return bool(self.plain.info("cluster").get("cluster_enabled"))
+        except _E.NoPermissionError:
+            pass
+        try:  # an ACL user without INFO: a node that does not own the key's slot answers MOVED
+            self.plain.exists(self.probe_key)
+        except _E.ResponseError as exc:
+            if str(exc).startswith("MOVED") or type(exc).__name__ == "MovedError":  # redis-py 5.x: no MovedError
+                return True
+            raise
+        log.info("lifecycle: this user may not run INFO, and the server serves the namespace's keys: taken for "
+                 "one server, not a cluster (pass cluster=True if it is one)")
+        return False

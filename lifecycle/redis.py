@@ -21,6 +21,8 @@ from typing import Any
 try:
     import redis as _redis
     from redis.backoff import ExponentialBackoff as _Backoff
+    from redis.cluster import RedisCluster
+    from redis.connection import parse_url
     from redis.retry import Retry as _Retry
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
@@ -28,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from . import _validate
-from ._redis_client import _REDIS_ERRORS, _REFUSED, ScriptClient, _classify
+from ._redis_client import _FIX, _REDIS_ERRORS, _REFUSED, Client, Detect, ScriptClient, _classify
 from ._redis_codec import (
     _US,
     _beaten,
@@ -43,7 +45,7 @@ from ._redis_codec import (
     _text,
     _us,
 )
-from .errors import RegistryRefused, RegistryUnavailable, ServiceAlreadyExists
+from .errors import FieldTypeError, FieldValueError, RegistryRefused, RegistryUnavailable, ServiceAlreadyExists
 from .events import LifecycleEvent
 from .fleet import Lease, Plan, StoreSettings, Sweep, Timing
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status
@@ -53,6 +55,7 @@ from .registry import RegistryStats, _not_found
 __all__ = ["RedisRegistry"]
 
 log = logging.getLogger("lifecycle")
+_parse_url: Any = parse_url  # redis-py leaves it untyped
 
 _Events = list[LifecycleEvent]
 _Services = list[ExtensionService]
@@ -72,23 +75,31 @@ class RedisRegistry:
     cannot be reached or refuses for a while (`reason` says why), `RegistryRefused` when it
     refuses this client (credentials, ACL, missing commands, database: a configuration to
     fix); never a redis-py exception.
+
+    `client` is a `redis.Redis` (one server, or a proxy) or a `redis.cluster.RedisCluster`: every
+    key of a namespace carries one hash tag, so all of them, and each script, live in one
+    cluster slot. `partitions` must be 1 for now (a namespace spread over several slots is to
+    come).
     """
 
     def __init__(
         self,
-        client: _redis.Redis,
+        client: Client,
         *,
         namespace: str = "lifecycle",
+        partitions: int = 1,
         heartbeat_timeout_secs: float = 60.0,
         events_maxlen: int = 10_000,
         log_heartbeats: bool = False,
         lease_ttl_secs: float = 5.0,
     ) -> None:
-        if not isinstance(client, _redis.Redis):
-            raise TypeError(f"client must be a redis.Redis, not {type(client).__name__}")
+        if not isinstance(client, (_redis.Redis, RedisCluster)):
+            raise TypeError("client must be a redis.Redis or a redis.cluster.RedisCluster, not "
+                            f"{type(client).__name__}")
         self.namespace = _validate.text(namespace, "namespace")
         if "{" in namespace or "}" in namespace:
             raise ValueError("namespace must not contain braces (it becomes the keys' hash tag)")
+        self.partitions = _partitions(partitions)
         self.heartbeat_timeout_secs = _validate.number(heartbeat_timeout_secs, "heartbeat_timeout_secs",
                                                        positive=True)
         self.events_maxlen = _validate.integer(events_maxlen, "events_maxlen", minimum=0)
@@ -118,16 +129,25 @@ class RedisRegistry:
         return self._calls.settings
 
     @classmethod
-    def from_url(cls, url: str, *, namespace: str = "lifecycle", heartbeat_timeout_secs: float = 60.0,
-                 events_maxlen: int = 10_000, log_heartbeats: bool = False, lease_ttl_secs: float = 5.0,
-                 **redis_kwargs: Any) -> RedisRegistry:
+    def from_url(cls, url: str, *, namespace: str = "lifecycle", partitions: int = 1, cluster: bool | None = None,
+                 heartbeat_timeout_secs: float = 60.0, events_maxlen: int = 10_000, log_heartbeats: bool = False,
+                 lease_ttl_secs: float = 5.0, **redis_kwargs: Any) -> RedisRegistry:
         """A registry on the server at `url` (``redis://``, ``rediss://``, ``unix://``, with password or not).
+
+        The URL of any node of a Redis Cluster works: with `cluster` None the first call that
+        reaches the server asks whether it is one (``INFO cluster``) and, if so, goes on with a
+        `RedisCluster`, which follows the slot to whichever node serves it; True or False says
+        so instead of asking. A cluster has database 0 only.
 
         Timeouts and retries are set explicitly (redis-py's defaults changed across versions):
         5 s to connect and per call, one retry of a broken connection, a health check of idle
         connections. Any of them can be overridden through `redis_kwargs`.
         """
         _validate.text(url, "url")
+        partitions = _partitions(partitions)
+        if cluster is not None and not isinstance(cluster, bool):
+            raise FieldTypeError("cluster", "type", f"must be True, False or None (ask the server), not "
+                                 f"{type(cluster).__name__}")
         options: dict[str, Any] = {
             "socket_timeout": 5.0, "socket_connect_timeout": 5.0, "health_check_interval": 15,
             "retry": _Retry(_Backoff(cap=0.5, base=0.05), 1), "decode_responses": True,
@@ -135,21 +155,42 @@ class RedisRegistry:
         options.update(redis_kwargs)
         try:  # redis-py connects on the first call, not here: its errors come from the calls (see `_error`)
             client = _redis.Redis.from_url(url, **options)
+            db = _parse_url(url).get("db", options.get("db", 0)) if cluster is not False else 0
         except _REDIS_ERRORS as exc:
             kind, reason = _classify(exc)
             error = RegistryRefused if kind == _REFUSED else RegistryUnavailable
             raise error(f"the registry URL cannot be used ({reason}: {type(exc).__name__})", reason=reason) from None
-        return cls(client, namespace=namespace, heartbeat_timeout_secs=heartbeat_timeout_secs,
-                   events_maxlen=events_maxlen, log_heartbeats=log_heartbeats, lease_ttl_secs=lease_ttl_secs)
+        registry = cls(client, namespace=namespace, partitions=partitions,
+                       heartbeat_timeout_secs=heartbeat_timeout_secs, events_maxlen=events_maxlen,
+                       log_heartbeats=log_heartbeats, lease_ttl_secs=lease_ttl_secs)
+        if cluster is not False:
+            if cluster and (db or url.startswith("unix:")):
+                client.close()
+                host, port = registry._calls.where
+                what = _FIX["cluster_database"] if db else "a Redis Cluster is reached over TCP: use a redis:// URL"
+                raise RegistryRefused(f"the registry at {host}:{port} cannot be used as a cluster: {what}", host=host,
+                                      port=port if isinstance(port, int) else None, reason="database" if db else "url")
+            if not url.startswith("unix:"):
+                registry._calls.detect(Detect(url, options, client, cluster, registry.keys["status"]))
+        return registry
 
     def __repr__(self) -> str:
         host, port = self._calls.where
         return f"<RedisRegistry {host}:{port} namespace={self.namespace!r}>"
 
     @property
-    def client(self) -> _redis.Redis:
-        """The redis-py client (for the fleet event log and diagnostics)."""
+    def client(self) -> Client:
+        """The redis-py client (for the fleet event log and diagnostics): a `RedisCluster` on a cluster.
+
+        A registry made by `from_url` knows whether the server is a cluster once a call has
+        reached it; until then this is the plain client of the URL's server.
+        """
         return self._calls.client
+
+    @property
+    def cluster(self) -> bool | None:
+        """True on a Redis Cluster, False on one server; None until a call of `from_url`'s registry reached it."""
+        return self._calls.cluster
 
     def _error(self, exc: BaseException) -> RegistryUnavailable | RegistryRefused:
         """The lifecycle error for an error redis-py raised (see `ScriptClient.error`), to raise from it."""
@@ -463,6 +504,15 @@ class RedisRegistry:
         wait = None if block is None else max(1, round(block * 1000))
         return _rows(self._command(lambda client: client.xread({self.keys["events"]: after}, count=count,
                                                                block=wait)))
+
+
+def _partitions(value: Any) -> int:
+    """`partitions`, checked: an int >= 1, and 1 for now (spreading a namespace over slots is to come)."""
+    partitions = _validate.integer(value, "partitions", minimum=1)
+    if partitions != 1:
+        raise FieldValueError("partitions", "too_large", f"must be 1 for now, got {partitions}: a namespace spread "
+                              "over several hash slots (partitions) is not supported yet")
+    return partitions
 
 
 def _is_text(value: object) -> bool:

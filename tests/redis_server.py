@@ -15,6 +15,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -60,11 +61,13 @@ def free_port() -> int:
 class RedisServer:
     """One server process; `restart()` keeps the port, and with `appendonly` the data."""
 
-    def __init__(self, binary: str, workdir: Path, *, appendonly: bool = False, password: str | None = None) -> None:
+    def __init__(self, binary: str, workdir: Path, *, appendonly: bool = False, password: str | None = None,
+                 extra: Sequence[str] = ()) -> None:
         self.binary = binary
         self.workdir = workdir
         self.appendonly = appendonly
         self.password = password
+        self.extra = list(extra)  # more server options, e.g. --cluster-enabled yes
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -80,6 +83,7 @@ class RedisServer:
                 "--maxmemory-policy", "noeviction", "--protected-mode", "no"]
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.extra
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
         deadline = time.monotonic() + 15

