@@ -367,3 +367,150 @@ def test_fleet_mode_three_workers_one_timeout_one_reconnect(start_gunicorn, spaw
     assert len(server.matches(MISSED)) == 1, output
     assert len(logged("reconnected")) == 1, output
     assert set(logged("heartbeat_timeout")) <= workers
+
+
+# -- watching from boot: declared services, no request at all ---------------------------------------
+
+BOOT_APPS = Path(__file__).resolve().parent / "boot_apps"
+SILENT = {"name": "silent", "version": "1", "id": "silent"}
+BOOT_MISSED = r"pid=(\d+) lifecycle WARNING lifecycle: service 'silent' \(silent\) missed its heartbeat deadline"
+
+
+def boot_env(example: str, **settings: object) -> dict[str, str]:
+    """The environment that gives the boot test app (`example`: flask or django) these LIFECYCLE settings."""
+    settings = {"SERVICES": [SILENT], "AUTO_RECONNECT": False, **settings}
+    if example == "flask":
+        return {f"FLASK_LIFECYCLE_{key}": json.dumps(value) for key, value in settings.items()}
+    return {"DJANGO_SETTINGS_MODULE": "boot_project.settings", "BOOT_LIFECYCLE": json.dumps(settings)}
+
+
+def start_boot_app(start_gunicorn: Callable[..., tuple[Process, str]], example: str, preload: bool,
+                   **settings: object) -> tuple[Process, str, int, set[int]]:
+    """Two gunicorn workers on the boot test app: the server, its URL, the master's and the workers' pids."""
+    if example == "django":
+        pytest.importorskip("django")
+    app = "flask_boot:app" if example == "flask" else "boot_project.wsgi"
+    server, base = start_gunicorn("--workers", "2", *(["--preload"] if preload else []), app=app, chdir=BOOT_APPS,
+                                  **boot_env(example, **settings))
+    master = int(server.wait_for(lambda lines: re.search(r"Listening at: \S+ \((\d+)\)", "\n".join(lines))).group(1))
+    workers: set[int] = server.wait_for(
+        lambda lines: (pids := set(re.findall(r"Booting worker with pid: (\d+)", "\n".join(lines))))
+        and len(pids) >= 2 and {int(p) for p in pids}
+    )
+    return server, base, master, workers
+
+
+def timed_out(server: Process) -> list[int]:
+    return [int(m.group(1)) for m in server.matches(BOOT_MISSED)]
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["app-per-worker", "preload"])
+@pytest.mark.parametrize("example", ["flask", "django"])
+def test_in_memory_every_worker_watches_its_declared_service_from_boot(start_gunicorn, example, preload):
+    """No request is ever sent: each worker declares the service and times it out on its own
+    (in memory each worker watches its own copy); the --preload master, which serves nothing,
+    raises no alarm."""
+    server, _, master, workers = start_boot_app(start_gunicorn, example, preload,
+                                                HEARTBEAT_INTERVAL_SECS=0.2, HEARTBEAT_TIMEOUT_SECS=0.5)
+    server.wait_for(lambda lines: set(timed_out(server)) >= workers)
+    assert server.stop() == 0
+    output = "\n".join(server.lines)
+    assert "Traceback" not in output
+    assert master not in timed_out(server), output
+    assert sorted(timed_out(server)) == sorted(workers), output  # once each: no reconnect, so ERROR stays
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["app-per-worker", "preload"])
+@pytest.mark.parametrize("example", ["flask", "django"])
+def test_fleet_the_silent_declared_service_times_out_exactly_once_with_no_request(
+        start_gunicorn, redis_server, namespace, request, example, preload):
+    """Fleet mode on a real server: both workers declare (one starts, the other joins), a worker
+    leads, and the silent service times out once in the whole fleet, with no request ever sent."""
+    servers.only_on_first_binary(request, "the gunicorn boot scenarios test workers, not the server")
+    from lifecycle.redis import RedisRegistry
+
+    timeout = 1.0
+    server, _, _, workers = start_boot_app(
+        start_gunicorn, example, preload, REDIS_URL=redis_server.url, NAMESPACE=namespace,
+        HEARTBEAT_INTERVAL_SECS=0.5, HEARTBEAT_TIMEOUT_SECS=timeout)
+    server.wait_for(lambda lines: timed_out(server))
+    registry = RedisRegistry.from_url(redis_server.url, namespace=namespace)
+    try:
+        eventually(lambda: registry.silence("silent")[0].value == "error")
+        leader = registry.leader()
+        assert leader is not None and int(leader.split(":")[-2]) in workers  # a worker leads, not the master
+    finally:
+        registry.client.close()
+    threading.Event().wait(2 * timeout)  # two more timeouts: time for any duplicate to show
+    assert server.stop() == 0
+    output = "\n".join(server.lines)
+    assert "Traceback" not in output
+    assert len(timed_out(server)) == 1 and set(timed_out(server)) <= workers, output
+
+
+def test_fleet_boot_with_the_registry_down_serves_503_then_registers_when_it_comes_up(
+        start_gunicorn, redis_binary, tmp_path, request):
+    """The server is down while the workers boot: they boot all the same, /healthz answers 503
+    naming the declared service as pending, and once the server is up a retry registers it
+    (logged) and /healthz turns 200."""
+    servers.only_on_first_binary(request, "the gunicorn boot scenarios test workers, not the server")
+    redis = servers.RedisServer(redis_binary, tmp_path / "redis")  # its port chosen, not started yet
+    try:
+        server, base, _, workers = start_boot_app(
+            start_gunicorn, "flask", False, REDIS_URL=redis.url, NAMESPACE="boot",
+            HEARTBEAT_INTERVAL_SECS=5, HEARTBEAT_TIMEOUT_SECS=30)
+        not_yet = r"pid=(\d+) lifecycle ERROR lifecycle: declared service 'silent' is not registered yet"
+        server.wait_for(lambda lines: {int(m.group(1)) for m in server.matches(not_yet)} >= workers)
+        status, body = request_json(f"{base}/lifecycle/healthz")
+        assert status == 503 and body["pending"] == [{"id": "silent", "name": "silent"}], body
+        assert body["status"] == "unavailable" and body["reason"] == "connection", body
+        redis.start()
+        server.wait_for(lambda lines: server.matches(r"lifecycle WARNING lifecycle: declared service 'silent' "
+                                                     r"is registered again"))
+        status, body = eventually(lambda: (r := request_json(f"{base}/lifecycle/healthz"))[0] == 200 and r)
+        assert body["pending"] == [] and body["services"] == 1, body
+        assert server.stop() == 0
+        assert "Worker failed to boot" not in "\n".join(server.lines)
+    finally:
+        redis.stop()
+
+
+def test_fleet_a_killed_worker_and_a_flushed_registry_lose_nothing(start_gunicorn, redis_binary, tmp_path, request):
+    """SIGKILL the worker that started the declared service, then FLUSHALL: a surviving or new
+    worker registers it again and logs so; /healthz is 200 again."""
+    servers.only_on_first_binary(request, "the gunicorn boot scenarios test workers, not the server")
+    import redis as redis_py
+
+    redis = servers.RedisServer(redis_binary, tmp_path / "redis").start()
+    client = redis_py.Redis.from_url(redis.url)
+    try:
+        server, base, _, workers = start_boot_app(
+            start_gunicorn, "flask", False, REDIS_URL=redis.url, NAMESPACE="boot",
+            HEARTBEAT_INTERVAL_SECS=5, HEARTBEAT_TIMEOUT_SECS=30)
+        eventually(lambda: request_json(f"{base}/lifecycle/healthz")[0] == 200)
+        # The worker that started it; the other one joined (it logs so) or found it registered.
+        joined = {int(m.group(1)) for m in server.matches(r"pid=(\d+) lifecycle INFO lifecycle: service 'silent' "
+                                                          r"joined")}
+        starter = next(iter(workers - joined)) if workers - joined else next(iter(workers))
+        os.kill(starter, signal.SIGKILL)
+        # The new worker has booted and declared (the service is still there: it joins) before the data goes.
+        server.wait_for(lambda lines: {int(m.group(1)) for m in server.matches(
+            r"pid=(\d+) lifecycle INFO lifecycle: service 'silent' joined")} - workers)
+        client.flushall()
+        restored = r"pid=(\d+) lifecycle WARNING lifecycle: the registry lost its data; 1 service\(s\) .*'silent'"
+        server.wait_for(lambda lines: server.matches(restored))
+        assert starter not in {int(m.group(1)) for m in server.matches(restored)}
+        _, body = eventually(lambda: (r := request_json(f"{base}/lifecycle/healthz"))[0] == 200 and r)
+        assert body["services"] == 1 and body["pending"] == [], body
+        assert server.stop() == 0
+    finally:
+        client.close()
+        redis.stop()
+
+
+def request_json(url: str) -> tuple[int, Any]:
+    """GET `url`: its status and JSON body, or (0, None) when the server refuses the connection."""
+    try:
+        return request(url)
+    except urllib.error.URLError:
+        return 0, None

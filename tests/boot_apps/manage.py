@@ -1,0 +1,12 @@
+"""manage.py of the boot test project (runserver and commands, for tests/test_gunicorn.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "boot_project.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
