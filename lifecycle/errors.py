@@ -106,7 +106,8 @@ class RegistryRefused(LifecycleError):
     command: Lua scripting and streams are needed), ``database`` (the URL names a database the
     server does not have), ``wrong_type`` (another program uses the namespace's keys),
     ``cross_slot`` (a key outside the namespace's hash slot: a lifecycle bug), ``tls`` (the
-    server's certificate was not accepted). The message says what to change. `host` and
+    server's certificate was not accepted), ``cluster_client`` (a plain client on a node of a
+    Redis Cluster that does not serve the namespace's slot). The message says what to change. `host` and
     `port` say which server (never a password); the redis-py error is chained as
     ``__cause__``.
 

@@ -41,6 +41,12 @@ def flask_spell(key: str) -> str:
         ({"AUTH": "nodots"}, "AUTH", "import"),
         ({"CONNECTOR": "no_such_module_here.C"}, "CONNECTOR", "import"),
         ({"JITER": 0.1}, "JITER", "unknown"),
+        ({"REDIS_URL": "redis://h:6379/0", "REDIS_CLUSTER": "yes"}, "REDIS_CLUSTER", "type"),
+        ({"REDIS_CLUSTER": True}, "REDIS_CLUSTER", "conflict"),  # without REDIS_URL
+        ({"REDIS_URL": "redis://h:6379/0", "REDIS_PARTITIONS": 0}, "REDIS_PARTITIONS", "too_small"),
+        ({"REDIS_URL": "redis://h:6379/0", "REDIS_PARTITIONS": "2"}, "REDIS_PARTITIONS", "type"),
+        ({"REDIS_URL": "redis://h:6379/0", "REDIS_PARTITIONS": 4}, "REDIS_PARTITIONS", "too_large"),
+        ({"REDIS_PARTITIONS": 1}, "REDIS_PARTITIONS", "conflict"),  # without REDIS_URL
     ],
 )
 def test_a_settings_error_names_its_setting_and_code(values: dict[str, Any], setting: str, code: str) -> None:
@@ -141,3 +147,14 @@ def test_manage_py_check_on_the_example_lists_every_bad_key_without_a_traceback(
     assert "Traceback" not in result.stderr, result.stderr
     for key, check in [("JITTER", "E003"), ("TIMEOUT", "E002"), ("AUTOSTART", "E003"), ("AUTH", "E004")]:
         assert f"lifecycle.{check}" in result.stderr and f"LIFECYCLE['{key}']" in result.stderr, (key, result.stderr)
+
+
+def test_the_cluster_settings_reach_the_settings_and_say_what_is_not_supported_yet() -> None:
+    settings = parse_settings({"REDIS_URL": "redis://h:6379/0", "REDIS_CLUSTER": True, "REDIS_PARTITIONS": 1},
+                              flask_spell)
+    assert (settings.redis_cluster, settings.redis_partitions) == (True, 1)
+    default = parse_settings({"REDIS_URL": "redis://h:6379/0"}, flask_spell)
+    assert (default.redis_cluster, default.redis_partitions) == (None, 1)
+    with pytest.raises(ConfigurationError) as caught:
+        parse_settings({"REDIS_URL": "redis://h:6379/0", "REDIS_PARTITIONS": 3}, lambda key: f"LIFECYCLE['{key}']")
+    assert caught.value.key == "LIFECYCLE['REDIS_PARTITIONS']" and "not supported yet" in str(caught.value)

@@ -159,6 +159,7 @@ def _registry(settings: Settings) -> Registry | None:
     from ..redis import RedisRegistry  # parse_settings checked that redis-py is installed
 
     return RedisRegistry.from_url(settings.redis_url, namespace=settings.namespace,
+                                  partitions=settings.redis_partitions, cluster=settings.redis_cluster,
                                   heartbeat_timeout_secs=settings.config.heartbeat_timeout_secs)
 
 

@@ -37,7 +37,7 @@ CONFIG_KEYS = {f.name.upper(): f.name for f in fields(LifecycleConfig)}
 """Setting key -> `LifecycleConfig` field, e.g. HEARTBEAT_TIMEOUT_SECS -> heartbeat_timeout_secs."""
 
 OTHER_KEYS = ("CONNECTOR", "AUTH", "HEARTBEAT_TOKEN", "SHUTDOWN_TIMEOUT", "AUTOSTART", "REDIS_URL", "NAMESPACE",
-              "SERVICES")
+              "REDIS_CLUSTER", "REDIS_PARTITIONS", "SERVICES")
 
 DEFAULT_NAMESPACE = "lifecycle"
 
@@ -105,6 +105,8 @@ class Settings:
     extra: Mapping[str, Any] | None = None
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
     namespace: str = DEFAULT_NAMESPACE
+    redis_cluster: bool | None = None  # REDIS_CLUSTER: None asks the server whether it is a Redis Cluster
+    redis_partitions: int = 1  # REDIS_PARTITIONS
     services: tuple[ExtensionService, ...] = ()  # SERVICES: declared by every process when it starts serving
 
     @property
@@ -178,6 +180,7 @@ class _Check:
         if not isinstance(autostart, bool):
             self.fail("AUTOSTART", f"must be a bool (False: manual mode), not {type(autostart).__name__}", "type")
         redis_url, namespace = self.fleet()
+        cluster, partitions = self.cluster(redis_url is not None)
         services = self.services()
         if self.errors or config is None:
             return None, self.errors
@@ -185,6 +188,8 @@ class _Check:
             config=config,
             redis_url=redis_url,
             namespace=namespace,
+            redis_cluster=cluster,
+            redis_partitions=partitions,
             services=services,
             autostart=autostart,
             connector=connector,
@@ -275,6 +280,28 @@ class _Check:
 
 
     # -- SERVICES: declared services, each problem named by its index and field ------------------------
+
+    def cluster(self, fleet: bool) -> tuple[bool | None, int]:
+        """REDIS_CLUSTER (None: ask the server) and REDIS_PARTITIONS (1 for now), as `from_url` takes them."""
+        values, cluster, partitions = self.values, None, 1
+        for key in ("REDIS_CLUSTER", "REDIS_PARTITIONS"):
+            if key in values and not fleet:
+                self.fail(key, f"only means something with {self.spell('REDIS_URL')} (fleet mode)", "conflict")
+        given = values.get("REDIS_CLUSTER")
+        if given is not None and not isinstance(given, bool):
+            self.fail("REDIS_CLUSTER", f"must be a bool, or None to ask the server, not {type(given).__name__}",
+                      "type")
+        else:
+            cluster = given
+        try:
+            partitions = _validate.integer(values.get("REDIS_PARTITIONS", 1), "REDIS_PARTITIONS", minimum=1)
+        except FieldError as exc:
+            self.field_error("REDIS_PARTITIONS", exc)
+        else:
+            if partitions != 1:
+                self.fail("REDIS_PARTITIONS", f"must be 1 for now, got {partitions}: a namespace spread over "
+                          "several hash slots (partitions) is not supported yet", "too_large")
+        return cluster, partitions
 
     def services(self) -> tuple[ExtensionService, ...]:
         """SERVICES: a list of mappings of `ExtensionService` fields, each built as every process will declare it."""
