@@ -139,16 +139,27 @@ def _classify(exc: BaseException) -> _Class:
     return _UNAVAILABLE, "error"
 
 
+# TLS failures that are the configuration's, not an outage's: the other side speaks no TLS (a
+# rediss:// URL on a plain port), or refused the certificate (a CA it does not know, a client
+# certificate it wants). An EOF or reset in the handshake may be a restart: left transient.
+_TLS_MISMATCH = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL",
+                           "HTTP_REQUEST", "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE",
+                           "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+                           "TLSV1_ALERT_PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL"})
+
+
 def _tls_refused(exc: BaseException) -> bool:
-    """A certificate the client did not accept (redis-py reports it as a ConnectionError, the ssl error chained)."""
+    """A TLS handshake failed for its configuration (redis-py raises a ConnectionError, the ssl error chained)."""
     seen: BaseException | None = exc
     for _ in range(5):
         if seen is None:
             break
         if isinstance(seen, ssl.SSLCertVerificationError):
             return True
+        if isinstance(seen, ssl.SSLError) and getattr(seen, "reason", None) in _TLS_MISMATCH:
+            return True
         seen = seen.__cause__ or seen.__context__
-    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "WRONG_VERSION_NUMBER" in str(exc)
 
 
 _FIX = {
@@ -164,8 +175,9 @@ _FIX = {
     "wrong_type": "a key under lifecycle:{{{namespace}}}: holds another type: another program uses this "
                   "namespace; choose another namespace or delete those keys",
     "cross_slot": "a key outside the namespace's hash slot: a lifecycle bug, please report it",
-    "tls": "the server's TLS certificate was not accepted: check ssl_ca_certs (or ssl_cert_reqs) and the "
-           "server's certificate",
+    "tls": "the TLS handshake failed for its configuration (the server's certificate not accepted, a client "
+           "certificate missing, or TLS on one side only): check rediss:// against the server's TLS port, "
+           "ssl_ca_certs (or ssl_cert_reqs), ssl_certfile/ssl_keyfile and the server's certificate",
     "cluster_client": "the server is a node of a Redis Cluster and another node serves the namespace's slot: "
                       "use RedisRegistry.from_url without cluster=False (it finds the cluster) or a "
                       "redis.cluster.RedisCluster client",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -538,3 +539,81 @@ def test_the_status_command_prints_one_line_and_exits_non_zero(server, admin, me
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr and PASSWORD not in done.stderr
+
+
+# -- TLS: a self-signed certificate made here ------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_server(request, redis_binary: str, tmp_path: Path) -> Iterator[tuple[servers.RedisServer, int, Path]]:
+    """(server, its TLS port, the certificate): a server with a plain port and a TLS one, self-signed."""
+    servers.only_on_first_binary(request, "the TLS handshake is the client's and the server's TLS library's")
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl here to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    tls_port = servers.free_port()
+    own = servers.RedisServer(redis_binary, tmp_path / "redis", password=PASSWORD, extra=[
+        "--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+        "--tls-auth-clients", "no"])
+    try:
+        own.start()
+    except RuntimeError:
+        pytest.skip(f"{redis_binary} does not start with TLS (built without it?)")
+    yield own, tls_port, cert
+    own.stop()
+
+
+def test_tls_refusals_are_refused_with_reason_tls_and_a_plain_client_on_the_tls_port_is_unavailable(
+        tls_server, registries, managers, namespace, capsys):
+    _, tls_port, cert = tls_server
+    trusted = registries(f"rediss://:{PASSWORD}@127.0.0.1:{tls_port}/0", ssl_ca_certs=str(cert))
+    assert trusted.count() == 0  # the certificate is fine once trusted
+    unverified = registries(f"rediss://:{PASSWORD}@127.0.0.1:{tls_port}/0")  # self-signed, no CA given
+    for call in (unverified.count, lambda: unverified.heartbeat("x"), lambda: managers(unverified).start_service(
+            service())):
+        error = raises(RegistryRefused, "tls", call)
+        assert "ssl_ca_certs" in str(error) and error.port == tls_port
+    # A plain client on the TLS port: the server resets the connection, as a server going down does, so
+    # it cannot be told from an outage: unavailable, retried, logged once.
+    plain = registries(f"redis://:{PASSWORD}@127.0.0.1:{tls_port}/0")
+    raises(RegistryUnavailable, "connection", plain.count)
+    url = f"rediss://:{PASSWORD}@127.0.0.1:{tls_port}/0"
+    assert main(["status", "--redis", url, "--namespace", namespace, "--timeout", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "(tls)" in err and PASSWORD not in err
+
+
+def test_the_django_endpoints_answer_500_json_when_refused_and_503_when_unavailable(server, admin, member_url,
+                                                                                    namespace):
+    pytest.importorskip("django")
+    import django_setup  # noqa: F401  (configures Django once per process)
+    from django.test import Client, override_settings
+
+    import lifecycle.contrib.django as integration
+
+    integration._reset()
+    settings = {"AUTOSTART": False, "HEARTBEAT_INTERVAL_SECS": 1, "HEARTBEAT_TIMEOUT_SECS": 30,
+                "REDIS_URL": member_url, "NAMESPACE": namespace}
+    with override_settings(LIFECYCLE=settings):
+        manager = integration.get_manager()
+        try:
+            sid = manager.start_service(service())
+            client = Client()
+            assert client.post(f"/lifecycle/services/{sid}/heartbeat").status_code == 204
+            with out_of_memory(admin):
+                reply = client.post(f"/lifecycle/services/{sid}/heartbeat")
+                assert reply.status_code == 503 and reply["Retry-After"] == "1"
+                assert reply.json()["error"] == "registry_unavailable" and reply.json()["reason"] == "out_of_memory"
+            with without_eval(admin):
+                for reply in (client.post(f"/lifecycle/services/{sid}/heartbeat"), client.get("/lifecycle/services"),
+                              client.get("/lifecycle/healthz"), client.get(f"/lifecycle/services/{sid}")):
+                    assert reply.status_code == 500 and reply["Content-Type"] == "application/json"
+                    body = reply.json()
+                    assert body["error"] == "registry_refused" and body["reason"] == "permission", body
+                    assert PASSWORD not in reply.content.decode() and not reply.has_header("Retry-After")
+            assert client.post(f"/lifecycle/services/{sid}/heartbeat").status_code == 204
+        finally:
+            integration._reset()
