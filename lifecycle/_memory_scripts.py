@@ -104,6 +104,9 @@ class Data:
     rst: dict[str, list[int]] = field(default_factory=dict)
     flap: set[str] = field(default_factory=set)
     phi: dict[str, Phi] = field(default_factory=dict)
+    # Ownership of process-bound services: id -> (holder, until, epoch); the attempt number the owner runs.
+    own: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    oclaim: dict[str, int] = field(default_factory=dict)
     lease: Lease | None = None
     epoch: int = 0
     tick: int | None = None
@@ -119,7 +122,8 @@ class Data:
     def clear(self) -> None:
         """Drop everything (the Lua CLEAR deletes every key: the lease, the log and the generation marker too)."""
         for column in (self.svc, self.reg, self.names, self.status, self.last, self.upd, self.att, self.dl,
-                       self.todo, self.claim, self.tmo, self.rst, self.flap, self.phi, self.events):
+                       self.todo, self.claim, self.tmo, self.rst, self.flap, self.phi, self.events, self.own,
+                       self.oclaim):
             column.clear()
         self.lease, self.epoch, self.tick, self.gen = None, 0, None, None
 
@@ -293,7 +297,8 @@ class Prelude:
         service = d.svc.get(id)
         if service is not None:
             d.names.pop(service.name, None)
-        for column in (d.svc, d.reg, d.status, d.last, d.upd, d.att, d.claim, d.tmo, d.rst, d.phi, d.dl, d.todo):
+        for column in (d.svc, d.reg, d.status, d.last, d.upd, d.att, d.claim, d.tmo, d.rst, d.phi, d.dl, d.todo,
+                       d.own, d.oclaim):
             column.pop(id, None)
         d.flap.discard(id)
 
@@ -497,9 +502,11 @@ class Scripts(Prelude):
     def attempt_done(self, id: str, owner: str, attempt: int, ok: bool, plan: tuple[str, int, int, int]
                      ) -> str:
         d = self.d
-        if self.fenced(owner):
+        by_owner = self.holder_of(id) == owner  # a process-bound service's attempts are its owner's
+        if self.fenced(owner) and not by_owner:
             return "fenced"
-        if d.status.get(id) is not S.RECONNECTING or d.claim.get(id) != owner or d.att.get(id) != attempt:
+        claimed = d.oclaim.get(id) == attempt if by_owner else d.claim.get(id) == owner
+        if d.status.get(id) is not S.RECONNECTING or not claimed or d.att.get(id) != attempt:
             return "stale"
         del d.claim[id]
         if ok:
@@ -509,6 +516,48 @@ class Scripts(Prelude):
         else:
             self.plan(id, *plan)
         return "ok"
+
+    def holder_of(self, id: str) -> str | None:
+        """The live owner of a process-bound service, None when nobody holds it."""
+        record = self.d.own.get(id)
+        return None if record is None or record[1] <= self.now or not record[0] else record[0]
+
+    def own(self, id: str, owner: str, ttl_ms: int, tick: int) -> tuple[str, int, bool, str, int]:
+        """OWN: take or renew ownership; as the owner, claim the due reconnect attempt (0: none).
+
+        Returns code ('owner', 'other', 'missing', 'stopping'), epoch, fresh grant, status, attempt to run.
+        """
+        d = self.d
+        st = d.status.get(id)
+        if st is None:
+            return "missing", 0, False, "", 0
+        holder, until, epoch = d.own.get(id, ("", 0, 0))
+        if holder and holder != owner and until > self.now:
+            return "other", epoch, False, st.value, 0
+        if st in (S.STOPPING, S.STOPPED):
+            return "stopping", epoch, False, st.value, 0
+        fresh = holder != owner or until <= self.now
+        if fresh:
+            epoch += 1
+            d.oclaim.pop(id, None)  # an attempt an earlier owner began is run again by this one
+        d.own[id] = (owner, self.now + ttl_ms * 1000, epoch)
+        run = 0
+        if st is S.RECONNECTING:
+            att = d.att.get(id, 0)
+            due = d.todo.get(id)
+            if d.oclaim.get(id) != att and ((due is not None and due <= self.now) or id in d.claim):
+                service = d.svc.get(id)
+                connect = _CONNECT_DEFAULT if service is None else service.transport.timeout_secs
+                d.oclaim[id] = run = att
+                d.claim[id] = owner
+                d.todo[id] = self.now + math.floor(connect * US) + tick
+        return "owner", epoch, fresh, st.value, run
+
+    def disown(self, id: str, owner: str) -> None:
+        """DISOWN: give ownership up if `owner` holds it; the epoch stays, so the next grant is newer."""
+        record = self.d.own.get(id)
+        if record is not None and record[0] == owner:
+            self.d.own[id] = ("", 0, record[2])
 
     def restart_now(self, id: str, plan: tuple[str, int, int, int]) -> ServiceStatus | None:
         """RESTART: from RUNNING, RECONNECTING or ERROR to RECONNECTING, a fresh window, any claim void, then plan."""

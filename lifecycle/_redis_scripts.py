@@ -25,12 +25,13 @@ from __future__ import annotations
 import re
 
 KEYS = ("svc", "reg", "names", "status", "last", "upd", "attempt", "dl", "todo", "claim",
-        "lease", "epoch", "tick", "gen", "events", "tmo", "rst", "flap", "phi", "phiv")
+        "lease", "epoch", "tick", "gen", "events", "tmo", "rst", "flap", "phi", "phiv", "own", "oclaim")
 
 _LUA_NAMES = {"svc": "K_SVC", "reg": "K_REG", "names": "K_NAMES", "status": "K_STATUS", "last": "K_LAST",
               "upd": "K_UPD", "attempt": "K_ATT", "dl": "K_DL", "todo": "K_TODO", "claim": "K_CLAIM",
               "lease": "K_LEASE", "epoch": "K_EPOCH", "tick": "K_TICK", "gen": "K_GEN", "events": "K_EVENTS",
-              "tmo": "K_TMO", "rst": "K_RST", "flap": "K_FLAP", "phi": "K_PHI", "phiv": "K_PHIV"}
+              "tmo": "K_TMO", "rst": "K_RST", "flap": "K_FLAP", "phi": "K_PHI", "phiv": "K_PHIV",
+              "own": "K_OWN", "oclaim": "K_OCLAIM"}
 
 # Every declared key costs each call a little (about 1 us on loopback), so the frequent scripts
 # declare only the keys they may touch; the others declare them all. HEARTBEAT, the hot one, handles
@@ -231,10 +232,22 @@ local function begin_cycle(id, mode, k, delay, max)
   plan(id, mode, k, delay, max)
 end
 local function fenced(owner) return redis.call('GET', K_LEASE) ~= owner end
+-- Ownership of a process-bound service: 'holder|until_us|epoch' (holder '' once given up).
+local function ownership(id)
+  local rec = redis.call('HGET', K_OWN, id)
+  if not rec then return '', 0, 0 end
+  local holder, till, epoch = string.match(rec, '^(.*)|(%d+)|(%d+)$')
+  return holder, tonumber(till), tonumber(epoch)
+end
+local function holder_of(id)
+  local holder, till = ownership(id)
+  if holder ~= '' and till > NOW then return holder end
+  return nil
+end
 local function forget(id)
   local json = redis.call('HGET', K_SVC, id)
   if json then redis.call('HDEL', K_NAMES, cjson.decode(json).name) end
-  for _, k in ipairs({K_SVC, K_REG, K_STATUS, K_LAST, K_UPD, K_ATT, K_CLAIM, K_TMO, K_RST, K_FLAP}) do
+  for _, k in ipairs({K_SVC, K_REG, K_STATUS, K_LAST, K_UPD, K_ATT, K_CLAIM, K_TMO, K_RST, K_FLAP, K_OWN, K_OCLAIM}) do
     redis.call('HDEL', k, id)
   end
   local sums = redis.call('HGET', K_PHI, id)
@@ -504,9 +517,13 @@ return {'ok', due, claimed, s(nxt), rebased}
 # ARGV[11..]: id, owner, attempt, ok ('1'/'0'), plan mode, next attempt, delay_us, max
 ATTEMPT_DONE = """
 local id, owner = ARGV[11], ARGV[12]
-if fenced(owner) then return {'fenced'} end
-if redis.call('HGET', K_STATUS, id) ~= 'reconnecting' or redis.call('HGET', K_CLAIM, id) ~= owner
-   or redis.call('HGET', K_ATT, id) ~= ARGV[13] then
+-- A process-bound service's attempts are its owner's (claimed by OWN), lease or not.
+local by_owner = holder_of(id) == owner
+if fenced(owner) and not by_owner then return {'fenced'} end
+local claimed
+if by_owner then claimed = redis.call('HGET', K_OCLAIM, id) == ARGV[13]
+else claimed = redis.call('HGET', K_CLAIM, id) == owner end
+if redis.call('HGET', K_STATUS, id) ~= 'reconnecting' or not claimed or redis.call('HGET', K_ATT, id) ~= ARGV[13] then
   return {'stale'}
 end
 redis.call('HDEL', K_CLAIM, id)
@@ -518,6 +535,52 @@ else
   plan(id, ARGV[15], ARGV[16], ARGV[17], ARGV[18])
 end
 return {'ok', OUT}
+"""
+
+# ARGV[11..]: id, owner, ttl_ms, tick_us -- take or renew ownership of a process-bound service; as its owner,
+# claim the reconnect attempt that is due (or that the leader claimed) for the owner to run.
+OWN = """
+local id, owner, ttl, tick_us = ARGV[11], ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[14])
+local st = redis.call('HGET', K_STATUS, id)
+if not st then return {'missing', '0', '0', '', '0'} end
+local holder, till, epoch = ownership(id)
+if holder ~= '' and holder ~= owner and till > NOW then return {'other', s(epoch), '0', st, '0'} end
+if st == 'stopping' or st == 'stopped' then return {'stopping', s(epoch), '0', st, '0'} end
+local fresh = '0'
+if holder ~= owner or till <= NOW then
+  epoch = epoch + 1
+  fresh = '1'
+  redis.call('HDEL', K_OCLAIM, id)  -- an attempt an earlier owner began is run again by this one
+end
+redis.call('HSET', K_OWN, id, owner .. '|' .. s(NOW + ttl * 1000) .. '|' .. s(epoch))
+local run = '0'
+if st == 'reconnecting' then
+  local att = redis.call('HGET', K_ATT, id) or '0'
+  local due = redis.call('ZSCORE', K_TODO, id)
+  if redis.call('HGET', K_OCLAIM, id) ~= att
+     and ((due and tonumber(due) <= NOW) or redis.call('HEXISTS', K_CLAIM, id) == 1) then
+    local json = redis.call('HGET', K_SVC, id)
+    local connect = json and tonumber(cjson.decode(json).transport.timeout_secs) or 30
+    redis.call('HSET', K_OCLAIM, id, att)
+    redis.call('HSET', K_CLAIM, id, owner)
+    redis.call('ZADD', K_TODO, s(NOW + math.floor(connect * 1000000) + tick_us), id)
+    run = att
+  end
+end
+return {'owner', s(epoch), fresh, st, run}
+"""
+
+# ARGV[11..]: id, owner -- the epoch stays, so the next grant is newer
+DISOWN = """
+local id = ARGV[11]
+local holder, _, epoch = ownership(id)
+if holder == ARGV[12] then redis.call('HSET', K_OWN, id, '|0|' .. s(epoch)) end
+return {'ok'}
+"""
+
+# ARGV[11..]: id
+OWNER_OF = """
+return {holder_of(ARGV[11]) or ''}
 """
 
 # ARGV[11..]: id

@@ -12,6 +12,7 @@ services, replies and the event log is `lifecycle._redis_codec`.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import math
 import uuid
@@ -29,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "lifecycle.redis needs redis-py: pip install 'service-lifecycle[redis]'"
     ) from exc
 
+from . import _redis_scripts as _scripts
 from . import _validate
 from ._redis_client import _FIX, _REDIS_ERRORS, _REFUSED, Client, Detect, ScriptClient, _classify
 from ._redis_codec import (
@@ -50,7 +52,7 @@ from .events import LifecycleEvent
 from .fleet import Lease, Plan, StoreSettings, Sweep, Timing
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status
 from .phi import phi_of
-from .registry import RegistryStats, _not_found
+from .registry import Owned, RegistryStats, _not_found
 
 __all__ = ["RedisRegistry"]
 
@@ -504,6 +506,30 @@ class RedisRegistry:
         wait = None if block is None else max(1, round(block * 1000))
         return _rows(self._command(lambda client: client.xread({self.keys["events"]: after}, count=count,
                                                                block=wait)))
+
+    # -- ownership of process-bound services (see lifecycle.engine.owner) ---------------------------
+
+    def _owner_script(self, name: str, *args: object) -> builtins.list[Any]:
+        calls = self._calls
+        if name not in calls._scripts:  # registered on first use, beside the registry's own scripts
+            calls._scripts[name] = calls.client.register_script(_scripts.source(name))
+            calls._declared[name] = [calls.keys[key] for key in _scripts.keys_for(name)]
+        return self._run(name, *args)
+
+    def own(self, id: str, owner: str, ttl: float, tick: float) -> Owned:
+        """Take or renew ownership of `id` for `ttl` s; as owner, claim the due attempt (parked timeout + `tick`)."""
+        code, epoch, fresh, status, attempt = self._owner_script("OWN", id, owner, max(1, round(ttl * 1000)),
+                                                                 _us(tick))
+        return Owned(_text(code), int(epoch), _text(fresh) == "1", _text(status), int(attempt))
+
+    def disown(self, id: str, owner: str) -> None:
+        """Give ownership of `id` up if `owner` holds it."""
+        self._owner_script("DISOWN", id, owner)
+
+    def owner_of(self, id: str) -> str | None:
+        """The live owner of `id` (its token), or None."""
+        holder = _text(self._owner_script("OWNER_OF", id)[0])
+        return holder or None
 
 
 def _partitions(value: Any) -> int:

@@ -14,15 +14,16 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from datetime import datetime
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from . import _validate
 from ._forksafe import hold_across_fork
 from ._text import quote
 from .errors import ServiceAlreadyExists, ServiceNotFound
-from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status
+from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status, _utcnow
 
-__all__ = ["Registry", "RegistryReader", "RegistryService", "RegistryStats", "Store"]
+__all__ = ["Owned", "OwnerStore", "Registry", "RegistryReader", "RegistryService", "RegistryStats", "Store"]
 
 _RUNNING = ServiceStatus.RUNNING
 _Services = list[ExtensionService]
@@ -110,6 +111,44 @@ class Registry(Store, RegistryReader, Protocol):
 
     def health_check(self) -> _Ids: ...
     def clear(self) -> None: ...
+
+
+class Owned(NamedTuple):
+    """The answer to an ownership request for a process-bound service (a STDIO child, a held socket).
+
+    `code`: 'owner' (the caller holds it now), 'other' (another live member does), 'missing' (not
+    registered: stopped, or never was) or 'stopping'. `epoch` grows with every grant, so a fresh
+    grant (`fresh`) is told from a renewal; `attempt` is the reconnect attempt the owner must run
+    now (0: none), claimed for it.
+    """
+
+    code: str
+    epoch: int
+    fresh: bool
+    status: str
+    attempt: int
+
+
+@runtime_checkable
+class OwnerStore(Protocol):
+    """What a shared registry adds so one live member owns each process-bound service, fenced like the leader.
+
+    An ownership lasts `ttl` seconds unrenewed on the store's clock. Only the owner spawns, pings,
+    respawns and stops the child; its reconnect attempts are claimed by `own`, and the owner
+    reports them through `attempt_done` with its token (accepted from the owner, lease or not).
+    """
+
+    def own(self, id: str, owner: str, ttl: float, tick: float) -> Owned:
+        """Take or renew ownership of service `id` for `owner`; claim its due attempt for the owner."""
+        ...
+
+    def disown(self, id: str, owner: str) -> None:
+        """Give ownership up (after the owner stopped its child), so another member takes it at once."""
+        ...
+
+    def owner_of(self, id: str) -> str | None:
+        """The live owner's token, None when nobody holds the service."""
+        ...
 
 
 def _fresh(cell: list[float | None], now: float, timeout: float) -> bool:
@@ -280,6 +319,34 @@ class RegistryService:
                 return None
             self._info[id].touch()
             return ServiceStatus.RUNNING
+
+    def expire_many(self, batch: Sequence[tuple[str, float, ServiceStatus]]) -> list[bool]:
+        """`expire` of each (id, timeout, status), under one lock, two clock readings and one `updated_at`.
+
+        For the engine's batched deadlines: a burst of timeouts costs one pass. True where the
+        service was RUNNING and silent and now has its new status.
+        """
+        done: list[bool] = []
+        with self._lock:
+            now = time.monotonic()
+            for id, timeout, status in batch:
+                won = self._get_status(id) is _RUNNING and not _fresh(self._last[id], now, timeout)
+                if won:
+                    self._set_status(id, _status(status))
+                done.append(won)
+            now = time.monotonic()
+            stamp: datetime | None = None
+            for index, (id, timeout, _) in enumerate(batch):
+                if not done[index]:
+                    continue
+                # As in expire: a lock-free beat that landed after the first look puts RUNNING back.
+                if _fresh(self._last[id], now, timeout):
+                    self._set_status(id, _RUNNING)
+                    done[index] = False
+                else:
+                    stamp = stamp or _utcnow()
+                    self._info[id].updated_at = stamp
+        return done
 
     def silence(self, id: str) -> tuple[ServiceStatus, float | None] | None:
         """(status, seconds since the last heartbeat or None), or None for an unknown id."""

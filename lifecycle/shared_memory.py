@@ -33,7 +33,7 @@ from .events import LifecycleEvent
 from .fleet import Detail, Lease, Plan, StoreSettings, Sweep, Timing
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status
 from .phi import phi_of
-from .registry import RegistryStats, _not_found
+from .registry import Owned, RegistryStats, _not_found
 
 __all__ = ["SharedMemoryRegistry"]
 
@@ -450,6 +450,23 @@ class SharedMemoryRegistry:
         if code == "fenced":
             return None
         return run.out if code == "ok" else []
+
+    # -- ownership of process-bound services ------------------------------------------------------
+
+    def own(self, id: str, owner: str, ttl: float, tick: float) -> Owned:
+        """Take or renew ownership of `id` for `ttl` s; as owner, claim the due attempt (parked timeout + `tick`)."""
+        with self._script() as run:
+            return Owned(*run.own(id, owner, max(1, round(ttl * 1000)), _us(tick)))
+
+    def disown(self, id: str, owner: str) -> None:
+        """Give ownership of `id` up if `owner` holds it."""
+        with self._script() as run:
+            run.disown(id, owner)
+
+    def owner_of(self, id: str) -> str | None:
+        """The live owner of `id`, or None."""
+        with self._script() as run:
+            return run.holder_of(id)
 
     def last_event_id(self) -> str:
         """The id of the fleet log's newest entry ("0-0" when empty)."""

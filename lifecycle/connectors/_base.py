@@ -82,9 +82,11 @@ class LineConnector:
                 f"service {service.name!r} ({service.id}) was connected by process {owner}, which owns it; "
                 f"a forked process does not take it over (start it in this process instead)"
             )
-        if owner is None and self.process_bound and manager.get_status(service.id) is not ServiceStatus.STARTING:
-            # A reconnect of a child some other process spawned (a fleet's leader, say): only
-            # the spawning process can end the old child, so a new one here would be a duplicate.
+        if (owner is None and self.process_bound and not manager.fleet
+                and manager.get_status(service.id) is not ServiceStatus.STARTING):
+            # A reconnect of a child some other process spawned: only the spawning process can end
+            # the old child, so a new one here would be a duplicate. (In a fleet the store's
+            # ownership decides who spawns: only the owner calls connect.)
             raise ConnectionFailed(
                 f"service {service.name!r} ({service.id}) was not started by this process; the {self.transport} "
                 f"of a STDIO service can only be restarted by the process that spawned it"

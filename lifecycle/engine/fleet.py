@@ -23,9 +23,10 @@ from dataclasses import replace
 from ..config import LifecycleConfig
 from ..connector import Hooks
 from ..errors import InvalidState, LifecycleError, RegistryUnavailable
-from ..events import HeartbeatTimeout, LifecycleEvent, Reconnected, Reconnecting, Started, StatusChanged
+from ..events import HeartbeatTimeout, LifecycleEvent, Reconnected, Reconnecting, Started, StatusChanged, Stopped
 from ..fleet import Detail, Plan, SharedRegistry, StoreSettings, Sweep
 from ..model import ExtensionService, ServiceId, ServiceStatus
+from ..registry import OwnerStore
 from ..subscription import Subscription
 from ..timers import Timer
 from ..watchdog import Watchdog
@@ -34,6 +35,7 @@ from .declare import Declarations
 from .fleetlog import follow_log
 from .guard import Guard
 from .lease import Ticker
+from .owner import Owners, process_bound
 from .pinger import Pinger
 from .policy import ReconnectPolicy, service_timing
 from .runner import Executor, Outcome, connect_first, within
@@ -91,6 +93,11 @@ class FleetEngine:
         self._inflight: dict[str, Outcome] = {}
         self._closed = False
         self.ticker = Ticker(registry, watchdog, self._timeout, self._lead, self._restore_local)
+        # Process-bound services (STDIO children) are owned by one member each, asserted every tick.
+        self._owners = None if not isinstance(registry, OwnerStore) else Owners(
+            registry, executor, lambda: self.ticker.owner, self.ticker.ttl, self.ticker.renew_every, self._spawn)
+        if self._owners is not None:
+            self.ticker.each = self._owners.tick
         self.ticker.start()
         if executor.threaded:  # manual mode has no thread at all: run_pending is its only clock
             # Nobody else wakes the leader when another process sets a deadline or an attempt: the log tells it.
@@ -139,9 +146,12 @@ class FleetEngine:
     def start(self, service: ExtensionService, hooks: Hooks | None) -> ServiceId:
         """Register (or join) in the fleet, connect, RUNNING; joining calls no connector."""
         timeout, _ = service_timing(self._config, service.name, service.transport)  # refuses one under its interval
+        owners = self._owners if hooks is not None and process_bound(hooks, service) else None
         sid, joined = self._registry.join(service)
-        if joined:
+        if joined or (owners is not None and hooks is not None and not owners.take(service, hooks)):
             log.info("lifecycle: service %r joined as %s, already registered in the fleet", service.name, sid)
+            if owners is not None and hooks is not None:  # a candidate: it spawns the child if it comes to own it
+                owners.add(self._registry.get(sid) or service, hooks, spawned=False)
             return sid
         if hooks is not None:
             connect_first(hooks, self._registry.get(sid) or service, label(service.name, sid), lambda: self._undo(sid))
@@ -149,6 +159,8 @@ class FleetEngine:
         if not events:
             raise InvalidState(f"service {label(service.name, sid)} was stopped while it was starting")
         self._hold(service, hooks)
+        if owners is not None and hooks is not None:
+            owners.add(service, hooks, spawned=True)
         self._sink.emit(events)  # before the leader can act on it: events of a service stay in order
         self.ticker.poke(timeout)
         return sid
@@ -190,6 +202,8 @@ class FleetEngine:
             if service is not None and hooks is not None:
                 self._executor.disconnect(hooks, service, within(service.transport.timeout_secs, deadline),
                                           label(service.name, id))
+            if self._owners is not None:
+                self._owners.forget(id)  # its child (if here) was ended just now; elsewhere its owner ends it
         finally:
             try:
                 events = self._registry.finish_stop(id)
@@ -215,12 +229,23 @@ class FleetEngine:
                 if local.ping is not None:
                     local.ping.cancel()
             self._locals.clear()
+        if self._owners is not None:
+            # A graceful hand-over: each child ends first, then its ownership is free for another member.
+            handed = self._owners.close()
+            if handed:
+                log.info("lifecycle: %d process-bound service(s) handed over to the fleet: %s", len(handed),
+                         ", ".join(handed))
         self.ticker.close()
 
     # -- reports from services ----------------------------------------------------------------
 
     def beat(self, id: str) -> ServiceId:
         check_id(id)
+        owners = self._owners
+        if owners is not None and owners.lapsed(id):
+            # Our ownership may have run out (a pause): this child's beats must not revive it; it is ended.
+            owners.fence(id)
+            raise InvalidState(f"heartbeat of service {id} dropped: this process's ownership of it lapsed")
         prior, events = self._registry.beat(id, self._timeout)
         if prior is None:
             raise not_managed(id, _IN_FLEET)
@@ -246,6 +271,8 @@ class FleetEngine:
         self._sink.emit(events)
         if plan.mode == "retry" and prior is not ServiceStatus.RECONNECTING:
             self.ticker.poke(plan.delay)  # in the leader, attempt 1 runs when due
+            if self._owners is not None and id in self._owners:
+                self._soon(plan.delay)  # the owner runs the attempts of its child
 
     def restart(self, id: str) -> None:
         check_id(id)
@@ -297,6 +324,9 @@ class FleetEngine:
             soon.append(0.0)  # a new deadline: the sweep says when it falls
         if soon:
             self.ticker.poke(min(soon))
+        owners = self._owners
+        if owners is not None and any(isinstance(e, Stopped) and e.service_id in owners for e in events):
+            self._soon(0.0)  # stopped by another member: the owner ends its child now
 
     def _claim(self) -> Sweep | None:
         """The registry's sweep; after a failure we saw, with no grace at all (every deadline starts again)."""
@@ -342,6 +372,8 @@ class FleetEngine:
         with self.lock:
             self._inflight[sid] = outcome
         hooks = self._hooks_for(sid)
+        if process_bound(hooks, service):
+            return  # only its owner may spawn it: the store claims the attempt for the owner (`Owners`)
         if hooks is None:
             # Without a connector only a heartbeat revives a service, and none came in time.
             self._report(sid, attempt, outcome, service, RuntimeError("no heartbeat before the attempt was due"))
@@ -351,6 +383,33 @@ class FleetEngine:
         self._executor.connect(outcome, hooks, service, service.transport.timeout_secs,
                                lambda error: self._report(sid, attempt, outcome, service, error),
                                lambda: self._running(sid))
+
+    def _spawn(self, service: ExtensionService, hooks: Hooks, attempt: int) -> None:
+        """As the owner: run claimed `attempt` of a process-bound service, or (0) spawn it after a takeover."""
+        sid = service.id
+        current = self._registry.get(sid) or service
+        outcome = Outcome()
+        if attempt:
+            with self.lock:
+                self._inflight[sid] = outcome
+            self._executor.connect(outcome, hooks, current, current.transport.timeout_secs,
+                                   lambda error: self._report(sid, attempt, outcome, current, error),
+                                   lambda: self._running(sid))
+            return
+
+        def spawned(error: BaseException | None) -> bool:
+            if error is not None:
+                with contextlib.suppress(LifecycleError):
+                    self.error(sid, f"spawning it in its new owner failed: {error_text(error)}")
+            return True
+
+        self._executor.connect(outcome, hooks, current, current.transport.timeout_secs, spawned, lambda: True)
+
+    def _soon(self, delay: float) -> None:
+        """Assert ownership (and run due attempts) in `delay` s, off the watchdog thread."""
+        owners = self._owners
+        if owners is not None and not self._closed:
+            self._watchdog.call_later(max(0.0, delay), lambda: self._executor.run(owners.tick))
 
     def _hooks_for(self, sid: str) -> Hooks | None:
         """The connector for a service: the one it was started with here, else the manager's."""
@@ -417,6 +476,8 @@ class FleetEngine:
             local.ping = self._pinger.arm(local)
             if local.ping_busy:
                 return None
+            if self._owners is not None and local.id in self._owners and not self._owners.held(local.id):
+                return None  # only the owner pings a process-bound service
         try:
             service = self._registry.get(local.id)
         except LifecycleError:
@@ -447,6 +508,8 @@ class FleetEngine:
         self._guard.after_fork_in_child()
         self._declarations.after_fork_in_child()
         self._inflight.clear()
+        if self._owners is not None:
+            self._owners.after_fork_in_child()
         for local in self._locals.values():
             local.ping_busy = False
         self.ticker.after_fork_in_child()

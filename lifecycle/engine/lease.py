@@ -66,6 +66,9 @@ class Ticker:
         self._retry = _RETRY_MIN
         self.rebase = False  # the next sweep gives every service a fresh full timeout
         self._closed = False
+        #: Called on every tick of every member after the lease step (ownership of process-bound services).
+        self.each: Callable[[], None] | None = None
+        self.ticks = 0  # ticks that reached the registry (status and tests read it)
 
     @property
     def leader(self) -> bool:
@@ -134,10 +137,13 @@ class Ticker:
         asked = time.monotonic()
         lease = self.registry.lease(self.owner, self.ttl)
         renewed[0] = True
+        self.ticks += 1
         if self._generation is not None and lease.generation != self._generation:
             self._restore()
         self._generation = lease.generation
         self.set_leader(lease.leader, asked)
+        if self.each is not None:
+            self.each()
         if not self._leader:
             return self.renew_every
         # Another process may have set a deadline since our last sweep (a start, a revival): none
