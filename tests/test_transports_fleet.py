@@ -49,7 +49,8 @@ def test_a_leader_that_does_not_own_a_child_leaves_its_restart_to_the_owner(redi
         sid = starter.start_service(child_service("crashy", "crash", "0.3"))
         first = starter_connector.pid(sid)
         assert first is not None and not starter.is_leader
-        assert recorder.wait_for(lambda es: any(isinstance(e, Reconnected) for e in es), timeout=WAIT * 2)
+        assert recorder.wait_for(lambda es: any(isinstance(e, Reconnected) and e.service_id == sid for e in es),
+                                 timeout=WAIT * 2)
         assert leader_connector.channels() == 0 and not leader_connector.owns(sid)  # no second copy
         assert proc_state(first) is None  # the crashed child was reaped where it ran
         assert starter_connector.pid(sid) != first  # its owner spawned the next one
