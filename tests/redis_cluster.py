@@ -111,7 +111,9 @@ class Cluster:
         return [line.split() for line in str(node.call("CLUSTER", "NODES")).splitlines()]
 
     def healthy(self) -> bool:
-        """Every node up and agreeing: cluster state ok, `masters` masters, each with a replica in sync."""
+        """Every node up and agreeing: cluster state ok, the same `masters` masters and slots seen by every
+        node, each master with a replica in sync and each node's own role as the others see it."""
+        layouts = set()
         for node in self.nodes:
             if not node.alive or node.cluster_info().get("cluster_state") != "ok":
                 return False
@@ -122,8 +124,14 @@ class Cluster:
             replicas = [row[3] for row in view if "slave" in row[2] and row[7] == "connected"]
             if len(masters) != self.masters or sorted(replicas) != sorted(masters):
                 return False
+            layouts.add(frozenset((row[0], " ".join(row[8:])) for row in view if "master" in row[2]))
+        if len(layouts) != 1:
+            return False
+        masters = {row_id for row_id, _ in next(iter(layouts))}
         for node in self.nodes:
             info = node.info("replication")
+            if (info.get("role") == "master") != (node.id in masters):
+                return False
             if info.get("role") == "slave" and info.get("master_link_status") != "up":
                 return False
         return True
