@@ -218,6 +218,7 @@ class Model:
         self.board = board
         self.services: dict[str, MService] = {}
         self.timers: list[MTimer] = []
+        self.follow_ups: list[tuple[MService, ServiceStatus]] = []  # timed out, reconnect cycle not begun yet
         self.seq = 0
         self.events: list[tuple[Any, ...]] = []
         self.closed = False
@@ -403,6 +404,9 @@ class Model:
         ran = 0
         while True:
             due = [t for t in self.timers if not t.cancelled and t.when <= now]
+            if not due and self.follow_ups:
+                self.run_follow_ups()  # what follows a timeout waits until no timer is due
+                continue
             if not due:
                 break
             timer = min(due, key=lambda t: (t.when, t.seq))
@@ -434,7 +438,7 @@ class Model:
 
     def fire_deadlines(self, batch: list[MTimer]) -> None:
         """A batch of deadlines: every timeout (and its status change) first, then what follows each."""
-        timed: list[MService] = []
+        timed: list[tuple[MService, ServiceStatus]] = []
         for timer in batch:
             s = self.services[timer.sid]
             s.deadline = None
@@ -446,10 +450,16 @@ class Model:
                 s.deadline = self.arm(due, "deadline", s.sid)
                 continue
             self.emit("heartbeat_timeout", s.sid)
-            self.change(s, RECONNECTING if s.auto and self.limit > 0 else ERROR)
-            timed.append(s)
-        for s in timed:
-            if s.auto:
+            target = RECONNECTING if s.auto and self.limit > 0 else ERROR
+            self.change(s, target)
+            timed.append((s, target))
+        self.follow_ups.extend(timed)
+
+    def run_follow_ups(self) -> None:
+        """The reconnect cycles of timed-out services, once every due timer has run (re-checked first)."""
+        pending, self.follow_ups = self.follow_ups, []
+        for s, target in pending:
+            if s.auto and self.services.get(s.sid) is s and s.status is target:
                 self.begin_reconnect(s)
 
     def fire(self, timer: MTimer) -> None:

@@ -49,6 +49,10 @@ __all__ = ["LocalEngine"]
 # A timeout just made: the entry, the status it went to, the restarts it would make if over the
 # intensity (None: within it), and when.
 _Expired = tuple[Entry, ServiceStatus, "int | None", float]
+# A silent service whose deadline fired: the entry, its fired timer, how late (None: unknown), its limit.
+_Due = tuple[Entry, Timer, "float | None", float]
+# What `_expire_one` gives for a deadline that raised: dropped (logged), neither re-armed nor expired.
+_GONE: _Expired = (None, RUNNING, None, 0.0)  # type: ignore[assignment]
 
 log = logging.getLogger("lifecycle")
 
@@ -74,6 +78,7 @@ class LocalEngine:
         self._closed = False
         self._book = StatusBook(registry)
         self._silence_many = getattr(registry, "silence_many", None)
+        self._expire_many = getattr(registry, "expire_many", None)
         self._guard = Guard(watchdog)
         # Timer actions, guarded once here (a batched timer groups by the callable it was given).
         self._deadlines_due = self._guard.wrap(self._on_deadlines)
@@ -350,11 +355,42 @@ class LocalEngine:
         timeouts of the batch are sent. `lag` is how late this runs (None: unknown), for the histogram.
         """
         now = time.monotonic()
-        flaps = self._intensity.flaps(entry.restarts, now) if entry.auto_reconnect else None
-        reconnect = entry.auto_reconnect and entry.policy.max_attempts > 0 and flaps is None
-        target = RECONNECTING if reconnect else ERROR
+        target, flaps = self._verdict(entry, now)
         if self._registry.expire(entry.id, limit, target) is None:
             return None
+        return self._timed_out(entry, target, flaps, now, lag, out)
+
+    def _expire_all(self, due: list[_Due], out: list[LifecycleEvent]) -> list[_Expired | None]:
+        """`_expire` of each silent service of a slot; one registry call where the registry batches."""
+        many = self._expire_many
+        if many is None or len(due) == 1:
+            return [self._expire_one(entry, out, lag, limit) for entry, _, lag, limit in due]
+        now = time.monotonic()
+        verdicts = [self._verdict(entry, now) for entry, _, _, _ in due]
+        try:
+            batch = [(entry.id, limit, target) for (entry, _, _, limit), (target, _) in zip(due, verdicts, strict=True)]
+            won = many(batch)
+        except Exception:
+            log.exception("lifecycle: expiring %d services at once raised; trying one by one", len(due))
+            return [self._expire_one(entry, out, lag, limit) for entry, _, lag, limit in due]
+        return [self._timed_out(entry, target, flaps, now, lag, out) if ok else None
+                for (entry, _, lag, _), (target, flaps), ok in zip(due, verdicts, won, strict=True)]
+
+    def _expire_one(self, entry: Entry, out: list[LifecycleEvent], lag: float | None, limit: float) -> _Expired | None:
+        try:
+            return self._expire(entry, out, lag, limit)
+        except Exception:
+            log.exception("lifecycle: the deadline of %s raised; the watchdog goes on", entry.label())
+            return _GONE
+
+    def _verdict(self, entry: Entry, now: float) -> tuple[ServiceStatus, int | None]:
+        """Where a timeout takes the service (RECONNECTING, or ERROR), and its restarts if over the intensity."""
+        flaps = self._intensity.flaps(entry.restarts, now) if entry.auto_reconnect else None
+        reconnect = entry.auto_reconnect and entry.policy.max_attempts > 0 and flaps is None
+        return (RECONNECTING if reconnect else ERROR), flaps
+
+    def _timed_out(self, entry: Entry, target: ServiceStatus, flaps: int | None, now: float, lag: float | None,
+                   out: list[LifecycleEvent]) -> _Expired:
         if lag is not None:
             self._sink.observe_lag(lag)
         out.append(HeartbeatTimeout(entry.id, now))
@@ -397,6 +433,7 @@ class LocalEngine:
             many = self._silence_many
             lives = many(ids) if many is not None else [self._registry.silence(id) for id in ids]
             now = time.monotonic()
+            due: list[_Due] = []
             for entry, live in zip(entries, lives, strict=True):
                 fired, entry.deadline = entry.deadline, None
                 assert fired is not None
@@ -407,18 +444,15 @@ class LocalEngine:
                     # The registry's clock says how long is left; our clock says when that is.
                     entry.deadline = fired
                     rearm.append((now + limit - silent, fired))
-                    continue
-                try:
-                    done = self._expire(entry, out, None if silent is None else silent - limit, limit)
-                except Exception:
-                    log.exception("lifecycle: the deadline of %s raised; the watchdog goes on", entry.label())
-                    continue
-                if done is not None:
-                    expired.append(done)
                 else:
+                    due.append((entry, fired, None if silent is None else silent - limit, limit))
+            for (entry, fired, _, limit), done in zip(due, self._expire_all(due, out) if due else (), strict=True):
+                if done is None:
                     # A heartbeat landed between the check and the expiry: follow its deadline.
                     entry.deadline = fired
                     rearm.append((time.monotonic() + limit, fired))
+                elif done is not _GONE:
+                    expired.append(done)
             self._watchdog.rearm(rearm)  # the fired timers themselves: a burst allocates nothing
         self._sink.emit(out)
         if expired:
