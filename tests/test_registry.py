@@ -631,3 +631,63 @@ def test_health_check_returns_service_ids(frozen_lifecycle):
     (stale,) = reg.health_check()
     assert stale == sid
     assert isinstance(stale, ServiceId)
+
+
+
+# -- expire_many: the engine's batched deadlines ----------------------------------------------------
+
+
+def _status_of(reg: RegistryService, sid: str) -> ServiceStatus:
+    return reg.get(sid).status
+
+
+def test_expire_many_times_out_only_the_running_and_silent_under_one_updated_at(reg):
+    import freezegun
+
+    with freezegun.freeze_time("2026-01-01 00:00:00") as frozen:
+        silent = reg.register(svc("silent"))
+        fresh = reg.register(svc("fresh"))
+        stopped = reg.register(svc("stopped"))
+        for sid in (silent, fresh, stopped):
+            reg.update_status(sid, ServiceStatus.RUNNING)
+            reg.heartbeat(sid)
+        reg.update_status(stopped, ServiceStatus.STOPPED)
+        frozen.tick(timedelta(seconds=3))
+        reg.heartbeat(fresh)
+        before = {sid: reg.get_registration(sid).updated_at for sid in (fresh, stopped)}
+        frozen.tick(timedelta(seconds=0.5))
+        won = reg.expire_many([(silent, 2.0, ServiceStatus.RECONNECTING), (fresh, 2.0, ServiceStatus.ERROR),
+                               (stopped, 2.0, ServiceStatus.RECONNECTING)])
+        assert won == [True, False, False]
+        assert [_status_of(reg, sid) for sid in (silent, fresh, stopped)] == [
+            ServiceStatus.RECONNECTING, ServiceStatus.RUNNING, ServiceStatus.STOPPED]
+        info = reg.get_registration(silent)
+        assert info.updated_at == info.registered_at + timedelta(seconds=3.5)
+        assert {sid: reg.get_registration(sid).updated_at for sid in (fresh, stopped)} == before
+
+
+def test_expire_many_agrees_with_expire_one_by_one():
+    import freezegun
+
+    def build(frozen) -> tuple[RegistryService, list[str]]:
+        reg = RegistryService()
+        ids = [reg.register(svc(f"s{i}")) for i in range(6)]
+        for i, sid in enumerate(ids):
+            reg.update_status(sid, ServiceStatus.ERROR if i == 5 else ServiceStatus.RUNNING)
+            if i % 3:
+                reg.heartbeat(sid)  # services 0 and 3 never beat
+        return reg, ids
+
+    with freezegun.freeze_time("2026-01-01 00:00:00") as frozen:
+        batched, ids = build(frozen)
+        single, single_ids = build(frozen)
+        frozen.tick(timedelta(seconds=1))
+        for reg, its in ((batched, ids), (single, single_ids)):
+            for sid in its[::2]:
+                reg.heartbeat(sid)  # 0, 2 and 4 beat again
+        frozen.tick(timedelta(seconds=1))
+        won = batched.expire_many([(sid, 1.5, ServiceStatus.RECONNECTING) for sid in ids])
+        one_by_one = [single.expire(sid, 1.5, ServiceStatus.RECONNECTING) is not None for sid in single_ids]
+        assert won == one_by_one == [False, True, False, True, True, False]  # 3 never beat; 5 is in ERROR
+        assert [_status_of(batched, sid) for sid in ids] == [_status_of(single, sid) for sid in single_ids]
+        assert batched.expire_many([]) == []
