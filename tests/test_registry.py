@@ -688,6 +688,6 @@ def test_expire_many_agrees_with_expire_one_by_one():
         frozen.tick(timedelta(seconds=1))
         won = batched.expire_many([(sid, 1.5, ServiceStatus.RECONNECTING) for sid in ids])
         one_by_one = [single.expire(sid, 1.5, ServiceStatus.RECONNECTING) is not None for sid in single_ids]
-        assert won == one_by_one == [False, True, False, True, True, False]  # 3 never beat; 5 is in ERROR
+        assert won == one_by_one == [False, True, False, True, False, False]  # 3 never beat; 5 is in ERROR
         assert [_status_of(batched, sid) for sid in ids] == [_status_of(single, sid) for sid in single_ids]
         assert batched.expire_many([]) == []
