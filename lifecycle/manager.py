@@ -56,8 +56,8 @@ class _Sink:
     def emit(self, events: Iterable[LifecycleEvent]) -> None:
         self._manager._dispatch(events)
 
-    def observe_lag(self, seconds: float) -> None:
-        self._manager._metrics.observe_lag(seconds)
+    def observe_lags(self, seconds: list[float]) -> None:
+        self._manager._metrics.observe_lags(seconds)
 
     def count_beat(self) -> None:
         next(self._manager._beats)

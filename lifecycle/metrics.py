@@ -95,12 +95,14 @@ class MetricsRecorder:
                 if key is not None:
                     totals[key] += 1
 
-    def observe_lag(self, seconds: float) -> None:
-        """One deadline timeout that fired `seconds` after its deadline (clamped at 0)."""
-        seconds = max(0.0, seconds)
+    def observe_lags(self, lags: list[float]) -> None:
+        """Deadline timeouts that fired these many seconds after their deadlines (clamped at 0); one lock."""
+        counts, find = self._lag_counts, bisect.bisect_left
         with self._lock:
-            self._lag_counts[bisect.bisect_left(LAG_BUCKETS, seconds)] += 1
-            self._lag_sum += seconds
+            for seconds in lags:
+                seconds = max(0.0, seconds)
+                counts[find(LAG_BUCKETS, seconds)] += 1
+                self._lag_sum += seconds
 
     def retire_dropped(self, dropped: int) -> None:
         """Keep the drop count of a subscription that is closed, so the total never goes down.

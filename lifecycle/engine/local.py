@@ -358,7 +358,9 @@ class LocalEngine:
         target, flaps = self._verdict(entry, now)
         if self._registry.expire(entry.id, limit, target) is None:
             return None
-        return self._timed_out(entry, target, flaps, now, lag, out)
+        if lag is not None:
+            self._sink.observe_lags([lag])
+        return self._timed_out(entry, target, flaps, now, out)
 
     def _expire_all(self, due: list[_Due], out: list[LifecycleEvent]) -> list[_Expired | None]:
         """`_expire` of each silent service of a slot; one registry call where the registry batches."""
@@ -373,8 +375,12 @@ class LocalEngine:
         except Exception:
             log.exception("lifecycle: expiring %d services at once raised; trying one by one", len(due))
             return [self._expire_one(entry, out, lag, limit) for entry, _, lag, limit in due]
-        return [self._timed_out(entry, target, flaps, now, lag, out) if ok else None
-                for (entry, _, lag, _), (target, flaps), ok in zip(due, verdicts, won, strict=True)]
+        lags = [lag for (_, _, lag, _), ok in zip(due, won, strict=True) if ok and lag is not None]
+        if lags:
+            self._sink.observe_lags(lags)
+        timed_out = self._timed_out
+        return [timed_out(entry, target, flaps, now, out) if ok else None
+                for (entry, _, _, _), (target, flaps), ok in zip(due, verdicts, won, strict=True)]
 
     def _expire_one(self, entry: Entry, out: list[LifecycleEvent], lag: float | None, limit: float) -> _Expired | None:
         try:
@@ -389,10 +395,9 @@ class LocalEngine:
         reconnect = entry.auto_reconnect and entry.policy.max_attempts > 0 and flaps is None
         return (RECONNECTING if reconnect else ERROR), flaps
 
-    def _timed_out(self, entry: Entry, target: ServiceStatus, flaps: int | None, now: float, lag: float | None,
+    @staticmethod
+    def _timed_out(entry: Entry, target: ServiceStatus, flaps: int | None, now: float,
                    out: list[LifecycleEvent]) -> _Expired:
-        if lag is not None:
-            self._sink.observe_lag(lag)
         out.append(HeartbeatTimeout(entry.id, now))
         out.append(StatusChanged(entry.id, now, RUNNING, target))
         return entry, target, flaps, now
