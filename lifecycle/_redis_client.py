@@ -10,10 +10,12 @@ redis-py raises into `RegistryUnavailable` or `RegistryRefused` by one table (`_
 from __future__ import annotations
 
 import logging
+import os
 import re
 import ssl
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -359,6 +361,17 @@ def _where(client: Client) -> tuple[str, Any]:
     return str(kwargs.get("host", kwargs.get("path", "?"))), kwargs.get("port")
 
 
+def _renew_detect_locks() -> None:
+    # A fork while another thread was choosing (a round trip under the lock: a preloaded
+    # master's event-log reader) would leave the child's lock held for good.
+    for detect in list(_detectors):
+        detect._lock = threading.Lock()
+
+
+_detectors: weakref.WeakSet[Detect] = weakref.WeakSet()
+os.register_at_fork(after_in_child=_renew_detect_locks)
+
+
 class Detect:
     """A registry's client, chosen on the first call that reaches the server: a cluster, or the server alone.
 
@@ -379,6 +392,7 @@ class Detect:
         self.probe_key = probe_key
         self._lock = threading.Lock()
         self._chosen: Client | None = None
+        _detectors.add(self)
 
     def client(self) -> Client:
         """The client to use from now on; redis-py's errors when no server answers (or it refuses)."""
