@@ -1,9 +1,9 @@
-"""A Flask app whose lifecycle manager watches one extension service that heartbeats over HTTP.
+"""A Flask app whose lifecycle manager watches one declared extension service that heartbeats over HTTP.
 
 Run it (from the repository root, after `pip install -e '.[flask,gunicorn]'`):
 
     flask --app examples/flask_app run --port 5000
-    gunicorn --preload --workers 1 --threads 4 --bind 127.0.0.1:5000 --chdir examples flask_app:app
+    gunicorn --workers 1 --threads 4 --bind 127.0.0.1:5000 --chdir examples flask_app:app
 
 then start the extension, kill it, start it again, and watch the app's log and
 `curl http://127.0.0.1:5000/lifecycle/healthz`:
@@ -17,6 +17,10 @@ any worker takes the heartbeat and exactly one acts on a missed deadline (docs/f
 
     FLASK_LIFECYCLE_REDIS_URL=redis://127.0.0.1:6379/0 FLASK_LIFECYCLE_NAMESPACE=example \\
         gunicorn --workers 3 --bind 127.0.0.1:5000 --chdir examples flask_app:app
+
+The service is declared (`LIFECYCLE_SERVICES`): each worker asserts it as it starts serving,
+with no request needed, keeps trying if Redis is down at boot (`/lifecycle/healthz` answers 503
+"pending" meanwhile), and registers it again if Redis loses its data.
 
 Settings come from `FLASK_LIFECYCLE_*` environment variables (Flask's `from_prefixed_env`,
 values parsed as JSON), e.g. `FLASK_LIFECYCLE_HEARTBEAT_TIMEOUT_SECS=3` or
@@ -32,7 +36,7 @@ from typing import Any
 from flask import Flask, jsonify
 
 import lifecycle
-from lifecycle import ExtensionService, LifecycleEvent
+from lifecycle import LifecycleEvent
 from lifecycle.contrib.flask import Lifecycle
 
 SERVICE = "example-extension"
@@ -49,8 +53,14 @@ def log_event(sender: object, *, event: LifecycleEvent, **_: Any) -> None:
         log.info("%s: %s", event.signal_name, details)
 
 
+# Every manager's events, connected once at import: a worker may declare its service on a thread
+# of its own as soon as the manager is built, before anything could connect to that manager.
+# lifecycle.connect holds the receiver strongly; keep the handle to disconnect it some day.
+_event_log = lifecycle.connect(log_event)
+
+
 def create_app() -> Flask:
-    """The app factory: defaults, then the environment, then lifecycle and its one service."""
+    """The app factory: defaults, then the environment, then lifecycle, which declares the one service."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s pid=%(process)d %(name)s %(levelname)s %(message)s")
     app = Flask(__name__)
     app.config.update(
@@ -59,13 +69,11 @@ def create_app() -> Flask:
         # The extension pushes heartbeats and the app cannot dial it, so there is nothing to
         # reconnect: a silent service turns ERROR and its next heartbeat makes it RUNNING again.
         LIFECYCLE_AUTO_RECONNECT=False,
+        # Desired state: started (or joined, in fleet mode) by every process as it starts serving.
+        LIFECYCLE_SERVICES=[{"name": SERVICE, "version": "1.0", "id": SERVICE}],
     )
     app.config.from_prefixed_env()
     manager = extension.init_app(app)
-    # Connected before the service starts, so that its service_started is logged too.
-    # lifecycle.connect holds the receiver strongly; keep the handle to disconnect it some day.
-    app.extensions["example_event_log"] = lifecycle.connect(log_event, sender=manager)
-    manager.start_service(ExtensionService(SERVICE, "1.0", id=SERVICE))
 
     @app.get("/")
     def index() -> Any:

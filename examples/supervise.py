@@ -62,7 +62,8 @@ def supervise(seconds: float | None, scale: float) -> int:
             transport = TransportConfig(command=sys.executable,
                                         args=[os.path.abspath(__file__), "--extension", kind, "--scale", str(scale)],
                                         timeout_secs=max(1.0, 2 * scale))
-            sid = manager.start_service(ExtensionService(kind, "1.0", transport=transport))
+            # Desired state: started now, in this thread; a failed first spawn is retried with backoff.
+            sid = manager.declare(ExtensionService(kind, "1.0", id=kind, transport=transport))
             names[sid] = kind
             children.add(connector.pid(sid) or 0)
             print(f"{0.0:7.2f}s  {kind:<7} started as process {connector.pid(sid)}", flush=True)

@@ -32,7 +32,7 @@ def test_check_warns_without_a_token_passes_with_one_and_starts_no_service() -> 
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout
     assert "lifecycle.W001" not in result.stderr
-    # The example starts its service in wsgi.py, which manage.py commands never load.
+    # The example declares its service in SERVICES, which manage.py commands never assert.
     assert not SERVICE_LOG.search(result.stderr), result.stderr
 
 
@@ -44,13 +44,29 @@ def test_lifecycle_status_without_url_says_so_exits_non_zero_and_starts_nothing(
         assert not SERVICE_LOG.search(result.stderr), result.stderr
 
 
-def test_the_wsgi_module_a_server_loads_starts_the_service() -> None:
-    """What a server does (gunicorn, runserver): load project.wsgi; that starts the example's service."""
-    code = "import project.wsgi as w; from lifecycle.contrib.django import get_manager; " \
-           "print(get_manager().get_status('example-extension'))"
+SERVES = """\
+import threading, time
+import project.wsgi
+from lifecycle.contrib import start_watching
+from lifecycle.contrib.django import get_manager
+
+manager = get_manager()
+print(manager.get_status("example-extension"))  # loaded, not serving yet: nothing declared
+start_watching()  # what a server does as a process starts serving (a worker's boot, runserver)
+deadline = time.monotonic() + 30
+while manager.get_status("example-extension") is None and time.monotonic() < deadline:
+    threading.Event().wait(0.05)  # declared on a thread of its own
+print(manager.get_status("example-extension"))
+"""
+
+
+def test_the_declared_service_starts_where_the_project_serves() -> None:
+    """Loading project.wsgi declares nothing; a process that serves declares SERVICES, and its events are logged."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "LIFECYCLE_"))}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+    result = subprocess.run([sys.executable, "-c", SERVES], capture_output=True, text=True, env=env,
                             cwd=MANAGE.parent, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "running"
+    assert result.stdout.split() == ["None", "running"], result
     assert SERVICE_LOG.search(result.stderr), result.stderr
+    # The example's own log, connected before the manager was built: the start is there too.
+    assert re.search(r"example INFO service_started: service_id=example-extension", result.stderr), result.stderr

@@ -1,1 +1,1 @@
-"""The example's extension services, started by `project/wsgi.py` in the processes that serve requests."""
+"""The example's extension services: declared in settings (`SERVICES`), their events logged (`apps.py`)."""

@@ -1,4 +1,4 @@
-"""Starts the "example-extension" service; `project/wsgi.py` calls it, so only servers run it."""
+"""The example's extension service, declared in settings.SERVICES, and a log line for each of its events."""
 
 from __future__ import annotations
 
@@ -6,10 +6,15 @@ import logging
 from typing import Any
 
 import lifecycle
-from lifecycle import ExtensionService, LifecycleEvent
-from lifecycle.contrib.django import get_manager
+from lifecycle import LifecycleEvent
 
 log = logging.getLogger("example")
+
+SERVICES = [{"name": "example-extension", "version": "1.0", "id": "example-extension"}]
+"""Desired state, for `LIFECYCLE["SERVICES"]`: every serving process starts (or, in fleet mode, joins)
+it as it starts serving; `manage.py` commands never do. A fixed id keeps the docs' curl commands
+copy-pasteable; without one the id is derived from the name and version."""
+
 _event_log: lifecycle.Connection | None = None
 
 
@@ -20,17 +25,9 @@ def log_event(sender: object, *, event: LifecycleEvent, **_: Any) -> None:
         log.info("%s: %s", event.signal_name, details)
 
 
-def start_services() -> None:
-    """Start the example's one service on this process's manager.
-
-    Called from wsgi.py rather than an `AppConfig.ready()`: every manage.py command runs
-    `ready()`, so `check` or `lifecycle_status` would start (and at exit stop) the service, and a
-    bad `LIFECYCLE` setting would crash `django.setup()` before the system checks could list it.
-    """
+def log_events() -> None:
+    """Log every manager's events from now on; once per process (`ExtensionsConfig.ready` calls it)."""
     global _event_log
-    manager = get_manager()
-    # Connected first, so that service_started is logged too; held strongly by lifecycle.connect.
     if _event_log is None:
-        _event_log = lifecycle.connect(log_event, sender=manager)
-    # A fixed id keeps the docs' curl commands copy-pasteable; by default ids are random uuids.
-    manager.start_service(ExtensionService("example-extension", "1.0", id="example-extension"))
+        # Every sender: the manager is built (and may declare on a thread of its own) after this.
+        _event_log = lifecycle.connect(log_event)

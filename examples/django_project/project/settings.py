@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 
+from extensions.services import SERVICES
+
 # Example values only: set DJANGO_SECRET_KEY and LIFECYCLE_HEARTBEAT_TOKEN for anything beyond a demo.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-a-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
 INSTALLED_APPS = [
+    "extensions",  # before lifecycle: its ready() connects the example's event log before the manager is built
     "lifecycle.contrib.django",
 ]
 MIDDLEWARE = [
@@ -27,6 +30,8 @@ LIFECYCLE: dict[str, object] = {
     "HEARTBEAT_TIMEOUT_SECS": float(os.environ.get("LIFECYCLE_HEARTBEAT_TIMEOUT_SECS", "90")),
     # Unset means no token: fine on localhost, and `manage.py check` warns (lifecycle.W001).
     "HEARTBEAT_TOKEN": os.environ.get("LIFECYCLE_HEARTBEAT_TOKEN") or None,
+    # Declared services: desired state that every serving process asserts, never fatal at boot.
+    "SERVICES": SERVICES,
 }
 # Fleet mode: every worker (and host) shares one registry on Redis, so any worker may take the
 # heartbeat and exactly one acts on a missed deadline. E.g. LIFECYCLE_REDIS_URL=redis://127.0.0.1:6379/0.
