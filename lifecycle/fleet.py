@@ -10,7 +10,7 @@ events are produced, exactly once. See docs/fleet.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, TypeGuard
 
 from . import _validate
 from .events import LifecycleEvent
@@ -18,7 +18,7 @@ from .model import ExtensionService, ServiceId, ServiceStatus
 from .phi import PhiSettings
 from .registry import Registry
 
-__all__ = ["Detail", "Lease", "Plan", "SharedRegistry", "StoreSettings", "Sweep", "Timing"]
+__all__ = ["Detail", "Lease", "Plan", "SharedRegistry", "StoreSettings", "Sweep", "Timing", "is_shared"]
 
 _Events = list[LifecycleEvent]
 
@@ -104,9 +104,11 @@ class Lease:
     generation: str
 
 
-@runtime_checkable
 class SharedRegistry(Registry, Protocol):
     """The atomic operations fleet mode needs; each returns the events its change produced.
+
+    Nominal: a registry is shared because its class names `SharedRegistry` as a base (see
+    `is_shared`), never because it happens to have these methods.
 
     Leader operations take the caller's lease `owner` token and do nothing (returning None)
     unless it still holds the lease: that is the fencing that keeps a paused ex-leader inert.
@@ -221,3 +223,8 @@ class SharedRegistry(Registry, Protocol):
                      timeout: float | None = None) -> _Events | None:
         """Leader: a claimed attempt's outcome: RUNNING (deadline in `timeout` s) and `reconnected`, or apply `plan`."""
         ...
+
+
+def is_shared(registry: object) -> TypeGuard[SharedRegistry]:
+    """True if the registry's class declares itself a `SharedRegistry` (a base class): fleet mode is chosen by name."""
+    return SharedRegistry in type(registry).__mro__

@@ -49,7 +49,7 @@ from ._redis_codec import (
 )
 from .errors import FieldTypeError, FieldValueError, RegistryRefused, RegistryUnavailable, ServiceAlreadyExists
 from .events import LifecycleEvent
-from .fleet import Lease, Plan, StoreSettings, Sweep, Timing
+from .fleet import Lease, Plan, SharedRegistry, StoreSettings, Sweep, Timing
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status
 from .phi import phi_of
 from .registry import Owned, RegistryStats, _not_found
@@ -66,7 +66,7 @@ _Ids = list[ServiceId]
 _Plans = list[tuple[str, Plan]]
 
 
-class RedisRegistry:
+class RedisRegistry(SharedRegistry):
     """A `SharedRegistry` on Redis or Valkey: safe to share between threads, processes and hosts.
 
     `namespace` separates fleets on one server. `lease_ttl_secs` bounds how long the fleet goes

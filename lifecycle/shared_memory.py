@@ -30,7 +30,7 @@ from ._forksafe import hold_across_fork
 from ._memory_scripts import US, Data, Head, Info, PhiHead, Scripts
 from .errors import ServiceAlreadyExists
 from .events import LifecycleEvent
-from .fleet import Detail, Lease, Plan, StoreSettings, Sweep, Timing
+from .fleet import Detail, Lease, Plan, SharedRegistry, StoreSettings, Sweep, Timing
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status
 from .phi import phi_of
 from .registry import Owned, RegistryStats, _not_found
@@ -90,7 +90,7 @@ def _entry(text: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-class SharedMemoryRegistry:
+class SharedMemoryRegistry(SharedRegistry):
     """A `SharedRegistry` in this process: give each manager of a fleet its own `handle()` on the same data.
 
     A handle is what a `RedisRegistry` client is to a server: it keeps its own settings

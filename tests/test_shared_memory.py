@@ -36,7 +36,7 @@ from lifecycle.events import (
     ServiceFlapping,
     Started,
 )
-from lifecycle.fleet import Plan, SharedRegistry
+from lifecycle.fleet import Plan, is_shared
 from lifecycle.phi import History
 from lifecycle.shared_memory import SharedMemoryRegistry
 from lifecycle.testing import FrozenLifecycle
@@ -125,7 +125,7 @@ def owner(manager: LifecycleManager) -> str:
 def test_it_is_a_shared_registry_and_handles_share_the_data():
     store = SharedMemoryRegistry()
     other = store.handle(lease_ttl_secs=1.0)
-    assert isinstance(store, SharedRegistry) and other.lease_ttl_secs == 1.0
+    assert is_shared(store) and other.lease_ttl_secs == 1.0
     sid = store.register(ExtensionService("svc", "1"))
     assert sid in other and other.get(sid).name == "svc"
 

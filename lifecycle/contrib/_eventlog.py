@@ -35,7 +35,7 @@ from ..events import (
     Reconnecting,
     StatusChanged,
 )
-from ..fleet import SharedRegistry
+from ..fleet import SharedRegistry, is_shared
 from ..manager import LifecycleManager
 
 __all__ = ["DEFAULT_EVENTS", "EventLog", "attach", "event_log"]
@@ -116,7 +116,7 @@ class EventLog:
         unreachable registry is logged once; the page's own read of the services then says so.
         """
         registry = manager.registry
-        if manager.closed or not isinstance(registry, SharedRegistry):
+        if manager.closed or not is_shared(registry):
             return
         if not self._read_lock.acquire(timeout=READ_WAIT):
             return  # another thread of this process is reading: it reads for this poll too

@@ -6,7 +6,7 @@ import random
 
 from ..config import LifecycleConfig
 from ..connector import Hooks
-from ..fleet import SharedRegistry
+from ..fleet import is_shared
 from ..registry import Registry
 from ..watchdog import Watchdog
 from .base import Engine, Sink
@@ -18,6 +18,6 @@ from .runner import Executor
 def build_engine(registry: Registry, config: LifecycleConfig, hooks: Hooks | None, watchdog: Watchdog,
                  executor: Executor, sink: Sink, rng: random.Random) -> Engine:
     """The fleet engine for a registry shared by a fleet of processes; the in-memory engine otherwise."""
-    if isinstance(registry, SharedRegistry):
+    if is_shared(registry):
         return FleetEngine(registry, config, hooks, watchdog, executor, sink, rng)
     return LocalEngine(registry, config, watchdog, executor, sink, rng)
