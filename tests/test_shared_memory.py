@@ -384,3 +384,17 @@ def test_a_fleet_subscription_gets_the_events_of_every_manager(fleet):
         got = [log.get(timeout=5.0).signal_name for _ in range(6)]
     assert got == ["service_started", "status_changed", "service_error", "status_changed", "status_changed",
                    "reconnecting"]
+
+
+def test_fleet_mode_is_chosen_by_name_not_by_shape():
+    # Every method of SharedMemoryRegistry, on a class that does not name SharedRegistry as a base.
+    names = {name: value for name, value in vars(SharedMemoryRegistry).items()
+             if name not in ("__dict__", "__weakref__")}
+    lookalike = type("Lookalike", (), names)()
+    assert not is_shared(lookalike)
+    assert is_shared(SharedMemoryRegistry())
+    manager = LifecycleManager(registry=lookalike, autostart=False)
+    try:
+        assert manager.fleet is False
+    finally:
+        manager.shutdown()
