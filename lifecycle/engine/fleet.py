@@ -92,6 +92,8 @@ class FleetEngine:
         self._pinger = Pinger(watchdog, self._guard, executor, sink, self._ping_target, self._record_ping)
         self._inflight: dict[str, Outcome] = {}
         self._closed = False
+        # After a data loss: id -> (name, registered again by us), kept across a restore a failed tick cut short.
+        self._restoring: dict[str, tuple[str, bool]] = {}
         self.ticker = Ticker(registry, watchdog, self._timeout, self._lead, self._restore_local)
         # Process-bound services (STDIO children) are owned by one member each, asserted every tick.
         self._owners = None if not isinstance(registry, OwnerStore) else Owners(
@@ -456,15 +458,25 @@ class FleetEngine:
         return bool(events)
 
     def _restore_local(self) -> None:
-        """The server lost its data (emptied or replaced): register again what this process holds or declared."""
+        """The server lost its data (emptied or replaced): register again what this process holds or declared.
+
+        Logged once per loss in every process that sees it, whoever registered a service first
+        (a new process's declaration, or another survivor): an operator must learn of the loss.
+        """
         with self.lock:
             services = {local.id: local.service for local in self._locals.values()}
         for service in self._declarations.services():
             services.setdefault(service.id, service)
-        restored = [service.name for service in services.values() if self._registry.restore(service, self._timeout)]
-        if restored:
-            log.warning("lifecycle: the registry lost its data; %d service(s) of this process registered again: %s",
-                        len(restored), ", ".join(repr(name) for name in restored))
+        done = self._restoring  # a restore that raised is run again by the next tick: keep what it did
+        for service in services.values():
+            if service.id not in done:
+                done[service.id] = (service.name, self._registry.restore(service, self._timeout))
+        self._restoring = {}
+        ours = [repr(name) for name, restored in done.values() if restored]
+        theirs = [repr(name) for name, restored in done.values() if not restored]
+        log.warning("lifecycle: the registry lost its data; %d service(s) of this process registered again%s%s",
+                    len(ours), f": {', '.join(ours)}" if ours else "",
+                    f"; already registered again by another process: {', '.join(theirs)}" if theirs else "")
 
     # -- pings of the services this process holds ---------------------------------------------
 
