@@ -105,7 +105,7 @@ class Data:
     flap: set[str] = field(default_factory=set)
     phi: dict[str, Phi] = field(default_factory=dict)
     # Ownership of process-bound services: id -> (holder, until, epoch); the attempt number the owner runs.
-    own: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    own: dict[str, tuple[str, int, int, str]] = field(default_factory=dict)  # holder, until, epoch, child
     oclaim: dict[str, int] = field(default_factory=dict)
     lease: Lease | None = None
     epoch: int = 0
@@ -522,25 +522,30 @@ class Scripts(Prelude):
         record = self.d.own.get(id)
         return None if record is None or record[1] <= self.now or not record[0] else record[0]
 
-    def own(self, id: str, owner: str, ttl_ms: int, tick: int) -> tuple[str, int, bool, str, int]:
+    def own(self, id: str, owner: str, ttl_ms: int, tick: int,
+            child: str = "-") -> tuple[str, int, bool, str, int, str]:
         """OWN: take or renew ownership; as the owner, claim the due reconnect attempt (0: none).
 
-        Returns code ('owner', 'other', 'missing', 'stopping'), epoch, fresh grant, status, attempt to run.
+        `child` ('host,pid,start', '' for none, '-' to keep) is recorded with the ownership. Returns
+        code ('owner', 'other', 'missing', 'stopping'), epoch, fresh grant, status, attempt to run,
+        and on a fresh grant the child an earlier owner recorded.
         """
         d = self.d
         st = d.status.get(id)
         if st is None:
-            return "missing", 0, False, "", 0
-        holder, until, epoch = d.own.get(id, ("", 0, 0))
+            return "missing", 0, False, "", 0, ""
+        holder, until, epoch, had = d.own.get(id, ("", 0, 0, ""))
         if holder and holder != owner and until > self.now:
-            return "other", epoch, False, st.value, 0
+            return "other", epoch, False, st.value, 0, ""
         if st in (S.STOPPING, S.STOPPED):
-            return "stopping", epoch, False, st.value, 0
+            return "stopping", epoch, False, st.value, 0, ""
         fresh = holder != owner or until <= self.now
+        before = ""
         if fresh:
             epoch += 1
+            before, had = had, ""
             d.oclaim.pop(id, None)  # an attempt an earlier owner began is run again by this one
-        d.own[id] = (owner, self.now + ttl_ms * 1000, epoch)
+        d.own[id] = (owner, self.now + ttl_ms * 1000, epoch, had if child == "-" else child)
         run = 0
         if st is S.RECONNECTING:
             att = d.att.get(id, 0)
@@ -551,13 +556,13 @@ class Scripts(Prelude):
                 d.oclaim[id] = run = att
                 d.claim[id] = owner
                 d.todo[id] = self.now + math.floor(connect * US) + tick
-        return "owner", epoch, fresh, st.value, run
+        return "owner", epoch, fresh, st.value, run, before
 
     def disown(self, id: str, owner: str) -> None:
         """DISOWN: give ownership up if `owner` holds it; the epoch stays, so the next grant is newer."""
         record = self.d.own.get(id)
         if record is not None and record[0] == owner:
-            self.d.own[id] = ("", 0, record[2])
+            self.d.own[id] = ("", 0, record[2], "")
 
     def restart_now(self, id: str, plan: tuple[str, int, int, int]) -> ServiceStatus | None:
         """RESTART: from RUNNING, RECONNECTING or ERROR to RECONNECTING, a fresh window, any claim void, then plan."""

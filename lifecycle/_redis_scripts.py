@@ -232,12 +232,13 @@ local function begin_cycle(id, mode, k, delay, max)
   plan(id, mode, k, delay, max)
 end
 local function fenced(owner) return redis.call('GET', K_LEASE) ~= owner end
--- Ownership of a process-bound service: 'holder|until_us|epoch' (holder '' once given up).
+-- Ownership of a process-bound service: 'holder|until_us|epoch|child' (holder '' once given up; child
+-- 'host,pid,start' of the owner's live child, '' when none is recorded).
 local function ownership(id)
   local rec = redis.call('HGET', K_OWN, id)
-  if not rec then return '', 0, 0 end
-  local holder, till, epoch = string.match(rec, '^(.*)|(%d+)|(%d+)$')
-  return holder, tonumber(till), tonumber(epoch)
+  if not rec then return '', 0, 0, '' end
+  local holder, till, epoch, child = string.match(rec, '^([^|]*)|(%d+)|(%d+)|?([^|]*)$')
+  return holder, tonumber(till), tonumber(epoch), child
 end
 local function holder_of(id)
   local holder, till = ownership(id)
@@ -537,22 +538,26 @@ end
 return {'ok', OUT}
 """
 
-# ARGV[11..]: id, owner, ttl_ms, tick_us -- take or renew ownership of a process-bound service; as its owner,
-# claim the reconnect attempt that is due (or that the leader claimed) for the owner to run.
+# ARGV[11..]: id, owner, ttl_ms, tick_us, child ('host,pid,start' of the owner's live child, '' for none, '-' to
+# keep what is recorded) -- take or renew ownership of a process-bound service; as its owner, claim the reconnect
+# attempt that is due (or that the leader claimed) for the owner to run. A fresh grant answers the child an
+# earlier owner recorded, so a new owner on its host can end a leftover before it spawns.
 OWN = """
-local id, owner, ttl, tick_us = ARGV[11], ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[14])
+local id, owner, ttl, tick_us, child = ARGV[11], ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[14]), ARGV[15] or '-'
 local st = redis.call('HGET', K_STATUS, id)
-if not st then return {'missing', '0', '0', '', '0'} end
-local holder, till, epoch = ownership(id)
-if holder ~= '' and holder ~= owner and till > NOW then return {'other', s(epoch), '0', st, '0'} end
-if st == 'stopping' or st == 'stopped' then return {'stopping', s(epoch), '0', st, '0'} end
-local fresh = '0'
+if not st then return {'missing', '0', '0', '', '0', ''} end
+local holder, till, epoch, had = ownership(id)
+if holder ~= '' and holder ~= owner and till > NOW then return {'other', s(epoch), '0', st, '0', ''} end
+if st == 'stopping' or st == 'stopped' then return {'stopping', s(epoch), '0', st, '0', ''} end
+local fresh, before = '0', ''
 if holder ~= owner or till <= NOW then
   epoch = epoch + 1
-  fresh = '1'
+  fresh, before = '1', had
+  had = ''
   redis.call('HDEL', K_OCLAIM, id)  -- an attempt an earlier owner began is run again by this one
 end
-redis.call('HSET', K_OWN, id, owner .. '|' .. s(NOW + ttl * 1000) .. '|' .. s(epoch))
+if child ~= '-' then had = child end
+redis.call('HSET', K_OWN, id, owner .. '|' .. s(NOW + ttl * 1000) .. '|' .. s(epoch) .. '|' .. had)
 local run = '0'
 if st == 'reconnecting' then
   local att = redis.call('HGET', K_ATT, id) or '0'
@@ -567,14 +572,14 @@ if st == 'reconnecting' then
     run = att
   end
 end
-return {'owner', s(epoch), fresh, st, run}
+return {'owner', s(epoch), fresh, st, run, before}
 """
 
 # ARGV[11..]: id, owner -- the epoch stays, so the next grant is newer
 DISOWN = """
 local id = ARGV[11]
 local holder, _, epoch = ownership(id)
-if holder == ARGV[12] then redis.call('HSET', K_OWN, id, '|0|' .. s(epoch)) end
+if holder == ARGV[12] then redis.call('HSET', K_OWN, id, '|0|' .. s(epoch) .. '|') end
 return {'ok'}
 """
 

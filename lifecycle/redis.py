@@ -516,11 +516,11 @@ class RedisRegistry(SharedRegistry):
             calls._declared[name] = [calls.keys[key] for key in _scripts.keys_for(name)]
         return self._run(name, *args)
 
-    def own(self, id: str, owner: str, ttl: float, tick: float) -> Owned:
+    def own(self, id: str, owner: str, ttl: float, tick: float, child: str | None = None) -> Owned:
         """Take or renew ownership of `id` for `ttl` s; as owner, claim the due attempt (parked timeout + `tick`)."""
-        code, epoch, fresh, status, attempt = self._owner_script("OWN", id, owner, max(1, round(ttl * 1000)),
-                                                                 _us(tick))
-        return Owned(_text(code), int(epoch), _text(fresh) == "1", _text(status), int(attempt))
+        code, epoch, fresh, status, attempt, before = self._owner_script(
+            "OWN", id, owner, max(1, round(ttl * 1000)), _us(tick), "-" if child is None else child)
+        return Owned(_text(code), int(epoch), _text(fresh) == "1", _text(status), int(attempt), _text(before))
 
     def disown(self, id: str, owner: str) -> None:
         """Give ownership of `id` up if `owner` holds it."""

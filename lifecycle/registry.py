@@ -119,7 +119,8 @@ class Owned(NamedTuple):
     `code`: 'owner' (the caller holds it now), 'other' (another live member does), 'missing' (not
     registered: stopped, or never was) or 'stopping'. `epoch` grows with every grant, so a fresh
     grant (`fresh`) is told from a renewal; `attempt` is the reconnect attempt the owner must run
-    now (0: none), claimed for it.
+    now (0: none), claimed for it; `before`, on a fresh grant, the child an earlier owner recorded
+    ('host,pid,start', '' for none), which a new owner on that host ends before it spawns.
     """
 
     code: str
@@ -127,6 +128,7 @@ class Owned(NamedTuple):
     fresh: bool
     status: str
     attempt: int
+    before: str = ""
 
 
 @runtime_checkable
@@ -138,8 +140,11 @@ class OwnerStore(Protocol):
     reports them through `attempt_done` with its token (accepted from the owner, lease or not).
     """
 
-    def own(self, id: str, owner: str, ttl: float, tick: float) -> Owned:
-        """Take or renew ownership of service `id` for `owner`; claim its due attempt for the owner."""
+    def own(self, id: str, owner: str, ttl: float, tick: float, child: str | None = None) -> Owned:
+        """Take or renew ownership of service `id` for `owner`; claim its due attempt for the owner.
+
+        `child` ('host,pid,start' of the owner's live child, '' for none; None keeps what is recorded).
+        """
         ...
 
     def disown(self, id: str, owner: str) -> None:

@@ -453,10 +453,10 @@ class SharedMemoryRegistry(SharedRegistry):
 
     # -- ownership of process-bound services ------------------------------------------------------
 
-    def own(self, id: str, owner: str, ttl: float, tick: float) -> Owned:
+    def own(self, id: str, owner: str, ttl: float, tick: float, child: str | None = None) -> Owned:
         """Take or renew ownership of `id` for `ttl` s; as owner, claim the due attempt (parked timeout + `tick`)."""
         with self._script() as run:
-            return Owned(*run.own(id, owner, max(1, round(ttl * 1000)), _us(tick)))
+            return Owned(*run.own(id, owner, max(1, round(ttl * 1000)), _us(tick), "-" if child is None else child))
 
     def disown(self, id: str, owner: str) -> None:
         """Give ownership of `id` up if `owner` holds it."""
