@@ -21,11 +21,9 @@ from ..connector import Hooks
 from ..errors import InvalidState, ManagerClosed, ServiceNotFound
 from ..events import (
     Error,
-    HeartbeatTimeout,
     LifecycleEvent,
     Reconnected,
     Started,
-    StatusChanged,
     Stopped,
 )
 from ..model import ExtensionService, ServiceId, ServiceStatus
@@ -38,6 +36,7 @@ from .cycle import Cycles
 from .declare import Declarations
 from .detector import detector_for
 from .entry import Entry
+from .expiry import GONE, Due, Expired, Expiry
 from .guard import Guard
 from .pinger import Pinger
 from .policy import ReconnectPolicy, RestartIntensity, service_timing
@@ -45,14 +44,6 @@ from .runner import Executor, Outcome, connect_first, within
 from .states import ERROR, RECONNECTING, RUNNING, STARTING, STOPPED, STOPPING, StatusBook
 
 __all__ = ["LocalEngine"]
-
-# A timeout just made: the entry, the status it went to, the restarts it would make if over the
-# intensity (None: within it), and when.
-_Expired = tuple[Entry, ServiceStatus, "int | None", float]
-# A silent service whose deadline fired: the entry, its fired timer, how late (None: unknown), its limit.
-_Due = tuple[Entry, Timer, "float | None", float]
-# What `_expire_one` gives for a deadline that raised: dropped (logged), neither re-armed nor expired.
-_GONE: _Expired = (None, RUNNING, None, 0.0)  # type: ignore[assignment]
 
 log = logging.getLogger("lifecycle")
 
@@ -77,8 +68,8 @@ class LocalEngine:
         self._stopping: set[str] = set()  # ids between STOPPING and unregistered
         self._closed = False
         self._book = StatusBook(registry)
+        self._expiry = Expiry(registry, self._intensity, sink)
         self._silence_many = getattr(registry, "silence_many", None)
-        self._expire_many = getattr(registry, "expire_many", None)
         self._guard = Guard(watchdog)
         # Timer actions, guarded once here (a batched timer groups by the callable it was given).
         self._deadlines_due = self._guard.wrap(self._on_deadlines)
@@ -300,7 +291,7 @@ class LocalEngine:
 
     def sweep_now(self) -> list[ServiceId]:
         out: list[LifecycleEvent] = []
-        expired: list[_Expired] = []
+        expired: list[Expired] = []
         with self.lock:
             for entry in list(self._entries.values()):
                 if entry.id in self._stopping:
@@ -309,7 +300,7 @@ class LocalEngine:
                 if live is None or live[0] is not RUNNING:
                     continue
                 lag = None if live[1] is None else live[1] - entry.timeout
-                done = None if lag is not None and lag < 0 else self._expire(entry, out, lag, entry.timeout)
+                done = None if lag is not None and lag < 0 else self._expiry.expire(entry, out, lag, entry.timeout)
                 if done is not None:
                     expired.append(done)
         self._sink.emit(out)
@@ -348,61 +339,7 @@ class LocalEngine:
         log.info("lifecycle: service %s is back (%s)", entry.label(), how)
         return out
 
-    def _expire(self, entry: Entry, out: list[LifecycleEvent], lag: float | None, limit: float) -> _Expired | None:
-        """Time the service out if it is still RUNNING and silent for `limit`; None if a heartbeat got there first.
-
-        Only the timeout itself (status and events): what follows it is `_follow_up`'s, run once the
-        timeouts of the batch are sent. `lag` is how late this runs (None: unknown), for the histogram.
-        """
-        now = time.monotonic()
-        target, flaps = self._verdict(entry, now)
-        if self._registry.expire(entry.id, limit, target) is None:
-            return None
-        if lag is not None:
-            self._sink.observe_lags([lag])
-        return self._timed_out(entry, target, flaps, now, out)
-
-    def _expire_all(self, due: list[_Due], out: list[LifecycleEvent]) -> list[_Expired | None]:
-        """`_expire` of each silent service of a slot; one registry call where the registry batches."""
-        many = self._expire_many
-        if many is None or len(due) == 1:
-            return [self._expire_one(entry, out, lag, limit) for entry, _, lag, limit in due]
-        now = time.monotonic()
-        verdicts = [self._verdict(entry, now) for entry, _, _, _ in due]
-        try:
-            batch = [(entry.id, limit, target) for (entry, _, _, limit), (target, _) in zip(due, verdicts, strict=True)]
-            won = many(batch)
-        except Exception:
-            log.exception("lifecycle: expiring %d services at once raised; trying one by one", len(due))
-            return [self._expire_one(entry, out, lag, limit) for entry, _, lag, limit in due]
-        lags = [lag for (_, _, lag, _), ok in zip(due, won, strict=True) if ok and lag is not None]
-        if lags:
-            self._sink.observe_lags(lags)
-        timed_out = self._timed_out
-        return [timed_out(entry, target, flaps, now, out) if ok else None
-                for (entry, _, _, _), (target, flaps), ok in zip(due, verdicts, won, strict=True)]
-
-    def _expire_one(self, entry: Entry, out: list[LifecycleEvent], lag: float | None, limit: float) -> _Expired | None:
-        try:
-            return self._expire(entry, out, lag, limit)
-        except Exception:
-            log.exception("lifecycle: the deadline of %s raised; the watchdog goes on", entry.label())
-            return _GONE
-
-    def _verdict(self, entry: Entry, now: float) -> tuple[ServiceStatus, int | None]:
-        """Where a timeout takes the service (RECONNECTING, or ERROR), and its restarts if over the intensity."""
-        flaps = self._intensity.flaps(entry.restarts, now) if entry.auto_reconnect else None
-        reconnect = entry.auto_reconnect and entry.policy.max_attempts > 0 and flaps is None
-        return (RECONNECTING if reconnect else ERROR), flaps
-
-    @staticmethod
-    def _timed_out(entry: Entry, target: ServiceStatus, flaps: int | None, now: float,
-                   out: list[LifecycleEvent]) -> _Expired:
-        out.append(HeartbeatTimeout(entry.id, now))
-        out.append(StatusChanged(entry.id, now, RUNNING, target))
-        return entry, target, flaps, now
-
-    def _follow_up(self, expired: list[_Expired]) -> None:
+    def _follow_up(self, expired: list[Expired]) -> None:
         """After timeouts were sent: log them, then begin each one's reconnect cycle (or flapping, or ERROR).
 
         Split from the timeout so that the last of a burst of timeouts is not sent only after every
@@ -427,7 +364,7 @@ class LocalEngine:
         """
         out: list[LifecycleEvent] = []
         rearm: list[tuple[float, Timer]] = []
-        expired: list[_Expired] = []
+        expired: list[Expired] = []
         with self.lock:
             # An entry whose deadline is live was given a new one after this fired: that one counts.
             entries = [entry for entry in entries if self._current(entry) and entry.deadline is not None
@@ -438,7 +375,7 @@ class LocalEngine:
             many = self._silence_many
             lives = many(ids) if many is not None else [self._registry.silence(id) for id in ids]
             now = time.monotonic()
-            due: list[_Due] = []
+            due: list[Due] = []
             for entry, live in zip(entries, lives, strict=True):
                 fired, entry.deadline = entry.deadline, None
                 assert fired is not None
@@ -451,12 +388,13 @@ class LocalEngine:
                     rearm.append((now + limit - silent, fired))
                 else:
                     due.append((entry, fired, None if silent is None else silent - limit, limit))
-            for (entry, fired, _, limit), done in zip(due, self._expire_all(due, out) if due else (), strict=True):
+            results = self._expiry.expire_all(due, out) if due else []
+            for (entry, fired, _, limit), done in zip(due, results, strict=True):
                 if done is None:
                     # A heartbeat landed between the check and the expiry: follow its deadline.
                     entry.deadline = fired
                     rearm.append((time.monotonic() + limit, fired))
-                elif done is not _GONE:
+                elif done is not GONE:
                     expired.append(done)
             self._watchdog.rearm(rearm)  # the fired timers themselves: a burst allocates nothing
         self._sink.emit(out)
