@@ -26,7 +26,7 @@ from ..manager import LifecycleManager
 from ..model import ExtensionService, ServiceFilter, ServiceId, ServiceStatus
 from . import _page
 from ._eventlog import event_log
-from ._process import declared_services, stopped_services
+from ._process import declared_services, fleet_stopped_services, stopped_services
 from ._settings import Settings
 from ._status import leader_fields
 
@@ -208,7 +208,8 @@ def healthz(manager: LifecycleManager) -> Reply:
     With SERVICES declared, also 503 while any of them is not registered yet (the registry is
     unreachable, or its connect keeps failing and is retried with backoff): the body's `pending`
     lists them by id and name; and 503 for one that `stop_service` stopped on purpose (it is
-    not brought back): the body's `stopped` lists those. The body's `status` says why, first
+    not brought back), in this process or, in fleet mode, in another (read from the fleet's event
+    log): the body's `stopped` lists those. The body's `status` says why, first
     that applies: "failing", "pending", "stopped". A shared registry that cannot be reached
     is 503 "unavailable" with its `reason`, every declared service still `pending`.
 
@@ -234,9 +235,11 @@ def healthz(manager: LifecycleManager) -> Reply:
 
 def _health(manager: LifecycleManager, declared: tuple[tuple[ServiceId, str], ...],
             stopped_ids: frozenset[str]) -> Reply:
-    stopped = [{"id": str(sid), "name": name} for sid, name in declared if sid in stopped_ids]
-    pending = [{"id": str(sid), "name": name} for sid, name in declared
-               if sid not in stopped_ids and manager.get_status(sid) is None]
+    missing = [(sid, name) for sid, name in declared if manager.get_status(sid) is None]
+    if manager.fleet and any(sid not in stopped_ids for sid, _ in missing):
+        stopped_ids = fleet_stopped_services(manager)  # stopped on purpose by another process of the fleet?
+    stopped = [{"id": str(sid), "name": name} for sid, name in missing if sid in stopped_ids]
+    pending = [{"id": str(sid), "name": name} for sid, name in missing if sid not in stopped_ids]
     registry = manager.registry
     stats = registry.stats()
     extra: dict[str, Any] = {"pending": pending, "stopped": stopped} if declared else {}

@@ -26,6 +26,7 @@ from .._forksafe import hold_across_fork
 from ..dispatch import ScopedReceiver
 from ..errors import ManagerClosed
 from ..events import LifecycleEvent, Started, Stopped
+from ..fleet import is_shared
 from ..manager import LifecycleManager
 from ..model import ExtensionService, ServiceId
 from ..registry import Registry
@@ -35,7 +36,7 @@ from ._boot import SERVES, boot_role
 from ._eventlog import attach
 from ._settings import Settings
 
-__all__ = ["build_manager", "declared_services", "start_watching", "stopped_services"]
+__all__ = ["build_manager", "declared_services", "fleet_stopped_services", "start_watching", "stopped_services"]
 
 log = logging.getLogger("lifecycle")
 
@@ -50,7 +51,7 @@ _waiting: weakref.WeakSet[LifecycleManager] = weakref.WeakSet()  # held until th
 class _Declared:
     """A manager's SERVICES, the ids it declared them under and those stopped on purpose (what `/healthz` checks)."""
 
-    __slots__ = ("services", "threaded", "ids", "pid", "stopped")
+    __slots__ = ("services", "threaded", "ids", "pid", "stopped", "after", "reading")
 
     def __init__(self, services: tuple[ExtensionService, ...], threaded: bool) -> None:
         self.services = services
@@ -60,6 +61,9 @@ class _Declared:
         self.pid = 0  # the process that declared them last (0: none yet)
         # Ids stopped by `stop_service`: not pending, and not declared again by a forked child.
         self.stopped: frozenset[str] = frozenset()
+        # Fleet mode: the last entry of the fleet's event log read for stops made elsewhere ("0-0": none yet).
+        self.after = "0-0"
+        self.reading = threading.Lock()
 
     def observe(self, sender: object, *, event: LifecycleEvent, **_kwargs: object) -> None:
         """The receiver of service_stopped and service_started: a declared service stopped, or started again."""
@@ -71,6 +75,12 @@ class _Declared:
         elif isinstance(event, Started):
             self.stopped = self.stopped - {id}
 
+
+FLEET_LOG_PAGE = 1000
+"""Entries of the fleet's event log asked per read, when /healthz looks for stops made by other processes."""
+
+FLEET_LOG_PAGES = 20
+"""Reads one look may make (twice the log's default length): a longer backlog is read on the next looks."""
 
 _declared: weakref.WeakKeyDictionary[LifecycleManager, _Declared] = weakref.WeakKeyDictionary()
 # The manager's receiver of its declared services' stops; blinker holds it weakly, this table for the manager's life.
@@ -119,6 +129,34 @@ def stopped_services(manager: LifecycleManager) -> frozenset[str]:
     """The ids of `manager`'s declared services that `stop_service` stopped (and nothing started again)."""
     entry = _declared.get(manager)
     return frozenset() if entry is None else entry.stopped
+
+
+def fleet_stopped_services(manager: LifecycleManager) -> frozenset[str]:
+    """Fleet mode: `stopped_services`, after reading the fleet's event log on from where the last look ended.
+
+    A declared service another process stopped on purpose leaves the registry; only the fleet's
+    log says it was a stop (`service_stopped`), not a loss or a registration still to come. The
+    whole log is read the first time (bounded, and only when a declared service is missing),
+    then what follows. Raises what the registry raises (`RegistryUnavailable`, `RegistryRefused`).
+    """
+    entry = _declared.get(manager)
+    registry = manager.registry
+    if entry is None or not is_shared(registry):
+        return stopped_services(manager)
+    if not entry.reading.acquire(blocking=False):
+        return entry.stopped  # another request of this process is reading: what it knew so far
+    try:
+        for _ in range(FLEET_LOG_PAGES):
+            rows = registry.read_events(entry.after, count=FLEET_LOG_PAGE)
+            if not rows:
+                break
+            entry.after = rows[-1][0]
+            for _, event in rows:
+                if isinstance(event, (Started, Stopped)):
+                    entry.observe(manager, event=event)
+    finally:
+        entry.reading.release()
+    return entry.stopped
 
 
 def _declare(manager: LifecycleManager) -> None:
@@ -192,6 +230,8 @@ def _serve() -> None:
 def _renew_in_child() -> None:
     global _lock, _serving
     _lock = threading.Lock()
+    for entry in list(_declared.values()):
+        entry.reading = threading.Lock()  # a request thread of the parent may have held it at the fork
     # A forked child is a server's worker (gunicorn, uwsgi): it is the process that serves, and
     # a new process of the fleet, so it declares again even when its parent had served.
     _serving = False
