@@ -174,3 +174,23 @@ def test_after_the_starter_died_and_the_data_was_lost_a_declaring_process_regist
     assert logged(caplog, "registered again: 'search'") == 1
     b.handle_heartbeat("search")
     assert not any(isinstance(e, HeartbeatTimeout) for e in events)
+
+
+def test_after_a_data_loss_a_service_stopped_on_purpose_comes_back_from_the_others_declarations(
+        fleet, frozen_lifecycle, caplog):
+    """As documented (operations: boot under gunicorn): the stop is forgotten with the data; every
+    process that still declares the service registers it again and says so."""
+    store, make, _events = fleet
+    a, b = make(), make()
+    run(frozen_lifecycle, [a, b], 0.1)
+    a.declare(ExtensionService("search", "1", id="search"))
+    b.declare(ExtensionService("search", "1", id="search"))
+    a.stop_service("search")  # on purpose, in a
+    run(frozen_lifecycle, [a, b], 2.0)
+    assert store.get("search") is None  # no declaration brings it back while the data lasts
+    store.flush()
+    with caplog.at_level(logging.WARNING, logger="lifecycle"):
+        run(frozen_lifecycle, [a, b], 1.5)
+    assert store.get("search") is not None and store.get("search").status is ServiceStatus.RUNNING
+    assert logged(caplog, "1 service(s) of this process registered again: 'search'") == 1  # b
+    assert logged(caplog, "0 service(s) of this process registered again") == 1  # a: nothing of its own
