@@ -407,6 +407,23 @@ def timed_out(server: Process) -> list[int]:
     return [int(m.group(1)) for m in server.matches(BOOT_MISSED)]
 
 
+def startup_lines(server: Process) -> dict[int, list[str]]:
+    """Per pid, the registries its startup lines name ("lifecycle: registry: ...")."""
+    found: dict[int, list[str]] = {}
+    for m in server.matches(r"pid=(\d+) lifecycle INFO lifecycle: registry: (.*)$"):
+        found.setdefault(int(m.group(1)), []).append(m.group(2))
+    return found
+
+
+def assert_one_startup_line_each(server: Process, master: int, workers: set[int], preload: bool, registry: str
+                                 ) -> None:
+    """Every worker says once which registry it uses; the master too when it loaded the app (--preload)."""
+    lines = startup_lines(server)
+    expected = {pid: [registry] for pid in workers | ({master} if preload else set())}
+    assert {pid: lines.get(pid) for pid in expected} == expected, "\n".join(server.lines)
+    assert set(lines) <= workers | {master}, lines
+
+
 @pytest.mark.parametrize("preload", [False, True], ids=["app-per-worker", "preload"])
 @pytest.mark.parametrize("example", ["flask", "django"])
 def test_in_memory_every_worker_watches_its_declared_service_from_boot(start_gunicorn, example, preload):
@@ -421,6 +438,7 @@ def test_in_memory_every_worker_watches_its_declared_service_from_boot(start_gun
     assert "Traceback" not in output
     assert master not in timed_out(server), output
     assert sorted(timed_out(server)) == sorted(workers), output  # once each: no reconnect, so ERROR stays
+    assert_one_startup_line_each(server, master, workers, preload, "in-memory (this process only)")
 
 
 @pytest.mark.parametrize("preload", [False, True], ids=["app-per-worker", "preload"])
@@ -433,7 +451,7 @@ def test_fleet_the_silent_declared_service_times_out_exactly_once_with_no_reques
     from lifecycle.redis import RedisRegistry
 
     timeout = 1.0
-    server, _, _, workers = start_boot_app(
+    server, _, master, workers = start_boot_app(
         start_gunicorn, example, preload, REDIS_URL=redis_server.url, NAMESPACE=namespace,
         HEARTBEAT_INTERVAL_SECS=0.5, HEARTBEAT_TIMEOUT_SECS=timeout)
     server.wait_for(lambda lines: timed_out(server))
@@ -449,6 +467,9 @@ def test_fleet_the_silent_declared_service_times_out_exactly_once_with_no_reques
     output = "\n".join(server.lines)
     assert "Traceback" not in output
     assert len(timed_out(server)) == 1 and set(timed_out(server)) <= workers, output
+    assert_one_startup_line_each(server, master, workers, preload,
+                                 f"Redis at 127.0.0.1:{redis_server.port}, database 0, namespace {namespace!r} "
+                                 "(fleet mode)")
 
 
 def test_fleet_boot_with_the_registry_down_serves_503_then_registers_when_it_comes_up(

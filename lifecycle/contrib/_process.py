@@ -34,7 +34,7 @@ from ..signals import service_started, service_stopped
 from ..watchdog import born_held
 from ._boot import SERVES, boot_role
 from ._eventlog import attach
-from ._settings import Settings
+from ._settings import Settings, describe_registry
 
 __all__ = ["build_manager", "declared_services", "fleet_stopped_services", "start_watching", "stopped_services"]
 
@@ -42,6 +42,9 @@ log = logging.getLogger("lifecycle")
 
 # manager -> its shutdown timeout; weak so that a dropped app does not keep its manager alive.
 _at_exit: weakref.WeakKeyDictionary[LifecycleManager, float] = weakref.WeakKeyDictionary()
+
+# manager -> which registry it uses, as the startup line says it: each forked worker says it again.
+_described: weakref.WeakKeyDictionary[LifecycleManager, str] = weakref.WeakKeyDictionary()
 
 _lock = threading.Lock()
 _serving = False  # this process serves requests; read without the lock on every request
@@ -111,6 +114,7 @@ def build_manager(settings: Settings) -> LifecycleManager:
                 signal.connect(observer, weak=True)
         serving = _serving
     _at_exit[manager] = settings.shutdown_timeout
+    _described[manager] = describe_registry(settings)
     attach(manager)
     if serving:
         _declare(manager)
@@ -232,6 +236,9 @@ def _renew_in_child() -> None:
     _lock = threading.Lock()
     for entry in list(_declared.values()):
         entry.reading = threading.Lock()  # a request thread of the parent may have held it at the fork
+    for manager, registry in list(_described.items()):
+        if not manager.closed:  # a new process (a --preload worker): its own startup line, as the parent's
+            log.info("lifecycle: registry: %s", registry)
     # A forked child is a server's worker (gunicorn, uwsgi): it is the process that serves, and
     # a new process of the fleet, so it declares again even when its parent had served.
     _serving = False
