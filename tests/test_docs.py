@@ -194,6 +194,7 @@ def test_the_readme_flask_app_serves_heartbeats_under_gunicorn_as_shown(tmp_path
 
     readme = [b for b in BLOCKS if b.page.name == "README.md"]
     (app,) = [b for b in readme if b.filename == "app.py"]
+    assert 'app.config["LIFECYCLE_SERVICES"]' in app.code, "the README's quickstart declares its service"
     (tmp_path / "app.py").write_text(app.code)
     shell = "\n".join(b.code for b in readme if b.language == "bash")
     (command,) = [line for line in shell.splitlines() if line.startswith("gunicorn ")]

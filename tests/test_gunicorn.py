@@ -472,8 +472,9 @@ def test_fleet_the_silent_declared_service_times_out_exactly_once_with_no_reques
                                  "(fleet mode)")
 
 
+@pytest.mark.parametrize("example", ["flask", "django"])
 def test_fleet_boot_with_the_registry_down_serves_503_then_registers_when_it_comes_up(
-        start_gunicorn, redis_binary, tmp_path, request):
+        start_gunicorn, redis_binary, tmp_path, request, example):
     """The server is down while the workers boot: they boot all the same, /healthz answers 503
     naming the declared service as pending, and once the server is up a retry registers it
     (logged) and /healthz turns 200."""
@@ -481,7 +482,7 @@ def test_fleet_boot_with_the_registry_down_serves_503_then_registers_when_it_com
     redis = servers.RedisServer(redis_binary, tmp_path / "redis")  # its port chosen, not started yet
     try:
         server, base, _, workers = start_boot_app(
-            start_gunicorn, "flask", False, REDIS_URL=redis.url, NAMESPACE="boot",
+            start_gunicorn, example, False, REDIS_URL=redis.url, NAMESPACE="boot",
             HEARTBEAT_INTERVAL_SECS=5, HEARTBEAT_TIMEOUT_SECS=30)
         not_yet = r"pid=(\d+) lifecycle ERROR lifecycle: declared service 'silent' is not registered yet"
         server.wait_for(lambda lines: {int(m.group(1)) for m in server.matches(not_yet)} >= workers)
@@ -499,9 +500,12 @@ def test_fleet_boot_with_the_registry_down_serves_503_then_registers_when_it_com
         redis.stop()
 
 
-def test_fleet_a_killed_worker_and_a_flushed_registry_lose_nothing(start_gunicorn, redis_binary, tmp_path, request):
+@pytest.mark.parametrize("example", ["flask", "django"])
+def test_fleet_a_killed_worker_and_a_flushed_registry_lose_nothing(start_gunicorn, redis_binary, tmp_path, request,
+                                                                   example):
     """SIGKILL the worker that started the declared service, then FLUSHALL: a surviving or new
-    worker registers it again and logs so; /healthz is 200 again."""
+    worker registers it again and logs so; the surviving worker logs the loss once, whoever
+    registered it; /healthz is 200 again."""
     servers.only_on_first_binary(request, "the gunicorn boot scenarios test workers, not the server")
     import redis as redis_py
 
@@ -509,7 +513,7 @@ def test_fleet_a_killed_worker_and_a_flushed_registry_lose_nothing(start_gunicor
     client = redis_py.Redis.from_url(redis.url)
     try:
         server, base, _, workers = start_boot_app(
-            start_gunicorn, "flask", False, REDIS_URL=redis.url, NAMESPACE="boot",
+            start_gunicorn, example, False, REDIS_URL=redis.url, NAMESPACE="boot",
             HEARTBEAT_INTERVAL_SECS=5, HEARTBEAT_TIMEOUT_SECS=30)
         eventually(lambda: request_json(f"{base}/lifecycle/healthz")[0] == 200)
         # The worker that started it; the other one joined (it logs so) or found it registered.
@@ -524,9 +528,14 @@ def test_fleet_a_killed_worker_and_a_flushed_registry_lose_nothing(start_gunicor
         restored = r"pid=(\d+) lifecycle WARNING lifecycle: the registry lost its data; 1 service\(s\) .*'silent'"
         server.wait_for(lambda lines: server.matches(restored))
         assert starter not in {int(m.group(1)) for m in server.matches(restored)}
+        lost = r"pid=(\d+) lifecycle WARNING lifecycle: the registry lost its data; "
+        (survivor,) = workers - {starter}  # it held the old generation: it sees the loss, whoever restored
+        server.wait_for(lambda lines: survivor in {int(m.group(1)) for m in server.matches(lost)})
         _, body = eventually(lambda: (r := request_json(f"{base}/lifecycle/healthz"))[0] == 200 and r)
         assert body["services"] == 1 and body["pending"] == [], body
         assert server.stop() == 0
+        seen = [int(m.group(1)) for m in server.matches(lost)]
+        assert len(seen) == len(set(seen)), "\n".join(server.lines)  # once per process
     finally:
         client.close()
         redis.stop()
