@@ -20,7 +20,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import redis as _redis
+from redis.backoff import ExponentialBackoff as _Backoff
 from redis.cluster import RedisCluster
+from redis.connection import parse_url
+from redis.retry import Retry as _Retry
 
 from . import _redis_scripts as scripts
 from ._redis_codec import _us
@@ -28,6 +31,7 @@ from .errors import RegistryRefused, RegistryUnavailable
 from .fleet import StoreSettings
 
 _T = TypeVar("_T")
+_parse_url: Any = parse_url  # redis-py leaves it untyped
 Client = _redis.Redis | RedisCluster
 """The redis-py clients a registry talks through: one server (or a proxy), or a Redis Cluster."""
 
@@ -238,6 +242,17 @@ class ScriptClient:
         """Choose the client on the first call that reaches the server: `self.client` until then (see `Detect`)."""
         self._detect = detect
 
+    def use_url(self, url: str, options: dict[str, Any], plain: _redis.Redis, cluster: bool | None, db: int) -> None:
+        """For `RedisRegistry.from_url`: refuse a cluster URL it cannot serve, or detect a cluster on first use."""
+        if cluster and (db or url.startswith("unix:")):
+            self.client.close()
+            host, port = self.where
+            what = _FIX["cluster_database"] if db else "a Redis Cluster is reached over TCP: use a redis:// URL"
+            raise RegistryRefused(f"the registry at {host}:{port} cannot be used as a cluster: {what}", host=host,
+                                  port=port if isinstance(port, int) else None, reason="database" if db else "url")
+        if not url.startswith("unix:"):
+            self.detect(Detect(url, options, plain, cluster, self.keys["status"]))
+
     @property
     def cluster(self) -> bool | None:
         """True on a Redis Cluster, False on one server, None while not yet known (no call reached it)."""
@@ -426,3 +441,25 @@ class Detect:
         log.info("lifecycle: this user may not run INFO, and the server serves the namespace's keys: taken for "
                  "one server, not a cluster (pass cluster=True if it is one)")
         return False
+
+
+def open_url(url: str, cluster: bool | None, redis_kwargs: dict[str, Any]) -> tuple[_redis.Redis, int, dict[str, Any]]:
+    """A plain client for `url` with our timeouts and retry (overridable), its database, and the options used.
+
+    Timeouts and retries are set explicitly (redis-py's defaults changed across versions): 5 s
+    to connect and per call, one retry of a broken connection, a health check of idle
+    connections. redis-py connects on the first call, not here: its errors come from the calls.
+    """
+    options: dict[str, Any] = {
+        "socket_timeout": 5.0, "socket_connect_timeout": 5.0, "health_check_interval": 15,
+        "retry": _Retry(_Backoff(cap=0.5, base=0.05), 1), "decode_responses": True,
+    }
+    options.update(redis_kwargs)
+    try:
+        client = _redis.Redis.from_url(url, **options)
+        db = int(_parse_url(url).get("db", options.get("db", 0))) if cluster is not False else 0
+    except _REDIS_ERRORS as exc:
+        kind, reason = _classify(exc)
+        error = RegistryRefused if kind == _REFUSED else RegistryUnavailable
+        raise error(f"the registry URL cannot be used ({reason}: {type(exc).__name__})", reason=reason) from None
+    return client, db, options

@@ -21,10 +21,7 @@ from typing import Any
 
 try:
     import redis as _redis
-    from redis.backoff import ExponentialBackoff as _Backoff
     from redis.cluster import RedisCluster
-    from redis.connection import parse_url
-    from redis.retry import Retry as _Retry
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "lifecycle.redis needs redis-py: pip install 'service-lifecycle[redis]'"
@@ -32,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from . import _redis_scripts as _scripts
 from . import _validate
-from ._redis_client import _FIX, _REDIS_ERRORS, _REFUSED, Client, Detect, ScriptClient, _classify
+from ._redis_client import Client, ScriptClient, open_url
 from ._redis_codec import (
     _US,
     _beaten,
@@ -57,7 +54,6 @@ from .registry import Owned, RegistryStats, _not_found
 __all__ = ["RedisRegistry"]
 
 log = logging.getLogger("lifecycle")
-_parse_url: Any = parse_url  # redis-py leaves it untyped
 
 _Events = list[LifecycleEvent]
 _Services = list[ExtensionService]
@@ -150,30 +146,12 @@ class RedisRegistry(SharedRegistry):
         if cluster is not None and not isinstance(cluster, bool):
             raise FieldTypeError("cluster", "type", f"must be True, False or None (ask the server), not "
                                  f"{type(cluster).__name__}")
-        options: dict[str, Any] = {
-            "socket_timeout": 5.0, "socket_connect_timeout": 5.0, "health_check_interval": 15,
-            "retry": _Retry(_Backoff(cap=0.5, base=0.05), 1), "decode_responses": True,
-        }
-        options.update(redis_kwargs)
-        try:  # redis-py connects on the first call, not here: its errors come from the calls (see `_error`)
-            client = _redis.Redis.from_url(url, **options)
-            db = _parse_url(url).get("db", options.get("db", 0)) if cluster is not False else 0
-        except _REDIS_ERRORS as exc:
-            kind, reason = _classify(exc)
-            error = RegistryRefused if kind == _REFUSED else RegistryUnavailable
-            raise error(f"the registry URL cannot be used ({reason}: {type(exc).__name__})", reason=reason) from None
+        client, db, options = open_url(url, cluster, redis_kwargs)
         registry = cls(client, namespace=namespace, partitions=partitions,
                        heartbeat_timeout_secs=heartbeat_timeout_secs, events_maxlen=events_maxlen,
                        log_heartbeats=log_heartbeats, lease_ttl_secs=lease_ttl_secs)
         if cluster is not False:
-            if cluster and (db or url.startswith("unix:")):
-                client.close()
-                host, port = registry._calls.where
-                what = _FIX["cluster_database"] if db else "a Redis Cluster is reached over TCP: use a redis:// URL"
-                raise RegistryRefused(f"the registry at {host}:{port} cannot be used as a cluster: {what}", host=host,
-                                      port=port if isinstance(port, int) else None, reason="database" if db else "url")
-            if not url.startswith("unix:"):
-                registry._calls.detect(Detect(url, options, client, cluster, registry.keys["status"]))
+            registry._calls.use_url(url, options, client, cluster, db)
         return registry
 
     def __repr__(self) -> str:
