@@ -228,6 +228,10 @@ class Recorder(EventRecorder):
     def sequence(self, sid: str, *, beats: bool = True) -> list[tuple[Any, ...]]:
         return [describe(s.event) for s in self.of_service(sid, beats=beats)]
 
+    def sequence_of(self, sid: str, *, beats: bool = True) -> list[tuple[object, tuple[Any, ...]]]:
+        """`sequence` with each event's sender: (manager, description)."""
+        return [(s.sender, describe(s.event)) for s in self.of_service(sid, beats=beats)]
+
     def wait_seq(self, sid: str, predicate: Callable[[list[tuple[Any, ...]]], object], what: str,
                  timeout: float = WAIT, *, beats: bool = True) -> list[tuple[Any, ...]]:
         """Wait until `predicate(sequence of sid)` holds; fail naming `what` and the sequence seen."""
