@@ -31,7 +31,7 @@ from .engine.runner import Executor, InlineExecutor, PoolExecutor
 from .errors import ManagerClosed
 from .events import Heartbeat, LifecycleEvent
 from .metrics import Metrics, MetricsRecorder
-from .model import ExtensionService, ServiceId, ServiceStatus
+from .model import ExtensionService, ServiceId, ServiceStatus, check_host
 from .pool import WorkerPool
 from .registry import Registry, RegistryService
 from .subscription import Subscription
@@ -67,7 +67,11 @@ class _Sink:
 
 
 class LifecycleManager:
-    """Keeps extension services alive: deadlines, reconnects with backoff, events, clean shutdown."""
+    """Keeps extension services alive: deadlines, reconnects with backoff, events, clean shutdown.
+
+    `host` names this member's host in a fleet (where its STDIO children run, for
+    `TransportConfig.host` and `per_host`); default $LIFECYCLE_HOST, else the machine's hostname.
+    """
 
     def __init__(
         self,
@@ -77,6 +81,7 @@ class LifecycleManager:
         connector: object = None,
         autostart: bool = True,
         rng: random.Random | None = None,
+        host: str | None = None,
     ) -> None:
         if config is None:
             config = LifecycleConfig()
@@ -89,6 +94,8 @@ class LifecycleManager:
         if rng is not None and not isinstance(rng, random.Random):
             raise TypeError(f"rng must be a random.Random, not {type(rng).__name__}")
         _validate.flag(autostart, "autostart")
+        if host is not None:
+            check_host(host, "host")
         self._hooks = resolve_connector(connector)
         self._config = config
         self._registry = registry
@@ -105,7 +112,7 @@ class LifecycleManager:
         engine: Engine | None = None
         try:
             engine = self._engine = build_engine(registry, config, self._hooks, self._watchdog, self._executor,
-                                                 _Sink(self), self._rng)
+                                                 _Sink(self), self._rng, host)
             bind_connector(connector, self)
         except BaseException:
             # Nothing half-built stays behind: no thread, no timer, no lease.

@@ -88,6 +88,21 @@ def _transport_type(value: object) -> TransportType:
         ) from None
 
 
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
+
+
+def check_host(value: object, field_name: str) -> str:
+    """A host name as a fleet records it beside a child: 1-253 letters, digits, '.', '-' or '_'."""
+    if not isinstance(value, str):
+        raise FieldTypeError(field_name, "type", f"must be a str, not {_kind(value)}")
+    if not value:
+        raise FieldValueError(field_name, "blank", "must not be empty")
+    if len(value) > 253 or not _HOST_CHARS.issuperset(value):
+        raise FieldValueError(field_name, "invalid", f"must be a host name (at most 253 letters, digits, '.', '-' "
+                              f"or '_'), got {quote(value[:80])}")
+    return value
+
+
 def _kind(value: object) -> str:
     """A refused element described by type and (shortened) value, e.g. "int 5"."""
     return f"{type(value).__name__} {quote(value)}"
@@ -143,6 +158,11 @@ class TransportConfig:
     `heartbeat_timeout_secs`, `ping_interval_secs` and `max_reconnect_attempts`: None (the
     default) means the manager's `LifecycleConfig` value. `max_retries` and
     `heartbeat_interval_secs` describe the service for its users; the manager never reads them.
+
+    Placement of a process-bound service (a STDIO child) in a fleet: `host` pins it to the
+    members whose host is that name (only they may own and spawn it); `per_host=True` gives each
+    host its own copy, with the id and name `<id>@<host>` and `<name>@<host>`. In memory each
+    process supervises its own copy whatever they say.
     """
 
     transport_type: TransportType = TransportType.STDIO
@@ -159,6 +179,8 @@ class TransportConfig:
     heartbeat_timeout_secs: float | None = None
     ping_interval_secs: float | None = None
     max_reconnect_attempts: int | None = None
+    host: str | None = None
+    per_host: bool = False
 
     def __post_init__(self) -> None:
         self.transport_type = _transport_type(self.transport_type)
@@ -200,6 +222,16 @@ class TransportConfig:
             raise FieldValueError("TransportConfig.heartbeat_timeout_secs", "order",
                                   f"({self.heartbeat_timeout_secs!r}) must be >= "
                                   f"TransportConfig.ping_interval_secs ({self.ping_interval_secs!r})")
+        self._check_placement()
+
+    def _check_placement(self) -> None:
+        """`host` and `per_host`: a host name or None, a bool, and not both (a copy per host is on every host)."""
+        if self.host is not None:
+            check_host(self.host, "TransportConfig.host")
+        _validate.flag(self.per_host, "TransportConfig.per_host")
+        if self.per_host and self.host is not None:
+            raise FieldValueError("TransportConfig.per_host", "conflict", f"cannot be combined with "
+                                  f"TransportConfig.host ({quote(self.host)}): a copy per host runs on every host")
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TransportConfig:
         clone = _shallow_copy(self)

@@ -144,6 +144,9 @@ def test_transport_config_field_names_are_the_contract_ones():
         "heartbeat_timeout_secs",
         "ping_interval_secs",
         "max_reconnect_attempts",
+        # Placement of a process-bound service in a fleet (issue "Child processes in a fleet").
+        "host",
+        "per_host",
     ]
 
 

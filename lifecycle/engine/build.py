@@ -16,8 +16,8 @@ from .runner import Executor
 
 
 def build_engine(registry: Registry, config: LifecycleConfig, hooks: Hooks | None, watchdog: Watchdog,
-                 executor: Executor, sink: Sink, rng: random.Random) -> Engine:
+                 executor: Executor, sink: Sink, rng: random.Random, host: str | None = None) -> Engine:
     """The fleet engine for a registry shared by a fleet of processes; the in-memory engine otherwise."""
     if is_shared(registry):
-        return FleetEngine(registry, config, hooks, watchdog, executor, sink, rng)
+        return FleetEngine(registry, config, hooks, watchdog, executor, sink, rng, host)
     return LocalEngine(registry, config, watchdog, executor, sink, rng)

@@ -35,8 +35,9 @@ from .declare import Declarations
 from .fleetlog import follow_log
 from .guard import Guard
 from .lease import Ticker
-from .owner import Owners, process_bound
+from .owner import Owners, Spawner, process_bound
 from .pinger import Pinger
+from .placement import elsewhere, leave, member_host, place
 from .policy import ReconnectPolicy, service_timing
 from .runner import Executor, Outcome, connect_first, within
 
@@ -71,7 +72,9 @@ class FleetEngine:
     """Supervises a namespace of a `SharedRegistry` together with the fleet's other processes."""
 
     def __init__(self, registry: SharedRegistry, config: LifecycleConfig, hooks: Hooks | None,
-                 watchdog: Watchdog, executor: Executor, sink: Sink, rng: random.Random) -> None:
+                 watchdog: Watchdog, executor: Executor, sink: Sink, rng: random.Random,
+                 host: str | None = None) -> None:
+        self.host = member_host(host)  # where this member's children run: placement and leftover children
         # The store decides restart intensity and the detector's limit in the same atomic step as
         # each change, so it is told once what they are.
         registry.configure(StoreSettings(float(config.heartbeat_timeout_secs), config.max_restarts,
@@ -97,7 +100,8 @@ class FleetEngine:
         self.ticker = Ticker(registry, watchdog, self._timeout, self._lead, self._restore_local)
         # Process-bound services (STDIO children) are owned by one member each, asserted every tick.
         self._owners = None if not isinstance(registry, OwnerStore) else Owners(
-            registry, executor, lambda: self.ticker.owner, self.ticker.ttl, self.ticker.renew_every, self._spawn)
+            registry, executor, lambda: self.ticker.owner, self.ticker.ttl, self.ticker.renew_every,
+            Spawner(registry.get, self._spawn, self.error), self.host)
         if self._owners is not None:
             self.ticker.each = self._owners.tick
         self.ticker.start()
@@ -148,6 +152,8 @@ class FleetEngine:
     def start(self, service: ExtensionService, hooks: Hooks | None) -> ServiceId:
         """Register (or join) in the fleet, connect, RUNNING; joining calls no connector."""
         timeout, _ = service_timing(self._config, service.name, service.transport)  # refuses one under its interval
+        if elsewhere(service := place(service, self.host), self.host):
+            return leave(self._registry, service, self.host)
         owners = self._owners if hooks is not None and process_bound(hooks, service) else None
         sid, joined = self._registry.join(service)
         if joined or (owners is not None and hooks is not None and not owners.take(service, hooks)):
@@ -168,7 +174,7 @@ class FleetEngine:
         return sid
 
     def declare(self, service: ExtensionService, hooks: Hooks | None) -> ServiceId:
-        return self._declarations.declare(service, hooks)
+        return self._declarations.declare(place(service, self.host), hooks)
 
     def _undo(self, sid: str) -> None:
         """Undo a registration whose start failed."""
@@ -233,21 +239,15 @@ class FleetEngine:
             self._locals.clear()
         if self._owners is not None:
             # A graceful hand-over: each child ends first, then its ownership is free for another member.
-            handed = self._owners.close()
-            if handed:
-                log.info("lifecycle: %d process-bound service(s) handed over to the fleet: %s", len(handed),
-                         ", ".join(handed))
+            self._owners.close()
         self.ticker.close()
 
     # -- reports from services ----------------------------------------------------------------
 
     def beat(self, id: str) -> ServiceId:
         check_id(id)
-        owners = self._owners
-        if owners is not None and owners.lapsed(id):
-            # Our ownership may have run out (a pause): this child's beats must not revive it; it is ended.
-            owners.fence(id)
-            raise InvalidState(f"heartbeat of service {id} dropped: this process's ownership of it lapsed")
+        if self._owners is not None:
+            self._owners.check_live(id, "heartbeat")  # after a pause, this child's beats must not revive it
         prior, events = self._registry.beat(id, self._timeout)
         if prior is None:
             raise not_managed(id, _IN_FLEET)
@@ -260,6 +260,8 @@ class FleetEngine:
 
     def error(self, id: str, text: str) -> None:
         check_id(id)
+        if self._owners is not None:
+            self._owners.check_live(id, "error report")  # a woken paused owner's child's end is no news
         service = self._registry.get(id)
         if service is None:
             raise not_managed(id, _IN_FLEET)
@@ -386,26 +388,14 @@ class FleetEngine:
                                lambda error: self._report(sid, attempt, outcome, service, error),
                                lambda: self._running(sid))
 
-    def _spawn(self, service: ExtensionService, hooks: Hooks, attempt: int) -> None:
-        """As the owner: run claimed `attempt` of a process-bound service, or (0) spawn it after a takeover."""
-        sid = service.id
-        current = self._registry.get(sid) or service
-        outcome = Outcome()
-        if attempt:
-            with self.lock:
-                self._inflight[sid] = outcome
-            self._executor.connect(outcome, hooks, current, current.transport.timeout_secs,
-                                   lambda error: self._report(sid, attempt, outcome, current, error),
-                                   lambda: self._running(sid))
-            return
-
-        def spawned(error: BaseException | None) -> bool:
-            if error is not None:
-                with contextlib.suppress(LifecycleError):
-                    self.error(sid, f"spawning it in its new owner failed: {error_text(error)}")
-            return True
-
-        self._executor.connect(outcome, hooks, current, current.transport.timeout_secs, spawned, lambda: True)
+    def _spawn(self, current: ExtensionService, hooks: Hooks, attempt: int) -> None:
+        """As the owner: run claimed `attempt` of a process-bound service (its child's spawn)."""
+        sid, outcome = current.id, Outcome()
+        with self.lock:
+            self._inflight[sid] = outcome
+        self._executor.connect(outcome, hooks, current, current.transport.timeout_secs,
+                               lambda error: self._report(sid, attempt, outcome, current, error),
+                               lambda: self._running(sid))
 
     def _soon(self, delay: float) -> None:
         """Assert ownership (and run due attempts) in `delay` s, off the watchdog thread."""
@@ -448,6 +438,8 @@ class FleetEngine:
             self.ticker.set_leader(False)
             return False
         hooks = self._hooks_for(sid)
+        if events and error is None and self._owners is not None and sid in self._owners:
+            self._owners.record(sid)  # the owner's new child, recorded with its ownership
         if events and error is None and hooks is not None:
             # Our connector made the connection: we hold it now, so we ping it (the process that
             # started the service may be gone).

@@ -11,8 +11,13 @@ tick), and it ends its child.
 
 Hand-over: `close` (a graceful shutdown) ends each child first, then gives the ownership up, so
 another candidate takes over at its next tick; a dead owner's ownership runs out after its TTL.
+A new owner spawns at once when the service is RUNNING or ERROR (a child that failed for good
+gets a fresh start on another member), or runs the attempt the store claims for it.
 An owner whose ownership may have lapsed (it could not renew in time: paused, say) ends its child
-before anything else and records none of its heartbeats: two children of one service never live.
+before anything else and records none of its heartbeats or errors: two children of one service
+never live. The owner records its child (host, pid, /proc start time) with the ownership; a new
+owner on the same host ends a leftover child of a paused earlier owner, verified by its start
+time, before it spawns.
 
 Locking: `_lock` guards the candidates; connector calls and store calls run outside it.
 """
@@ -22,36 +27,83 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
+import select
+import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from ..connector import Hooks
-from ..errors import LifecycleError
+from ..errors import InvalidState, LifecycleError
 from ..model import ExtensionService, ServiceId
 from ..registry import Owned, OwnerStore
-from .runner import Executor
+from .base import error_text
+from .runner import Executor, Outcome
 
-__all__ = ["Owners", "process_bound"]
+__all__ = ["Owners", "Spawner", "process_bound"]
 
 log = logging.getLogger("lifecycle")
 
-Spawn = Callable[[ExtensionService, Hooks, int], None]  # (service, hooks, attempt or 0 for a takeover)
+
+
+class Spawner(NamedTuple):
+    """What the engine lends the owners: the store's copy of a service, running a claimed attempt, an error report."""
+
+    lookup: Callable[[str], ExtensionService | None]
+    attempt: Callable[[ExtensionService, Hooks, int], None]  # runs claimed attempt k and reports its outcome
+    error: Callable[[str, str], None]  # handle_error: a spawn after a takeover failed
+
+_LEFTOVER_WAIT = 2.0  # how long a new owner waits for a leftover child it killed to be gone
+
+
+def _connector(hooks: Hooks | None, service: ExtensionService) -> object:
+    connector = getattr(hooks.connect, "__self__", None) if hooks is not None else None
+    pick = getattr(connector, "connector_for", None)
+    return pick(service) if callable(pick) else connector
 
 
 def process_bound(hooks: Hooks | None, service: ExtensionService) -> bool:
     """True when the service's connection lives in the process that opened it (a STDIO child)."""
-    connector = getattr(hooks.connect, "__self__", None) if hooks is not None else None
-    pick = getattr(connector, "connector_for", None)
-    if callable(pick):
-        connector = pick(service)
-    return bool(getattr(connector, "process_bound", False))
+    return bool(getattr(_connector(hooks, service), "process_bound", False))
+
+
+def start_time(pid: int) -> str | None:
+    """A live process's start time (/proc/<pid>/stat field 22, ticks since boot): with the pid, its identity."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None  # gone, or no /proc here: nothing can be verified
+    rest = stat[stat.rindex(b")") + 2:].split()  # the name may hold spaces and parentheses
+    return None if rest[0] in (b"Z", b"X") else rest[19].decode()
+
+
+def _end_leftover(pid: int, started: str) -> bool:
+    """SIGKILL process `pid` (and its group) if it is still the one started at `started`; wait until it is gone."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return False  # gone already
+    try:
+        if start_time(pid) != started:
+            return False  # the pid was reused (or the child is a zombie): not ours to end
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)  # its own group (start_new_session): grandchildren too
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)  # readable once the process exited
+        poller.poll(_LEFTOVER_WAIT * 1000)
+        return True
+    finally:
+        os.close(fd)
 
 
 class _Bound:
     """A process-bound service this process may own: what it needs to spawn it, and what it holds."""
 
-    __slots__ = ("id", "service", "hooks", "held", "until", "epoch")
+    __slots__ = ("id", "service", "hooks", "held", "until", "epoch", "child")
 
     def __init__(self, service: ExtensionService, hooks: Hooks) -> None:
         self.id = service.id
@@ -60,13 +112,15 @@ class _Bound:
         self.held = False  # this process may hold a child of it (spawned, not yet ended)
         self.until = 0.0  # monotonic: our ownership is valid at most until then
         self.epoch = 0
+        self.child: tuple[int, str] = (0, "")  # the live child's pid and identity, as last recorded
 
 
 class Owners:
     """The process-bound services this member is a candidate for; `tick` asserts or gives up each."""
 
     def __init__(self, store: OwnerStore, executor: Executor, token: Callable[[], str], ttl: float,
-                 tick: float, spawn: Spawn) -> None:
+                 tick: float, spawn: Spawner, host: str) -> None:
+        self.host = host
         self._store = store
         self._executor = executor
         self._token = token
@@ -80,11 +134,13 @@ class Owners:
         return id in self._bound
 
     def add(self, service: ExtensionService, hooks: Hooks, *, spawned: bool) -> None:
-        """Become a candidate; `spawned`: this process just started the child as the owner."""
+        """Become a candidate; `spawned`: this process just started the child as the owner (recorded at once)."""
         with self._lock:
             bound = self._bound.setdefault(service.id, _Bound(service, hooks))
             if spawned:
                 bound.held = True
+        if spawned:
+            self.record(service.id)
 
     def take(self, service: ExtensionService, hooks: Hooks) -> bool:
         """Before spawning a new service's first child: own it. True if this process may spawn it."""
@@ -92,6 +148,7 @@ class Owners:
         answer = self._ask(bound)
         if answer is None or answer.code != "owner":
             return False
+        self._leftover(bound, answer.before)
         with self._lock:
             self._bound[service.id] = bound
         return True
@@ -100,6 +157,12 @@ class Owners:
         """True when this process holds a child of `id` but its ownership may have run out (heartbeats dropped)."""
         bound = self._bound.get(id)
         return bound is not None and bound.held and time.monotonic() >= bound.until
+
+    def check_live(self, id: str, what: str) -> None:
+        """Refuse a report of `id`'s child (and end it) when our ownership of it may have lapsed."""
+        if self.lapsed(id):
+            self.fence(id)
+            raise InvalidState(f"{what} of service {id} dropped: this process's ownership of it lapsed")
 
     def held(self, id: str) -> bool:
         """True when this process owns `id` now and holds its child (it pings it)."""
@@ -117,10 +180,40 @@ class Owners:
                 log.exception("lifecycle: asserting the ownership of %r failed; tried again next tick",
                               bound.service.name)
 
+    def record(self, id: str) -> None:
+        """After a spawn: record the new child with our ownership at once (a new owner may have to end it)."""
+        bound = self._bound.get(id)
+        if bound is None or not bound.held:
+            return
+        answer = self._ask(bound)
+        if answer is not None and answer.code != "owner":
+            self.end(bound)  # we lost it while spawning: someone else spawns its child
+
+    def _identity(self, bound: _Bound) -> str:
+        """Our child of `bound` as the store records it: 'host,pid,start', '' when none lives here."""
+        pid = getattr(_connector(bound.hooks, bound.service), "pid", None)
+        live = pid(bound.id) if bound.held and callable(pid) else None
+        if not isinstance(live, int):
+            return ""
+        if bound.child[0] != live:
+            started = start_time(live)
+            bound.child = (live, "" if started is None else f"{self.host},{live},{started}")
+        return bound.child[1]
+
+    def _leftover(self, bound: _Bound, before: str) -> None:
+        """On a fresh grant: end the child an earlier owner left on this host (paused, say) before spawning."""
+        host, _, rest = before.partition(",")
+        pid, _, started = rest.partition(",")
+        if host != self.host or not pid.isdigit() or not started or int(pid) == bound.child[0]:
+            return
+        if _end_leftover(int(pid), started):
+            log.warning("lifecycle: ended process %s, a child of %r left by its earlier owner on this host, "
+                        "before spawning a new one", pid, bound.service.name)
+
     def _ask(self, bound: _Bound) -> Owned | None:
         asked = time.monotonic()
         try:
-            answer = self._store.own(bound.id, self._token(), self.ttl, self._tick)
+            answer = self._store.own(bound.id, self._token(), self.ttl, self._tick, self._identity(bound))
         except LifecycleError as exc:
             log.debug("lifecycle: ownership of %s not renewed: %s", bound.id, exc)
             return None  # an outage: the tick logs it once; our lease runs out on its own
@@ -148,14 +241,30 @@ class Owners:
             if bound.held:
                 self.end(bound)  # fenced: someone else owns it now
             return
+        if answer.fresh:
+            self._leftover(bound, answer.before)
         if answer.attempt:
             bound.held = True
-            self._spawn(bound.service, bound.hooks, answer.attempt)
-        elif answer.fresh and answer.status == "running":
+            self._spawn.attempt(self._spawn.lookup(bound.id) or bound.service, bound.hooks, answer.attempt)
+        elif answer.fresh and answer.status in ("running", "error"):
             log.info("lifecycle: this process now owns %r (%s), epoch %d; spawning it",
                      bound.service.name, bound.id, answer.epoch)
             bound.held = True
-            self._spawn(bound.service, bound.hooks, 0)
+            self._take_over(bound)
+
+    def _take_over(self, bound: _Bound) -> None:
+        """Spawn the child of a service we now own (RUNNING, or ERROR: a fresh start); its beats keep it alive."""
+        current = self._spawn.lookup(bound.id) or bound.service
+
+        def spawned(error: BaseException | None) -> bool:
+            if error is None:
+                self.record(bound.id)
+            else:
+                with contextlib.suppress(LifecycleError):
+                    self._spawn.error(bound.id, f"spawning it in its new owner failed: {error_text(error)}")
+            return True
+
+        self._executor.connect(Outcome(), bound.hooks, current, current.transport.timeout_secs, spawned, lambda: True)
 
     def end(self, bound: _Bound) -> None:
         """End this process's child of the service (no error is reported for it)."""
@@ -184,7 +293,7 @@ class Owners:
         """Graceful hand-over: end every child, then give each ownership up; the ids handed over."""
         with self._lock:
             bounds, self._bound = list(self._bound.values()), {}
-        handed = []
+        handed: list[ServiceId] = []
         for bound in bounds:
             was_held = bound.held
             try:
@@ -197,6 +306,9 @@ class Owners:
                                 bound.service.name, exc)
             if was_held:
                 handed.append(bound.id)
+        if handed:
+            log.info("lifecycle: %d process-bound service(s) handed over to the fleet: %s", len(handed),
+                     ", ".join(handed))
         return handed
 
     def after_fork_in_child(self) -> None:
