@@ -1,0 +1,239 @@
+"""Placement of process-bound services in a fleet: a member's host, a service pinned to a host, a copy per host.
+
+The checks of host names and of the placement fields, then two members with different hosts on
+one namespace (a `SharedMemoryRegistry`, then a real redis-server/valkey-server): a per-host
+STDIO service runs one child per host, each owned on its host; a pinned service is never
+spawned by a member of another host. The children are real processes, checked through /proc.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable, Iterator
+
+import pytest
+from transport_support import WAIT, child_service, proc_state, wait_until
+
+from lifecycle import LifecycleConfig, LifecycleManager, Registry, TransportConfig
+from lifecycle.connectors import SubprocessConnector
+from lifecycle.engine.placement import HOST_VARIABLE, elsewhere, member_host, place
+from lifecycle.errors import FieldTypeError, FieldValueError
+from lifecycle.model import check_host
+from lifecycle.shared_memory import SharedMemoryRegistry
+
+TTL = 1.0  # ownership and leader lease; a tick every 1/3 s
+CONFIG = LifecycleConfig(heartbeat_interval_secs=0.2, heartbeat_timeout_secs=2.0, reconnect_delay_ms=50,
+                         max_reconnect_delay_ms=100, max_reconnect_attempts=3, jitter=0.0)
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="checks children through /proc")
+
+
+# -- host names and the placement fields ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "error", "code"), [
+    (5, FieldTypeError, "type"),
+    (b"alpha", FieldTypeError, "type"),
+    ("", FieldValueError, "blank"),
+    ("two words", FieldValueError, "invalid"),
+    ("a/b", FieldValueError, "invalid"),
+    ("h" * 254, FieldValueError, "invalid"),
+])
+def test_check_host_refuses_what_is_no_host_name_naming_the_field(value, error, code):
+    with pytest.raises(error) as caught:
+        check_host(value, "some.field")
+    assert (caught.value.field, caught.value.code) == ("some.field", code)
+
+
+@pytest.mark.parametrize("value", ["alpha", "web-1.example.org", "node_7", "h" * 253])
+def test_check_host_accepts_host_names(value):
+    assert check_host(value, "host") == value
+
+
+def test_transport_config_host_and_per_host_are_checked_by_name():
+    with pytest.raises(FieldTypeError) as caught:
+        TransportConfig(host=7)  # type: ignore[arg-type]
+    assert (caught.value.field, caught.value.code) == ("TransportConfig.host", "type")
+    with pytest.raises(FieldValueError) as caught:
+        TransportConfig(host="")
+    assert (caught.value.field, caught.value.code) == ("TransportConfig.host", "blank")
+    with pytest.raises(FieldValueError) as caught:
+        TransportConfig(host="no such host")
+    assert (caught.value.field, caught.value.code) == ("TransportConfig.host", "invalid")
+    with pytest.raises(FieldTypeError) as caught:
+        TransportConfig(per_host="yes")  # type: ignore[arg-type]
+    assert (caught.value.field, caught.value.code) == ("TransportConfig.per_host", "type")
+
+
+def test_a_copy_per_host_cannot_also_be_pinned_to_one_host():
+    with pytest.raises(FieldValueError) as caught:
+        TransportConfig(host="alpha", per_host=True)
+    assert (caught.value.field, caught.value.code) == ("TransportConfig.per_host", "conflict")
+    assert "TransportConfig.host" in str(caught.value)
+
+
+def test_the_manager_refuses_a_bad_host_before_it_builds_anything():
+    store = SharedMemoryRegistry(lease_ttl_secs=TTL)
+    with pytest.raises(FieldValueError) as caught:
+        LifecycleManager(store.handle(), CONFIG, host="bad host")
+    assert (caught.value.field, caught.value.code) == ("host", "invalid")
+    with pytest.raises(FieldTypeError) as caught:
+        LifecycleManager(store.handle(), CONFIG, host=3)  # type: ignore[arg-type]
+    assert (caught.value.field, caught.value.code) == ("host", "type")
+    assert store.handle().leader() is None  # no member was built: no lease taken
+
+
+def test_member_host_prefers_the_argument_then_the_variable_then_the_hostname(monkeypatch):
+    monkeypatch.setenv(HOST_VARIABLE, "from-env")
+    assert member_host("given") == "given"
+    assert member_host(None) == "from-env"
+    monkeypatch.setenv(HOST_VARIABLE, "")
+    assert member_host(None) == socket.gethostname()  # an empty variable is no setting
+    monkeypatch.delenv(HOST_VARIABLE)
+    assert member_host(None) == socket.gethostname()
+
+
+def test_a_bad_host_variable_is_refused_by_its_name_in_fleet_mode(monkeypatch):
+    monkeypatch.setenv(HOST_VARIABLE, "bad host")
+    with pytest.raises(FieldValueError) as caught:
+        member_host(None)
+    assert (caught.value.field, caught.value.code) == (HOST_VARIABLE, "invalid")
+    store = SharedMemoryRegistry(lease_ttl_secs=TTL)
+    with pytest.raises(FieldValueError) as caught:
+        LifecycleManager(store.handle(), CONFIG)
+    assert caught.value.field == HOST_VARIABLE
+    assert store.handle().leader() is None  # nothing half-built
+
+
+def test_place_gives_a_per_host_service_its_hosts_id_and_name_and_leaves_others_alone():
+    shared = child_service("tool", "steady", per_host=True)
+    shared.id = "tool-id"  # type: ignore[assignment]
+    placed = place(shared, "alpha")
+    assert (placed.id, placed.name) == ("tool-id@alpha", "tool@alpha")
+    assert (placed.transport.host, placed.transport.per_host) == ("alpha", False)
+    assert (shared.id, shared.name, shared.transport.host, shared.transport.per_host) == ("tool-id", "tool", None, True)
+    assert place(placed, "alpha") is placed  # placing again changes nothing
+    plain = child_service("plain", "steady")
+    assert place(plain, "alpha") is plain
+    pinned = child_service("pinned", "steady", host="beta")
+    assert place(pinned, "alpha") is pinned
+    assert elsewhere(pinned, "alpha") and not elsewhere(pinned, "beta")
+    assert not elsewhere(plain, "alpha") and not elsewhere(placed, "alpha")
+
+
+# -- two hosts on one namespace ----------------------------------------------------------------------
+
+
+class Member:
+    """One member of the fleet on host `host`: a manager and its own connector."""
+
+    def __init__(self, registry: Registry, host: str) -> None:
+        self.connector = SubprocessConnector()
+        self.manager = LifecycleManager(registry, CONFIG, connector=self.connector, host=host)
+        self.token = self.manager._engine.ticker.owner  # type: ignore[attr-defined]
+
+    def pid(self, sid: str) -> int | None:
+        return self.connector.pid(sid)
+
+    def ticks(self) -> int:
+        return int(self.manager._engine.ticker.ticks)  # type: ignore[attr-defined]
+
+
+class Hosts:
+    """A store for one test: `member(host)` adds a manager with its own connector on it."""
+
+    def __init__(self, new_registry: Callable[[], Registry]) -> None:
+        self.new_registry = new_registry
+        self.members: list[Member] = []
+        self.probe = new_registry()
+
+    def member(self, host: str) -> Member:
+        self.members.append(Member(self.new_registry(), host))
+        return self.members[-1]
+
+    def owner_of(self, sid: str) -> str | None:
+        return self.probe.owner_of(sid)  # type: ignore[attr-defined,no-any-return]
+
+
+def _run(made: Hosts) -> Iterator[Hosts]:
+    yield made
+    for member in made.members:
+        member.manager.shutdown()
+    made.probe.clear()
+
+
+@pytest.fixture
+def memory_hosts() -> Iterator[Hosts]:
+    yield from _run(Hosts(SharedMemoryRegistry(lease_ttl_secs=TTL).handle))
+
+
+@pytest.fixture
+def server_hosts(redis_server, namespace: str) -> Iterator[Hosts]:
+    pytest.importorskip("redis", reason="needs the redis extra")
+    from lifecycle.redis import RedisRegistry
+
+    yield from _run(Hosts(lambda: RedisRegistry.from_url(redis_server.url, namespace=namespace, lease_ttl_secs=TTL)))
+
+
+def _alive(pid: int | None) -> bool:
+    return pid is not None and proc_state(pid) not in (None, "Z")
+
+
+def _a_per_host_service_runs_one_child_per_host_each_owned_there(hosts: Hosts) -> None:
+    alpha, beta = hosts.member("alpha"), hosts.member("beta")
+    service = child_service("tool", "steady", "0.1", per_host=True)
+    service.id = "tool"  # type: ignore[assignment]
+    assert alpha.manager.start_service(service) == "tool@alpha"
+    assert beta.manager.declare(service) == "tool@beta"
+    assert alpha.manager.declare(service) == "tool@alpha"  # declared too: a candidate of its own copy only
+    wait_until(lambda: _alive(beta.pid("tool@beta")), timeout=WAIT, what="beta's own child")
+    assert _alive(alpha.pid("tool@alpha"))
+    assert alpha.pid("tool@beta") is None and beta.pid("tool@alpha") is None
+    assert hosts.owner_of("tool@alpha") == alpha.token and hosts.owner_of("tool@beta") == beta.token
+    assert hosts.probe.get("tool") is None  # the unplaced service is nobody's
+    names = {s.id: s.name for s in hosts.probe.list_all()}
+    assert names == {"tool@alpha": "tool@alpha", "tool@beta": "tool@beta"}
+    seen = beta.ticks()
+    wait_until(lambda: beta.ticks() >= seen + 3, what="three more ticks of beta")
+    assert [alpha.connector.channels(), beta.connector.channels()] == [1, 1]  # still one child per host
+
+
+def _a_pinned_service_is_never_spawned_on_another_host(hosts: Hosts) -> None:
+    alpha, beta = hosts.member("alpha"), hosts.member("beta")
+    service = child_service("pinned", "steady", "0.1", host="alpha")
+    service.id = "pinned"  # type: ignore[assignment]
+    assert beta.manager.start_service(service) == "pinned"  # left to alpha's members: nothing registered
+    assert beta.manager.declare(service) == "pinned"
+    assert hosts.probe.get("pinned") is None and beta.connector.channels() == 0
+    assert alpha.manager.declare(service) == "pinned"
+    child = alpha.pid("pinned")
+    assert _alive(child) and hosts.owner_of("pinned") == alpha.token
+    seen = beta.ticks()
+    wait_until(lambda: beta.ticks() >= seen + 3, what="three more ticks of beta")
+    assert beta.connector.channels() == 0
+    alpha.manager.shutdown()  # a graceful hand-over, but nobody else on alpha may take it
+    assert not _alive(child)
+    seen = beta.ticks()
+    wait_until(lambda: beta.ticks() >= seen + int(3 * TTL / (TTL / 3)), what="beta to tick past the lease")
+    assert beta.connector.channels() == 0 and hosts.owner_of("pinned") != beta.token
+
+
+@linux_only
+def test_a_per_host_service_runs_one_child_per_host_in_memory(memory_hosts: Hosts) -> None:
+    _a_per_host_service_runs_one_child_per_host_each_owned_there(memory_hosts)
+
+
+@linux_only
+def test_a_per_host_service_runs_one_child_per_host_on_a_server(server_hosts: Hosts) -> None:
+    _a_per_host_service_runs_one_child_per_host_each_owned_there(server_hosts)
+
+
+@linux_only
+def test_a_pinned_service_is_never_spawned_on_another_host_in_memory(memory_hosts: Hosts) -> None:
+    _a_pinned_service_is_never_spawned_on_another_host(memory_hosts)
+
+
+@linux_only
+def test_a_pinned_service_is_never_spawned_on_another_host_on_a_server(server_hosts: Hosts) -> None:
+    _a_pinned_service_is_never_spawned_on_another_host(server_hosts)
