@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from . import events, signals
+from ._text import MaskedCredentials
 from .backoff import ExponentialBackoff
 from .config import LifecycleConfig
 from .connector import Connector
@@ -45,8 +46,9 @@ from .subscription import Subscription
 
 __version__ = "0.1.0"
 
-# Applications decide where library logs go (the logger is "lifecycle").
+# Applications decide where library logs go (the logger is "lifecycle"); no line of it shows a password.
 logging.getLogger("lifecycle").addHandler(logging.NullHandler())
+logging.getLogger("lifecycle").addFilter(MaskedCredentials())
 
 __all__ = [
     "Capability",

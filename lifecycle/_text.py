@@ -3,6 +3,7 @@ the credentials of a URL masked, so a password never reaches a message."""
 
 from __future__ import annotations
 
+import logging
 import re
 
 QUOTED_LENGTH = 80
@@ -59,3 +60,19 @@ def mask_address(address: str) -> str:
 def _masked_userinfo(userinfo: str) -> str:
     user, colon, _ = userinfo.partition(":")
     return f"{user}:{MASK}" if colon else MASK
+
+
+class MaskedCredentials(logging.Filter):
+    """Masks a URL's credentials in every line of the "lifecycle" logger, traceback included (others' errors too)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_credentials(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:  # formatters print exc_text rather than format exc_info again
+            trace = logging.Formatter().formatException(record.exc_info)
+            masked = mask_credentials(trace)
+            if masked != trace:
+                record.exc_text = masked
+        return True

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,10 +22,11 @@ from lifecycle import (
     ServiceStatus,
     TransportConfig,
     TransportType,
+    signals,
 )
 from lifecycle._text import mask_address, mask_credentials
 from lifecycle.connectors import TcpConnector, TransportConnector, WebSocketConnector
-from lifecycle.events import Heartbeat, ReconnectFailed
+from lifecycle.events import Error, Heartbeat, ReconnectFailed
 
 sync_server = pytest.importorskip("websockets.sync.server", reason="the websocket extra is not installed")
 
@@ -51,9 +53,9 @@ def chain(error: BaseException) -> list[BaseException]:
 
 
 def record_texts(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Each record as a handler writes it (message and traceback), through the standard formatter."""
     formatter = logging.Formatter()
-    return [record.getMessage() + (formatter.formatException(record.exc_info) if record.exc_info else "")
-            for record in caplog.records]
+    return [formatter.format(record) for record in caplog.records]
 
 
 def assert_no_secret(*texts: str) -> None:
@@ -252,3 +254,88 @@ def test_failed_reconnects_log_no_password(
         server.close()  # the connection drops; every reconnect is refused until the attempts run out
     assert events.wait_for(lambda es: any(isinstance(e, ReconnectFailed) for e in es), timeout=WAIT * 2)
     assert_no_secret(*record_texts(lifecycle_log), *(repr(event) for event in events.events))
+
+
+# -- any address: a connector of the user's, an error report, a receiver, an extension's output ------
+
+
+class Lines(logging.Handler):
+    """Collects the "lifecycle" logger's lines as a handler writes them; wakes a waiter at each one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+        self.cond = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.cond:
+            self.texts.append(self.format(record))
+            self.cond.notify_all()
+
+    def wait_for(self, text: str) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: any(text in line for line in self.texts), WAIT), self.texts
+
+
+@pytest.fixture
+def lines() -> Iterator[Lines]:
+    handler = Lines()
+    logger = logging.getLogger("lifecycle")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def failing_connect(service: ExtensionService) -> None:
+    raise ConnectionError(f"cannot reach ws://user:{SECRET}@127.0.0.1:9/ext (refused)")
+
+
+def test_a_users_connector_naming_its_address_is_masked_in_the_error_the_events_and_the_logs(
+        lines: Lines, record: Any) -> None:
+    manager = LifecycleManager(config=FAST)
+    events = record(manager)
+    try:
+        with pytest.raises(ConnectionFailed) as caught:
+            manager.start_service(ExtensionService("mine", "1"), connector=failing_connect)
+        assert "ws://user:***@127.0.0.1:9/ext" in str(caught.value)
+        assert_no_secret(str(caught.value), repr(caught.value))  # its cause is the user's own exception
+        sid = manager.start_service(ExtensionService("reporting", "1"))
+        manager.handle_error(sid, f"lost ws://user:{SECRET}@127.0.0.1:9/ext")
+        manager.declare(ExtensionService("declared", "1"), connector=failing_connect)  # logged, then retried
+        lines.wait_for("declared service 'declared' is not registered yet")
+    finally:
+        manager.shutdown()
+    (error,) = [e for e in events.events if isinstance(e, Error)]
+    assert error.error == "lost ws://user:***@127.0.0.1:9/ext"
+    assert len([line for line in lines.texts if "ws://user:***@127.0.0.1:9/ext" in line]) >= 2  # reported, declared
+    assert_no_secret(*lines.texts, *(repr(event) for event in events.events))
+
+
+def test_a_traceback_the_library_logs_is_masked(lines: Lines) -> None:
+    """A receiver that raises is logged with its traceback, whose last line repeats its message."""
+
+    def receiver(sender: object, **kwargs: object) -> None:
+        raise RuntimeError(f"could not post to https://bot:{SECRET}@hooks.example/alert")
+
+    manager = LifecycleManager(config=FAST)
+    try:
+        with signals.service_started.connected_to(receiver, sender=manager):
+            manager.start_service(ExtensionService("watched", "1"))
+    finally:
+        manager.shutdown()
+    assert any("RuntimeError: could not post to https://bot:***@hooks.example/alert" in line for line in lines.texts)
+    assert_no_secret(*lines.texts)
+
+
+def test_a_line_an_extension_prints_with_an_address_is_logged_masked(
+        lines: Lines, manager_for: Callable[[object], LifecycleManager]) -> None:
+    script = (f"import sys, time; print('connecting to ws://user:{SECRET}@127.0.0.1:9/ext', file=sys.stderr, "
+              "flush=True); print('heartbeat', flush=True); time.sleep(60)")
+    manager = manager_for(TransportConnector())
+    manager.start_service(ExtensionService("printer", "1", transport=TransportConfig(
+        command=sys.executable, args=["-c", script], timeout_secs=WAIT)))
+    lines.wait_for("connecting to ws://user:***@127.0.0.1:9/ext")
+    assert_no_secret(*lines.texts)

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterable
 from typing import Protocol
 
-from .._text import quote, shorten
+from .._text import mask_credentials, quote, shorten
 from ..connector import Hooks
 from ..errors import InvalidState, LifecycleError, ServiceNotFound
 from ..events import LifecycleEvent
@@ -53,11 +53,11 @@ class Engine(Protocol):
 
 
 def error_text(error: object) -> str:
-    """How an error reported by a service, or raised by a connector, reads in events and logs."""
+    """How a service's or a connector's error reads in events and logs: credentials masked (it may name a URL)."""
     if isinstance(error, str):
-        return error
+        return mask_credentials(error)
     if isinstance(error, BaseException):
-        return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        return mask_credentials(f"{type(error).__name__}: {error}") if str(error) else type(error).__name__
     raise TypeError(f"error must be a str or an exception, not {type(error).__name__}")
 
 
