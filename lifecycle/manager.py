@@ -269,6 +269,7 @@ class LifecycleManager:
             if self._closed:
                 return
             self._closed = True
+            self._beat = _closed_beat
         deadline = time.monotonic() + timeout
         try:
             self._engine.close(deadline)
@@ -298,9 +299,7 @@ class LifecycleManager:
         Every 32nd beat checks whether the watchdog is overdue and, if so, lets it have the GIL
         (see `Watchdog.yield_if_due`): busy beating threads would otherwise delay it by 5 ms.
         """
-        if self._closed:
-            raise ManagerClosed("the manager is shut down")
-        sid = self._beat(id)
+        sid = self._beat(id)  # after shutdown, `_closed_beat`: no closed check on the hot path
         if not next(self._beats) & 31:
             self._watchdog.yield_if_due()
         if _heartbeat_received.receivers or self._subscriptions:
@@ -413,3 +412,8 @@ def _reset_managers_in_child() -> None:
 # Registered after the registry module's hook, so each manager's lock is taken before the
 # registry locks: the order every code path uses.
 hold_across_fork(lambda: [manager._lock for manager in list(_managers)], _reset_managers_in_child)
+
+
+def _closed_beat(id: str) -> ServiceId:
+    """`handle_heartbeat` after shutdown."""
+    raise ManagerClosed("the manager is shut down")
