@@ -205,7 +205,8 @@ class RegistryService:
         """Store a copy of `service`; a second service with its name or id is refused."""
         if not isinstance(service, ExtensionService):
             raise TypeError(f"service must be an ExtensionService, not {type(service).__name__}")
-        info = RegistrationInfo(copy.deepcopy(service))
+        now = _utcnow()  # one clock read for both stamps: start_service is a hot path at boot
+        info = RegistrationInfo(copy.deepcopy(service), now, now)
         id = service.id
         with self._lock:
             if service.name in self._id_by_name:
