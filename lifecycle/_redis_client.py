@@ -15,7 +15,6 @@ import re
 import ssl
 import threading
 import uuid
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -376,15 +375,9 @@ def _where(client: Client) -> tuple[str, Any]:
     return str(kwargs.get("host", kwargs.get("path", "?"))), kwargs.get("port")
 
 
-def _renew_detect_locks() -> None:
-    # A fork while another thread was choosing (a round trip under the lock: a preloaded
-    # master's event-log reader) would leave the child's lock held for good.
-    for detect in list(_detectors):
-        detect._lock = threading.Lock()
-
-
-_detectors: weakref.WeakSet[Detect] = weakref.WeakSet()
-os.register_at_fork(after_in_child=_renew_detect_locks)
+# Guards the swap of a Detect's lock for a process's own. Only a process's first call after a fork
+# takes it, for an instant: a parent (a gunicorn master) never holds it when it forks.
+_renewing = threading.Lock()
 
 
 class Detect:
@@ -406,15 +399,29 @@ class Detect:
         self.cluster = cluster
         self.probe_key = probe_key
         self._lock = threading.Lock()
+        self._pid = os.getpid()
         self._chosen: Client | None = None
-        _detectors.add(self)
 
     def client(self) -> Client:
         """The client to use from now on; redis-py's errors when no server answers (or it refuses)."""
-        with self._lock:  # one choice, one cluster client, however many threads ask at once
+        with self._own_lock():  # one choice, one cluster client, however many threads ask at once
             if self._chosen is None:
                 self._chosen = self._choose()
             return self._chosen
+
+    def _own_lock(self) -> threading.Lock:
+        """This process's lock: a forked child's copy may be held for good by a parent's thread that was choosing.
+
+        Checked at each call rather than renewed by an at-fork hook: hooks run in the order they
+        were registered, and a manager's (registered first) restarts threads that may call here
+        before a later hook would have run.
+        """
+        pid = os.getpid()
+        if self._pid != pid:
+            with _renewing:
+                if self._pid != pid:
+                    self._lock, self._pid = threading.Lock(), pid
+        return self._lock
 
     def _choose(self) -> Client:
         if self.cluster is None and not self._is_cluster():

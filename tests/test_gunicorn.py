@@ -472,17 +472,18 @@ def test_fleet_the_silent_declared_service_times_out_exactly_once_with_no_reques
                                  "(fleet mode)")
 
 
+@pytest.mark.parametrize("preload", [False, True], ids=["app-per-worker", "preload"])
 @pytest.mark.parametrize("example", ["flask", "django"])
 def test_fleet_boot_with_the_registry_down_serves_503_then_registers_when_it_comes_up(
-        start_gunicorn, redis_binary, tmp_path, request, example):
-    """The server is down while the workers boot: they boot all the same, /healthz answers 503
-    naming the declared service as pending, and once the server is up a retry registers it
-    (logged) and /healthz turns 200."""
+        start_gunicorn, redis_binary, tmp_path, request, example, preload):
+    """The server is down while the workers boot (and while a --preload master loads the app):
+    they boot all the same, /healthz answers 503 naming the declared service as pending, and once
+    the server is up a retry registers it (logged) and /healthz turns 200."""
     servers.only_on_first_binary(request, "the gunicorn boot scenarios test workers, not the server")
     redis = servers.RedisServer(redis_binary, tmp_path / "redis")  # its port chosen, not started yet
     try:
         server, base, _, workers = start_boot_app(
-            start_gunicorn, example, False, REDIS_URL=redis.url, NAMESPACE="boot",
+            start_gunicorn, example, preload, REDIS_URL=redis.url, NAMESPACE="boot",
             HEARTBEAT_INTERVAL_SECS=5, HEARTBEAT_TIMEOUT_SECS=30)
         not_yet = r"pid=(\d+) lifecycle ERROR lifecycle: declared service 'silent' is not registered yet"
         server.wait_for(lambda lines: {int(m.group(1)) for m in server.matches(not_yet)} >= workers)
@@ -500,12 +501,13 @@ def test_fleet_boot_with_the_registry_down_serves_503_then_registers_when_it_com
         redis.stop()
 
 
+@pytest.mark.parametrize("preload", [False, True], ids=["app-per-worker", "preload"])
 @pytest.mark.parametrize("example", ["flask", "django"])
 def test_fleet_a_killed_worker_and_a_flushed_registry_lose_nothing(start_gunicorn, redis_binary, tmp_path, request,
-                                                                   example):
+                                                                   example, preload):
     """SIGKILL the worker that started the declared service, then FLUSHALL: a surviving or new
-    worker registers it again and logs so; the surviving worker logs the loss once, whoever
-    registered it; /healthz is 200 again."""
+    worker (under --preload forked again from the master that loaded the app) registers it again
+    and logs so; the surviving worker logs the loss once, whoever registered it; /healthz is 200 again."""
     servers.only_on_first_binary(request, "the gunicorn boot scenarios test workers, not the server")
     import redis as redis_py
 
@@ -513,7 +515,7 @@ def test_fleet_a_killed_worker_and_a_flushed_registry_lose_nothing(start_gunicor
     client = redis_py.Redis.from_url(redis.url)
     try:
         server, base, _, workers = start_boot_app(
-            start_gunicorn, example, False, REDIS_URL=redis.url, NAMESPACE="boot",
+            start_gunicorn, example, preload, REDIS_URL=redis.url, NAMESPACE="boot",
             HEARTBEAT_INTERVAL_SECS=5, HEARTBEAT_TIMEOUT_SECS=30)
         eventually(lambda: request_json(f"{base}/lifecycle/healthz")[0] == 200)
         # The worker that started it; the other one joined (it logs so) or found it registered.
