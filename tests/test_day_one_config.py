@@ -19,7 +19,7 @@ from django.test import override_settings
 from flask import Flask
 
 import lifecycle.contrib.django as integration
-from lifecycle import ExtensionService, LifecycleError, ServiceStatus
+from lifecycle import ExtensionService, LifecycleError, RegistryRefused, ServiceStatus
 from lifecycle.contrib import ConfigurationError
 from lifecycle.contrib._process import _at_exit
 from lifecycle.contrib._settings import describe_registry, parse_settings, redis_url_problems
@@ -271,3 +271,29 @@ def test_fleet_mode_startup_line_names_host_port_database_and_namespace_never_th
     assert [r.getMessage() for r in startup_lines(lifecycle_log)] == [expected, expected]
     for record in lifecycle_log.records:
         assert PASSWORD not in record.getMessage() and PASSWORD not in (record.exc_text or "")
+
+
+# -- a database the server lacks: only the server can tell, at the first call --------------------------
+
+
+def test_a_database_the_server_lacks_boots_and_is_refused_at_the_first_call_in_flask_and_django(
+        redis_server: servers.RedisServer, namespace: str, lifecycle_log: pytest.LogCaptureFixture) -> None:
+    """`/99` is a well-formed URL (the count of databases is the server's setting): the app boots, then
+    every call is a `RegistryRefused('database')` saying what to fix, never a redis-py error."""
+    url = redis_server.url.rstrip("/").rpartition("/")[0] + "/99"
+    app = flask_app(LIFECYCLE_REDIS_URL=url, LIFECYCLE_NAMESPACE=namespace)
+    manager = Lifecycle(app).get_manager(app)
+    try:
+        reply = app.test_client().get("/lifecycle/healthz")
+    finally:
+        manager.shutdown(2)
+    assert reply.status_code == 500 and reply.get_json()["error"] == "registry_refused", reply.get_json()
+    assert reply.get_json()["reason"] == "database" and "'databases' setting" in reply.get_json()["message"]
+    with override_settings(LIFECYCLE={"REDIS_URL": url, "NAMESPACE": namespace, "AUTOSTART": False}):
+        try:
+            with pytest.raises(RegistryRefused) as caught:
+                get_manager().start_service(ExtensionService("ext", "1"))
+        finally:
+            integration._reset()
+    assert caught.value.reason == "database" and caught.value.port == redis_server.port
+    assert "Redis at 127.0.0.1" in startup_lines(lifecycle_log)[0].getMessage()
