@@ -453,3 +453,55 @@ def test_in_fleet_mode_every_workers_page_names_the_same_leader_and_events(
         assert "disk full" in seen[0][1]
     finally:
         one.manager.stop_all()
+
+
+def test_under_gunicorn_whichever_worker_answers_the_page_names_the_same_leader_and_events(
+        browser, redis_server, namespace, request):
+    """Two real gunicorn workers of one fleet answer the page's polls in turn (no request is ever
+    sent to them before): each answer names the registry's leader the same way, "(this one)" only
+    from the leader itself, and lists the same events, read from the fleet's log."""
+    import re
+    import sys
+
+    import redis_server as servers
+
+    servers.only_on_first_binary(request, "the page's fleet view tests workers, not the server")
+    gunicorn = pytest.importorskip("test_gunicorn", reason="gunicorn is not installed")
+    argv = [sys.executable, "-m", "gunicorn", *gunicorn._gunicorn_flags(), "--bind", "127.0.0.1:0",
+            "--chdir", str(gunicorn.BOOT_APPS), "--workers", "2", "flask_boot:app"]
+    server = gunicorn.Process(argv, gunicorn.boot_env(  # the declared service is silent and does not reconnect
+        "flask", REDIS_URL=redis_server.url, NAMESPACE=namespace, HEARTBEAT_INTERVAL_SECS=0.5,
+        HEARTBEAT_TIMEOUT_SECS=1.0))
+    try:
+        port = server.wait_for(lambda lines: re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", "\n".join(lines)))
+        workers = server.wait_for(lambda lines: (pids := set(re.findall(r"Booting worker with pid: (\d+)",
+                                                                        "\n".join(lines)))) and len(pids) >= 2
+                                  and {int(p) for p in pids})
+        server.wait_for(lambda lines: gunicorn.timed_out(server))  # started, timed out, ERROR: no more events
+        browser.get(f"http://127.0.0.1:{port.group(1)}/lifecycle/?refresh={REFRESH}")
+        seen: dict[int, set[tuple[str, str]]] = {}
+
+        def every_worker_answered(b: Any) -> bool:
+            scope, events, count = b.execute_script(
+                "return [document.getElementById('scope').innerText, document.getElementById('events').innerText,"
+                " document.querySelectorAll('#events li').length];")
+            answering = re.search(r"as seen by process (\d+)", scope)  # all read at one instant, as the user sees
+            if answering and count == 4:  # started, running, heartbeat timeout, error: the whole log
+                leader = next((part for part in scope.split(" \u00b7 ") if part.startswith("leader: ")), "")
+                seen.setdefault(int(answering.group(1)), set()).add((leader, events))
+            return set(seen) >= workers
+
+        wait(browser, every_worker_answered, "the two workers never both answered the page", timeout=WAIT * 4)
+    finally:
+        assert server.stop() == 0
+    assert "Traceback" not in "\n".join(server.lines)
+    views = {pid: view for pid, views in seen.items() for view in views}
+    assert all(len(views) == 1 for views in seen.values()), seen  # each worker answered the same every time
+    leaders = {view[0].removesuffix(" (this one)") for view in views.values()}
+    assert len(leaders) == 1, views
+    named = re.fullmatch(r"leader: process (\d+) on .+", leaders.pop())
+    assert named is not None and int(named.group(1)) in workers, views
+    leader_pid = int(named.group(1))
+    assert {pid: view[0].endswith(" (this one)") for pid, view in views.items()} == {
+        pid: pid == leader_pid for pid in views}
+    assert len({view[1] for view in views.values()}) == 1, views  # the same events, from the fleet's log
