@@ -16,9 +16,9 @@ def shorten(text: str) -> str:
 
 
 def quote(value: object) -> str:
-    """`repr(value)`, a str cut to `QUOTED_LENGTH` characters (then "..."), anything else to about as much."""
+    """`repr(value)`, a str cut to `QUOTED_LENGTH` characters (then "...") with a URL's credentials masked."""
     if isinstance(value, str):
-        return repr(shorten(value))
+        return repr(shorten(mask_credentials(value)))
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
         return f"<an int of {value.bit_length()} bits>"  # repr would be slow and long
     text = repr(value)

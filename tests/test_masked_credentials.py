@@ -339,3 +339,35 @@ def test_a_line_an_extension_prints_with_an_address_is_logged_masked(
         command=sys.executable, args=["-c", script], timeout_secs=WAIT)))
     lines.wait_for("connecting to ws://user:***@127.0.0.1:9/ext")
     assert_no_secret(*lines.texts)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda url: TransportConfig(transport_type=url),  # an address put in the wrong field
+        lambda url: TransportConfig(host=url),
+        lambda url: ExtensionService("x", "1", transport=TransportConfig(address=url, port=70000)),
+        lambda url: LifecycleManager(autostart=False).stop_service(url),  # an unknown id
+    ],
+    ids=["transport_type", "host", "port", "unknown-id"],
+)
+def test_a_value_an_error_repeats_has_its_credentials_masked(make: Callable[[str], object]) -> None:
+    with pytest.raises((ValueError, TypeError, LookupError)) as caught:
+        make(f"ws://user:{SECRET}@127.0.0.1:9/ext")
+    assert_no_secret(str(caught.value), repr(caught.value))
+
+
+def test_a_setting_an_error_repeats_has_its_credentials_masked() -> None:
+    from flask import Flask
+
+    from lifecycle.contrib import ConfigurationError
+    from lifecycle.contrib.flask import Lifecycle
+
+    app = Flask("masked")
+    app.config.update(LIFECYCLE_AUTOSTART=False, LIFECYCLE_AUTH=f"https://bot:{SECRET}@auth.example/check",
+                      LIFECYCLE_SERVICES=[{"name": "x", "version": "1", "transport": {
+                          "transport_type": f"ws://user:{SECRET}@127.0.0.1:9/ext"}}])
+    with pytest.raises(ConfigurationError) as caught:
+        Lifecycle(app)
+    assert len(caught.value.problems) == 2 and "***@" in str(caught.value)
+    assert_no_secret(str(caught.value), repr(caught.value), *(message for _, message in caught.value.problems))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .. import _validate
-from .._text import quote, shorten
+from .._text import mask_credentials, quote, shorten
 from ..config import LifecycleConfig
 from ..connector import resolve_connector
 from ..errors import FieldError, LifecycleError
@@ -232,9 +232,10 @@ class _Check:
         try:
             return getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError) as exc:
-            self.fail(key, f"cannot import {_validate.quote(value)}: {exc}", "import")
+            self.fail(key, f"cannot import {_validate.quote(value)}: {mask_credentials(str(exc))}", "import")
         except Exception as exc:  # the module itself raised while importing
-            self.fail(key, f"importing {_validate.quote(value)} raised {type(exc).__name__}: {exc}", "import")
+            said = mask_credentials(str(exc))
+            self.fail(key, f"importing {_validate.quote(value)} raised {type(exc).__name__}: {said}", "import")
         return None
 
     def token(self, with_auth: bool) -> str | None:
