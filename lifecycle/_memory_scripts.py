@@ -526,7 +526,7 @@ class Scripts(Prelude):
             child: str = "-") -> tuple[str, int, bool, str, int, str]:
         """OWN: take or renew ownership; as the owner, claim the due reconnect attempt (0: none).
 
-        `child` ('host,pid,start', '' for none, '-' to keep) is recorded with the ownership. Returns
+        `child` (the owner's record, engine/leftover.py; '' none, '-' keep) is kept with the ownership. Returns
         code ('owner', 'other', 'missing', 'stopping'), epoch, fresh grant, status, attempt to run,
         and on a fresh grant the child an earlier owner recorded.
         """

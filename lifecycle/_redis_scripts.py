@@ -233,7 +233,7 @@ local function begin_cycle(id, mode, k, delay, max)
 end
 local function fenced(owner) return redis.call('GET', K_LEASE) ~= owner end
 -- Ownership of a process-bound service: 'holder|until_us|epoch|child' (holder '' once given up; child
--- 'host,pid,start' of the owner's live child, '' when none is recorded).
+-- the owner's record of itself and its live child, engine/leftover.py; '' when none is recorded).
 local function ownership(id)
   local rec = redis.call('HGET', K_OWN, id)
   if not rec then return '', 0, 0, '' end
@@ -538,7 +538,7 @@ end
 return {'ok', OUT}
 """
 
-# ARGV[11..]: id, owner, ttl_ms, tick_us, child ('host,pid,start' of the owner's live child, '' for none, '-' to
+# ARGV[11..]: id, owner, ttl_ms, tick_us, child (the owner's record of itself and its child, '' for none, '-' to
 # keep what is recorded) -- take or renew ownership of a process-bound service; as its owner, claim the reconnect
 # attempt that is due (or that the leader claimed) for the owner to run. A fresh grant answers the child an
 # earlier owner recorded, so a new owner on its host can end a leftover before it spawns.

@@ -88,6 +88,9 @@ def _transport_type(value: object) -> TransportType:
         ) from None
 
 
+SERVICE_ID_VARIABLE = "LIFECYCLE_SERVICE_ID"
+"""Set in a STDIO child's environment to its service's id: a new owner finds a paused owner's child by it."""
+
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
 
 

@@ -119,8 +119,8 @@ class Owned(NamedTuple):
     `code`: 'owner' (the caller holds it now), 'other' (another live member does), 'missing' (not
     registered: stopped, or never was) or 'stopping'. `epoch` grows with every grant, so a fresh
     grant (`fresh`) is told from a renewal; `attempt` is the reconnect attempt the owner must run
-    now (0: none), claimed for it; `before`, on a fresh grant, the child an earlier owner recorded
-    ('host,pid,start', '' for none), which a new owner on that host ends before it spawns.
+    now (0: none), claimed for it; `before`, on a fresh grant, what an earlier owner recorded of
+    itself and its child (engine/leftover.py), which a new owner on that host ends before it spawns.
     """
 
     code: str
@@ -143,7 +143,8 @@ class OwnerStore(Protocol):
     def own(self, id: str, owner: str, ttl: float, tick: float, child: str | None = None) -> Owned:
         """Take or renew ownership of service `id` for `owner`; claim its due attempt for the owner.
 
-        `child` ('host,pid,start' of the owner's live child, '' for none; None keeps what is recorded).
+        `child`: the owner's record of itself and its live child (text the store keeps as is, see
+        engine/leftover.py); None keeps what is recorded.
         """
         ...
 

@@ -1,13 +1,16 @@
 """A new owner ends the child an earlier owner recorded on its host before it spawns, and only that one.
 
-The earlier owner is a token whose ownership ran out (as a paused or dead member's does); the
-child it recorded ('host,pid,start') is a real process. The new owner's child is a shell that
-notes whether the leftover is still alive as it starts, then runs tests/extensions/child.py.
+The earlier owner is a token whose ownership ran out (as a paused or dead member's does); what it
+recorded ('host,owner pid,owner start,child pid,child start') names real processes. The new
+owner's child is a shell that notes whether the leftover is still alive as it starts, then runs
+tests/extensions/child.py.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,7 +22,7 @@ from transport_support import CHILD, WAIT, proc_state, wait_until
 
 from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, TransportConfig
 from lifecycle.connectors import SubprocessConnector
-from lifecycle.engine.owner import start_time
+from lifecycle.engine.leftover import start_time
 from lifecycle.fleet import SharedRegistry
 from lifecycle.shared_memory import SharedMemoryRegistry
 
@@ -103,7 +106,7 @@ def test_the_recorded_child_of_an_earlier_owner_on_this_host_is_ended_before_the
     started = start_time(leftover)
     assert started is not None
     caplog.set_level("WARNING", logger="lifecycle")
-    manager, _ = _new_owner(new_registry, leftover, tmp_path / "notes", f"{HOST},{leftover},{started}")
+    manager, _ = _new_owner(new_registry, leftover, tmp_path / "notes", f"{HOST},,,{leftover},{started}")
     try:
         assert not _alive(leftover)
         assert (tmp_path / "notes").read_text().split() == ["clear"]  # gone before the new child started
@@ -118,7 +121,7 @@ def test_a_recorded_child_that_is_not_the_same_process_or_not_on_this_host_is_le
     started = start_time(leftover)
     assert started is not None
     # A reused pid: the process with that pid started at another time, so it is not the child recorded.
-    recorded = f"{HOST},{leftover},{int(started) + 1}" if which == "reused pid" else f"beta,{leftover},{started}"
+    recorded = f"{HOST},,,{leftover},{int(started) + 1}" if which == "reused pid" else f"beta,,,{leftover},{started}"
     caplog.set_level("WARNING", logger="lifecycle")
     manager, connector = _new_owner(new_registry, leftover, tmp_path / "notes", recorded)
     try:
@@ -127,3 +130,28 @@ def test_a_recorded_child_that_is_not_the_same_process_or_not_on_this_host_is_le
         assert not any("ended process" in r.getMessage() for r in caplog.records)
     finally:
         manager.shutdown()
+
+
+def test_an_owner_that_paused_while_spawning_has_its_child_for_the_service_found_and_ended(new_registry, tmp_path):
+    """The earlier owner recorded itself ('host,pid,start,,') and paused before it recorded the child it
+    spawned: its children whose environment names the service are ended, no other."""
+    parent = subprocess.Popen(
+        ["sh", "-c", "env LIFECYCLE_SERVICE_ID=kept sleep 120 & echo $!; env LIFECYCLE_SERVICE_ID=other sleep 120 & "
+                     "echo $!; sleep 120 & echo $!; wait"], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    ours, other, plain = children = [int(parent.stdout.readline()) for _ in range(3)]
+    try:
+        recorded = f"{HOST},{parent.pid},{start_time(parent.pid)},,"
+        manager, _ = _new_owner(new_registry, ours, tmp_path / "notes", recorded)
+        try:
+            assert not _alive(ours) and _alive(other) and _alive(plain)
+            assert (tmp_path / "notes").read_text().split() == ["clear"]  # ended before the new child started
+            assert _alive(parent.pid)  # the earlier owner itself is not ours to end
+        finally:
+            manager.shutdown()
+    finally:
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        parent.kill()
+        parent.wait()

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..model import ExtensionService, ServiceId
+from ..model import SERVICE_ID_VARIABLE, ExtensionService, ServiceId
 from ._base import LineConnector
 from ._channel import Channel
 from ._loop import LOOP, real_now
@@ -79,10 +79,11 @@ def _spawn_guard(parent: int) -> None:
 class SubprocessConnector(LineConnector):
     """Keeps a STDIO service's command running: spawn on `connect`, SIGTERM/SIGKILL and reap on `disconnect`.
 
-    `transport.command` plus `args` is run with `env` added to this process's environment and
-    `cwd`. A ``heartbeat`` line on its stdout is a heartbeat; other stdout lines are logged at
-    INFO and stderr lines at WARNING on the ``lifecycle`` logger. Its exit is reported at once
-    as a `service_error` naming the exit code or signal, so the manager respawns it with backoff.
+    `transport.command` plus `args` is run with `env` added to this process's environment (and
+    LIFECYCLE_SERVICE_ID, the service's id) and `cwd`. A ``heartbeat`` line on its stdout is a
+    heartbeat; other stdout lines are logged at INFO and stderr lines at WARNING on the
+    ``lifecycle`` logger. Its exit is reported at once as a `service_error` naming the exit code
+    or signal, so the manager respawns it with backoff.
     """
 
     transport = "process"
@@ -125,7 +126,7 @@ class ProcessChannel(Channel):
         self.pid = 0
         self.proc: subprocess.Popen[bytes]  # set by _spawn
         self._argv = [transport.command, *transport.args]
-        self._env = {**os.environ, **transport.env}
+        self._env = {**os.environ, **transport.env, SERVICE_ID_VARIABLE: service.id}  # see engine/leftover.py
         self._cwd = transport.cwd
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()

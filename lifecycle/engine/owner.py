@@ -15,11 +15,12 @@ A new owner spawns at once when the service is RUNNING or ERROR (a child that fa
 gets a fresh start on another member), or runs the attempt the store claims for it.
 An owner whose ownership may have lapsed (it could not renew in time: paused, say) ends its child
 before anything else and records none of its heartbeats or errors: two children of one service
-never live. The owner records its child (host, pid, /proc start time) with the ownership; a new
-owner on the same host ends a leftover child of a paused earlier owner, verified by its start
-time, before it spawns.
+never live. The owner records itself and its child (host, pids, /proc start times) with the
+ownership; a new owner on the same host ends a paused earlier owner's leftover child, verified by
+its start time, before it spawns (leftover.py).
 
-Locking: `_lock` guards the candidates; connector calls and store calls run outside it.
+Locking: `_lock` guards the candidates and each one's `held` flag (the one caller that clears it ends
+the child: a report and the tick may find a lapse together); connector and store calls run outside it.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ import contextlib
 import copy
 import logging
 import os
-import select
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from ..errors import InvalidState, LifecycleError
 from ..model import ExtensionService, ServiceId
 from ..registry import Owned, OwnerStore
 from .base import error_text
+from .leftover import end_leftovers, start_time
 from .runner import Executor, Outcome
 
 __all__ = ["Owners", "Spawner", "process_bound"]
@@ -55,8 +55,6 @@ class Spawner(NamedTuple):
     attempt: Callable[[ExtensionService, Hooks, int], None]  # runs claimed attempt k and reports its outcome
     error: Callable[[str, str], None]  # handle_error: a spawn after a takeover failed
 
-_LEFTOVER_WAIT = 2.0  # how long a new owner waits for a leftover child it killed to be gone
-
 
 def _connector(hooks: Hooks | None, service: ExtensionService) -> object:
     connector = getattr(hooks.connect, "__self__", None) if hooks is not None else None
@@ -67,37 +65,6 @@ def _connector(hooks: Hooks | None, service: ExtensionService) -> object:
 def process_bound(hooks: Hooks | None, service: ExtensionService) -> bool:
     """True when the service's connection lives in the process that opened it (a STDIO child)."""
     return bool(getattr(_connector(hooks, service), "process_bound", False))
-
-
-def start_time(pid: int) -> str | None:
-    """A live process's start time (/proc/<pid>/stat field 22, ticks since boot): with the pid, its identity."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None  # gone, or no /proc here: nothing can be verified
-    rest = stat[stat.rindex(b")") + 2:].split()  # the name may hold spaces and parentheses
-    return None if rest[0] in (b"Z", b"X") else rest[19].decode()
-
-
-def _end_leftover(pid: int, started: str) -> bool:
-    """SIGKILL process `pid` (and its group) if it is still the one started at `started`; wait until it is gone."""
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:
-        return False  # gone already
-    try:
-        if start_time(pid) != started:
-            return False  # the pid was reused (or the child is a zombie): not ours to end
-        signal.pidfd_send_signal(fd, signal.SIGKILL)
-        with contextlib.suppress(OSError):
-            os.killpg(pid, signal.SIGKILL)  # its own group (start_new_session): grandchildren too
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)  # readable once the process exited
-        poller.poll(_LEFTOVER_WAIT * 1000)
-        return True
-    finally:
-        os.close(fd)
 
 
 class _Bound:
@@ -129,6 +96,7 @@ class Owners:
         self._spawn = spawn
         self._lock = threading.Lock()
         self._bound: dict[str, _Bound] = {}
+        self._me = (0, "")  # this process's pid and its part of the record ('host,pid,start')
 
     def __contains__(self, id: object) -> bool:
         return id in self._bound
@@ -190,24 +158,29 @@ class Owners:
             self.end(bound)  # we lost it while spawning: someone else spawns its child
 
     def _identity(self, bound: _Bound) -> str:
-        """Our child of `bound` as the store records it: 'host,pid,start', '' when none lives here."""
+        """What we hold of `bound`, as the store records it with our ownership: 'host,pid,start,child,start'.
+
+        This process, and its live child if any (see leftover.py): the record is written at the
+        grant itself, before any spawn, so a child of ours is never one a new owner cannot find.
+        """
         pid = getattr(_connector(bound.hooks, bound.service), "pid", None)
         live = pid(bound.id) if bound.held and callable(pid) else None
         if not isinstance(live, int):
-            return ""
+            return f"{self._owner()},,"
         if bound.child[0] != live:
-            started = start_time(live)
-            bound.child = (live, "" if started is None else f"{self.host},{live},{started}")
-        return bound.child[1]
+            bound.child = (live, f"{live},{start_time(live) or ''}")
+        return f"{self._owner()},{bound.child[1]}"
+
+    def _owner(self) -> str:
+        me = os.getpid()
+        if self._me[0] != me:  # computed once per process (a forked child is another one)
+            self._me = (me, f"{self.host},{me},{start_time(me)}")
+        return self._me[1]
 
     def _leftover(self, bound: _Bound, before: str) -> None:
-        """On a fresh grant: end the child an earlier owner left on this host (paused, say) before spawning."""
-        host, _, rest = before.partition(",")
-        pid, _, started = rest.partition(",")
-        if host != self.host or not pid.isdigit() or not started or int(pid) == bound.child[0]:
-            return
-        if _end_leftover(int(pid), started):
-            log.warning("lifecycle: ended process %s, a child of %r left by its earlier owner on this host, "
+        """On a fresh grant: end what an earlier owner left on this host (paused, say) before spawning."""
+        for pid in end_leftovers(before, self.host, bound.id):
+            log.warning("lifecycle: ended process %d, a child of %r left by its earlier owner on this host, "
                         "before spawning a new one", pid, bound.service.name)
 
     def _ask(self, bound: _Bound) -> Owned | None:
@@ -222,10 +195,10 @@ class Owners:
         return answer
 
     def _assert(self, bound: _Bound) -> None:
-        if self.lapsed(bound.id):
+        if self.lapsed(bound.id) and self._release(bound):
             # Paused or cut off past our ownership: another member may own it now. End ours first.
-            log.warning("lifecycle: ownership of %r (%s) lapsed; ending its child here", bound.service.name, bound.id)
-            self.end(bound)
+            self._lapse(bound)
+            self._disconnect(bound)
         answer = self._ask(bound)
         if answer is None:
             return
@@ -268,11 +241,22 @@ class Owners:
 
     def end(self, bound: _Bound) -> None:
         """End this process's child of the service (no error is reported for it)."""
-        if not bound.held:
-            return
-        bound.held = False
+        if self._release(bound):
+            self._disconnect(bound)
+
+    def _release(self, bound: _Bound) -> bool:
+        """Mark `bound`'s child as no longer held; True for the one caller that found it held (it ends it)."""
+        with self._lock:
+            held, bound.held = bound.held, False
+        return held
+
+    def _disconnect(self, bound: _Bound) -> None:
         self._executor.disconnect(bound.hooks, bound.service, bound.service.transport.timeout_secs,
                                   f"{bound.service.name!r} ({bound.id})")
+
+    @staticmethod
+    def _lapse(bound: _Bound) -> None:
+        log.warning("lifecycle: ownership of %r (%s) lapsed; ending its child here", bound.service.name, bound.id)
 
     def forget(self, id: str) -> None:
         """The service was stopped through this process: its child is ended by the stop."""
@@ -286,8 +270,9 @@ class Owners:
     def fence(self, id: str) -> None:
         """End the child of `id` now: our ownership lapsed (called when one of its heartbeats was dropped)."""
         bound = self._bound.get(id)
-        if bound is not None and self.lapsed(id):
-            self._executor.run(lambda: self.end(bound))
+        if bound is not None and self.lapsed(id) and self._release(bound):
+            self._lapse(bound)  # said once, whichever of a report or the tick finds it first
+            self._executor.run(lambda: self._disconnect(bound))
 
     def close(self) -> list[ServiceId]:
         """Graceful hand-over: end every child, then give each ownership up; the ids handed over."""
