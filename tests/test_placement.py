@@ -237,3 +237,21 @@ def test_a_pinned_service_is_never_spawned_on_another_host_in_memory(memory_host
 @linux_only
 def test_a_pinned_service_is_never_spawned_on_another_host_on_a_server(server_hosts: Hosts) -> None:
     _a_pinned_service_is_never_spawned_on_another_host(server_hosts)
+
+
+@linux_only
+def test_a_member_of_another_host_does_not_register_a_pinned_service_again_after_a_data_loss(caplog) -> None:
+    store = SharedMemoryRegistry(lease_ttl_secs=TTL)
+    hosts = Hosts(store.handle)
+    try:
+        beta = hosts.member("beta")
+        service = child_service("pinned", "steady", "0.1", host="alpha")
+        service.id = "pinned"  # type: ignore[assignment]
+        assert beta.manager.declare(service) == "pinned"
+        caplog.set_level("WARNING", logger="lifecycle")
+        hosts.probe.flush()  # type: ignore[attr-defined]
+        wait_until(lambda: any("lost its data" in r.getMessage() for r in caplog.records), what="beta to see the loss")
+        assert hosts.probe.get("pinned") is None and beta.connector.channels() == 0
+    finally:
+        for member in hosts.members:
+            member.manager.shutdown()

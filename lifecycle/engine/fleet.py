@@ -174,7 +174,9 @@ class FleetEngine:
         return sid
 
     def declare(self, service: ExtensionService, hooks: Hooks | None) -> ServiceId:
-        return self._declarations.declare(place(service, self.host), hooks)
+        if elsewhere(service := place(service, self.host), self.host):
+            return leave(self._registry, service, self.host)  # not kept: never registered again from here
+        return self._declarations.declare(service, hooks)
 
     def _undo(self, sid: str) -> None:
         """Undo a registration whose start failed."""
