@@ -42,9 +42,10 @@ from lifecycle import (
     ServiceStatus,
 )
 from lifecycle.__main__ import main
+from lifecycle._redis_client import _classify
 from lifecycle.fleet import Plan, StoreSettings
 from lifecycle.phi import PhiSettings
-from lifecycle.redis import RedisRegistry, _classify
+from lifecycle.redis import RedisRegistry
 
 E = redis.exceptions
 PASSWORD = "pw-Zq8-never-printed"
