@@ -198,7 +198,7 @@ class Owners:
         if self.lapsed(bound.id) and self._release(bound):
             # Paused or cut off past our ownership: another member may own it now. End ours first.
             self._lapse(bound)
-            self._disconnect(bound)
+            self._end_child(bound)
         answer = self._ask(bound)
         if answer is None:
             return
@@ -242,7 +242,7 @@ class Owners:
     def end(self, bound: _Bound) -> None:
         """End this process's child of the service (no error is reported for it)."""
         if self._release(bound):
-            self._disconnect(bound)
+            self._end_child(bound)
 
     def _release(self, bound: _Bound) -> bool:
         """Mark `bound`'s child as no longer held; True for the one caller that found it held (it ends it)."""
@@ -250,7 +250,7 @@ class Owners:
             held, bound.held = bound.held, False
         return held
 
-    def _disconnect(self, bound: _Bound) -> None:
+    def _end_child(self, bound: _Bound) -> None:
         self._executor.disconnect(bound.hooks, bound.service, bound.service.transport.timeout_secs,
                                   f"{bound.service.name!r} ({bound.id})")
 
@@ -272,7 +272,7 @@ class Owners:
         bound = self._bound.get(id)
         if bound is not None and self.lapsed(id) and self._release(bound):
             self._lapse(bound)  # said once, whichever of a report or the tick finds it first
-            self._executor.run(lambda: self._disconnect(bound))
+            self._executor.run(lambda: self._end_child(bound))
 
     def close(self) -> list[ServiceId]:
         """Graceful hand-over: end every child, then give each ownership up; the ids handed over."""
