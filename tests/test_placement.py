@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import socket
 import sys
-from collections.abc import Callable, Iterator
 
 import pytest
+from test_transports_ownership import Fleet, memory_fleet, server_fleet  # noqa: F401  (fixtures)
 from transport_support import WAIT, child_service, proc_state, wait_until
 
-from lifecycle import LifecycleConfig, LifecycleManager, Registry, TransportConfig
-from lifecycle.connectors import SubprocessConnector
+from lifecycle import LifecycleConfig, LifecycleManager, TransportConfig
 from lifecycle.engine.placement import HOST_VARIABLE, elsewhere, member_host, place
 from lifecycle.errors import FieldTypeError, FieldValueError
 from lifecycle.model import check_host
@@ -125,63 +124,12 @@ def test_place_gives_a_per_host_service_its_hosts_id_and_name_and_leaves_others_
 # -- two hosts on one namespace ----------------------------------------------------------------------
 
 
-class Member:
-    """One member of the fleet on host `host`: a manager and its own connector."""
-
-    def __init__(self, registry: Registry, host: str) -> None:
-        self.connector = SubprocessConnector()
-        self.manager = LifecycleManager(registry, CONFIG, connector=self.connector, host=host)
-        self.token = self.manager._engine.ticker.owner  # type: ignore[attr-defined]
-
-    def pid(self, sid: str) -> int | None:
-        return self.connector.pid(sid)
-
-    def ticks(self) -> int:
-        return int(self.manager._engine.ticker.ticks)  # type: ignore[attr-defined]
-
-
-class Hosts:
-    """A store for one test: `member(host)` adds a manager with its own connector on it."""
-
-    def __init__(self, new_registry: Callable[[], Registry]) -> None:
-        self.new_registry = new_registry
-        self.members: list[Member] = []
-        self.probe = new_registry()
-
-    def member(self, host: str) -> Member:
-        self.members.append(Member(self.new_registry(), host))
-        return self.members[-1]
-
-    def owner_of(self, sid: str) -> str | None:
-        return self.probe.owner_of(sid)  # type: ignore[attr-defined,no-any-return]
-
-
-def _run(made: Hosts) -> Iterator[Hosts]:
-    yield made
-    for member in made.members:
-        member.manager.shutdown()
-    made.probe.clear()
-
-
-@pytest.fixture
-def memory_hosts() -> Iterator[Hosts]:
-    yield from _run(Hosts(SharedMemoryRegistry(lease_ttl_secs=TTL).handle))
-
-
-@pytest.fixture
-def server_hosts(redis_server, namespace: str) -> Iterator[Hosts]:
-    pytest.importorskip("redis", reason="needs the redis extra")
-    from lifecycle.redis import RedisRegistry
-
-    yield from _run(Hosts(lambda: RedisRegistry.from_url(redis_server.url, namespace=namespace, lease_ttl_secs=TTL)))
-
-
 def _alive(pid: int | None) -> bool:
     return pid is not None and proc_state(pid) not in (None, "Z")
 
 
-def _a_per_host_service_runs_one_child_per_host_each_owned_there(hosts: Hosts) -> None:
-    alpha, beta = hosts.member("alpha"), hosts.member("beta")
+def _a_per_host_service_runs_one_child_per_host_each_owned_there(fleet: Fleet) -> None:
+    alpha, beta = fleet.member("alpha"), fleet.member("beta")
     service = child_service("tool", "steady", "0.1", per_host=True)
     service.id = "tool"  # type: ignore[assignment]
     assert alpha.manager.start_service(service) == "tool@alpha"
@@ -190,25 +138,25 @@ def _a_per_host_service_runs_one_child_per_host_each_owned_there(hosts: Hosts) -
     wait_until(lambda: _alive(beta.pid("tool@beta")), timeout=WAIT, what="beta's own child")
     assert _alive(alpha.pid("tool@alpha"))
     assert alpha.pid("tool@beta") is None and beta.pid("tool@alpha") is None
-    assert hosts.owner_of("tool@alpha") == alpha.token and hosts.owner_of("tool@beta") == beta.token
-    assert hosts.probe.get("tool") is None  # the unplaced service is nobody's
-    names = {s.id: s.name for s in hosts.probe.list_all()}
+    assert fleet.owner_of("tool@alpha") == alpha.token and fleet.owner_of("tool@beta") == beta.token
+    assert fleet.probe.get("tool") is None  # the unplaced service is nobody's
+    names = {s.id: s.name for s in fleet.probe.list_all()}
     assert names == {"tool@alpha": "tool@alpha", "tool@beta": "tool@beta"}
     seen = beta.ticks()
     wait_until(lambda: beta.ticks() >= seen + 3, what="three more ticks of beta")
     assert [alpha.connector.channels(), beta.connector.channels()] == [1, 1]  # still one child per host
 
 
-def _a_pinned_service_is_never_spawned_on_another_host(hosts: Hosts) -> None:
-    alpha, beta = hosts.member("alpha"), hosts.member("beta")
+def _a_pinned_service_is_never_spawned_on_another_host(fleet: Fleet) -> None:
+    alpha, beta = fleet.member("alpha"), fleet.member("beta")
     service = child_service("pinned", "steady", "0.1", host="alpha")
     service.id = "pinned"  # type: ignore[assignment]
     assert beta.manager.start_service(service) == "pinned"  # left to alpha's members: nothing registered
     assert beta.manager.declare(service) == "pinned"
-    assert hosts.probe.get("pinned") is None and beta.connector.channels() == 0
+    assert fleet.probe.get("pinned") is None and beta.connector.channels() == 0
     assert alpha.manager.declare(service) == "pinned"
     child = alpha.pid("pinned")
-    assert _alive(child) and hosts.owner_of("pinned") == alpha.token
+    assert _alive(child) and fleet.owner_of("pinned") == alpha.token
     seen = beta.ticks()
     wait_until(lambda: beta.ticks() >= seen + 3, what="three more ticks of beta")
     assert beta.connector.channels() == 0
@@ -216,42 +164,42 @@ def _a_pinned_service_is_never_spawned_on_another_host(hosts: Hosts) -> None:
     assert not _alive(child)
     seen = beta.ticks()
     wait_until(lambda: beta.ticks() >= seen + int(3 * TTL / (TTL / 3)), what="beta to tick past the lease")
-    assert beta.connector.channels() == 0 and hosts.owner_of("pinned") != beta.token
+    assert beta.connector.channels() == 0 and fleet.owner_of("pinned") != beta.token
 
 
 @linux_only
-def test_a_per_host_service_runs_one_child_per_host_in_memory(memory_hosts: Hosts) -> None:
-    _a_per_host_service_runs_one_child_per_host_each_owned_there(memory_hosts)
+def test_a_per_host_service_runs_one_child_per_host_in_memory(memory_fleet: Fleet) -> None:  # noqa: F811
+    _a_per_host_service_runs_one_child_per_host_each_owned_there(memory_fleet)
 
 
 @linux_only
-def test_a_per_host_service_runs_one_child_per_host_on_a_server(server_hosts: Hosts) -> None:
-    _a_per_host_service_runs_one_child_per_host_each_owned_there(server_hosts)
+def test_a_per_host_service_runs_one_child_per_host_on_a_server(server_fleet: Fleet) -> None:  # noqa: F811
+    _a_per_host_service_runs_one_child_per_host_each_owned_there(server_fleet)
 
 
 @linux_only
-def test_a_pinned_service_is_never_spawned_on_another_host_in_memory(memory_hosts: Hosts) -> None:
-    _a_pinned_service_is_never_spawned_on_another_host(memory_hosts)
+def test_a_pinned_service_is_never_spawned_on_another_host_in_memory(memory_fleet: Fleet) -> None:  # noqa: F811
+    _a_pinned_service_is_never_spawned_on_another_host(memory_fleet)
 
 
 @linux_only
-def test_a_pinned_service_is_never_spawned_on_another_host_on_a_server(server_hosts: Hosts) -> None:
-    _a_pinned_service_is_never_spawned_on_another_host(server_hosts)
+def test_a_pinned_service_is_never_spawned_on_another_host_on_a_server(server_fleet: Fleet) -> None:  # noqa: F811
+    _a_pinned_service_is_never_spawned_on_another_host(server_fleet)
 
 
 @linux_only
 def test_a_member_of_another_host_does_not_register_a_pinned_service_again_after_a_data_loss(caplog) -> None:
     store = SharedMemoryRegistry(lease_ttl_secs=TTL)
-    hosts = Hosts(store.handle)
+    fleet = Fleet(store.handle)
     try:
-        beta = hosts.member("beta")
+        beta = fleet.member("beta")
         service = child_service("pinned", "steady", "0.1", host="alpha")
         service.id = "pinned"  # type: ignore[assignment]
         assert beta.manager.declare(service) == "pinned"
         caplog.set_level("WARNING", logger="lifecycle")
-        hosts.probe.flush()  # type: ignore[attr-defined]
+        fleet.probe.flush()  # type: ignore[attr-defined]
         wait_until(lambda: any("lost its data" in r.getMessage() for r in caplog.records), what="beta to see the loss")
-        assert hosts.probe.get("pinned") is None and beta.connector.channels() == 0
+        assert fleet.probe.get("pinned") is None and beta.connector.channels() == 0
     finally:
-        for member in hosts.members:
+        for member in fleet.members:
             member.manager.shutdown()

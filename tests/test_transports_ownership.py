@@ -34,8 +34,8 @@ class Fleet:
         self.members: list[Member] = []
         self.probe = new_registry()
 
-    def member(self) -> Member:
-        member = Member(self.new_registry())
+    def member(self, host: str | None = None) -> Member:
+        member = Member(self.new_registry(), host)
         self.members.append(member)
         return member
 
@@ -44,15 +44,18 @@ class Fleet:
 
 
 class Member:
-    """One member of the fleet: a manager and its own connector."""
+    """One member of the fleet (on `host`, default this machine's): a manager and its own connector."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, host: str | None = None) -> None:
         self.connector = SubprocessConnector()
-        self.manager = LifecycleManager(registry, CONFIG, connector=self.connector)
+        self.manager = LifecycleManager(registry, CONFIG, connector=self.connector, host=host)
         self.token = self.manager._engine.ticker.owner  # type: ignore[attr-defined]
 
     def pid(self, sid: str) -> int | None:
         return self.connector.pid(sid)
+
+    def ticks(self) -> int:
+        return _tick_count(self.manager._engine.ticker)  # type: ignore[attr-defined]
 
 
 def _run(made: Fleet) -> Iterator[Fleet]:
