@@ -126,7 +126,10 @@ def test_a_recorded_child_that_is_not_the_same_process_or_not_on_this_host_is_le
     manager, connector = _new_owner(new_registry, leftover, tmp_path / "notes", recorded)
     try:
         assert _alive(leftover)
-        assert connector.pid("kept") != leftover
+        child = connector.pid("kept")
+        assert child is not None and child != leftover
+        with open(f"/proc/{child}/environ", "rb") as f:  # how a later owner would find it, unrecorded
+            assert b"LIFECYCLE_SERVICE_ID=kept" in f.read().split(b"\0")
         assert not any("ended process" in r.getMessage() for r in caplog.records)
     finally:
         manager.shutdown()
