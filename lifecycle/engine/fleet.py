@@ -37,7 +37,7 @@ from .guard import Guard
 from .lease import Ticker
 from .owner import Owners, Spawner, process_bound
 from .pinger import Pinger
-from .placement import elsewhere, leave, member_host, place
+from .placement import elsewhere, here, leave, member_host, place
 from .policy import ReconnectPolicy, service_timing
 from .runner import Executor, Outcome, connect_first, within
 
@@ -174,9 +174,8 @@ class FleetEngine:
         return sid
 
     def declare(self, service: ExtensionService, hooks: Hooks | None) -> ServiceId:
-        if elsewhere(service := place(service, self.host), self.host):
-            return leave(self._registry, service, self.host)  # not kept: never registered again from here
-        return self._declarations.declare(service, hooks)
+        placed = here(self._registry, service, self.host)  # pinned elsewhere: not kept, never registered from here
+        return service.id if placed is None else self._declarations.declare(placed, hooks)
 
     def _undo(self, sid: str) -> None:
         """Undo a registration whose start failed."""

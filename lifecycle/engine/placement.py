@@ -11,7 +11,7 @@ from ..fleet import SharedRegistry
 from ..model import ExtensionService, ServiceId, check_host
 from .base import label
 
-__all__ = ["HOST_VARIABLE", "elsewhere", "leave", "member_host", "place"]
+__all__ = ["HOST_VARIABLE", "elsewhere", "here", "leave", "member_host", "place"]
 
 log = logging.getLogger("lifecycle")
 
@@ -57,3 +57,12 @@ def leave(registry: SharedRegistry, service: ExtensionService, host: str) -> Ser
     log.info("lifecycle: service %s is pinned to host %s; this member (host %s) leaves %s to the members there",
              label(service.name, service.id), service.transport.host, host, "it" if known else "starting it")
     return service.id
+
+
+def here(registry: SharedRegistry, service: ExtensionService, host: str) -> ExtensionService | None:
+    """The service as this member runs it (`place`), or None when it is pinned to another host (`leave`)."""
+    placed = place(service, host)
+    if elsewhere(placed, host):
+        leave(registry, placed, host)
+        return None
+    return placed
