@@ -128,8 +128,12 @@ def test_a_recorded_child_that_is_not_the_same_process_or_not_on_this_host_is_le
         assert _alive(leftover)
         child = connector.pid("kept")
         assert child is not None and child != leftover
-        with open(f"/proc/{child}/environ", "rb") as f:  # how a later owner would find it, unrecorded
-            assert b"LIFECYCLE_SERVICE_ID=kept" in f.read().split(b"\0")
+
+        def named() -> bool:  # how a later owner would find it, unrecorded (read again while the shell execs)
+            with open(f"/proc/{child}/environ", "rb") as f:
+                return b"LIFECYCLE_SERVICE_ID=kept" in f.read().split(b"\0")
+
+        wait_until(named, what="the child's environment to name its service")
         assert not any("ended process" in r.getMessage() for r in caplog.records)
     finally:
         manager.shutdown()

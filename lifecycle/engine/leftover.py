@@ -14,6 +14,7 @@ import logging
 import os
 import select
 import signal
+import time
 
 from ..model import SERVICE_ID_VARIABLE
 
@@ -22,6 +23,7 @@ __all__ = ["end_leftovers", "start_time"]
 log = logging.getLogger("lifecycle")
 
 _WAIT = 2.0  # how long a new owner waits for a leftover child it killed to be gone
+_EXEC_READS = 20  # reads of an empty environment (an exec under way) before it counts as none
 
 
 def start_time(pid: int) -> str | None:
@@ -62,14 +64,25 @@ def _children_of(parent: int, service_id: str) -> list[int]:
         stat = _stat(int(entry)) if entry.isdigit() else None
         if stat is None or stat[1] != str(parent).encode():
             continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                environ = f.read().split(b"\0")
-        except OSError:
-            continue  # gone meanwhile, or not ours to read
-        if marker in environ:
+        if marker in _environ(entry):
             found.append(int(entry))
     return found
+
+
+def _environ(pid: str) -> list[bytes]:
+    """A process's environment; [] when gone or not ours to read."""
+    for _ in range(_EXEC_READS):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:
+            return []
+        if environ:
+            return environ.split(b"\0")
+        # Empty while the process is in the middle of an exec (a shell exec-ing the real command):
+        # read again shortly, or a child caught at that moment would be missed.
+        time.sleep(0.005)
+    return []
 
 
 def _end(pid: int, started: str | None) -> bool:
