@@ -130,15 +130,16 @@ class OwnedFleet:
     """gunicorn with `workers` workers of the ownership app on a fresh namespace, and a sampler of its children."""
 
     def __init__(self, start: Callable[..., tuple[Process, str]], redis_url: str, tmp: Path, workers: int,
-                 *args: str) -> None:
-        self.tag = f"owned-{uuid.uuid4().hex[:8]}"
+                 *args: str, tag: str | None = None, **env: str) -> None:
+        self.tag = tag or f"owned-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(exist_ok=True)
         self.pids = tmp / "spawned"
         script = (f"echo $$ >> {shlex.quote(str(self.pids))}; "
                   f"exec {shlex.quote(sys.executable)} {shlex.quote(CHILD)} steady 0.1 {self.tag}")
         self.sampler = Sampler(self.tag)
         self.server, self.base = start(
             "--workers", str(workers), *args, app="flask_owned:app", chdir=APPS,
-            OWNED_REDIS_URL=redis_url, OWNED_NAMESPACE=self.tag, OWNED_TTL=str(TTL), OWNED_SCRIPT=script)
+            OWNED_REDIS_URL=redis_url, OWNED_NAMESPACE=self.tag, OWNED_TTL=str(TTL), OWNED_SCRIPT=script, **env)
 
     def spawned(self) -> list[int]:
         """Every child spawned so far (each wrote its pid as it started)."""
@@ -149,14 +150,14 @@ class OwnedFleet:
         _, live = self.sampler.wait_for(lambda live: len(live) == 1, timeout, "exactly one child")
         return next(iter(live))
 
-    def take_over(self, old: int, sig: int) -> tuple[int, float]:
-        """Send `sig` to the owner of child `old`: the new child and how long it took to be alive."""
+    def take_over(self, old: int, sig: int, others: frozenset[int] = frozenset()) -> tuple[int, float]:
+        """Send `sig` to the owner of child `old`: the new child (not one of `others`) and how long it took."""
         owner = _parent(old)
         assert owner is not None
         sent = time.monotonic()
         os.kill(owner, sig)
-        at, live = self.sampler.wait_for(lambda live: bool(live - {old}), TAKE_OVER + 30, "a new child")
-        (new,) = live - {old}
+        at, live = self.sampler.wait_for(lambda live: bool(live - {old} - others), TAKE_OVER + 30, "a new child")
+        (new,) = live - {old} - others
         return new, at - sent
 
     def close(self) -> None:
@@ -176,8 +177,8 @@ def owned(start_gunicorn, redis_server, tmp_path, request):  # noqa: F811
     servers.only_on_first_binary(request, "the ownership scenarios test workers, not the server")
     made: list[OwnedFleet] = []
 
-    def start(workers: int, *args: str) -> OwnedFleet:
-        made.append(OwnedFleet(start_gunicorn, redis_server.url, tmp_path, workers, *args))
+    def start(workers: int, *args: str, **env: str) -> OwnedFleet:
+        made.append(OwnedFleet(start_gunicorn, redis_server.url, tmp_path / str(len(made)), workers, *args, **env))
         return made[-1]
 
     yield start
@@ -259,3 +260,25 @@ def test_max_requests_recycles_the_owner_and_every_spawn_is_a_hand_over(owned):
     assert fleet.server.stop() == 0
     assert gap <= TTL + TICK + BACKOFF + SLACK, gap
     assert "Traceback" not in "\n".join(fleet.server.lines)
+
+
+def test_two_hosts_on_one_namespace_each_run_their_own_copy_of_a_per_host_service(owned):
+    """Two gunicorn servers told apart by LIFECYCLE_HOST share a namespace: one child per host, each
+    spawned by a worker of its own server; a hand-over on one host leaves the other's child alone."""
+    alpha = owned(2, LIFECYCLE_HOST="alpha", OWNED_PER_HOST="1")
+    beta = owned(2, tag=alpha.tag, LIFECYCLE_HOST="beta", OWNED_PER_HOST="1")  # the same namespace and children
+    _, live = alpha.sampler.wait_for(lambda live: len(live) == 2, 30.0, "a child on each host")
+    masters = {_parent(_parent(child) or 0): child for child in live}
+    assert set(masters) == {alpha.server.proc.pid, beta.server.proc.pid}  # one under each server
+    on_alpha, on_beta = masters[alpha.server.proc.pid], masters[beta.server.proc.pid]
+    assert alpha.spawned() == [on_alpha] and beta.spawned() == [on_beta]
+    new, _ = alpha.take_over(on_alpha, signal.SIGTERM, frozenset({on_beta}))  # alpha's other worker takes over
+    assert _parent(_parent(new) or 0) == alpha.server.proc.pid and new != on_beta
+    assert alpha.sampler.scan() == {new, on_beta} and alpha.sampler.most() == 2
+    assert beta.spawned() == [on_beta]
+    for fleet, here, there in ((alpha, "alpha", "beta"), (beta, "beta", "alpha")):  # each host's own copy
+        assert fleet.server.matches(rf"started 'owned@{here}' \(owned@{here}, pid \d+\)")
+        assert not fleet.server.matches(rf"started 'owned(@{there})?' ")
+    for fleet in (alpha, beta):
+        assert fleet.server.stop() == 0
+        assert "Traceback" not in "\n".join(fleet.server.lines)
