@@ -9,6 +9,10 @@ redis-py raises into `RegistryUnavailable` or `RegistryRefused` by one table (`_
 
 from __future__ import annotations
 
+# Loaded now, before any fork: the first connection encodes its host with this codec, and a codec
+# first imported by a thread of a gunicorn --preload master while it forks fails in the worker
+# ("LookupError: unknown encoding: idna"), a failure the codec registry then keeps for good.
+import encodings.idna  # noqa: F401
 import logging
 import os
 import re

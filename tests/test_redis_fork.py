@@ -64,3 +64,12 @@ def test_a_child_forked_while_a_thread_was_choosing_the_client_gets_an_answer() 
     done = subprocess.run([sys.executable, "-c", SCENARIO], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
     assert done.returncode == 0, f"the child's call never returned or failed otherwise:\n{done.stderr}"
+
+
+def test_the_host_codec_is_loaded_with_the_registry_before_any_fork() -> None:
+    """A preloaded master's first connection, on a thread of its own, would import the idna codec while
+    gunicorn forks; a worker forked mid-import could never encode a host again ("unknown encoding: idna")."""
+    check = "import sys, lifecycle.redis; sys.exit(0 if 'encodings.idna' in sys.modules else 1)"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert done.returncode == 0, done.stderr
