@@ -153,7 +153,8 @@ class Cluster:
         return next(node for node in self.nodes if node.id == node_id)
 
     def slot(self, key: str) -> int:
-        return int(str(self.nodes[0].call("CLUSTER", "KEYSLOT", key)))
+        """`key`'s slot, asked of a live node: `nodes[0]` may be the master a scenario crashed."""
+        return int(str(next(node for node in self.nodes if node.alive).call("CLUSTER", "KEYSLOT", key)))
 
     def owner(self, slot: int, seen_by: Node | None = None) -> Node:
         """The master serving `slot`, as `seen_by` (any live node) sees it."""
