@@ -113,6 +113,10 @@ class Data:
     gen: str | None = None
     events: deque[tuple[tuple[int, int], LifecycleEvent]] = field(default_factory=deque)
     last_entry: tuple[int, int] = (0, 0)  # the newest entry id ever given: ids never go back, even after a clear
+    # The partition count recorded for the namespace ("1", "3", or "k/P" in part k), as RedisRegistry's key.
+    record: str | None = None
+    parts: list[Data] = field(default_factory=list)  # with partitions > 1: each partition's own data
+    name_claims: dict[str, str] = field(default_factory=dict)  # a part's claims: name -> id, namespace-wide
     lock: threading.Lock = field(default_factory=threading.Lock)
     appended: threading.Condition = field(init=False)
 
@@ -123,7 +127,7 @@ class Data:
         """Drop everything (the Lua CLEAR deletes every key: the lease, the log and the generation marker too)."""
         for column in (self.svc, self.reg, self.names, self.status, self.last, self.upd, self.att, self.dl,
                        self.todo, self.claim, self.tmo, self.rst, self.flap, self.phi, self.events, self.own,
-                       self.oclaim):
+                       self.oclaim, self.name_claims):
             column.clear()
         self.lease, self.epoch, self.tick, self.gen = None, 0, None, None
 

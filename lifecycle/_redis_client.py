@@ -29,7 +29,7 @@ from redis.connection import parse_url
 from redis.retry import Retry as _Retry
 
 from . import _redis_scripts as scripts
-from ._redis_codec import _us
+from ._redis_codec import _partitions_said, _us
 from .errors import RegistryRefused, RegistryUnavailable
 from .fleet import StoreSettings
 
@@ -240,6 +240,13 @@ class ScriptClient:
         self.settings: StoreSettings | None = None
         self._tail = ["", _us(60.0), "", "", "", "", ""]  # ARGV 4..10: no restart intensity, no phi
         self._head = self._make_head(timeout)
+        #: What the namespace's partition count must be recorded as under this prefix ("1", "3", or "k/P" for
+        #: part k), checked on the first call; a part asks its `parent` (the namespace's own tag) first.
+        self.record = "1"
+        self.parent: ScriptClient | None = None
+        self._record_key = prefix + "partitions"
+        self._record_script = client.register_script(_RECORD)
+        self._ready = False
 
     def detect(self, detect: Detect) -> None:
         """Choose the client on the first call that reaches the server: `self.client` until then (see `Detect`)."""
@@ -264,15 +271,42 @@ class ScriptClient:
         return isinstance(self.client, RedisCluster)
 
     def _client(self) -> Client:
-        detect = self._detect
-        if detect is None:
+        if self._ready:
             return self.client
+        detect = self._detect
+        if self.parent is not None:
+            self.client = self.parent._client()  # the namespace's record first, and the client it chose
+        elif detect is not None:
+            try:
+                client = detect.client()
+            except _REDIS_ERRORS as exc:
+                raise self.error(exc) from exc
+            self.client, self._detect = client, None
+        self._check_record(self.client)
+        self._ready = True
+        return self.client
+
+    def _check_record(self, client: Client) -> None:
+        """Record our partition count under this prefix if none is; refuse to go on if another one is."""
         try:
-            client = detect.client()
+            found = _text_of(self._record_script(keys=[self._record_key], args=[self.record], client=client))
         except _REDIS_ERRORS as exc:
             raise self.error(exc) from exc
-        self.client, self._detect = client, None
-        return client
+        if found != self.record:
+            host, port = self.where
+            raise RegistryRefused(
+                f"the registry at {host}:{port} holds namespace {self.namespace!r} as {_partitions_said(found)}, "
+                f"but this process has {_partitions_said(self.record)}: configure every process of the fleet "
+                "with the same partitions (LIFECYCLE_REDIS_PARTITIONS), or use another namespace",
+                host=host, port=port if isinstance(port, int) else None, reason="partitions")
+
+    def eval(self, source: str, keys: list[str], args: list[str]) -> Any:
+        """A small script of the caller's (run by EVAL: no cache to lose), its errors classified."""
+        client = self._client()
+        try:
+            return client.eval(source, len(keys), *keys, *args)
+        except _REDIS_ERRORS as exc:
+            raise self.error(exc) from exc
 
     def configure(self, settings: StoreSettings) -> None:
         """Send `settings` with every later call (ARGV 2 and 4..10, see `lifecycle._redis_scripts`)."""
@@ -304,7 +338,7 @@ class ScriptClient:
     def run(self, name: str, *args: object, timeout: float | None = None) -> list[Any]:
         """Run script `name` with its keys, the head and `args`; its reply as a list."""
         argv = self._argv(args, timeout)
-        client = self.client if self._detect is None else self._client()
+        client = self.client if self._ready else self._client()
         try:
             result = self._scripts[name](keys=self._keys(name), args=argv, client=client)
         except _REDIS_ERRORS as exc:
@@ -361,6 +395,16 @@ class ScriptClient:
                                    reason=reason)
         why = _WHY.get(reason, _WHY["error"])
         return RegistryUnavailable(f"{at} {why} ({said})", host=host, port=port_, reason=reason)
+
+
+_RECORD = """local found = redis.call('GET', KEYS[1])
+if found then return found end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]"""
+
+
+def _text_of(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _fix_key(reason: str, exc: BaseException) -> str:

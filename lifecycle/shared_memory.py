@@ -24,11 +24,14 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from . import _validate
 from ._forksafe import hold_across_fork
 from ._memory_scripts import US, Data, Head, Info, PhiHead, Scripts
-from .errors import ServiceAlreadyExists
+from ._partitions import Partitioned
+from ._redis_codec import _partitions_said
+from .errors import FieldValueError, RegistryRefused, ServiceAlreadyExists
 from .events import LifecycleEvent
 from .fleet import Detail, Lease, Plan, SharedRegistry, StoreSettings, Sweep, Timing
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status
@@ -98,10 +101,17 @@ class SharedMemoryRegistry(SharedRegistry):
     from any thread.
     """
 
-    def __init__(self, data: Data | None = None, *, heartbeat_timeout_secs: float = 60.0,
-                 events_maxlen: int = 10_000, log_heartbeats: bool = False, lease_ttl_secs: float = 5.0) -> None:
+    def __new__(cls, data: Data | None = None, *, partitions: int = 1, **options: object) -> SharedMemoryRegistry:
+        if cls is SharedMemoryRegistry and partitions != 1:
+            return object.__new__(_PartitionedMemory)
+        return object.__new__(cls)
+
+    def __init__(self, data: Data | None = None, *, partitions: int = 1, heartbeat_timeout_secs: float = 60.0,
+                 events_maxlen: int = 10_000, log_heartbeats: bool = False, lease_ttl_secs: float = 5.0,
+                 _record: str = "1") -> None:
         if data is not None and not isinstance(data, Data):
             raise TypeError(f"data must be another registry's data, not {type(data).__name__}")
+        self.partitions = _partitions(partitions)
         self.heartbeat_timeout_secs = _validate.number(heartbeat_timeout_secs, "heartbeat_timeout_secs",
                                                        positive=True)
         self.events_maxlen = _validate.integer(events_maxlen, "events_maxlen", minimum=0)
@@ -109,12 +119,19 @@ class SharedMemoryRegistry(SharedRegistry):
         self.lease_ttl_secs = _validate.number(lease_ttl_secs, "lease_ttl_secs", positive=True)
         self.data = Data() if data is None else data
         _all_data.add(self.data)
+        with self.data.lock:  # as RedisRegistry's first call: record the partition count, or refuse another
+            self.data.record = found = self.data.record or _record
+        if found != _record:
+            raise RegistryRefused(f"the shared memory holds this namespace as {_partitions_said(found)}, but this "
+                                  f"handle has {_partitions_said(_record)}: give every handle the same partitions",
+                                  reason="partitions")
         self._settings: StoreSettings | None = None
 
     def handle(self, **options: object) -> SharedMemoryRegistry:
         """Another handle on the same data (another process's client), with this one's options unless given."""
         kwargs: dict[str, object] = {
-            "heartbeat_timeout_secs": self.heartbeat_timeout_secs, "events_maxlen": self.events_maxlen,
+            "partitions": self.partitions, "heartbeat_timeout_secs": self.heartbeat_timeout_secs,
+            "events_maxlen": self.events_maxlen,
             "log_heartbeats": self.log_heartbeats, "lease_ttl_secs": self.lease_ttl_secs, **options}
         return SharedMemoryRegistry(self.data, **kwargs)  # type: ignore[arg-type]
 
@@ -487,6 +504,66 @@ class SharedMemoryRegistry(SharedRegistry):
                 data.appended.wait_for(ready, max(1, round(block * 1000)) / 1000)
             rows = [(f"{ms}-{seq}", event) for (ms, seq), event in data.events if (ms, seq) > start]
         return rows[:count]
+
+
+class _PartitionedMemory(Partitioned, SharedMemoryRegistry):
+    """A `SharedMemoryRegistry` of `partitions` > 1: one part (with its own data, lease and log) per partition."""
+
+    def __init__(self, data: Data | None = None, *, partitions: int = 1, **options: Any) -> None:
+        super().__init__(data, _record=str(_partitions(partitions)), **options)
+        self.partitions = partitions
+        with self.data.lock:
+            if not self.data.parts:
+                self.data.parts = [Data() for _ in range(partitions)]
+        self._parts = [SharedMemoryRegistry(part, _record=f"{k}/{partitions}", **options)
+                       for k, part in enumerate(self.data.parts)]
+        self._claims = [_MemoryClaims(part) for part in self.data.parts]
+
+    def __repr__(self) -> str:
+        return f"<SharedMemoryRegistry services={self.count()} partitions={self.partitions}>"
+
+    def flush(self) -> None:
+        """Simulate servers that lost their data: every partition's."""
+        self.clear()
+
+
+class _MemoryClaims:
+    """A part's claims on names (`NameClaims`), under its data's lock."""
+
+    def __init__(self, data: Data) -> None:
+        self._data = data
+
+    def claim(self, name: str, id: str, expected: str = "") -> tuple[str, bool]:
+        with self._data.lock:
+            claims = self._data.name_claims
+            held = claims.get(name)
+            if held == id:
+                return id, False
+            if held is None or held == expected:
+                claims[name] = id
+                return id, True
+            return held, False
+
+    def release(self, name: str, id: str) -> None:
+        with self._data.lock:
+            if self._data.name_claims.get(name) == id:
+                del self._data.name_claims[name]
+
+    def holder(self, name: str) -> str | None:
+        with self._data.lock:
+            return self._data.name_claims.get(name)
+
+    def clear(self) -> None:
+        with self._data.lock:
+            self._data.name_claims.clear()
+
+
+def _partitions(value: object) -> int:
+    """`partitions`, checked: an int from 1 to 1024 (as `RedisRegistry`'s)."""
+    partitions = _validate.integer(value, "partitions", minimum=1)
+    if partitions > 1024:
+        raise FieldValueError("partitions", "too_large", f"must be at most 1024, got {partitions}")
+    return partitions
 
 
 _all_data: weakref.WeakSet[Data] = weakref.WeakSet()

@@ -122,8 +122,9 @@ def test_a_database_other_than_0_or_a_plain_client_on_a_cluster_is_refused_sayin
 
 def test_partitions_and_cluster_are_checked():
     with pytest.raises(FieldValueError) as caught:
-        RedisRegistry.from_url("redis://127.0.0.1:1/0", partitions=4)
-    assert caught.value.field == "partitions" and "not supported yet" in str(caught.value)
+        RedisRegistry.from_url("redis://127.0.0.1:1/0", partitions=1025)
+    assert caught.value.field == "partitions" and caught.value.code == "too_large"
+    assert RedisRegistry.from_url("redis://127.0.0.1:1/0", partitions=4).partitions == 4
     with pytest.raises(FieldValueError) as caught:
         RedisRegistry(redis.Redis(), partitions=0)
     assert caught.value.field == "partitions" and caught.value.code == "too_small"

@@ -34,7 +34,7 @@ from .base import Sink, check_id, error_text, label, not_managed, refused
 from .declare import Declarations
 from .fleetlog import follow_log
 from .guard import Guard
-from .lease import Ticker
+from .lease import Leases, Ticker
 from .owner import Owners, Spawner, process_bound
 from .pinger import Pinger
 from .placement import elsewhere, here, leave, member_host, place
@@ -97,7 +97,7 @@ class FleetEngine:
         self._closed = False
         # After a data loss: id -> (name, registered again by us), kept across a restore a failed tick cut short.
         self._restoring: dict[str, tuple[str, bool]] = {}
-        self.ticker = Ticker(registry, watchdog, self._timeout, self._lead, self._restore_local)
+        self.ticker = Leases(registry, watchdog, self._timeout, self._lead, self._restore_local)  # one per partition
         # Process-bound services (STDIO children) are owned by one member each, asserted every tick.
         self._owners = None if not isinstance(registry, OwnerStore) else Owners(
             registry, executor, lambda: self.ticker.owner, self.ticker.ttl, self.ticker.renew_every,
@@ -275,7 +275,7 @@ class FleetEngine:
         log.warning("lifecycle: service %r (%s) reported an error: %s", service.name, id, text)
         self._sink.emit(events)
         if plan.mode == "retry" and prior is not ServiceStatus.RECONNECTING:
-            self.ticker.poke(plan.delay)  # in the leader, attempt 1 runs when due
+            self.ticker.poke(plan.delay, id)  # in the leader, attempt 1 runs when due
             if self._owners is not None and id in self._owners:
                 self._soon(plan.delay)  # the owner runs the attempts of its child
 
@@ -299,22 +299,23 @@ class FleetEngine:
 
     def sweep_now(self) -> list[ServiceId]:
         """The leader expires what is due now; others do nothing."""
-        if not self.ticker.claims:
-            return []
-        sweep = self._claim()
-        return [] if sweep is None else self._expire(sweep)
+        expired: list[ServiceId] = []
+        for ticker in self.ticker.tickers:
+            sweep = self._claim(ticker) if ticker.claims else None
+            expired += [] if sweep is None else self._expire(sweep, ticker)
+        return expired
 
     # -- the leader's actions -------------------------------------------------------------------
 
-    def _lead(self, within: float) -> float:
-        """One sweep: time out what is due, run the claimed attempts; seconds until the next thing."""
-        sweep = self._claim()
+    def _lead(self, ticker: Ticker, within: float) -> float:
+        """One sweep of `ticker`'s partition: time out what is due, run the claimed attempts; seconds until the next."""
+        sweep = self._claim(ticker)
         if sweep is None:
             return within
         if sweep.rebased:
             log.warning("lifecycle: nobody watched the fleet's deadlines for a while (outage, restart or "
                         "failover); %d service(s) get a fresh full timeout", sweep.rebased)
-        self._expire(sweep)
+        self._expire(sweep, ticker)
         for sid, attempt in sweep.attempts:
             self._attempt(sid, attempt)
         if len(sweep.due) >= _SWEEP_LIMIT or len(sweep.attempts) >= _SWEEP_LIMIT:
@@ -333,18 +334,17 @@ class FleetEngine:
         if owners is not None and any(isinstance(e, Stopped) and e.service_id in owners for e in events):
             self._soon(0.0)  # stopped by another member: the owner ends its child now
 
-    def _claim(self) -> Sweep | None:
-        """The registry's sweep; after a failure we saw, with no grace at all (every deadline starts again)."""
-        ticker = self.ticker
+    def _claim(self, ticker: Ticker) -> Sweep | None:
+        """The partition's sweep; after a failure we saw, with no grace at all (every deadline starts again)."""
         sweep = self._registry.sweep(ticker.owner, self._timeout, 0.0 if ticker.rebase else ticker.ttl,
-                                     _SWEEP_LIMIT, tick=ticker.renew_every)
+                                     _SWEEP_LIMIT, tick=ticker.renew_every, **ticker.which)
         if sweep is None:
             ticker.set_leader(False)
         else:
             ticker.rebase = False
         return sweep
 
-    def _expire(self, sweep: Sweep) -> list[ServiceId]:
+    def _expire(self, sweep: Sweep, ticker: Ticker) -> list[ServiceId]:
         """Time out the sweep's due services in one atomic step; return the ids it timed out."""
         if not sweep.due:
             return []
@@ -354,9 +354,9 @@ class FleetEngine:
             policy = self._policy if detail.max_attempts is None else replace(self._policy,
                                                                                max_attempts=detail.max_attempts)
             plans.append((sid, policy.begin(self._rng) if detail.auto_reconnect else Plan("error")))
-        events = self._registry.expire_many(self.ticker.owner, self._timeout, plans)
+        events = self._registry.expire_many(ticker.owner, self._timeout, plans)
         if events is None:
-            self.ticker.set_leader(False)
+            ticker.set_leader(False)
             return []
         expired = [e.service_id for e in events if isinstance(e, HeartbeatTimeout)]
         for sid in expired:
@@ -365,7 +365,7 @@ class FleetEngine:
         delays = [plan.delay for sid, plan in plans if plan.mode == "retry" and sid in expired]
         self._sink.emit(events)
         if delays:
-            self.ticker.poke(min(delays))
+            ticker.poke(min(delays))
         return expired
 
     def _attempt(self, sid: str, attempt: int) -> None:
@@ -383,7 +383,7 @@ class FleetEngine:
             # Without a connector only a heartbeat revives a service, and none came in time.
             self._report(sid, attempt, outcome, service, RuntimeError("no heartbeat before the attempt was due"))
             return
-        if not self.leader:
+        if not self.ticker.of(sid).leader:
             return  # our lease may have run out: the claim lapses and whoever leads runs it
         self._executor.connect(outcome, hooks, service, service.transport.timeout_secs,
                                lambda error: self._report(sid, attempt, outcome, service, error),
@@ -436,7 +436,7 @@ class FleetEngine:
                         "lapses", attempt, sid, exc)
             return False
         if events is None:
-            self.ticker.set_leader(False)
+            self.ticker.of(sid).set_leader(False)
             return False
         hooks = self._hooks_for(sid)
         if events and error is None and self._owners is not None and sid in self._owners:

@@ -29,7 +29,7 @@ from ..fleet import SharedRegistry
 from ..timers import Timer
 from ..watchdog import Watchdog
 
-__all__ = ["Ticker"]
+__all__ = ["Leases", "Ticker"]
 
 log = logging.getLogger("lifecycle")
 
@@ -45,8 +45,12 @@ class Ticker:
     """Holds or seeks the lease on every tick; as leader calls `act(within) -> seconds until next`."""
 
     def __init__(self, registry: SharedRegistry, watchdog: Watchdog, timeout: float,
-                 act: Callable[[float], float], restore: Callable[[], None]) -> None:
+                 act: Callable[[Ticker, float], float], restore: Callable[[], None], *, partition: int = 0,
+                 owner: str | None = None) -> None:
         self.registry = registry
+        self.partition = partition
+        # A partitioned registry is told which partition's lease; a registry of one partition is asked as always.
+        self.which: dict[str, int] = {"partition": partition} if getattr(registry, "partitions", 1) > 1 else {}
         self.ttl = float(getattr(registry, "lease_ttl_secs", 5.0))
         self.renew_every = self.ttl / 3
         self._timeout = timeout
@@ -54,7 +58,7 @@ class Ticker:
         self._act = act
         self._restore = restore
         self._lock = threading.Lock()
-        self.owner = owner_token()
+        self.owner = owner_token() if owner is None else owner
         self._leader = False
         self._lease_until = 0.0
         self._generation: str | None = None
@@ -135,7 +139,7 @@ class Ticker:
 
     def _tick(self, renewed: list[bool]) -> float:
         asked = time.monotonic()
-        lease = self.registry.lease(self.owner, self.ttl)
+        lease = self.registry.lease(self.owner, self.ttl, **self.which)
         renewed[0] = True
         self.ticks += 1
         if self._generation is not None and lease.generation != self._generation:
@@ -148,7 +152,7 @@ class Ticker:
             return self.renew_every
         # Another process may have set a deadline since our last sweep (a start, a revival): none
         # is sooner than one timeout from now, so sleeping at most that long never oversleeps it.
-        return self._act(min(self.renew_every, self._timeout))
+        return self._act(self, min(self.renew_every, self._timeout))
 
     def set_leader(self, leader: bool, asked: float = 0.0) -> None:
         if leader:
@@ -156,8 +160,9 @@ class Ticker:
             self._lease_until = asked + self.ttl
         if leader != self._leader:
             self._leader = leader
-            log.info("lifecycle: this process %s for the fleet (%s)",
-                     "now acts" if leader else "no longer acts", self.owner)
+            part = f" (partition {self.partition})" if self.which else ""
+            log.info("lifecycle: this process %s for the fleet%s (%s)",
+                     "now acts" if leader else "no longer acts", part, self.owner)
 
     def _on_failure(self, exc: Exception, renewed: bool) -> float:
         """A tick failed: log a new cause once, back off; without a renewed lease, stop calling ourselves leader."""
@@ -197,13 +202,78 @@ class Ticker:
         if self._leader:
             self._leader = False
             try:
-                self.registry.release(self.owner)
+                self.registry.release(self.owner, **self.which)
             except Exception as exc:
                 log.warning("lifecycle: could not release the fleet lease (%s); it expires on its own", exc)
 
-    def after_fork_in_child(self) -> None:
+    def after_fork_in_child(self, owner: str | None = None) -> None:
         """A forked child is a new member of the fleet: its own owner token, not the leader."""
         self._lock = threading.Lock()
-        self.owner = owner_token()
+        self.owner = owner_token() if owner is None else owner
         self._leader = False
         self._ticking, self._wake = False, math.inf  # a tick the parent was running does not run here
+
+
+class Leases:
+    """A process's ticks, one `Ticker` per partition of the registry, all under one owner token.
+
+    Each partition has its own lease, so its own leader, fencing, failure backoff and outage
+    credit: a partition whose server fails over or is down stops no other. With one partition
+    this is one `Ticker`, as it always was.
+    """
+
+    def __init__(self, registry: SharedRegistry, watchdog: Watchdog, timeout: float,
+                 act: Callable[[Ticker, float], float], restore: Callable[[], None]) -> None:
+        self.owner = owner_token()
+        count = int(getattr(registry, "partitions", 1))
+        self.tickers = [Ticker(registry, watchdog, timeout, act, restore, partition=p, owner=self.owner)
+                        for p in range(count)]
+        self._of: Callable[[str], int] = getattr(registry, "partition_of", lambda id: 0)
+        first = self.tickers[0]
+        self.ttl, self.renew_every = first.ttl, first.renew_every
+
+    @property
+    def each(self) -> Callable[[], None] | None:
+        """Called on each tick of partition 0's ticker (once per tick interval): ownership of process-bound services."""
+        return self.tickers[0].each
+
+    @each.setter
+    def each(self, call: Callable[[], None] | None) -> None:
+        self.tickers[0].each = call
+
+    @property
+    def leader(self) -> bool:
+        """True while this process holds, and renewed in time, the lease of at least one partition."""
+        return any(ticker.leader for ticker in self.tickers)
+
+    @property
+    def claims(self) -> bool:
+        """True if the last answer of any partition made this process its leader."""
+        return any(ticker.claims for ticker in self.tickers)
+
+    @property
+    def ticks(self) -> int:
+        """Ticks that reached the registry, over every partition."""
+        return sum(ticker.ticks for ticker in self.tickers)
+
+    def of(self, id: str) -> Ticker:
+        """The ticker of the partition holding service `id`."""
+        return self.tickers[self._of(id)] if len(self.tickers) > 1 else self.tickers[0]
+
+    def start(self) -> None:
+        for ticker in self.tickers:
+            ticker.start()
+
+    def poke(self, delay: float, id: str | None = None) -> None:
+        """A tick within `delay` s in the partition of `id` (None: in every partition this process leads)."""
+        for ticker in self.tickers if id is None else [self.of(id)]:
+            ticker.poke(delay)
+
+    def close(self) -> None:
+        for ticker in self.tickers:
+            ticker.close()
+
+    def after_fork_in_child(self) -> None:
+        self.owner = owner_token()
+        for ticker in self.tickers:
+            ticker.after_fork_in_child(self.owner)

@@ -1,0 +1,397 @@
+"""One namespace spread over several partitions: a `SharedRegistry` routing each call to the part that holds it.
+
+A service lives in partition ``crc32(id) % P`` for good: every per-service step is the part's
+own atomic operation (one script in one hash slot on Redis). Each part has its own lease,
+deadlines, outage watermark and event log, so leadership, fencing and outage credit hold per
+partition; the engine runs one lease tick per partition. Names stay unique across the
+namespace through a claim kept in the partition of the name (`NameClaims`), taken before the
+registration and given back after the unregistration. The event logs are read together: a
+reader's position is one entry id per part, joined by commas.
+
+`RedisRegistry` and `SharedMemoryRegistry` build one when given ``partitions`` > 1; with 1
+nothing here is used and the keys stay as they always were.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from .errors import ServiceAlreadyExists
+from .events import LifecycleEvent
+from .fleet import Lease, Plan, StoreSettings, Sweep, Timing
+from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus
+from .registry import Owned, RegistryStats, _not_found
+
+__all__ = ["NameClaims", "Partitioned", "partition_of"]
+
+_Events = list[LifecycleEvent]
+_Rows = list[tuple[str, LifecycleEvent]]
+_Services = list[ExtensionService]
+_Ids = list[ServiceId]
+_Plans = list[tuple[str, Plan]]
+_Parts = list[Any]
+_Claims = list["NameClaims"]
+_Texts = list[str]
+_Holders = list[str | None]
+_SLICE = 0.05  # seconds a blocking read of the logs waits on one part before looking at the others
+
+
+def partition_of(id: object, partitions: int) -> int:
+    """The partition of a service id (or a name): crc32 of its UTF-8 text modulo `partitions`; stable everywhere."""
+    if partitions == 1 or not isinstance(id, str):
+        return 0
+    return zlib.crc32(id.encode("utf-8", "surrogatepass")) % partitions
+
+
+class NameClaims(Protocol):
+    """One part's claims on names: which service id a name belongs to, namespace-wide."""
+
+    def claim(self, name: str, id: str, expected: str = "") -> tuple[str, bool]:
+        """Give `name` to `id` if free, already `id`'s, or held by `expected`; (holder, newly given)."""
+        ...
+
+    def release(self, name: str, id: str) -> None:
+        """Free `name` if `id` holds it."""
+        ...
+
+    def holder(self, name: str) -> str | None:
+        """The id holding `name`, or None."""
+        ...
+
+    def clear(self) -> None:
+        """Forget every claim."""
+        ...
+
+
+class Partitioned:
+    """The namespace's registry over `parts` (each a one-partition registry of its own hash tag) and their claims.
+
+    Mixed into `RedisRegistry` and `SharedMemoryRegistry` (before them), so it is one of them;
+    `_parts` and `_claims` are set by their constructors.
+    """
+
+    _parts: _Parts
+    _claims: _Claims
+    partitions: int
+
+    def _at(self, id: object) -> Any:
+        return self._parts[partition_of(id, self.partitions)]
+
+    def partition_of(self, id: str) -> int:
+        """The partition holding service `id`."""
+        return partition_of(id, self.partitions)
+
+    def _named(self, name: str) -> NameClaims:
+        return self._claims[partition_of(name, self.partitions)]
+
+    # -- settings -------------------------------------------------------------------------------
+
+    def configure(self, settings: StoreSettings) -> None:
+        """Keep `settings` for every later call of every part."""
+        for part in self._parts:
+            part.configure(settings)
+
+    @property
+    def settings(self) -> StoreSettings | None:
+        """What `configure` was given, or None."""
+        settings: StoreSettings | None = self._parts[0].settings
+        return settings
+
+    # -- registration (a name claimed namespace-wide first) ------------------------------------
+
+    def register(self, service: ExtensionService) -> ServiceId:
+        """Store `service`; a second service with its name or id is refused."""
+        return self._register(service, join=False)[0]
+
+    def join(self, service: ExtensionService) -> tuple[ServiceId, bool]:
+        """Register, or join the one already registered with this id (or this name and version)."""
+        return self._register(service, join=True)
+
+    def _register(self, service: ExtensionService, *, join: bool) -> tuple[ServiceId, bool]:
+        if not isinstance(service, ExtensionService):
+            raise TypeError(f"service must be an ExtensionService, not {type(service).__name__}")
+        claims = self._named(service.name)
+        holder, fresh = claims.claim(service.name, service.id)
+        if holder != service.id:
+            other = self._at(holder).get(holder)
+            if other is None:  # a claim whose registration never finished (or was lost): taken over
+                holder, fresh = claims.claim(service.name, service.id, holder)
+            elif not join:
+                raise ServiceAlreadyExists.named(service.name, ServiceId(holder))
+            elif service.id in self._at(service.id):
+                raise ServiceAlreadyExists.with_id(ServiceId(service.id))
+            elif other.version == service.version:
+                return ServiceId(holder), True
+            else:
+                raise ServiceAlreadyExists.named(service.name, ServiceId(holder))
+        if holder != service.id:  # lost the takeover to another registration of the name
+            raise ServiceAlreadyExists.named(service.name, ServiceId(holder))
+        try:
+            sid, joined = self._at(service.id)._register(service, join=join)
+        except BaseException:
+            if fresh:
+                claims.release(service.name, service.id)
+            raise
+        return ServiceId(sid), bool(joined)
+
+    def restore(self, service: ExtensionService, timeout: float) -> bool:
+        """Re-register `service` as RUNNING with a full deadline if the registry lost it (and its name's claim)."""
+        restored = bool(self._at(service.id).restore(service, timeout))
+        self._named(service.name).claim(service.name, service.id)
+        return restored
+
+    def unregister(self, id: str) -> RegistrationInfo:
+        """Remove the service and return its last registration record."""
+        return self._unregister(id, emit=False)[0]
+
+    def finish_stop(self, id: str) -> _Events:
+        """STOPPED, unregister, `service_stopped`."""
+        return self._unregister(id, emit=True)[1]
+
+    def _unregister(self, id: str, *, emit: bool) -> tuple[RegistrationInfo, _Events]:
+        info, events = self._at(id)._unregister(id, emit=emit)
+        self._named(info.service.name).release(info.service.name, id)
+        return info, events
+
+    def get_by_name(self, name: str) -> ExtensionService | None:
+        """A snapshot of the service called `name`, or None."""
+        if not _is_text(name):
+            return None
+        holder = self._named(name).holder(name)
+        service: ExtensionService | None = None if holder is None else self._at(holder).get(holder)
+        return service if service is not None and service.name == name else None
+
+    # -- one service: its partition answers ----------------------------------------------------
+
+    def get(self, id: str) -> ExtensionService | None:
+        """A snapshot of the service, or None."""
+        return self._at(id).get(id)  # type: ignore[no-any-return]
+
+    def get_registration(self, id: str) -> RegistrationInfo | None:
+        """A snapshot of the registration record, or None."""
+        return self._at(id).get_registration(id)  # type: ignore[no-any-return]
+
+    def update_status(self, id: str, status: ServiceStatus, *, expected: ServiceStatus | None = None
+                      ) -> ServiceStatus:
+        """Set the status (only if it is `expected`, when given); returns the status found."""
+        return self._at(id).update_status(id, status, expected=expected)  # type: ignore[no-any-return]
+
+    def heartbeat(self, id: str) -> ServiceStatus:
+        """Record a heartbeat now; a RECONNECTING or ERROR service becomes RUNNING. Returns the prior status."""
+        return self._at(id).heartbeat(id)  # type: ignore[no-any-return]
+
+    def beat(self, id: str, timeout: float) -> tuple[ServiceStatus | None, _Events]:
+        """Record a heartbeat; a RECONNECTING or ERROR service becomes RUNNING. Returns the prior status."""
+        return self._at(id).beat(id, timeout)  # type: ignore[no-any-return]
+
+    def beat_many(self, ids: Sequence[str], timeout: float | None = None
+                  ) -> list[tuple[ServiceStatus | None, _Events]]:
+        """Heartbeats for many services: one pipelined round trip per partition; `beat`'s answer for each, in order."""
+        groups: dict[int, list[int]] = {}
+        for i, id in enumerate(ids):
+            if not isinstance(id, str):
+                raise _not_found(id)
+            groups.setdefault(partition_of(id, self.partitions), []).append(i)
+        answers: list[tuple[ServiceStatus | None, _Events]] = [(None, [])] * len(ids)
+        for p, positions in groups.items():
+            replies = self._parts[p].beat_many([ids[i] for i in positions], timeout)
+            for i, reply in zip(positions, replies, strict=True):
+                answers[i] = reply
+        return answers
+
+    def activate(self, id: str, timeout: float) -> _Events:
+        """STARTING -> RUNNING with a full deadline; the start counts as a heartbeat."""
+        return self._at(id).activate(id, timeout)  # type: ignore[no-any-return]
+
+    def expire(self, id: str, timeout: float, status: ServiceStatus) -> ServiceStatus | None:
+        """If RUNNING and silent for `timeout` seconds, set `status` and return RUNNING; else None."""
+        return self._at(id).expire(id, timeout, status)  # type: ignore[no-any-return]
+
+    def silence(self, id: str) -> tuple[ServiceStatus, float | None] | None:
+        """(status, seconds since the last heartbeat, or None), or None if unknown."""
+        return self._at(id).silence(id)  # type: ignore[no-any-return]
+
+    def timing(self, id: str) -> Timing | None:
+        """Status, silence and the service's own heartbeat timeout; None if unknown."""
+        return self._at(id).timing(id)  # type: ignore[no-any-return]
+
+    def is_healthy(self, id: str) -> bool:
+        """RUNNING and heard within its own heartbeat timeout; False if unknown."""
+        return bool(self._at(id).is_healthy(id))
+
+    def report_error(self, id: str, error: str, plan: Plan | None) -> tuple[ServiceStatus | None, _Events]:
+        """`service_error`; unless RECONNECTING: ERROR, then `plan`. Returns the prior status."""
+        return self._at(id).report_error(id, error, plan)  # type: ignore[no-any-return]
+
+    def restart(self, id: str, plan: Plan) -> tuple[ServiceStatus | None, _Events]:
+        """Restart on request (RECONNECTING, then `plan`); returns the prior status."""
+        return self._at(id).restart(id, plan)  # type: ignore[no-any-return]
+
+    def restarts(self, id: str) -> int:
+        """Restarts within the restart window now."""
+        return int(self._at(id).restarts(id))
+
+    def phi(self, id: str) -> float:
+        """The phi detector's suspicion level for the service now."""
+        return float(self._at(id).phi(id))
+
+    def begin_stop(self, id: str) -> tuple[ServiceStatus | None, _Events]:
+        """STOPPING unless already stopping or stopped; returns the prior status."""
+        return self._at(id).begin_stop(id)  # type: ignore[no-any-return]
+
+    def attempt_done(self, id: str, owner: str, attempt: int, ok: bool, plan: Plan, *,
+                     timeout: float | None = None) -> _Events | None:
+        """Leader of the service's partition: a claimed attempt's outcome; None when fenced, [] when stale."""
+        return self._at(id).attempt_done(id, owner, attempt, ok, plan, timeout=timeout)  # type: ignore[no-any-return]
+
+    def own(self, id: str, owner: str, ttl: float, tick: float, *args: Any) -> Owned:
+        """Take or renew ownership of `id` (in its partition); see `OwnerStore.own`."""
+        return self._at(id).own(id, owner, ttl, tick, *args)  # type: ignore[no-any-return]
+
+    def disown(self, id: str, owner: str) -> None:
+        """Give ownership of `id` up if `owner` holds it."""
+        self._at(id).disown(id, owner)
+
+    def owner_of(self, id: str) -> str | None:
+        """The live owner of `id`, or None."""
+        return self._at(id).owner_of(id)  # type: ignore[no-any-return]
+
+    def __contains__(self, id: object) -> bool:
+        return id in self._at(id)
+
+    # -- every partition ------------------------------------------------------------------------
+
+    def list_all(self) -> _Services:
+        """Snapshots of every service, partition by partition."""
+        return [service for part in self._parts for service in part.list_all()]
+
+    def list(self, filter: ServiceFilter | None = None) -> _Services:
+        """Snapshots of the services matching `filter` (all of them without one)."""
+        return [service for part in self._parts for service in part.list(filter)]
+
+    def find_by_capability(self, name: str) -> _Services:
+        """Snapshots of the services offering capability `name`."""
+        return [service for part in self._parts for service in part.find_by_capability(name)]
+
+    def stats(self) -> RegistryStats:
+        """Counts per status, summed over the partitions."""
+        parts = [part.stats() for part in self._parts]
+        return RegistryStats(*(sum(getattr(s, f) for s in parts) for f in RegistryStats.__dataclass_fields__))
+
+    def health_check(self) -> _Ids:
+        """Mark every RUNNING service silent for its timeout RECONNECTING; return their ids."""
+        return [sid for part in self._parts for sid in part.health_check()]
+
+    def clear(self) -> None:
+        """Forget every service, the leases, the names and the event logs of the namespace."""
+        for part, claims in zip(self._parts, self._claims, strict=True):
+            part.clear()
+            claims.clear()
+
+    def count(self) -> int:
+        """How many services are registered."""
+        return sum(part.count() for part in self._parts)
+
+    def __len__(self) -> int:
+        return self.count()
+
+    # -- the leaders' operations: one lease per partition --------------------------------------
+
+    def lease(self, owner: str, ttl: float, *, partition: int = 0) -> Lease:
+        """Take or renew the lease of `partition` for `ttl` seconds."""
+        return self._parts[partition].lease(owner, ttl)  # type: ignore[no-any-return]
+
+    def leader(self, *, partition: int = 0) -> str | None:
+        """The owner token of the process leading `partition`, or None."""
+        return self._parts[partition].leader()  # type: ignore[no-any-return]
+
+    def leaders(self) -> _Holders:
+        """The owner token leading each partition (None: nobody), in partition order."""
+        return [part.leader() for part in self._parts]
+
+    def release(self, owner: str, *, partition: int | None = None) -> None:
+        """Give up the lease of `partition` (None: every partition) if `owner` holds it."""
+        for part in self._parts if partition is None else [self._parts[partition]]:
+            part.release(owner)
+
+    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, tick: float | None = None,
+              partition: int = 0) -> Sweep | None:
+        """What is due now in `partition`, or None if `owner` does not lead it."""
+        return self._parts[partition].sweep(owner, timeout, grace, limit, tick=tick)  # type: ignore[no-any-return]
+
+    def expire_many(self, owner: str, timeout: float, plans: _Plans) -> _Events | None:
+        """Leader: time the silent services of `plans` out, one atomic step per partition; None if fenced in any."""
+        groups: dict[int, _Plans] = {}
+        for sid, plan in plans:
+            groups.setdefault(partition_of(sid, self.partitions), []).append((sid, plan))
+        events: _Events = []
+        fenced = False
+        for p, group in groups.items():
+            done = self._parts[p].expire_many(owner, timeout, group)
+            fenced = fenced or done is None
+            events.extend(done or [])
+        return None if fenced and not events else events
+
+    # -- the event logs, read together -----------------------------------------------------------
+
+    def last_event_id(self) -> str:
+        """Where a reader "from now on" starts: every partition's newest entry id, joined by commas."""
+        return ",".join(part.last_event_id() for part in self._parts)
+
+    def read_events(self, after: str = "$", *, block: float | None = None, count: int = 100) -> _Rows:
+        """Events of every partition's log after position `after`, merged by entry time, oldest first.
+
+        Each row's id is its own entry id, then ``/`` and the position after it, so that it both
+        tells the entry's time and is where the next read starts.
+        """
+        cursor = self._cursor(after)
+        deadline = None if block is None else time.monotonic() + block
+        turn = 0
+        while True:
+            rows = self._merged(cursor, count)
+            if rows or deadline is None:
+                return rows
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            # Block on one part for a slice, then look at them all again.
+            p = turn % self.partitions
+            turn += 1
+            found = self._parts[p].read_events(cursor[p], block=min(left, _SLICE), count=count)
+            if found:
+                return self._merged(cursor, count)
+
+    def _cursor(self, after: str) -> _Texts:
+        if after == "$":
+            return self.last_event_id().split(",")
+        position = after.rpartition("/")[2].split(",")
+        if len(position) != self.partitions:
+            raise ValueError(f"event log position {after!r} names {len(position)} partition(s), not "
+                             f"{self.partitions} (partitions)")
+        return position
+
+    def _merged(self, cursor: _Texts, count: int) -> _Rows:
+        found: list[tuple[tuple[int, int], int, str, LifecycleEvent]] = []
+        for p, part in enumerate(self._parts):
+            for entry, event in part.read_events(cursor[p], count=count):
+                found.append((_key(entry), p, entry, event))
+        found.sort(key=lambda row: (row[0], row[1]))
+        position: _Texts = [*cursor]
+        rows: _Rows = []
+        for _, p, entry, event in found[:count]:
+            position[p] = entry
+            rows.append((f"{entry}/{','.join(position)}", event))
+        return rows
+
+
+def _is_text(value: object) -> bool:
+    # Callers type names as str, but bad input must still answer "not found", not crash.
+    return isinstance(value, str)
+
+
+def _key(entry: str) -> tuple[int, int]:
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq or 0)
