@@ -113,8 +113,7 @@ class Data:
     gen: str | None = None
     events: deque[tuple[tuple[int, int], LifecycleEvent]] = field(default_factory=deque)
     last_entry: tuple[int, int] = (0, 0)  # the newest entry id ever given: ids never go back, even after a clear
-    # The partition count recorded for the namespace ("1", "3", or "k/P" in part k), as RedisRegistry's key.
-    record: str | None = None
+    record: int | None = None  # the namespace's partition count, recorded by its first handle (as in Redis)
     parts: list[Data] = field(default_factory=list)  # with partitions > 1: each partition's own data
     name_claims: dict[str, str] = field(default_factory=dict)  # a part's claims: name -> id, namespace-wide
     lock: threading.Lock = field(default_factory=threading.Lock)

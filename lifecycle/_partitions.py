@@ -19,13 +19,16 @@ import zlib
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from .errors import ServiceAlreadyExists
+from . import _validate
+from .errors import FieldValueError, PartitionsRefused, ServiceAlreadyExists
 from .events import LifecycleEvent
 from .fleet import Lease, Plan, StoreSettings, Sweep, Timing
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus
 from .registry import Owned, RegistryStats, _not_found
 
-__all__ = ["NameClaims", "Partitioned", "partition_of"]
+__all__ = ["NameClaims", "Partitioned", "check_partitions", "mismatch", "partition_of"]
+
+MAX_PARTITIONS = 1024
 
 _Events = list[LifecycleEvent]
 _Rows = list[tuple[str, LifecycleEvent]]
@@ -36,7 +39,7 @@ _Parts = list[Any]
 _Claims = list["NameClaims"]
 _Texts = list[str]
 _Holders = list[str | None]
-_SLICE = 0.05  # seconds a blocking read of the logs waits on one part before looking at the others
+_SLICE = 0.1  # seconds a blocking read of the logs waits on one part before looking at the others
 
 
 def partition_of(id: object, partitions: int) -> int:
@@ -44,6 +47,26 @@ def partition_of(id: object, partitions: int) -> int:
     if partitions == 1 or not isinstance(id, str):
         return 0
     return zlib.crc32(id.encode("utf-8", "surrogatepass")) % partitions
+
+
+def check_partitions(value: object) -> int:
+    """`partitions`, checked: an int from 1 to `MAX_PARTITIONS`."""
+    partitions = _validate.integer(value, "partitions", minimum=1)
+    if partitions > MAX_PARTITIONS:
+        raise FieldValueError("partitions", "too_large", f"must be at most {MAX_PARTITIONS}, got {partitions}")
+    return partitions
+
+
+def mismatch(recorded: str, configured: int, where: str, namespace: str, *, host: str = "",
+             port: int | None = None) -> PartitionsRefused:
+    """The refusal of a process whose partition count differs from the one `where` recorded for `namespace`."""
+    count = int(recorded) if recorded.isdigit() else 0
+    return PartitionsRefused(
+        f"{where} holds namespace {namespace!r} with partitions={recorded}, but this process has "
+        f"partitions={configured}: configure every process of the fleet with the same partitions "
+        "(LIFECYCLE_REDIS_PARTITIONS, Django's REDIS_PARTITIONS), or use another namespace; the count of a "
+        "namespace changes only once its keys are deleted (see docs/fleet.md)",
+        recorded=count, configured=configured, host=host, port=port)
 
 
 class NameClaims(Protocol):
@@ -113,29 +136,51 @@ class Partitioned:
     def _register(self, service: ExtensionService, *, join: bool) -> tuple[ServiceId, bool]:
         if not isinstance(service, ExtensionService):
             raise TypeError(f"service must be an ExtensionService, not {type(service).__name__}")
-        claims = self._named(service.name)
-        holder, fresh = claims.claim(service.name, service.id)
-        if holder != service.id:
+        name, id = service.name, service.id
+        claims = self._named(name)
+        holder, fresh = claims.claim(name, id)
+        displaced = None
+        if holder != id:
             other = self._at(holder).get(holder)
-            if other is None:  # a claim whose registration never finished (or was lost): taken over
-                holder, fresh = claims.claim(service.name, service.id, holder)
-            elif not join:
-                raise ServiceAlreadyExists.named(service.name, ServiceId(holder))
-            elif service.id in self._at(service.id):
-                raise ServiceAlreadyExists.with_id(ServiceId(service.id))
-            elif other.version == service.version:
+            if other is not None and other.name == name:
+                if not join:
+                    raise ServiceAlreadyExists.named(name, ServiceId(holder))
+                if id in self._at(id):
+                    raise ServiceAlreadyExists.with_id(ServiceId(id))
+                if other.version != service.version:
+                    raise ServiceAlreadyExists.named(name, ServiceId(holder))
                 return ServiceId(holder), True
-            else:
-                raise ServiceAlreadyExists.named(service.name, ServiceId(holder))
-        if holder != service.id:  # lost the takeover to another registration of the name
-            raise ServiceAlreadyExists.named(service.name, ServiceId(holder))
+            # A claim whose registration never finished (or was lost): taken over if still that one's.
+            displaced = holder
+            holder, fresh = claims.claim(name, id, holder)
+            if holder != id:
+                raise ServiceAlreadyExists.named(name, ServiceId(holder))
         try:
-            sid, joined = self._at(service.id)._register(service, join=join)
+            sid, joined = self._at(id)._register(service, join=join)
+            if not joined:
+                self._settle(service, displaced)
         except BaseException:
             if fresh:
-                claims.release(service.name, service.id)
+                claims.release(name, id)
             raise
         return ServiceId(sid), bool(joined)
+
+    def _settle(self, service: ExtensionService, displaced: str | None) -> None:
+        """After registering: withdraw if the name's claim went to another, or the one we displaced registered.
+
+        The claim and the registration live in two partitions, so no one script sees both; of two
+        registrations racing for a name, the later one to look withdraws (both may, never neither).
+        """
+        name, id = service.name, service.id
+        holder = self._named(name).holder(name)
+        rival = holder if holder != id else displaced
+        other = None if rival is None else self._at(rival).get(rival)
+        if holder == id and (other is None or other.name != name):
+            return
+        self._at(id)._unregister(id, emit=False)
+        if displaced is not None and other is not None:
+            self._named(name).claim(name, displaced, id)  # give the name back to the one registered
+        raise ServiceAlreadyExists.named(name, ServiceId(rival or id))
 
     def restore(self, service: ExtensionService, timeout: float) -> bool:
         """Re-register `service` as RUNNING with a full deadline if the registry lost it (and its name's claim)."""
@@ -349,6 +394,7 @@ class Partitioned:
         """
         cursor = self._cursor(after)
         deadline = None if block is None else time.monotonic() + block
+        span = _SLICE if block is None else max(_SLICE, block / self.partitions)
         turn = 0
         while True:
             rows = self._merged(cursor, count)
@@ -360,7 +406,7 @@ class Partitioned:
             # Block on one part for a slice, then look at them all again.
             p = turn % self.partitions
             turn += 1
-            found = self._parts[p].read_events(cursor[p], block=min(left, _SLICE), count=count)
+            found = self._parts[p].read_events(cursor[p], block=min(left, span), count=count)
             if found:
                 return self._merged(cursor, count)
 
@@ -369,8 +415,8 @@ class Partitioned:
             return self.last_event_id().split(",")
         position = after.rpartition("/")[2].split(",")
         if len(position) != self.partitions:
-            raise ValueError(f"event log position {after!r} names {len(position)} partition(s), not "
-                             f"{self.partitions} (partitions)")
+            raise FieldValueError("after", "element", f"must be a position of this namespace's {self.partitions} "
+                                  f"event logs (as read_events and last_event_id give), got {after!r}")
         return position
 
     def _merged(self, cursor: _Texts, count: int) -> _Rows:

@@ -29,7 +29,8 @@ from redis.connection import parse_url
 from redis.retry import Retry as _Retry
 
 from . import _redis_scripts as scripts
-from ._redis_codec import _partitions_said, _us
+from ._partitions import mismatch
+from ._redis_codec import _us
 from .errors import RegistryRefused, RegistryUnavailable
 from .fleet import StoreSettings
 
@@ -240,12 +241,11 @@ class ScriptClient:
         self.settings: StoreSettings | None = None
         self._tail = ["", _us(60.0), "", "", "", "", ""]  # ARGV 4..10: no restart intensity, no phi
         self._head = self._make_head(timeout)
-        #: What the namespace's partition count must be recorded as under this prefix ("1", "3", or "k/P" for
-        #: part k), checked on the first call; a part asks its `parent` (the namespace's own tag) first.
-        self.record = "1"
+        #: The namespace's partition count, recorded under ``partitions`` on the first call (see `_recorded`);
+        #: a part of a partitioned namespace has the namespace's own client as `parent`, which checks for it.
+        self.keys["partitions"] = prefix + "partitions"
+        self.partitions = 1
         self.parent: ScriptClient | None = None
-        self._record_key = prefix + "partitions"
-        self._record_script = client.register_script(_RECORD)
         self._ready = False
 
     def detect(self, detect: Detect) -> None:
@@ -270,39 +270,26 @@ class ScriptClient:
             return None
         return isinstance(self.client, RedisCluster)
 
-    def _client(self) -> Client:
+    def _client(self, write: bool = False) -> Client:
         if self._ready:
             return self.client
+        if self.parent is not None:  # a part: the namespace's record first, and the client chosen for it
+            self.client = self.parent._client(write)
+            self._ready = self.parent._ready
+            return self.client
         detect = self._detect
-        if self.parent is not None:
-            self.client = self.parent._client()  # the namespace's record first, and the client it chose
-        elif detect is not None:
+        if detect is not None:
             try:
                 client = detect.client()
             except _REDIS_ERRORS as exc:
                 raise self.error(exc) from exc
             self.client, self._detect = client, None
-        self._check_record(self.client)
-        self._ready = True
+        self._ready = _recorded(self, self.client, write)
         return self.client
 
-    def _check_record(self, client: Client) -> None:
-        """Record our partition count under this prefix if none is; refuse to go on if another one is."""
-        try:
-            found = _text_of(self._record_script(keys=[self._record_key], args=[self.record], client=client))
-        except _REDIS_ERRORS as exc:
-            raise self.error(exc) from exc
-        if found != self.record:
-            host, port = self.where
-            raise RegistryRefused(
-                f"the registry at {host}:{port} holds namespace {self.namespace!r} as {_partitions_said(found)}, "
-                f"but this process has {_partitions_said(self.record)}: configure every process of the fleet "
-                "with the same partitions (LIFECYCLE_REDIS_PARTITIONS), or use another namespace",
-                host=host, port=port if isinstance(port, int) else None, reason="partitions")
-
     def eval(self, source: str, keys: list[str], args: list[str]) -> Any:
-        """A small script of the caller's (run by EVAL: no cache to lose), its errors classified."""
-        client = self._client()
+        """A small script of the caller's that writes (run by EVAL: no cache to lose), its errors classified."""
+        client = self._client(True)
         try:
             return client.eval(source, len(keys), *keys, *args)
         except _REDIS_ERRORS as exc:
@@ -338,7 +325,7 @@ class ScriptClient:
     def run(self, name: str, *args: object, timeout: float | None = None) -> list[Any]:
         """Run script `name` with its keys, the head and `args`; its reply as a list."""
         argv = self._argv(args, timeout)
-        client = self.client if self._ready else self._client()
+        client = self.client if self._ready else self._client(name not in _READS)
         try:
             result = self._scripts[name](keys=self._keys(name), args=argv, client=client)
         except _REDIS_ERRORS as exc:
@@ -347,7 +334,7 @@ class ScriptClient:
 
     def pipelined(self, name: str, ids: Sequence[str], timeout: float | None) -> list[Any]:
         """Script `name` once per id (its only argument) in one pipelined round trip (not a transaction)."""
-        client = self._client()
+        client = self._client(name not in _READS)
         try:
             try:
                 return self._pipeline(client, name, ids, timeout)
@@ -397,14 +384,42 @@ class ScriptClient:
         return RegistryUnavailable(f"{at} {why} ({said})", host=host, port=port_, reason=reason)
 
 
-_RECORD = """local found = redis.call('GET', KEYS[1])
-if found then return found end
-redis.call('SET', KEYS[1], ARGV[1])
-return ARGV[1]"""
+def _recorded(calls: ScriptClient, client: Client, write: bool) -> bool:
+    """Check the namespace's recorded partition count, recording ours if none is and we `write`; True once read.
+
+    A read never records (a status command leaves an empty namespace empty): until a count is
+    recorded, each call looks again.
+
+    With one partition the check never changes what a call answers: an error reading the record
+    is left to the call itself to meet (so a refused client sees the refusal it always saw, and
+    is not asked again), except an unreachable server, which the call would meet just the same.
+    """
+    key, mine = calls.keys["partitions"], str(calls.partitions)
+    try:
+        found = client.get(key)
+        if found is None and not write:
+            return False
+        if found is None:
+            client.set(key, mine, nx=True)
+            found = client.get(key)
+    except _REDIS_ERRORS as exc:
+        error = calls.error(exc)
+        if calls.partitions > 1 or (isinstance(error, RegistryUnavailable) and error.reason in _UNREACHABLE):
+            raise error from exc
+        return isinstance(error, RegistryRefused)
+    if found is None:  # deleted between our SET and GET (a FLUSHALL): look again on the next call
+        return False
+    found = found.decode() if isinstance(found, bytes) else str(found)
+    if found != mine:
+        host, port = calls.where
+        raise mismatch(found, calls.partitions, f"the registry at {host}:{port}", calls.namespace,
+                       host=host, port=port if isinstance(port, int) else None)
+    return True
 
 
-def _text_of(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+_UNREACHABLE = ("connection", "timeout")
+_READS = frozenset({"GET", "SILENCE", "TIMING", "LIST", "STATS", "RESTARTS", "PHI_READ", "CLEAR", "OWNER_OF"})
+"""The scripts that only read (or delete): they never record the partition count."""
 
 
 def _fix_key(reason: str, exc: BaseException) -> str:

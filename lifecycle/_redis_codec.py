@@ -170,8 +170,3 @@ def _rows(reply: Any) -> _Rows:
                 out.append((_text(entry_id), event))
     return out
 
-
-def _partitions_said(record: str) -> str:
-    """A partition record in words: "partitions=3", or "partition 0 of a namespace with partitions=3"."""
-    part, slash, total = record.partition("/")
-    return f"partition {part} of a namespace with partitions={total}" if slash else f"partitions={record}"

@@ -13,6 +13,7 @@ __all__ = [
     "LifecycleError",
     "ManagerClosed",
     "NotInFleetMode",
+    "PartitionsRefused",
     "RegistryRefused",
     "RegistryUnavailable",
     "ServiceAlreadyExists",
@@ -107,7 +108,8 @@ class RegistryRefused(LifecycleError):
     server does not have), ``wrong_type`` (another program uses the namespace's keys),
     ``cross_slot`` (a key outside the namespace's hash slot: a lifecycle bug), ``tls`` (the
     server's certificate was not accepted), ``cluster_client`` (a plain client on a node of a
-    Redis Cluster that does not serve the namespace's slot). The message says what to change. `host` and
+    Redis Cluster that does not serve the namespace's slot), ``partitions`` (the namespace is recorded
+    with another partition count: `PartitionsRefused`). The message says what to change. `host` and
     `port` say which server (never a password); the redis-py error is chained as
     ``__cause__``.
 
@@ -120,6 +122,23 @@ class RegistryRefused(LifecycleError):
         self.host = host
         self.port = port
         self.reason = reason
+
+
+class PartitionsRefused(RegistryRefused):
+    """The namespace is recorded with another partition count than this process's: both are kept.
+
+    `field` is ``"partitions"``, `code` ``"mismatch"``, `recorded` the count the store holds and
+    `configured` this process's; `reason` is ``partitions``.
+    """
+
+    field = "partitions"
+    code = "mismatch"
+
+    def __init__(self, message: str, *, recorded: int, configured: int, host: str = "",
+                 port: int | None = None) -> None:
+        super().__init__(message, host=host, port=port, reason="partitions")
+        self.recorded = recorded
+        self.configured = configured
 
 
 class FieldError(Exception):

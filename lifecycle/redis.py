@@ -22,7 +22,6 @@ from typing import Any
 try:
     import redis as _redis
     from redis.cluster import RedisCluster
-    from redis.crc import key_slot
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "lifecycle.redis needs redis-py: pip install 'service-lifecycle[redis]'"
@@ -30,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from . import _redis_scripts as _scripts
 from . import _validate
-from ._partitions import Partitioned
+from ._partitions import check_partitions
 from ._redis_client import Client, ScriptClient, open_url
 from ._redis_codec import (
     _US,
@@ -46,7 +45,7 @@ from ._redis_codec import (
     _text,
     _us,
 )
-from .errors import FieldTypeError, FieldValueError, RegistryRefused, RegistryUnavailable, ServiceAlreadyExists
+from .errors import FieldTypeError, RegistryRefused, RegistryUnavailable, ServiceAlreadyExists
 from .events import LifecycleEvent
 from .fleet import Lease, Plan, SharedRegistry, StoreSettings, Sweep, Timing
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status
@@ -77,17 +76,13 @@ class RedisRegistry(SharedRegistry):
     fix); never a redis-py exception.
 
     `client` is a `redis.Redis` (one server, or a proxy) or a `redis.cluster.RedisCluster`: every
-    key of a partition carries one hash tag, so all of them, and each script, live in one
-    cluster slot. `partitions` > 1 spreads the namespace over that many hash tags (so over a
-    cluster's masters), a service's partition being crc32 of its id modulo `partitions`; each
-    partition has its own lease (see `lifecycle._partitions`). The count is recorded in the
-    server: a process configured with another one is refused (`RegistryRefused('partitions')`).
+    key of a partition carries one hash tag (one cluster slot). `partitions` > 1 spreads the
+    namespace over that many (see `lifecycle._redis_parts`); the count is recorded in the server.
     """
 
     def __new__(cls, client: Client, *, partitions: int = 1, **options: Any) -> RedisRegistry:
-        if cls is RedisRegistry and partitions != 1:
-            return object.__new__(_PartitionedRedis)
-        return object.__new__(cls)
+        from ._redis_parts import PartitionedRedis  # the namespace over several hash tags: a subclass of this one
+        return object.__new__(PartitionedRedis if cls is RedisRegistry and partitions != 1 else cls)
 
     def __init__(
         self,
@@ -106,7 +101,7 @@ class RedisRegistry(SharedRegistry):
         self.namespace = _validate.text(namespace, "namespace")
         if "{" in namespace or "}" in namespace:
             raise ValueError("namespace must not contain braces (it becomes the keys' hash tag)")
-        self.partitions = _partitions(partitions)
+        self.partitions = check_partitions(partitions)
         self.heartbeat_timeout_secs = _validate.number(heartbeat_timeout_secs, "heartbeat_timeout_secs",
                                                        positive=True)
         self.events_maxlen = _validate.integer(events_maxlen, "events_maxlen", minimum=0)
@@ -151,7 +146,7 @@ class RedisRegistry(SharedRegistry):
         connections. Any of them can be overridden through `redis_kwargs`.
         """
         _validate.text(url, "url")
-        partitions = _partitions(partitions)
+        partitions = check_partitions(partitions)
         if cluster is not None and not isinstance(cluster, bool):
             raise FieldTypeError("cluster", "type", f"must be True, False or None (ask the server), not "
                                  f"{type(cluster).__name__}")
@@ -517,81 +512,6 @@ class RedisRegistry(SharedRegistry):
         """The live owner of `id` (its token), or None."""
         holder = _text(self._owner_script("OWNER_OF", id)[0])
         return holder or None
-
-
-class _PartitionedRedis(Partitioned, RedisRegistry):
-    """A `RedisRegistry` of `partitions` > 1: one part (a one-partition registry) per hash tag, calls routed.
-
-    The namespace's own tag keeps only the recorded partition count; part k lives under
-    ``lifecycle:{<namespace>/p<k>...}:``, a tag chosen so the parts' slots lie evenly over the
-    16384 slots (so over the masters of a cluster whose slots are split evenly).
-    """
-
-    def __init__(self, client: Client, *, namespace: str = "lifecycle", partitions: int = 1,
-                 **options: Any) -> None:
-        super().__init__(client, namespace=namespace, partitions=1, **options)
-        self.partitions = _partitions(partitions)
-        self._calls.record = str(self.partitions)
-        self._parts = []
-        for k in range(self.partitions):
-            part = RedisRegistry(client, namespace=_spread_tag(self.namespace, k, self.partitions), **options)
-            part._calls.record, part._calls.parent = f"{k}/{self.partitions}", self._calls
-            self._parts.append(part)
-        self._claims = [_RedisClaims(part._calls) for part in self._parts]
-
-    def __repr__(self) -> str:
-        host, port = self._calls.where
-        return f"<RedisRegistry {host}:{port} namespace={self.namespace!r} partitions={self.partitions}>"
-
-
-class _RedisClaims:
-    """A part's claims on names (`NameClaims`): one hash in the part's slot, changed by compare-and-set scripts."""
-
-    def __init__(self, calls: ScriptClient) -> None:
-        self._calls = calls
-        self._key = calls.keys["status"].rpartition(":")[0] + ":claims"
-
-    def claim(self, name: str, id: str, expected: str = "") -> tuple[str, bool]:
-        holder, fresh = self._calls.eval(_CLAIM, [self._key], [name, id, expected])
-        return _text(holder), fresh == 1
-
-    def release(self, name: str, id: str) -> None:
-        self._calls.eval(_UNCLAIM, [self._key], [name, id])
-
-    def holder(self, name: str) -> str | None:
-        found = self._calls.command(lambda client: client.hget(self._key, name))
-        return None if found is None else _text(found)
-
-    def clear(self) -> None:
-        self._calls.command(lambda client: client.delete(self._key))
-
-
-_CLAIM = """local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur == ARGV[2] then return {cur, 0} end
-if (not cur) or cur == ARGV[3] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return {ARGV[2], 1} end
-return {cur, 0}"""
-_UNCLAIM = """if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 0"""
-_MAX_PARTITIONS = 1024
-_SLOTS = 16384
-
-
-def _spread_tag(namespace: str, k: int, partitions: int) -> str:
-    """Part k's hash tag ``<namespace>/p<k>``, suffixed if need be so its slot is in the k-th of P even ranges."""
-    low, high = k * _SLOTS // partitions, (k + 1) * _SLOTS // partitions
-    for j in range(64 * partitions):
-        tag = f"{namespace}/p{k}" if j == 0 else f"{namespace}/p{k}.{j}"
-        if low <= key_slot(tag.encode()) < high:
-            return tag
-    return f"{namespace}/p{k}"  # pragma: no cover - a range of 16 slots or more is always hit within the tries
-
-
-def _partitions(value: Any) -> int:
-    """`partitions`, checked: an int from 1 to 1024."""
-    partitions = _validate.integer(value, "partitions", minimum=1)
-    if partitions > _MAX_PARTITIONS:
-        raise FieldValueError("partitions", "too_large", f"must be at most {_MAX_PARTITIONS}, got {partitions}")
-    return partitions
 
 
 def _is_text(value: object) -> bool:

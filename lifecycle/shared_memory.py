@@ -29,9 +29,8 @@ from typing import Any
 from . import _validate
 from ._forksafe import hold_across_fork
 from ._memory_scripts import US, Data, Head, Info, PhiHead, Scripts
-from ._partitions import Partitioned
-from ._redis_codec import _partitions_said
-from .errors import FieldValueError, RegistryRefused, ServiceAlreadyExists
+from ._partitions import Partitioned, check_partitions, mismatch
+from .errors import ServiceAlreadyExists
 from .events import LifecycleEvent
 from .fleet import Detail, Lease, Plan, SharedRegistry, StoreSettings, Sweep, Timing
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status
@@ -107,11 +106,10 @@ class SharedMemoryRegistry(SharedRegistry):
         return object.__new__(cls)
 
     def __init__(self, data: Data | None = None, *, partitions: int = 1, heartbeat_timeout_secs: float = 60.0,
-                 events_maxlen: int = 10_000, log_heartbeats: bool = False, lease_ttl_secs: float = 5.0,
-                 _record: str = "1") -> None:
+                 events_maxlen: int = 10_000, log_heartbeats: bool = False, lease_ttl_secs: float = 5.0) -> None:
         if data is not None and not isinstance(data, Data):
             raise TypeError(f"data must be another registry's data, not {type(data).__name__}")
-        self.partitions = _partitions(partitions)
+        self.partitions = check_partitions(partitions)
         self.heartbeat_timeout_secs = _validate.number(heartbeat_timeout_secs, "heartbeat_timeout_secs",
                                                        positive=True)
         self.events_maxlen = _validate.integer(events_maxlen, "events_maxlen", minimum=0)
@@ -120,11 +118,9 @@ class SharedMemoryRegistry(SharedRegistry):
         self.data = Data() if data is None else data
         _all_data.add(self.data)
         with self.data.lock:  # as RedisRegistry's first call: record the partition count, or refuse another
-            self.data.record = found = self.data.record or _record
-        if found != _record:
-            raise RegistryRefused(f"the shared memory holds this namespace as {_partitions_said(found)}, but this "
-                                  f"handle has {_partitions_said(_record)}: give every handle the same partitions",
-                                  reason="partitions")
+            self.data.record = found = self.data.record or self.partitions
+        if found != self.partitions:
+            raise mismatch(str(found), self.partitions, "the shared memory", "(in memory)")
         self._settings: StoreSettings | None = None
 
     def handle(self, **options: object) -> SharedMemoryRegistry:
@@ -510,13 +506,11 @@ class _PartitionedMemory(Partitioned, SharedMemoryRegistry):
     """A `SharedMemoryRegistry` of `partitions` > 1: one part (with its own data, lease and log) per partition."""
 
     def __init__(self, data: Data | None = None, *, partitions: int = 1, **options: Any) -> None:
-        super().__init__(data, _record=str(_partitions(partitions)), **options)
-        self.partitions = partitions
+        super().__init__(data, partitions=partitions, **options)
         with self.data.lock:
             if not self.data.parts:
-                self.data.parts = [Data() for _ in range(partitions)]
-        self._parts = [SharedMemoryRegistry(part, _record=f"{k}/{partitions}", **options)
-                       for k, part in enumerate(self.data.parts)]
+                self.data.parts = [Data() for _ in range(self.partitions)]
+        self._parts = [SharedMemoryRegistry(part, **options) for part in self.data.parts]
         self._claims = [_MemoryClaims(part) for part in self.data.parts]
 
     def __repr__(self) -> str:
@@ -556,14 +550,6 @@ class _MemoryClaims:
     def clear(self) -> None:
         with self._data.lock:
             self._data.name_claims.clear()
-
-
-def _partitions(value: object) -> int:
-    """`partitions`, checked: an int from 1 to 1024 (as `RedisRegistry`'s)."""
-    partitions = _validate.integer(value, "partitions", minimum=1)
-    if partitions > 1024:
-        raise FieldValueError("partitions", "too_large", f"must be at most 1024, got {partitions}")
-    return partitions
 
 
 _all_data: weakref.WeakSet[Data] = weakref.WeakSet()

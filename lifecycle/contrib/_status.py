@@ -106,17 +106,24 @@ def fetch_fleet(redis_url: str, namespace: str, timeout: float = 10.0) -> FleetS
     When the namespace holds nothing at all, a bounded SCAN (`SCAN_CALLS` calls, `SCAN_SECONDS`)
     lists the lifecycle namespaces the server does hold, with their service counts.
     """
-    from ..errors import LifecycleError
+    from ..errors import LifecycleError, PartitionsRefused
     from ..redis import RedisRegistry
     from ._http import describe_service
 
-    try:
-        registry = RedisRegistry.from_url(redis_url, namespace=namespace, socket_timeout=timeout,
-                                          socket_connect_timeout=timeout)
-        services = registry.list_all()
-        leader = registry.leader()
-    except (LifecycleError, ValueError) as exc:
-        raise StatusUnavailable(str(exc)) from None
+    partitions = 1
+    while True:
+        try:
+            registry = RedisRegistry.from_url(redis_url, namespace=namespace, partitions=partitions,
+                                              socket_timeout=timeout, socket_connect_timeout=timeout)
+            services = registry.list_all()
+            leader = registry.leader()
+            break
+        except PartitionsRefused as exc:  # a partitioned namespace: read it with its own count
+            if exc.recorded < 1 or exc.recorded == partitions:
+                raise StatusUnavailable(str(exc)) from None
+            partitions = exc.recorded
+        except (LifecycleError, ValueError) as exc:
+            raise StatusUnavailable(str(exc)) from None
     now = time.monotonic()
     described = [describe_service(service, now) for service in services]
     if services or leader is not None:

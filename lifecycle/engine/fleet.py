@@ -295,7 +295,7 @@ class FleetEngine:
         log.info("lifecycle: service %s is restarted on request", label(service.name, id))
         self._sink.emit(events)
         if plan.mode == "retry":
-            self.ticker.poke(plan.delay)
+            self.ticker.poke(plan.delay, id)
 
     def sweep_now(self) -> list[ServiceId]:
         """The leader expires what is due now; others do nothing."""
@@ -447,7 +447,7 @@ class FleetEngine:
             self._hold(service, hooks)
         self._sink.emit(events)
         if events and error is not None and plan.mode == "retry":
-            self.ticker.poke(plan.delay)
+            self.ticker.poke(plan.delay, sid)
         return bool(events)
 
     def _restore_local(self) -> None:

@@ -1,0 +1,86 @@
+"""A `RedisRegistry` spread over several hash tags: one part (a one-partition `RedisRegistry`) per partition.
+
+`RedisRegistry(client, partitions=P)` with P > 1 builds a `PartitionedRedis`: the routing is
+`lifecycle._partitions.Partitioned`; here are the parts' hash tags, the names' claims (a hash in
+each part's slot, changed by small compare-and-set scripts) and nothing else. The namespace's own
+tag holds only the recorded partition count (``lifecycle:{<namespace>}:partitions``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.crc import key_slot
+
+from ._partitions import Partitioned, check_partitions
+from ._redis_client import Client, ScriptClient
+from ._redis_codec import _text
+from .redis import RedisRegistry
+
+__all__ = ["PartitionedRedis"]
+
+
+class PartitionedRedis(Partitioned, RedisRegistry):
+    """A `RedisRegistry` of `partitions` > 1: one part (a one-partition registry) per hash tag, calls routed.
+
+    The namespace's own tag keeps only the recorded partition count; part k lives under
+    ``lifecycle:{<namespace>/p<k>...}:``, a tag chosen so the parts' slots lie evenly over the
+    16384 slots (so over the masters of a cluster whose slots are split evenly).
+    """
+
+    def __init__(self, client: Client, *, namespace: str = "lifecycle", partitions: int = 1,
+                 **options: Any) -> None:
+        count = check_partitions(partitions)
+        super().__init__(client, namespace=namespace, **options)
+        self.partitions = self._calls.partitions = count
+        self._parts = []
+        for k in range(count):
+            part = RedisRegistry(client, namespace=_spread_tag(self.namespace, k, count), **options)
+            part._calls.parent = self._calls  # the namespace's record is checked before any part's call
+            self._parts.append(part)
+        self._claims = [_RedisClaims(part._calls) for part in self._parts]
+
+    def __repr__(self) -> str:
+        host, port = self._calls.where
+        return f"<RedisRegistry {host}:{port} namespace={self.namespace!r} partitions={self.partitions}>"
+
+
+class _RedisClaims:
+    """A part's claims on names (`NameClaims`): one hash in the part's slot, changed by compare-and-set scripts."""
+
+    def __init__(self, calls: ScriptClient) -> None:
+        self._calls = calls
+        self._key = calls.keys["claims"] = calls.keys["status"].rpartition(":")[0] + ":claims"
+
+    def claim(self, name: str, id: str, expected: str = "") -> tuple[str, bool]:
+        holder, fresh = self._calls.eval(_CLAIM, [self._key], [name, id, expected])
+        return _text(holder), fresh == 1
+
+    def release(self, name: str, id: str) -> None:
+        self._calls.eval(_UNCLAIM, [self._key], [name, id])
+
+    def holder(self, name: str) -> str | None:
+        found = self._calls.command(lambda client: client.hget(self._key, name))
+        return None if found is None else _text(found)
+
+    def clear(self) -> None:
+        self._calls.command(lambda client: client.delete(self._key))
+
+
+_CLAIM = """local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur == ARGV[2] then return {cur, 0} end
+if (not cur) or cur == ARGV[3] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return {ARGV[2], 1} end
+return {cur, 0}"""
+_UNCLAIM = """if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0"""
+_SLOTS = 16384
+
+
+def _spread_tag(namespace: str, k: int, partitions: int) -> str:
+    """Part k's hash tag ``<namespace>/p<k>``, suffixed if need be so its slot is in the k-th of P even ranges."""
+    low, high = k * _SLOTS // partitions, (k + 1) * _SLOTS // partitions
+    for j in range(64 * partitions):
+        tag = f"{namespace}/p{k}" if j == 0 else f"{namespace}/p{k}.{j}"
+        if low <= key_slot(tag.encode()) < high:
+            return tag
+    return f"{namespace}/p{k}"  # pragma: no cover - a range of 16 slots or more is always hit within the tries
