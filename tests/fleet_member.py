@@ -1,6 +1,7 @@
 """One member of a test fleet: a manager on a shared namespace, driven by stdin, reporting JSON lines on stdout.
 
     python tests/fleet_member.py --url URL --namespace NS --mode-file PATH [--ttl S] [--timeout S] [--attempts N]
+        [--partitions P]
 
 Commands, one per line on stdin: ``start ID...`` (start or join each service, id = name),
 ``beat ID...`` (a heartbeat for each), ``quit`` (shut down and exit). Every lifecycle event this
@@ -80,6 +81,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1.0)
     parser.add_argument("--attempts", type=int, default=3)
     parser.add_argument("--connect-timeout", type=float, default=30.0)
+    parser.add_argument("--partitions", type=int, default=1)
     args = parser.parse_args()
     log = logging.getLogger("lifecycle")
     log.addHandler(LogLines())
@@ -87,7 +89,8 @@ def main() -> int:
     config = LifecycleConfig(heartbeat_interval_secs=args.timeout / 4, heartbeat_timeout_secs=args.timeout,
                              reconnect_delay_ms=50, max_reconnect_delay_ms=200,
                              max_reconnect_attempts=args.attempts)
-    registry = RedisRegistry.from_url(args.url, namespace=args.namespace, lease_ttl_secs=args.ttl,
+    registry = RedisRegistry.from_url(args.url, namespace=args.namespace, partitions=args.partitions,
+                                      lease_ttl_secs=args.ttl,
                                       heartbeat_timeout_secs=args.timeout, socket_timeout=1.0,
                                       socket_connect_timeout=1.0)
     manager = LifecycleManager(registry, config, connector=FileConnector(args.mode_file))
