@@ -45,7 +45,7 @@ def flask_spell(key: str) -> str:
         ({"REDIS_CLUSTER": True}, "REDIS_CLUSTER", "conflict"),  # without REDIS_URL
         ({"REDIS_URL": "redis://h:6379/0", "REDIS_PARTITIONS": 0}, "REDIS_PARTITIONS", "too_small"),
         ({"REDIS_URL": "redis://h:6379/0", "REDIS_PARTITIONS": "2"}, "REDIS_PARTITIONS", "type"),
-        ({"REDIS_URL": "redis://h:6379/0", "REDIS_PARTITIONS": 4}, "REDIS_PARTITIONS", "too_large"),
+        ({"REDIS_URL": "redis://h:6379/0", "REDIS_PARTITIONS": 1025}, "REDIS_PARTITIONS", "too_large"),
         ({"REDIS_PARTITIONS": 1}, "REDIS_PARTITIONS", "conflict"),  # without REDIS_URL
     ],
 )
@@ -149,12 +149,14 @@ def test_manage_py_check_on_the_example_lists_every_bad_key_without_a_traceback(
         assert f"lifecycle.{check}" in result.stderr and f"LIFECYCLE['{key}']" in result.stderr, (key, result.stderr)
 
 
-def test_the_cluster_settings_reach_the_settings_and_say_what_is_not_supported_yet() -> None:
+def test_the_cluster_settings_reach_the_settings() -> None:
     settings = parse_settings({"REDIS_URL": "redis://h:6379/0", "REDIS_CLUSTER": True, "REDIS_PARTITIONS": 1},
                               flask_spell)
     assert (settings.redis_cluster, settings.redis_partitions) == (True, 1)
     default = parse_settings({"REDIS_URL": "redis://h:6379/0"}, flask_spell)
     assert (default.redis_cluster, default.redis_partitions) == (None, 1)
+    spread = parse_settings({"REDIS_URL": "redis://h:6379/0", "REDIS_PARTITIONS": 3}, lambda key: f"LIFECYCLE['{key}']")
+    assert spread.redis_partitions == 3
     with pytest.raises(ConfigurationError) as caught:
-        parse_settings({"REDIS_URL": "redis://h:6379/0", "REDIS_PARTITIONS": 3}, lambda key: f"LIFECYCLE['{key}']")
-    assert caught.value.key == "LIFECYCLE['REDIS_PARTITIONS']" and "not supported yet" in str(caught.value)
+        parse_settings({"REDIS_URL": "redis://h:6379/0", "REDIS_PARTITIONS": 1025}, lambda key: f"LIFECYCLE['{key}']")
+    assert caught.value.key == "LIFECYCLE['REDIS_PARTITIONS']" and "at most 1024" in str(caught.value)

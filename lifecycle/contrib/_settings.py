@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .. import _validate
+from .._partitions import MAX_PARTITIONS
 from .._text import mask_credentials, quote, shorten
 from ..config import LifecycleConfig
 from ..connector import resolve_connector
@@ -283,7 +284,7 @@ class _Check:
     # -- SERVICES: declared services, each problem named by its index and field ------------------------
 
     def cluster(self, fleet: bool) -> tuple[bool | None, int]:
-        """REDIS_CLUSTER (None: ask the server) and REDIS_PARTITIONS (1 for now), as `from_url` takes them."""
+        """REDIS_CLUSTER (None: ask the server) and REDIS_PARTITIONS (1 to 1024), as `from_url` takes them."""
         values, cluster, partitions = self.values, None, 1
         for key in ("REDIS_CLUSTER", "REDIS_PARTITIONS"):
             if key in values and not fleet:
@@ -299,9 +300,8 @@ class _Check:
         except FieldError as exc:
             self.field_error("REDIS_PARTITIONS", exc)
         else:
-            if partitions != 1:
-                self.fail("REDIS_PARTITIONS", f"must be 1 for now, got {partitions}: a namespace spread over "
-                          "several hash slots (partitions) is not supported yet", "too_large")
+            if partitions > MAX_PARTITIONS:
+                self.fail("REDIS_PARTITIONS", f"must be at most {MAX_PARTITIONS}, got {partitions}", "too_large")
         return cluster, partitions
 
     def services(self) -> tuple[ExtensionService, ...]:
