@@ -302,3 +302,82 @@ def test_scripts_flushed_on_every_master_are_loaded_again_for_one_call_and_a_bat
         reg.clear()
         reg.client.close()
 
+
+
+# -- partitions: one namespace over several masters -------------------------------------------------------
+
+
+PARTS = 3
+
+
+class Spread(RedisRegistry):
+    """`make_on`'s registry class: a namespace of `PARTS` partitions."""
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: object) -> RedisRegistry:  # type: ignore[override]
+        return RedisRegistry.from_url(url, partitions=PARTS, **kwargs)  # type: ignore[arg-type]
+
+
+def in_partition(p: int, name: str) -> ExtensionService:
+    from lifecycle._partitions import partition_of
+    from lifecycle.model import ServiceId
+
+    while True:
+        sid = ServiceId.generate()
+        if partition_of(sid, PARTS) == p:
+            return ExtensionService(name, "1", id=sid)
+
+
+def test_partitions_spread_a_namespace_over_at_least_two_masters(whole, namespace):
+    reg = Spread.from_url(elsewhere(whole, namespace), namespace=namespace)
+    try:
+        for p in range(PARTS):
+            reg.register(in_partition(p, f"svc-{p}"))
+        owners = set()
+        for part in reg._parts:  # type: ignore[attr-defined]
+            keys = [key for key in part.keys.values() if key.endswith((":svc", ":status", ":events"))]
+            slots = {whole.slot(key) for key in keys}
+            assert len(slots) == 1  # a partition's keys, and so its scripts, in one slot
+            (slot,) = slots
+            assert int(str(whole.owner(slot).call("CLUSTER", "COUNTKEYSINSLOT", slot))) >= 3
+            owners.add(whole.owner(slot).port)
+        assert len(owners) >= 2, f"every partition on one master: {owners}"
+        assert reg.count() == PARTS and len(reg.list_all()) == PARTS
+    finally:
+        reg.clear()
+        reg.client.close()
+
+
+def test_a_fleet_of_three_partitions_works_through_a_node_that_does_not_own_the_namespace(whole, namespace,
+                                                                                          make_on, events):
+    url = elsewhere(whole, namespace)
+    connector = Connector()  # shared, as in start_fleet: a service's start connects, its attempts fail
+    managers = [make_on(url, registry=Spread, connector=connector) for _ in range(3)]
+    silent = [managers[p].start_service(in_partition(p, f"silent-{p}")) for p in range(PARTS)]
+    busy = [managers[p].start_service(in_partition(p, f"busy-{p}")) for p in range(PARTS)]
+    halt = threading.Event()
+    beaten, lock = list(busy), threading.Lock()
+
+    def beat() -> None:
+        while not halt.wait(0.05):
+            with lock:
+                for k, sid in enumerate(beaten):
+                    managers[k].handle_heartbeat(sid)
+
+    beater = threading.Thread(target=beat, name="test-beats")
+    beater.start()
+    try:
+        for sid in silent:
+            assert events.wait_for(lambda rows, sid=sid: any(type(e).__name__ == "ReconnectFailed"
+                                                             and e.service_id == sid for _, e in rows)), sid
+        assert all(managers[0].get_status(sid).value == "running" for sid in busy)
+        while beaten:  # each stopped after its last beat: it cannot time out either
+            with lock:
+                managers[0].stop_service(beaten.pop())
+    finally:
+        halt.set()
+        beater.join(faults.WAIT)
+    for m in managers:
+        m.shutdown()
+    timeouts = sorted(e.service_id for _, e in events.of(HeartbeatTimeout))
+    assert timeouts == sorted(silent), "each silent service times out once, no busy one"
