@@ -113,7 +113,7 @@ class SharedStore(Store):
                 close()
 
 
-def redis_store(binary: str) -> Callable[[pytest.FixtureRequest], Store]:
+def redis_store(binary: str, partitions: int = 1) -> Callable[[pytest.FixtureRequest], Store]:
     """A `RedisRegistry` on a fresh namespace of the session's server `binary` ("redis", "valkey")."""
 
     def open_store(request: pytest.FixtureRequest) -> Store:
@@ -123,17 +123,20 @@ def redis_store(binary: str) -> Callable[[pytest.FixtureRequest], Store]:
 
         server = request.getfixturevalue("redis_servers")(binary)  # conftest: one server per binary
         namespace = f"parity-{uuid.uuid4().hex[:10]}"
-        return SharedStore(binary, lambda: RedisRegistry.from_url(
-            server.url, namespace=namespace, lease_ttl_secs=TTL, socket_timeout=1.0, socket_connect_timeout=1.0))
+        name = binary if partitions == 1 else f"{binary}_p{partitions}"
+        return SharedStore(name, lambda: RedisRegistry.from_url(
+            server.url, namespace=namespace, partitions=partitions, lease_ttl_secs=TTL, socket_timeout=1.0,
+            socket_connect_timeout=1.0))
 
     return open_store
 
 
-def shared_memory_store() -> Store:
+def shared_memory_store(partitions: int = 1) -> Store:
     """A `SharedMemoryRegistry`: every manager gets its own handle on one in-process namespace."""
     from lifecycle.shared_memory import SharedMemoryRegistry
 
-    return SharedStore("shared_memory", SharedMemoryRegistry(lease_ttl_secs=TTL).handle)
+    name = "shared_memory" if partitions == 1 else f"shared_memory_p{partitions}"
+    return SharedStore(name, SharedMemoryRegistry(lease_ttl_secs=TTL, partitions=partitions).handle)
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,8 @@ STORES: list[StoreKind] = [
     StoreKind("redis", redis_store("redis")),
     StoreKind("valkey", redis_store("valkey")),
     StoreKind("shared_memory", lambda request: shared_memory_store()),
+    StoreKind("shared_memory_p3", lambda request: shared_memory_store(3)),  # one namespace over 3 partitions
+    StoreKind("redis_p3", redis_store("redis", 3)),
 ]
 
 
