@@ -14,7 +14,7 @@ nothing here is used and the keys stay as they always were.
 
 from __future__ import annotations
 
-import time
+import math
 import zlib
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -39,7 +39,8 @@ _Parts = list[Any]
 _Claims = list["NameClaims"]
 _Texts = list[str]
 _Holders = list[str | None]
-_SLICE = 0.1  # seconds a blocking read of the logs waits on one part before looking at the others
+_SLICE = 0.1  # seconds a blocking read of the logs waits on one part, at least, before the next part's turn
+_SLICE_MAX = 1.0  # ... and at most (below any sane socket timeout)
 
 
 def partition_of(id: object, partitions: int) -> int:
@@ -93,7 +94,8 @@ class Partitioned:
     """The namespace's registry over `parts` (each a one-partition registry of its own hash tag) and their claims.
 
     Mixed into `RedisRegistry` and `SharedMemoryRegistry` (before them), so it is one of them;
-    `_parts` and `_claims` are set by their constructors.
+    `_parts` and `_claims` are set by their constructors. Their `register`, `join`, `unregister`,
+    `finish_stop` and `len()` call the `_register`, `_unregister` and `count` defined here.
     """
 
     _parts: _Parts
@@ -124,14 +126,6 @@ class Partitioned:
         return settings
 
     # -- registration (a name claimed namespace-wide first) ------------------------------------
-
-    def register(self, service: ExtensionService) -> ServiceId:
-        """Store `service`; a second service with its name or id is refused."""
-        return self._register(service, join=False)[0]
-
-    def join(self, service: ExtensionService) -> tuple[ServiceId, bool]:
-        """Register, or join the one already registered with this id (or this name and version)."""
-        return self._register(service, join=True)
 
     def _register(self, service: ExtensionService, *, join: bool) -> tuple[ServiceId, bool]:
         if not isinstance(service, ExtensionService):
@@ -187,14 +181,6 @@ class Partitioned:
         restored = bool(self._at(service.id).restore(service, timeout))
         self._named(service.name).claim(service.name, service.id)
         return restored
-
-    def unregister(self, id: str) -> RegistrationInfo:
-        """Remove the service and return its last registration record."""
-        return self._unregister(id, emit=False)[0]
-
-    def finish_stop(self, id: str) -> _Events:
-        """STOPPED, unregister, `service_stopped`."""
-        return self._unregister(id, emit=True)[1]
 
     def _unregister(self, id: str, *, emit: bool) -> tuple[RegistrationInfo, _Events]:
         info, events = self._at(id)._unregister(id, emit=emit)
@@ -340,9 +326,6 @@ class Partitioned:
         """How many services are registered."""
         return sum(part.count() for part in self._parts)
 
-    def __len__(self) -> int:
-        return self.count()
-
     # -- the leaders' operations: one lease per partition --------------------------------------
 
     def lease(self, owner: str, ttl: float, *, partition: int = 0) -> Lease:
@@ -393,22 +376,17 @@ class Partitioned:
         tells the entry's time and is where the next read starts.
         """
         cursor = self._cursor(after)
-        deadline = None if block is None else time.monotonic() + block
-        span = _SLICE if block is None else max(_SLICE, block / self.partitions)
-        turn = 0
-        while True:
-            rows = self._merged(cursor, count)
-            if rows or deadline is None:
-                return rows
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return []
-            # Block on one part for a slice, then look at them all again.
+        rows = self._merged(cursor, count)
+        if rows or block is None:
+            return rows
+        # Block on one part at a time, in turn, for a slice: an event of another part is seen at
+        # its turn, within `block`. Slices are counted, not timed, so a frozen clock cannot stall it.
+        span = min(max(_SLICE, block / self.partitions), _SLICE_MAX)
+        for turn in range(max(1, math.ceil(block / span))):
             p = turn % self.partitions
-            turn += 1
-            found = self._parts[p].read_events(cursor[p], block=min(left, span), count=count)
-            if found:
+            if self._parts[p].read_events(cursor[p], block=span, count=1):
                 return self._merged(cursor, count)
+        return []
 
     def _cursor(self, after: str) -> _Texts:
         if after == "$":
