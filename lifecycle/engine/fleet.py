@@ -299,11 +299,8 @@ class FleetEngine:
 
     def sweep_now(self) -> list[ServiceId]:
         """The leader expires what is due now; others do nothing."""
-        expired: list[ServiceId] = []
-        for ticker in self.ticker.tickers:
-            sweep = self._claim(ticker) if ticker.claims else None
-            expired += [] if sweep is None else self._expire(sweep, ticker)
-        return expired
+        sweeps = [(ticker, self._claim(ticker)) for ticker in self.ticker.tickers if ticker.claims]
+        return [sid for ticker, sweep in sweeps if sweep is not None for sid in self._expire(sweep, ticker)]
 
     # -- the leader's actions -------------------------------------------------------------------
 
