@@ -9,11 +9,13 @@ Callers must not hold any manager lock: receivers may call back into the manager
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
+import math
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from blinker import ANY, NamedSignal
@@ -56,10 +58,55 @@ class _Generation:
             self.value += 1
 
 
+def _key(receiver: object) -> Hashable:
+    """What identifies a receiver across calls (a bound method is made anew on each attribute access)."""
+    if inspect.ismethod(receiver):
+        return id(receiver.__self__), id(receiver.__func__)
+    return id(receiver)
+
+
+class _Order:
+    """When each receiver was first connected: receivers run in that order.
+
+    blinker keeps a signal's receivers in a set of their ids, so its own order follows memory
+    addresses and changes from run to run. A stamp goes with its receiver (or the object of a
+    bound method) when that is collected; one that cannot be weakly referenced loses it when
+    explicitly disconnected, so a new receiver that reuses its id is not ordered by the old one.
+    """
+
+    def __init__(self) -> None:
+        self._next = itertools.count()
+        self._stamps: dict[Hashable, int] = {}
+        self._pinned: set[Hashable] = set()  # stamped receivers that cannot be weakly referenced
+
+    def connected(self, _signal: object, *, receiver: object, **_kwargs: Any) -> None:
+        key = _key(receiver)
+        if key in self._stamps:
+            return
+        self._stamps[key] = next(self._next)
+        try:
+            weakref.finalize(receiver.__self__ if inspect.ismethod(receiver) else receiver, self._stamps.pop, key, None)
+        except TypeError:
+            self._pinned.add(key)
+
+    def disconnected(self, _signal: object, *, receiver: object, **_kwargs: Any) -> None:
+        key = _key(receiver)
+        if key in self._pinned:
+            self._pinned.discard(key)
+            self._stamps.pop(key, None)
+
+    def of(self, receiver: object) -> float:
+        """The receiver's stamp; one connected before this module was imported sorts last."""
+        return self._stamps.get(_key(receiver), math.inf)
+
+
 _generation = _Generation()
+_order = _Order()
 hold_across_fork(lambda: [_generation._lock], lambda: setattr(_generation, "_lock", threading.Lock()))
 for _signal in SIGNALS.values():
+    _signal.receiver_connected.connect(_order.connected, weak=False)
     _signal.receiver_connected.connect(_generation.bump, weak=False)
+    _signal.receiver_disconnected.connect(_order.disconnected, weak=False)
     _signal.receiver_disconnected.connect(_generation.bump, weak=False)
 
 
@@ -149,9 +196,9 @@ class ScopedReceiver:
 
 
 def _references(signal: NamedSignal, sender: object) -> tuple[Any, ...]:
-    """The receivers of `signal` for `sender`, weakly referenced where possible, unwrapped."""
+    """The receivers of `signal` for `sender`, in the order they were connected, weakly referenced where possible."""
     found: list[Any] = []
-    for receiver in signal.receivers_for(sender):
+    for receiver in sorted(signal.receivers_for(sender), key=_order.of):
         if isinstance(receiver, ScopedReceiver):
             if receiver.hears(sender):
                 # Held strongly by blinker until disconnected, which renews the cache.

@@ -157,6 +157,50 @@ def test_receiver_restarting_a_service_by_name_when_it_stopped(make_manager, rec
     assert rec.names()[-2:] == ["service_started", "status_changed"]
 
 
+class _Called:
+    """A receiver object whose bound method is connected (blinker holds it weakly, by object and function)."""
+
+    def __init__(self, calls: list[int], n: int) -> None:
+        self.calls, self.n = calls, n
+
+    def hear(self, sender: object, **kw: Any) -> None:
+        self.calls.append(self.n)
+
+
+def test_receivers_run_in_the_order_they_were_connected(make_manager):
+    # blinker keeps receivers in a set of their ids: without an order of our own they ran in the order of
+    # their memory addresses, so a receiver connected first (a recorder) could hear an event after one
+    # connected later had already reacted to it.
+    m = make_manager(CFG)
+    calls: list[int] = []
+    kept: list[Any] = []
+    connections = []
+    for n in range(24):
+        if n % 3 == 0:
+            connections.append(lifecycle.connect(lambda sender, n=n, **kw: calls.append(n), "service_started",
+                                                 sender=m))
+        elif n % 3 == 1:
+            def plain(sender: object, n: int = n, **kw: Any) -> None:
+                calls.append(n)
+            kept.append(plain)
+            lifecycle.signals.service_started.connect(plain)  # weakly, by blinker itself
+        else:
+            kept.append(_Called(calls, n))
+            lifecycle.signals.service_started.connect(kept[-1].hear)
+    try:
+        m.start_service(ExtensionService("a", "1"))
+        assert calls == list(range(24))
+        del calls[:]
+        connections.pop(0).disconnect()  # receiver 0 goes; the others keep their places
+        m.start_service(ExtensionService("b", "1"))
+        assert calls == list(range(1, 24))
+    finally:
+        for connection in connections:
+            connection.disconnect()
+        for receiver in kept:
+            lifecycle.signals.service_started.disconnect(getattr(receiver, "hear", receiver))
+
+
 def test_receiver_heartbeating_from_reconnecting_revives_and_cancels_the_retry(make_manager, record, frozen_lifecycle):
     m = make_manager(CFG)
     rec = record(m)
