@@ -4,7 +4,7 @@
         [--partitions P]
 
 Commands, one per line on stdin: ``start ID...`` (start or join each service, id = name),
-``beat ID...`` (a heartbeat for each), ``quit`` (shut down and exit). Every lifecycle event this
+``beat ID...`` (a heartbeat for each, then a ``beaten`` line), ``quit`` (shut down and exit). Every lifecycle event this
 process dispatches (heartbeats excepted), every connect call and every "lifecycle" log record is
 printed as one JSON object per line, with this process's pid and the wall-clock time `t`, so
 that a test can count events across the fleet and time them.
@@ -117,6 +117,8 @@ def main() -> int:
                 if failing:
                     say("call_ok", id=sid)
                 failing = False
+        if command == "beat":
+            say("beaten", n=len(ids))  # the line is done: the test's beater may send this member the next one
     connection.disconnect()
     manager.shutdown(2.0)
     say("bye")
