@@ -548,6 +548,9 @@ class Scripts(Prelude):
             epoch += 1
             before, had = had, ""
             d.oclaim.pop(id, None)  # an attempt an earlier owner began is run again by this one
+            if st is S.RUNNING:  # a take-over: the new child's deadline runs from now, as after a start
+                d.last[id] = self.now
+                d.dl[id] = int(self.now + self.limit(id))
         d.own[id] = (owner, self.now + ttl_ms * 1000, epoch, had if child == "-" else child)
         run = 0
         if st is S.RECONNECTING:

@@ -555,6 +555,12 @@ if holder ~= owner or till <= NOW then
   fresh, before = '1', had
   had = ''
   redis.call('HDEL', K_OCLAIM, id)  -- an attempt an earlier owner began is run again by this one
+  if st == 'running' then
+    -- A take-over: the new owner spawns a child now, which gets a deadline from now, as a start does;
+    -- the silence since the old child's last beat is no interval for the phi detector to learn.
+    redis.call('HSET', K_LAST, id, s(NOW))
+    redis.call('ZADD', K_DL, s(NOW + limit(id)), id)
+  end
 end
 if child ~= '-' then had = child end
 redis.call('HSET', K_OWN, id, owner .. '|' .. s(NOW + ttl * 1000) .. '|' .. s(epoch) .. '|' .. had)
