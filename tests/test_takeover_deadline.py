@@ -5,21 +5,26 @@ service spawns a new child; the store's OWN step gives that service a deadline f
 the same atomic step, so a heartbeat timeout shorter than the ownership's TTL plus a tick plus the
 child's start-up no longer times it out while the new child starts. Store-level: the shared-memory
 store under freezegun, then a namespace of each real server (whose clock cannot be frozen: bounds
-are generous), each with one partition and with three.
+are generous); then two members with real children, in real time. Each with one partition and with
+three.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from transport_support import WAIT, wait_until
 
-from lifecycle import ExtensionService, ServiceStatus, TransportConfig
-from lifecycle.events import HeartbeatTimeout
+from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, ServiceStatus, TransportConfig
+from lifecycle.connectors import SubprocessConnector
+from lifecycle.events import Heartbeat, HeartbeatTimeout, Reconnecting
 from lifecycle.fleet import Plan
 from lifecycle.shared_memory import SharedMemoryRegistry
+from lifecycle.testing import EventRecorder
 
 LEADER = "leader-1"
 TIMEOUT = 3.0  # the service's own heartbeat timeout: shorter than TTL + tick + the time to the new child's beat
@@ -143,3 +148,128 @@ def test_a_renewal_and_a_grant_of_a_service_not_running_leave_its_deadline_alone
     assert not reg.own(sid, "member-a", 60.0, TICK, "").fresh  # a renewal: the child is the same
     clock.at(TIMEOUT + 0.1)
     assert _due(reg, sid)
+
+
+# -- members with real children -----------------------------------------------------------------------
+#
+# Real time (the children are real processes; the server's clock cannot be frozen). Member B starts
+# first and leads every partition; member A's ticks stop before it starts the service (as a
+# SIGKILLed or paused owner's would), so A's ownership runs out one TTL after A took it. A's child
+# beats once, at its start; B then takes over and spawns the next run, which writes its first beat
+# only after a start-up of START seconds. Without a deadline from the grant, the old one (A's
+# beat + CHILD_TIMEOUT) falls during that start-up: CHILD_TIMEOUT is shorter than the TTL plus
+# START, longer than the TTL plus a tick and than START alone.
+
+OWN_TTL = 1.5  # a tick every 0.5 s
+START = 2.0
+CHILD_TIMEOUT = 2.8
+
+RELAY = r"""
+import os, select, sys, time
+path, start = sys.argv[1], float(sys.argv[2])
+runs = int(open(path).read() or 0) + 1 if os.path.exists(path) else 1
+with open(path, "w") as f:
+    f.write(str(runs))
+if runs == 1:  # the first owner's child: one beat at its start, then silent until its stdin closes
+    sys.stdout.write("heartbeat\n")
+    sys.stdout.flush()
+    sys.stdin.buffer.read()
+    sys.exit(0)
+time.sleep(start)  # every later run: a slow start, then a beat every 0.1 s
+while True:
+    sys.stdout.write("heartbeat\n")
+    sys.stdout.flush()
+    ready, _, _ = select.select([0], [], [], 0.1)
+    if ready and not os.read(0, 4096):
+        sys.exit(0)
+"""
+
+
+def _relay(runs: str) -> ExtensionService:
+    return ExtensionService("owned", "1", transport=TransportConfig(
+        command=sys.executable, args=["-c", RELAY, runs, str(START)], timeout_secs=START + 5.0))
+
+
+def _members(new_registry: Callable[[], Any], probe: Any) -> Iterator[Callable[[], Any]]:
+    config = LifecycleConfig(heartbeat_interval_secs=0.1, heartbeat_timeout_secs=CHILD_TIMEOUT,
+                             reconnect_delay_ms=50, max_reconnect_delay_ms=100, max_reconnect_attempts=3, jitter=0.0)
+    made: list[Any] = []
+
+    def member() -> Any:
+        connector = SubprocessConnector()
+        made.append(LifecycleManager(new_registry(), config, connector=connector))
+        return made[-1], connector
+
+    yield member
+    for manager in made:
+        manager.shutdown()
+    probe.clear()
+
+
+@pytest.fixture(params=PARTITIONS, ids=lambda p: f"p{p}")
+def memory_members(request: pytest.FixtureRequest) -> Iterator[tuple[Callable[[], Any], Any]]:
+    new_registry = SharedMemoryRegistry(lease_ttl_secs=OWN_TTL, partitions=request.param).handle
+    probe = new_registry()
+    for made in _members(new_registry, probe):
+        yield made, probe
+
+
+@pytest.fixture(params=PARTITIONS, ids=lambda p: f"p{p}")
+def server_members(request: pytest.FixtureRequest, redis_server: Any,
+                   namespace: str) -> Iterator[tuple[Callable[[], Any], Any]]:
+    pytest.importorskip("redis", reason="needs the redis extra")
+    from lifecycle.redis import RedisRegistry
+
+    def new_registry() -> Any:
+        return RedisRegistry.from_url(redis_server.url, namespace=namespace, partitions=request.param,
+                                      lease_ttl_secs=OWN_TTL)
+
+    probe = new_registry()
+    for made in _members(new_registry, probe):
+        yield made, probe
+
+
+def _leaders(probe: Any) -> list[str | None]:
+    leaders = getattr(probe, "leaders", None)
+    return list(leaders()) if callable(leaders) else [probe.leader()]
+
+
+def test_the_new_owners_child_is_not_timed_out_while_it_starts_in_memory(memory_members, tmp_path):
+    _the_new_owners_child_is_not_timed_out_while_it_starts(memory_members, tmp_path)
+
+
+def test_the_new_owners_child_is_not_timed_out_while_it_starts_on_a_server(server_members, tmp_path):
+    _the_new_owners_child_is_not_timed_out_while_it_starts(server_members, tmp_path)
+
+
+def _the_new_owners_child_is_not_timed_out_while_it_starts(members: Any, tmp_path: Any) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("STDIO children with PR_SET_PDEATHSIG")
+    member, probe = members
+    runs = tmp_path / "runs"
+    b, b_children = member()
+    wait_until(lambda: all(holder == b._engine.ticker.owner for holder in _leaders(probe)),
+               what="member B to lead every partition")
+    a, _ = member()
+    a._engine.ticker.close()  # A's ticks stop (it leads nothing: no lease to give up); it owns what it takes
+    recorder = EventRecorder().record(a).record(b)
+    try:
+        sid = a.start_service(_relay(str(runs)))
+        assert b.start_service(_relay(str(runs))) == sid  # joined: a candidate
+        assert probe.owner_of(sid) == a._engine.ticker.owner
+        wait_until(lambda: probe.owner_of(sid) == b._engine.ticker.owner, timeout=OWN_TTL + WAIT,
+                   what="member B to take the service over")
+        granted = time.monotonic()
+        beats = len(recorder.of(Heartbeat))
+        wait_until(lambda: b_children.pid(sid) is not None, what="member B to spawn")
+        child = b_children.pid(sid)
+        # The new child's first beat comes START s after its spawn; by then the old deadline has fallen.
+        assert recorder.wait_for(lambda es: len([e for e in es if isinstance(e, Heartbeat)]) > beats
+                                 or any(isinstance(e, HeartbeatTimeout) for e in es), timeout=START + WAIT)
+        if time.monotonic() >= granted + CHILD_TIMEOUT:
+            pytest.skip("the machine stalled past the new child's deadline; the checks prove nothing this run")
+        assert recorder.of(HeartbeatTimeout) == [] and recorder.of(Reconnecting) == []
+        assert b.get_status(sid) is ServiceStatus.RUNNING
+        assert b_children.pid(sid) == child and runs.read_text() == "2"  # A's run, then exactly one spawn by B
+    finally:
+        recorder.close()
