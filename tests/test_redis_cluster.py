@@ -14,6 +14,7 @@ exactly once, a busy one never, and one manager leads. Each scenario leaves the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -41,6 +42,14 @@ assert_still_watching, start_fleet, service = faults.assert_still_watching, faul
 eventually, leader_of = faults.eventually, faults.leader_of
 
 pytestmark = pytest.mark.threaded
+
+BEAT_PERIOD = 0.05  # each manager's beats of the busy service (`Beats`)
+# The fleet's heartbeat timeout in these scenarios: a round of beats plus twice the suite's scheduling slack.
+# The fault tests' 0.4 s leaves the busy service 0.35 s between beats, which a loaded two-core machine
+# overran before any fault began (the busy service timed out while every call still succeeded). Only what
+# is beaten must never time out; the silent service still times out exactly once, a timeout after the fault.
+TIMEOUT = BEAT_PERIOD + 2 * faults.SLACK
+CONFIG = dataclasses.replace(faults.CONFIG, heartbeat_timeout_secs=TIMEOUT)
 
 
 @pytest.fixture(scope="session")
@@ -200,7 +209,7 @@ class Beats(Traffic):
             thread.join(faults.WAIT)
 
     def _run_one(self, m: LifecycleManager) -> None:
-        while not self.halt.wait(0.05):
+        while not self.halt.wait(BEAT_PERIOD):
             self._call("handle_heartbeat", lambda: m.handle_heartbeat(self.busy))
             if not self.quiet.is_set():
                 self._call("handle_heartbeat", lambda: m.handle_heartbeat(self.silent))
@@ -214,7 +223,8 @@ def run_through(cluster: rc.Cluster, namespace: str, make_on: faults._Make, even
                 fault: Callable[[Traffic], None], *, refused: bool) -> Traffic:
     """Three managers through a non-owner node, traffic on, `fault(traffic)` (which silences the silent service
     when it chooses); then: nothing leaked raw, a refusal only when `refused` allows it, the fleet still watching."""
-    managers, busy, silent = start_fleet(make_on, elsewhere(cluster, namespace), 3, Connector())
+    managers, busy, silent = start_fleet(lambda url, **kw: make_on(url, config=CONFIG, **kw),
+                                         elsewhere(cluster, namespace), 3, Connector())
     with Beats(managers, busy, silent) as traffic:
         fault(traffic)
         traffic.silence()
