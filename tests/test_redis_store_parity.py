@@ -562,6 +562,23 @@ def test_each_heartbeat_learns_its_interval_capped_at_the_timeout_and_pulls_the_
     assert seen[-1] == 300_000
 
 
+def test_a_take_over_learns_no_interval_for_the_silence_before_its_grant(reg, raw):
+    """A fresh ownership grant of a RUNNING service (a new child) starts its deadline and its next interval."""
+    with_phi(reg)
+    sid = running(reg, heartbeat_timeout_secs=2.0)
+    assert reg.own(sid, "member-a", 0.2, 0.1, "").fresh
+    time.sleep(0.3)  # real time on the store's clock: member A's ownership runs out; no beat meanwhile
+    before = last_us(reg, sid)
+    assert reg.own(sid, "member-b", LONG, 0.1, "").fresh
+    granted = last_us(reg, sid)
+    assert granted - before >= 300_000  # the grant is where the new child's silence starts
+    assert abs(deadline_after_last(reg, sid) - expected_limit([75_000, 125_000], 2e6)) <= 1
+    assert not reg.own(sid, "member-b", LONG, 0.1, "").fresh  # a renewal moves nothing
+    assert last_us(reg, sid) == granted
+    assert reg.beat(sid, LONG) == (S.RUNNING, [])  # the new child's first beat: no event invented
+    assert intervals(reg, raw, sid) == [75_000, 125_000, last_us(reg, sid) - granted]
+
+
 def test_a_revival_by_heartbeat_learns_the_silence_and_a_reconnect_does_not(reg, raw):
     with_phi(reg)
     sid = running(reg)
