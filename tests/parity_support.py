@@ -275,6 +275,12 @@ def eventually(predicate: Callable[[], object], what: str, timeout: float = WAIT
         time.sleep(poll)  # time must pass on the server's clock too: nothing in-process to wait on
 
 
+def _leads_every_partition(manager: LifecycleManager) -> bool:
+    """True once `manager` leads and, on a partitioned registry, every partition has a leader (it, alone)."""
+    leaders = getattr(manager.registry, "leaders", None)
+    return manager.is_leader and (leaders is None or all(holder is not None for holder in leaders()))
+
+
 class Supervision:
     """The managers of one test on its store, their events in one recorder; shut down by `close()`."""
 
@@ -289,6 +295,10 @@ class Supervision:
             manager = LifecycleManager(self.store.registry(), config, connector=connector)
             self.managers.append(manager)
             self.events.record(manager)
+            if len(self.managers) == 1 and self.store.shared:
+                # Alone, the first manager takes every partition's lease; started together, a partitioned
+                # namespace may split its partitions' leases between managers (no single leader).
+                eventually(lambda: _leads_every_partition(self.managers[0]), "the first manager leading")
         eventually(lambda: sum(m.is_leader for m in self.managers) == 1, "exactly one leader")
         return self
 
