@@ -456,6 +456,8 @@ class Scripts(Prelude):
         if d.gen is None:
             d.gen = generation
         holder = d.holder(self.now)
+        if ttl_ms == 0:  # a peek: the generation marker, nothing sought or renewed
+            return holder == owner, d.gen
         if holder is not None:
             if holder == owner:
                 d.lease = Lease(owner, self.now + ttl_ms * 1000)

@@ -444,7 +444,7 @@ end
 return {'ok', OUT}
 """
 
-# ARGV[11..]: owner, ttl_ms, a new generation marker (used if the server has none)
+# ARGV[11..]: owner, ttl_ms (0: a peek that seeks nothing), a new generation marker (used if the server has none)
 LEASE = """
 local owner = ARGV[11]
 local gen = redis.call('GET', K_GEN)
@@ -453,6 +453,7 @@ if not gen then
   redis.call('SET', K_GEN, gen)
 end
 local holder = redis.call('GET', K_LEASE)
+if ARGV[12] == '0' then return {holder == owner and 'leader' or 'follower', gen} end
 if holder == owner then
   redis.call('PEXPIRE', K_LEASE, ARGV[12])
   return {'leader', gen}

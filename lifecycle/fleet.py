@@ -183,7 +183,7 @@ class SharedRegistry(Registry, Protocol):
         ...
 
     def lease(self, owner: str, ttl: float) -> Lease:
-        """Take or renew the leader lease for `ttl` seconds."""
+        """Take or renew the leader lease for `ttl` seconds; `ttl` 0 is a peek that only reads the generation."""
         ...
 
     def leader(self) -> str | None:

@@ -429,7 +429,7 @@ class RedisRegistry(SharedRegistry):
 
     def lease(self, owner: str, ttl: float) -> Lease:
         """Take or renew the leader lease for `ttl` seconds."""
-        code, generation = self._run("LEASE", owner, max(1, round(ttl * 1000)), uuid.uuid4().hex)
+        code, generation = self._run("LEASE", owner, max(1, round(ttl * 1000)) if ttl > 0 else 0, uuid.uuid4().hex)
         return Lease(_text(code) == "leader", _text(generation))
 
     def leader(self) -> str | None:

@@ -414,7 +414,7 @@ class SharedMemoryRegistry(SharedRegistry):
     def lease(self, owner: str, ttl: float) -> Lease:
         """Take or renew the leader lease for `ttl` seconds."""
         with self._script() as run:
-            leader, generation = run.lease(owner, max(1, round(ttl * 1000)), uuid.uuid4().hex)
+            leader, generation = run.lease(owner, max(1, round(ttl * 1000)) if ttl > 0 else 0, uuid.uuid4().hex)
         return Lease(leader, generation)
 
     def leader(self) -> str | None:

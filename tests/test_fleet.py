@@ -649,6 +649,19 @@ def test_an_emptied_server_gets_each_process_services_registered_again(make, eve
     b.handle_heartbeat(two)
 
 
+def test_a_loss_before_a_process_first_ticks_is_noticed_by_that_process(make, log_waiter):
+    """A process registers, the server is emptied, and only then comes its first tick (late on a loaded host)."""
+    a = make(autostart=False)
+    restored = log_waiter("registered again")
+    sid = a.start_service(ExtensionService("early", "1"))
+    assert a.registry.leader() is None  # learning the generation sought no lease: leadership stays with the ticks
+    client_of(a).flushall()
+    assert sid not in a.registry
+    a.run_pending()
+    assert restored.seen.wait(WAIT)
+    assert a.registry.get(sid).name == "early"
+
+
 # -- clocks -------------------------------------------------------------------------------------------
 
 

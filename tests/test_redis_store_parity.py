@@ -128,6 +128,19 @@ def poll(check: Callable[[], object], timeout: float = WAIT, what: str = "condit
         time.sleep(0.01)
 
 
+# -- 0. a lease of ttl 0 is a peek at the generation marker ------------------------------------------
+
+
+def test_a_zero_ttl_lease_reads_the_generation_and_seeks_nothing(reg):
+    peek = reg.lease(OWNER, 0.0)
+    assert not peek.leader and reg.leader() is None
+    taken = reg.lease(OWNER, 30.0)
+    assert taken.leader and taken.generation == peek.generation  # the marker the peek set is the server's
+    again = reg.lease(OWNER, 0.0)
+    assert again.leader and again.generation == peek.generation and reg.leader() == OWNER
+    assert not reg.lease("leader-2", 0.0).leader and reg.leader() == OWNER
+
+
 # -- 1. a claim lasts the attempt's connect timeout plus the leader's tick ----------------------------
 
 

@@ -155,6 +155,7 @@ class FleetEngine:
         if elsewhere(service := place(service, self.host), self.host):
             return leave(self._registry, service, self.host)
         owners = self._owners if hooks is not None and process_bound(hooks, service) else None
+        self.ticker.prime(service.id)
         sid, joined = self._registry.join(service)
         if joined or (owners is not None and hooks is not None and not owners.take(service, hooks)):
             log.info("lifecycle: service %r joined as %s, already registered in the fleet", service.name, sid)

@@ -87,6 +87,19 @@ class Ticker:
     def start(self) -> None:
         self._arm(0.0)
 
+    def prime(self) -> None:
+        """Learn the registry's generation marker before this process first registers a service.
+
+        Otherwise a loss between that registration and the first tick (armed at once, but late
+        on a loaded host) would go unnoticed: the tick would take the new marker for the first.
+        """
+        if self._generation is not None:
+            return
+        lease = self.registry.lease(self.owner, 0.0, **self.which)  # a peek: the lease stays with the ticks
+        with self._lock:
+            if self._generation is None:
+                self._generation = lease.generation
+
     def poke(self, delay: float) -> None:
         """Make sure a tick comes within `delay` seconds (a deadline or an attempt this process just set).
 
@@ -263,6 +276,10 @@ class Leases:
     def start(self) -> None:
         for ticker in self.tickers:
             ticker.start()
+
+    def prime(self, id: str) -> None:
+        """Know the generation of the partition of service `id` before registering it (see `Ticker.prime`)."""
+        self.of(id).prime()
 
     def poke(self, delay: float, id: str | None = None) -> None:
         """A tick within `delay` s in the partition of `id` (None: in every partition this process leads)."""
