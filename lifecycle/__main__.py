@@ -16,6 +16,7 @@ from .contrib._status import (
     StatusUnavailable,
     describe_empty,
     describe_leader,
+    describe_leaders,
     fetch_fleet,
     fetch_services,
     render_table,
@@ -74,7 +75,8 @@ def status(namespace: argparse.Namespace) -> int:
         print(f"error: {URL_REQUIRED} (or, in fleet mode, read the shared registry: --redis URL --namespace NS)",
               file=sys.stderr)
         return EXIT_USAGE
-    leader = None
+    leader: str | None = None
+    leaders: list[str | None] | None = None
     try:
         if namespace.redis:
             fleet = fetch_fleet(namespace.redis, namespace.namespace, namespace.timeout)
@@ -83,7 +85,7 @@ def status(namespace: argparse.Namespace) -> int:
                     print(json.dumps(fleet.services))
                 print(f"error: {describe_empty(namespace.namespace, fleet)}", file=sys.stderr)
                 return EXIT_EMPTY_NAMESPACE
-            services, leader = fleet.services, fleet.leader
+            services, leader, leaders = fleet.services, fleet.leader, fleet.leaders
         else:
             services = fetch_services(namespace.url, namespace.token, namespace.timeout)
     except StatusUnavailable as exc:
@@ -93,7 +95,9 @@ def status(namespace: argparse.Namespace) -> int:
         print(json.dumps(services, indent=2))
     else:
         print(render_table(services))
-        if namespace.redis:
+        if namespace.redis and leaders is not None:
+            print(f"leaders: {describe_leaders(leaders)}")
+        elif namespace.redis:
             print(f"leader: {describe_leader(leader)}")
     return EXIT_OK
 

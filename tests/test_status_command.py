@@ -206,3 +206,27 @@ def test_the_leader_is_named_by_host_and_pid_as_the_status_page_names_it(redis_s
         registry.release(token)
     finally:
         client.close()
+
+
+def test_a_partitioned_namespace_names_every_partitions_leader(redis_server, namespace, capsys):
+    """One lease per partition: the command names each partition's holder, "none" where nobody holds it."""
+    from lifecycle.engine.lease import owner_token
+
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        registry = RedisRegistry(client, namespace=namespace, partitions=3)
+        first, second = owner_token(), "web-9:4243:abcdef"
+        registry.lease(first, 30.0, partition=0)  # type: ignore[call-arg]
+        registry.lease(second, 30.0, partition=1)  # type: ignore[call-arg]
+        assert main(status(redis_server.url, namespace)) == EXIT_OK
+        host, pid, secret = first.split(":")
+        out = capsys.readouterr().out
+        assert out.splitlines() == ["No lifecycle services.",
+                                    f"leaders: p0 {host} pid {pid}, p1 web-9 pid 4243, p2 none"]
+        assert secret not in out
+        registry.release(first)
+        registry.release(second)
+        assert main(status(redis_server.url, namespace)) == EXIT_OK  # nobody leads, the namespace still exists
+        assert capsys.readouterr().out.splitlines()[-1] == "leaders: p0 none, p1 none, p2 none"
+    finally:
+        client.close()

@@ -341,6 +341,7 @@ def test_in_fleet_mode_the_page_shows_the_fleets_services_leader_and_events(redi
         client = apps[0].test_client()
         first = client.get("/lifecycle/status").get_json()
         assert (first["scope"], first["services"], first["events"], first["leader"]) == ("fleet", [], [], None)
+        assert "leaders" not in first  # one partition: the answer it always was
         sid = there.start_service(ExtensionService("shared", "1.0", id="shared-1"))  # by the other process
         there.handle_error(sid, "disk full")
         there.run_pending()  # the other process takes the lease
@@ -395,3 +396,28 @@ def test_in_fleet_mode_every_worker_answers_the_same_leader_and_events(redis_ser
         for manager in (one, two):
             manager.stop_all()
             manager.shutdown()
+
+
+def test_in_fleet_mode_a_partitioned_namespace_answers_each_partitions_leader(redis_server, namespace):
+    """One lease per partition: `leaders` names each one's holder in partition order, `leader` is partition 0's."""
+    pytest.importorskip("redis")
+    from lifecycle.redis import RedisRegistry
+
+    other = RedisRegistry.from_url(redis_server.url, namespace=namespace, partitions=3)
+    apps = fleet_apps(redis_server, namespace, count=1, LIFECYCLE_REDIS_PARTITIONS=3)
+    manager = apps[0].extensions["lifecycle"]
+    try:
+        client = apps[0].test_client()
+        assert client.get("/lifecycle/status").get_json()["leaders"] == [None, None, None]
+        assert other.lease("web-9:4243:abcdef", 30.0, partition=1).leader  # type: ignore[call-arg]
+        manager.run_pending()  # takes the two leases nobody holds
+        body = client.get("/lifecycle/status").get_json()
+        here = {"host": body["host"], "pid": os.getpid()}
+        assert body["leaders"] == [here, {"host": "web-9", "pid": 4243}, here] and body["leader"] == here
+        manager.start_service(ExtensionService("shared", "1.0", id="shared-1"))
+        events = client.get("/lifecycle/status").get_json()["events"]  # the partitions' logs, read from their start
+        assert [(e["event"], e["service_id"]) for e in events][-1] == ("service_started", "shared-1")
+    finally:
+        other.release("web-9:4243:abcdef")
+        other.client.close()
+        manager.shutdown()

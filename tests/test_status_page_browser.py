@@ -455,6 +455,29 @@ def test_in_fleet_mode_every_workers_page_names_the_same_leader_and_events(
         one.manager.stop_all()
 
 
+def test_a_partitioned_fleets_page_names_each_partitions_leader(browser, flask_server, redis_server, namespace):
+    """One lease per partition: the header names each partition's holder, "(this one)" where it is this process."""
+    import os
+    import socket
+
+    pytest.importorskip("redis")
+    from lifecycle.redis import RedisRegistry
+
+    other = RedisRegistry.from_url(redis_server.url, namespace=namespace, partitions=3)
+    try:
+        assert other.lease("web-9:4243:abcdef", 30.0, partition=1).leader  # type: ignore[call-arg]
+        served = flask_server(REDIS_URL=redis_server.url, NAMESPACE=namespace, REDIS_PARTITIONS=3)
+        browser.get(served.page)
+        here = f"process {os.getpid()} on {socket.gethostname()} (this one)"
+        expected = f"leaders: {'p0 ' + here}, p1 process 4243 on web-9, {'p2 ' + here}"
+        # The server's watchdog takes the two leases nobody holds at its first ticks.
+        wait(browser, lambda b: expected in text_of(b, "scope").split(" \u00b7 "),
+             f"the page never named every partition's leader as {expected!r}")
+    finally:
+        other.release("web-9:4243:abcdef")
+        other.client.close()
+
+
 def test_under_gunicorn_whichever_worker_answers_the_page_names_the_same_leader_and_events(
         browser, redis_server, namespace, request):
     """Two real gunicorn workers of one fleet answer the page's polls in turn (no request is ever

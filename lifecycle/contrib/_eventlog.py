@@ -70,8 +70,8 @@ class EventLog:
         self._records: deque[dict[str, Any]] = deque(maxlen=maxlen)
         self._seq = itertools.count(1)  # next() is atomic: concurrent receivers get distinct numbers
         self._names: dict[str, str] = {}
-        # Fleet mode: the last entry of the fleet's log read so far ("0-0": none, read it all).
-        self._after = "0-0"
+        # Fleet mode: the position in the fleet's log read so far (None: nothing yet, read it all).
+        self._after: str | None = None
         self._read_lock = threading.Lock()  # one reader at a time, so entries are kept once and in order
         self._read_failed = False
 
@@ -121,6 +121,8 @@ class EventLog:
         if not self._read_lock.acquire(timeout=READ_WAIT):
             return  # another thread of this process is reading: it reads for this poll too
         try:
+            if self._after is None:  # the start of each partition's log
+                self._after = ",".join(["0-0"] * getattr(registry, "partitions", 1))
             for _ in range(READ_PAGES):
                 rows = registry.read_events(self._after, count=READ_PAGE)
                 if not rows:

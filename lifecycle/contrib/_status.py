@@ -19,8 +19,8 @@ from typing import Any
 
 from .._text import quote, shorten
 
-__all__ = ["URL_REQUIRED", "FleetStatus", "StatusUnavailable", "describe_empty", "describe_leader", "fetch_fleet",
-           "fetch_services", "leader_fields", "parse_leader", "render_table"]
+__all__ = ["URL_REQUIRED", "FleetStatus", "StatusUnavailable", "describe_empty", "describe_leader", "describe_leaders",
+           "fetch_fleet", "fetch_services", "leader_fields", "parse_leader", "render_table"]
 
 URL_REQUIRED = (
     "--url is required: this command's own process serves nothing, so its manager would show nothing "
@@ -77,11 +77,13 @@ class FleetStatus:
     most likely a mistyped ``--namespace``. Only then is the server searched for the other
     namespaces: `others` maps each one found to its service count (None when not counted),
     `complete` says whether the bounded search saw every key, `search_error` why it could not
-    search (the server refused SCAN), if it could not.
+    search (the server refused SCAN), if it could not. `leaders` holds each partition's lease
+    holder, in partition order, when the namespace has more than one partition (None otherwise).
     """
 
     services: list[dict[str, Any]]
     leader: str | None
+    leaders: list[str | None] | None = None
     empty: bool = False
     others: dict[str, int | None] = field(default_factory=dict)
     complete: bool = True
@@ -106,6 +108,7 @@ def fetch_fleet(redis_url: str, namespace: str, timeout: float = 10.0) -> FleetS
     When the namespace holds nothing at all, a bounded SCAN (`SCAN_CALLS` calls, `SCAN_SECONDS`)
     lists the lifecycle namespaces the server does hold, with their service counts.
     """
+    from .._partitions import Partitioned
     from ..errors import LifecycleError, PartitionsRefused
     from ..redis import RedisRegistry
     from ._http import describe_service
@@ -116,7 +119,8 @@ def fetch_fleet(redis_url: str, namespace: str, timeout: float = 10.0) -> FleetS
             registry = RedisRegistry.from_url(redis_url, namespace=namespace, partitions=partitions,
                                               socket_timeout=timeout, socket_connect_timeout=timeout)
             services = registry.list_all()
-            leader = registry.leader()
+            leaders = registry.leaders() if isinstance(registry, Partitioned) else None
+            leader = registry.leader() if leaders is None else leaders[0]
             break
         except PartitionsRefused as exc:  # a partitioned namespace: read it with its own count
             if exc.recorded < 1 or exc.recorded == partitions:
@@ -126,14 +130,14 @@ def fetch_fleet(redis_url: str, namespace: str, timeout: float = 10.0) -> FleetS
             raise StatusUnavailable(str(exc)) from None
     now = time.monotonic()
     described = [describe_service(service, now) for service in services]
-    if services or leader is not None:
-        return FleetStatus(described, leader)
+    if services or any(token is not None for token in leaders or [leader]):
+        return FleetStatus(described, leader, leaders)
     client = registry.client
     try:
         if client.exists(*registry.keys.values()):
-            return FleetStatus(described, leader)
+            return FleetStatus(described, leader, leaders)
     except Exception:  # a diagnostic only: the registry itself answered
-        return FleetStatus(described, leader)
+        return FleetStatus(described, leader, leaders)
     status_key = registry.keys["status"].removeprefix(f"lifecycle:{{{namespace}}}:")
     return _search(client, described, status_key)
 
@@ -210,14 +214,26 @@ def describe_leader(token: str | None) -> str:
     return f"{leader['host']} pid {leader['pid']}"
 
 
+def describe_leaders(tokens: list[str | None]) -> str:
+    """One line naming each partition's lease holder, in partition order: "p0 web-1 pid 42, p1 none"."""
+    return ", ".join(f"p{p} {'none' if token is None else describe_leader(token)}" for p, token in enumerate(tokens))
+
+
 def leader_fields(manager: Any) -> dict[str, Any]:
-    """The status JSON's ``host`` (of the process answering) and ``leader``.
+    """The status JSON's ``host`` (of the process answering) and ``leader``, and ``leaders`` when partitioned.
 
     In fleet mode ``leader`` is the lease holder read from the registry (``{"host", "pid"}``, or
     None when nobody holds the lease), so every worker names the same one; in memory it is None.
+    A namespace of several partitions has a lease per partition: ``leaders`` lists each one's
+    holder in partition order (None where nobody holds it) and ``leader`` is partition 0's.
     """
-    leader = parse_leader(manager.registry.leader()) if manager.fleet else None
-    return {"host": socket.gethostname(), "leader": leader}
+    if not manager.fleet:
+        return {"host": socket.gethostname(), "leader": None}
+    registry = manager.registry
+    if registry.partitions == 1:
+        return {"host": socket.gethostname(), "leader": parse_leader(registry.leader())}
+    leaders = [parse_leader(token) for token in registry.leaders()]
+    return {"host": socket.gethostname(), "leader": leaders[0], "leaders": leaders}
 
 
 def _cell(value: object) -> str:

@@ -167,16 +167,25 @@
     $("no-events").hidden = items.length > 0;
   }
 
-  // The lease holder as the registry names it, so every worker's answer reads the same.
+  function holderText(data, leader) {
+    const who = leader.pid === null || leader.pid === undefined
+      ? String(leader.host) : "process " + leader.pid + " on " + leader.host;
+    const here = leader.pid === data.pid && leader.host === data.host;
+    return who + (here ? " (this one)" : "");
+  }
+
+  // The lease holder as the registry names it, so every worker's answer reads the same; a
+  // partitioned namespace has one lease per partition, so one holder each ("p1 none": nobody).
   function leaderText(data) {
+    if (Array.isArray(data.leaders)) {
+      return "leaders: " + data.leaders.map((leader, p) =>
+        "p" + p + " " + (leader === null || leader === undefined ? "none" : holderText(data, leader))).join(", ");
+    }
     const leader = data.leader;
     if (leader === null || leader === undefined) return "no process leads";
     if (leader === true) return "this process leads";  // a server from before the leader had a name
     if (leader === false) return "another process leads";
-    const who = leader.pid === null || leader.pid === undefined
-      ? String(leader.host) : "process " + leader.pid + " on " + leader.host;
-    const here = leader.pid === data.pid && leader.host === data.host;
-    return "leader: " + who + (here ? " (this one)" : "");
+    return "leader: " + holderText(data, leader);
   }
 
   function renderScope(data) {
