@@ -34,6 +34,7 @@ from .events import (
     Stopped,
 )
 from .model import ExtensionService, ServiceId, ServiceStatus
+from .registry import Released
 
 __all__ = ["US", "Data", "Head", "PhiHead", "Scripts", "now_us"]
 
@@ -567,10 +568,11 @@ class Scripts(Prelude):
         return "owner", epoch, fresh, st.value, run, before
 
     def disown(self, id: str, owner: str) -> None:
-        """DISOWN: give ownership up if `owner` holds it; the epoch stays, so the next grant is newer."""
+        """DISOWN: give ownership up if `owner` holds it (the epoch stays, so the next grant is newer); logged."""
         record = self.d.own.get(id)
         if record is not None and record[0] == owner:
             self.d.own[id] = ("", 0, record[2], "")
+            self.log(Released(ServiceId(id), self.at))  # wakes the other candidates; no signal
 
     def restart_now(self, id: str, plan: tuple[str, int, int, int]) -> ServiceStatus | None:
         """RESTART: from RUNNING, RECONNECTING or ERROR to RECONNECTING, a fresh window, any claim void, then plan."""

@@ -27,6 +27,7 @@ from .events import (
 )
 from .fleet import Detail, Plan, Sweep
 from .model import Capability, ExtensionService, RegistrationInfo, ServiceId, ServiceStatus, TransportConfig
+from .registry import Released
 
 _US = 1_000_000
 _Events = list[LifecycleEvent]
@@ -105,7 +106,7 @@ def _event(fields: Sequence[Any], at: float | None = None) -> LifecycleEvent | N
         return ServiceFlapping(sid, at, int(f["restarts"]), int(f["window"]) / _US)
     simple: dict[str, Callable[[ServiceId, float], LifecycleEvent]] = {
         "service_started": Started, "service_stopped": Stopped, "heartbeat_timeout": HeartbeatTimeout,
-        "reconnected": Reconnected,
+        "reconnected": Reconnected, "ownership_released": Released,
     }
     make = simple.get(kind)
     if make is None:

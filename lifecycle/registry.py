@@ -15,15 +15,16 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from . import _validate
 from ._forksafe import hold_across_fork
 from ._text import quote
 from .errors import ServiceAlreadyExists, ServiceNotFound
+from .events import LifecycleEvent
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status, _utcnow
 
-__all__ = ["Owned", "OwnerStore", "Registry", "RegistryReader", "RegistryService", "RegistryStats", "Store"]
+__all__ = ["Owned", "OwnerStore", "Registry", "RegistryReader", "RegistryService", "RegistryStats", "Released", "Store"]
 
 _RUNNING = ServiceStatus.RUNNING
 _Services = list[ExtensionService]
@@ -131,6 +132,16 @@ class Owned(NamedTuple):
     before: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Released(LifecycleEvent):
+    """The fleet log's entry of a graceful give-up (`OwnerStore.disown`): the other candidates take over at once.
+
+    Only logged, never emitted as a signal: members read it to wake; subscriptions are not given it.
+    """
+
+    signal_name: ClassVar[str] = "ownership_released"
+
+
 @runtime_checkable
 class OwnerStore(Protocol):
     """What a shared registry adds so one live member owns each process-bound service, fenced like the leader.
@@ -149,7 +160,10 @@ class OwnerStore(Protocol):
         ...
 
     def disown(self, id: str, owner: str) -> None:
-        """Give ownership up (after the owner stopped its child), so another member takes it at once."""
+        """Give ownership up (after the owner stopped its child), so another member takes it at once.
+
+        Logs `Released` in the same atomic step when `owner` held it: the log wakes the other candidates.
+        """
         ...
 
     def owner_of(self, id: str) -> str | None:

@@ -592,6 +592,24 @@ def test_a_take_over_learns_no_interval_for_the_silence_before_its_grant(reg, ra
     assert intervals(reg, raw, sid) == [75_000, 125_000, last_us(reg, sid) - granted]
 
 
+def test_a_give_up_is_logged_once_for_the_other_candidates_and_emitted_to_nobody(reg):
+    """DISOWN by the holder logs `Released` in the same step (members wake on it); by anyone else, nothing."""
+    from lifecycle.registry import Released
+
+    sid = running(reg)
+    assert reg.own(sid, "member-a", LONG, 0.1, "").code == "owner"
+    start = reg.last_event_id()
+    reg.disown(sid, "member-b")  # not its holder: no change, nothing logged
+    assert reg.owner_of(sid) == "member-a" and reg.read_events(start) == []
+    reg.disown(sid, "member-a")
+    assert reg.owner_of(sid) is None
+    rows = reg.read_events(start)
+    assert [type(event) for _, event in rows] == [Released] and rows[0][1].service_id == sid
+    reg.disown(sid, "member-a")  # given up already: logged once
+    assert len(reg.read_events(start)) == 1
+    assert reg.own(sid, "member-b", LONG, 0.1, "").fresh  # and it is free for the next candidate
+
+
 def test_a_revival_by_heartbeat_learns_the_silence_and_a_reconnect_does_not(reg, raw):
     with_phi(reg)
     sid = running(reg)

@@ -8,14 +8,17 @@ a fleet; the store is a `SharedMemoryRegistry`, then a namespace of each real se
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 from transport_support import WAIT, child_service, proc_state, wait_until
 
-from lifecycle import LifecycleConfig, LifecycleManager, Registry, ServiceStatus
+from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, Registry, ServiceStatus
 from lifecycle.connectors import SubprocessConnector
-from lifecycle.events import Error, Reconnected
+from lifecycle.events import Error, Reconnected, Stopped
+from lifecycle.registry import Released
 from lifecycle.shared_memory import SharedMemoryRegistry
 from lifecycle.testing import EventRecorder
 
@@ -34,8 +37,8 @@ class Fleet:
         self.members: list[Member] = []
         self.probe = new_registry()
 
-    def member(self, host: str | None = None) -> Member:
-        member = Member(self.new_registry(), host)
+    def member(self, host: str | None = None, connector: SubprocessConnector | None = None) -> Member:
+        member = Member(self.new_registry(), host, connector)
         self.members.append(member)
         return member
 
@@ -46,8 +49,9 @@ class Fleet:
 class Member:
     """One member of the fleet (on `host`, default this machine's): a manager and its own connector."""
 
-    def __init__(self, registry: Registry, host: str | None = None) -> None:
-        self.connector = SubprocessConnector()
+    def __init__(self, registry: Registry, host: str | None = None,
+                 connector: SubprocessConnector | None = None) -> None:
+        self.connector = connector or SubprocessConnector()
         self.manager = LifecycleManager(registry, CONFIG, connector=self.connector, host=host)
         self.token = self.manager._engine.ticker.owner  # type: ignore[attr-defined]
 
@@ -76,6 +80,40 @@ def server_fleet(redis_server, namespace: str) -> Iterator[Fleet]:
     from lifecycle.redis import RedisRegistry
 
     yield from _run(Fleet(lambda: RedisRegistry.from_url(redis_server.url, namespace=namespace, lease_ttl_secs=TTL)))
+
+
+LONG_TTL = 6.0  # a lease whose candidates tick 2 s apart: a take-over at a tick is easy to tell from a wake
+
+
+@pytest.fixture
+def long_memory_fleet() -> Iterator[Fleet]:
+    yield from _run(Fleet(SharedMemoryRegistry(lease_ttl_secs=LONG_TTL).handle))
+
+
+@pytest.fixture
+def long_server_fleet(redis_server, namespace: str) -> Iterator[Fleet]:
+    pytest.importorskip("redis", reason="needs the redis extra")
+    from lifecycle.redis import RedisRegistry
+
+    yield from _run(Fleet(lambda: RedisRegistry.from_url(redis_server.url, namespace=namespace,
+                                                         lease_ttl_secs=LONG_TTL)))
+
+
+class Spawns(SubprocessConnector):
+    """A `SubprocessConnector` that notes when it spawned a child and how many ticks its member had made then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spawned = threading.Event()
+        self.at = 0.0
+        self.ticks = -1
+        self.member: Member | None = None
+
+    def connect(self, service: ExtensionService) -> None:
+        super().connect(service)
+        if self.member is not None and not self.spawned.is_set():
+            self.at, self.ticks = time.monotonic(), self.member.ticks()
+            self.spawned.set()
 
 
 def _tick_count(ticker: object) -> int:
@@ -163,3 +201,45 @@ def test_a_stop_made_by_another_member_reaches_the_owner_through_the_store_in_me
 
 def test_a_stop_made_by_another_member_reaches_the_owner_through_the_store_on_a_server(server_fleet: Fleet) -> None:
     _a_stop_made_by_another_member_reaches_the_owner_through_the_store(server_fleet)
+
+
+def _a_graceful_hand_over_wakes_the_other_member_at_once(fleet: Fleet) -> list[float]:
+    """The give-up is in the fleet log: the other candidate spawns long before its next tick would ask."""
+    a = fleet.member()
+    spawns = Spawns()
+    b = fleet.member(connector=spawns)
+    spawns.member = b
+    sid = a.manager.start_service(child_service("woken", "steady", "0.1"))
+    b.manager.start_service(child_service("woken", "steady", "0.1"))
+    assert fleet.owner_of(sid) == a.token and b.pid(sid) is None
+    tick = b.manager._engine.ticker.renew_every  # type: ignore[attr-defined]
+    assert tick == LONG_TTL / 3
+    # Right after one of B's ticks, its next is a whole tick away: a spawn before it is the wake's.
+    seen = b.ticks()
+    wait_until(lambda: b.ticks() > seen, timeout=tick + WAIT, what="a tick of the other member")
+    subscription = b.manager.subscribe(fleet=True)
+    ticks, closed = b.ticks(), time.monotonic()
+    a.manager.shutdown()  # ends its child, then gives the ownership up
+    assert spawns.spawned.wait(tick + WAIT), "the other member never spawned a child"
+    took = spawns.at - closed
+    assert spawns.ticks == ticks, "spawned at a tick, not woken by the give-up"
+    # Half a tick: ending the old child, the log's round trip and a spawn on a loaded machine, never a tick's wait.
+    assert took < tick / 2, took
+    assert not _alive(a.pid(sid)) and _alive(b.pid(sid)) and fleet.owner_of(sid) == b.token
+    # The give-up is the members' business: a fleet subscription, which reads the same log, is not given it.
+    b.manager.stop_service(sid)
+    got = []
+    while not got or not isinstance(got[-1], Stopped):
+        got.append(subscription.get(timeout=WAIT))
+    assert not [e for e in got if isinstance(e, Released)] and got[-1].service_id == sid
+    return [took]
+
+
+def test_a_graceful_hand_over_wakes_the_other_member_at_once_in_memory(long_memory_fleet: Fleet) -> None:
+    took = _a_graceful_hand_over_wakes_the_other_member_at_once(long_memory_fleet)
+    print(f"hand-over in memory: {took[0]:.3f} s from the owner's shutdown to the new child")
+
+
+def test_a_graceful_hand_over_wakes_the_other_member_at_once_on_a_server(long_server_fleet: Fleet) -> None:
+    took = _a_graceful_hand_over_wakes_the_other_member_at_once(long_server_fleet)
+    print(f"hand-over on a server: {took[0]:.3f} s from the owner's shutdown to the new child")

@@ -23,10 +23,10 @@ from dataclasses import replace
 from ..config import LifecycleConfig
 from ..connector import Hooks
 from ..errors import InvalidState, LifecycleError, RegistryUnavailable
-from ..events import HeartbeatTimeout, LifecycleEvent, Reconnected, Reconnecting, Started, StatusChanged, Stopped
+from ..events import HeartbeatTimeout, LifecycleEvent, Reconnected, Reconnecting, Started, StatusChanged
 from ..fleet import Detail, Plan, SharedRegistry, StoreSettings, Sweep
 from ..model import ExtensionService, ServiceId, ServiceStatus
-from ..registry import OwnerStore
+from ..registry import OwnerStore, Released
 from ..subscription import Subscription
 from ..timers import Timer
 from ..watchdog import Watchdog
@@ -101,7 +101,7 @@ class FleetEngine:
         # Process-bound services (STDIO children) are owned by one member each, asserted every tick.
         self._owners = None if not isinstance(registry, OwnerStore) else Owners(
             registry, executor, lambda: self.ticker.owner, self.ticker.ttl, self.ticker.renew_every,
-            Spawner(registry.get, self._spawn, self.error), self.host)
+            Spawner(registry.get, self._spawn, self.error), self.host, watchdog)
         if self._owners is not None:
             self.ticker.each = self._owners.tick
         self.ticker.start()
@@ -141,7 +141,7 @@ class FleetEngine:
 
     def follow(self, subscription: Subscription) -> None:
         def deliver(events: list[LifecycleEvent]) -> None:
-            for event in events:
+            for event in (e for e in events if not isinstance(e, Released)):  # the members' business alone
                 subscription._put(event)
 
         # The start is read here, so that nothing emitted after subscribe() returns is missed.
@@ -328,9 +328,8 @@ class FleetEngine:
             soon.append(0.0)  # a new deadline: the sweep says when it falls
         if soon:
             self.ticker.poke(min(soon))
-        owners = self._owners
-        if owners is not None and any(isinstance(e, Stopped) and e.service_id in owners for e in events):
-            self._soon(0.0)  # stopped by another member: the owner ends its child now
+        if self._owners is not None:  # given up elsewhere: a candidate takes over; stopped: the owner ends it
+            self._owners.nudge(events)
 
     def _claim(self, ticker: Ticker) -> Sweep | None:
         """The partition's sweep; after a failure we saw, with no grace at all (every deadline starts again)."""

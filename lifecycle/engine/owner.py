@@ -9,8 +9,10 @@ for it). Any member still records heartbeats, reads status and stops the service
 elsewhere reaches the owner through the store (the service is gone or stopping at its next
 tick), and it ends its child.
 
-Hand-over: `close` (a graceful shutdown) ends each child first, then gives the ownership up, so
-another candidate takes over at its next tick; a dead owner's ownership runs out after its TTL.
+Hand-over: `close` (a graceful shutdown) ends each child first, then gives the ownership up; the
+store logs the give-up (`Released`) in the same step, and every other candidate that reads it in the
+fleet log (`nudge`) asserts that service's ownership at once, not at its next tick. A dead owner's
+ownership runs out after its TTL.
 A new owner spawns at once when the service is RUNNING or ERROR (a child that failed for good
 gets a fresh start on another member), or runs the attempt the store claims for it.
 An owner whose ownership may have lapsed (it could not renew in time: paused, say) ends its child
@@ -19,8 +21,10 @@ never live. The owner records itself and its child (host, pids, /proc start time
 ownership; a new owner on the same host ends a paused earlier owner's leftover child, verified by
 its start time, before it spawns (leftover.py).
 
-Locking: `_lock` guards the candidates and each one's `held` flag (the one caller that clears it ends
-the child: a report and the tick may find a lapse together); connector and store calls run outside it.
+Locking: `nudge` runs on the log reader's thread: it only arms a watchdog timer, whose action hands
+the step to the executor (a take-over spawns: a connector call). `_lock` guards the candidates and
+each one's `held` flag (the one caller that clears it ends the child: a report and the tick may find
+a lapse together); connector and store calls run outside it.
 """
 
 from __future__ import annotations
@@ -36,8 +40,10 @@ from typing import NamedTuple
 
 from ..connector import Hooks
 from ..errors import InvalidState, LifecycleError
+from ..events import LifecycleEvent, Stopped
 from ..model import ExtensionService, ServiceId
-from ..registry import Owned, OwnerStore
+from ..registry import Owned, OwnerStore, Released
+from ..watchdog import Watchdog
 from .base import error_text
 from .leftover import end_leftovers, start_time
 from .runner import Executor, Outcome
@@ -86,8 +92,9 @@ class Owners:
     """The process-bound services this member is a candidate for; `tick` asserts or gives up each."""
 
     def __init__(self, store: OwnerStore, executor: Executor, token: Callable[[], str], ttl: float,
-                 tick: float, spawn: Spawner, host: str) -> None:
+                 tick: float, spawn: Spawner, host: str, watchdog: Watchdog) -> None:
         self.host = host
+        self._watchdog = watchdog
         self._store = store
         self._executor = executor
         self._token = token
@@ -142,11 +149,29 @@ class Owners:
         with self._lock:
             bounds = list(self._bound.values())
         for bound in bounds:
-            try:
-                self._assert(bound)
-            except Exception:
-                log.exception("lifecycle: asserting the ownership of %r failed; tried again next tick",
-                              bound.service.name)
+            self._step(bound)
+
+    def nudge(self, events: list[LifecycleEvent]) -> None:
+        """Fleet log entries: a candidate's service given up (or stopped) elsewhere is asserted at once.
+
+        Called on the log reader's thread: it arms a timer at 0 on the watchdog, which hands the
+        step to the executor (it may spawn a child), so no reader waits on a connector.
+        """
+        for id in {e.service_id for e in events if isinstance(e, (Released, Stopped)) and e.service_id in self}:
+            self._watchdog.call_later(0.0, self._executor.run, lambda id=id: self.step(id))
+
+    def step(self, id: str) -> None:
+        """Assert the ownership of candidate `id` now (a no-op once it is no candidate)."""
+        bound = self._bound.get(id)
+        if bound is not None:
+            self._step(bound)
+
+    def _step(self, bound: _Bound) -> None:
+        try:
+            self._assert(bound)
+        except Exception:
+            log.exception("lifecycle: asserting the ownership of %r failed; tried again next tick",
+                          bound.service.name)
 
     def record(self, id: str) -> None:
         """After a spawn: record the new child with our ownership at once (a new owner may have to end it)."""
