@@ -9,6 +9,7 @@ frozen time; the server's tests wait on conditions with generous bounds.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections import Counter
@@ -437,3 +438,57 @@ def test_on_a_server_a_killed_leader_fails_over_every_partition_within_a_lease_a
         assert f.events("heartbeat_timeout") == []
     finally:
         f.close()
+
+
+class Lines(logging.Handler):
+    """The library's log lines, counted as they come; `wait(text, n)` waits until `n` contain `text`."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[logging.LogRecord] = []
+        self.changed = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.changed:
+            self.lines.append(record)
+            self.changed.notify_all()
+
+    def count(self, text: str) -> int:
+        with self.changed:
+            return sum(text in record.getMessage() for record in self.lines)
+
+    def wait(self, text: str, n: int) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: sum(text in r.getMessage() for r in self.lines) >= n, WAIT)
+
+
+def test_on_a_server_an_outage_is_logged_once_however_many_partitions_meet_it(fresh_redis_server, namespace):
+    """Every partition's tick meets the stopped server and gives its lease up, each on its own; the
+    cause is logged once, and "reachable again" once, when every partition has its lease back."""
+    lines = Lines()
+    logger = logging.getLogger("lifecycle")
+    logger.addHandler(lines)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel, not the attribute: it clears the logger's cache of levels
+    registry = RedisRegistry.from_url(fresh_redis_server.url, namespace=namespace, partitions=P, lease_ttl_secs=TTL,
+                                      socket_timeout=1.0, socket_connect_timeout=1.0)
+    manager = LifecycleManager(registry, FAST)
+    try:
+        assert lines.wait("now acts for the fleet", P), "the manager never led every partition"
+        fresh_redis_server.stop()
+        # Each partition's tick fails on its own (its own lease, its own backoff) ...
+        assert lines.wait("no longer acts for the fleet", P), "not every partition's tick met the outage"
+        dropped = [r.getMessage() for r in lines.lines if "no longer acts" in r.getMessage()]
+        assert all(any(f"(partition {p})" in line for line in dropped) for p in range(P)), dropped
+        fresh_redis_server.start()
+        # ... and takes its lease back on its own.
+        assert lines.wait("now acts for the fleet", 2 * P), "not every partition's lease was taken back"
+        assert lines.wait("reachable again", 1)
+        assert registry.leaders() == [manager._engine.ticker.owner] * P  # type: ignore[attr-defined]
+    finally:
+        manager.shutdown()
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+        registry.client.close()
+    assert [r.levelno for r in lines.lines if "keeps trying" in r.getMessage()] == [logging.ERROR]
+    assert lines.count("reachable again") == 1

@@ -5,8 +5,9 @@ due (`act`), which says how long until the next thing is; the tick is armed for 
 next renewal, whichever is sooner. So detection stays deadline-driven with one timer per process.
 
 Nothing stops the tick: whatever a tick raises (an outage, an error the server answers, a bug)
-is logged once per distinct cause, the process stops calling itself leader, and the tick comes
-again after a backoff that doubles up to the renewal interval. A leader whose lease may have
+is logged once per distinct cause (once per process, however many partitions' ticks see it:
+`Outage`), the process stops calling itself leader, and the tick comes again after a backoff
+that doubles up to the renewal interval. A leader whose lease may have
 run out (it could not renew in time) is not the leader, whatever it last heard.
 
 Threads and locks: ticks run on the watchdog thread (or in `run_pending`); the little state kept
@@ -29,7 +30,7 @@ from ..fleet import SharedRegistry
 from ..timers import Timer
 from ..watchdog import Watchdog
 
-__all__ = ["Leases", "Ticker"]
+__all__ = ["Leases", "Outage", "Ticker"]
 
 log = logging.getLogger("lifecycle")
 
@@ -41,12 +42,55 @@ def owner_token() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
+class Outage:
+    """What the ticks of one process's partitions log while they fail: each cause once, and one recovery.
+
+    Every partition's tick meets the same cause when the server is down; it is logged by the
+    first tick that meets it and by no other while any partition still fails with it, and "reachable
+    again" is logged once every failing partition has recovered. Each ticker keeps its own
+    backoff. Ticks run on the watchdog thread or in `run_pending`; `_lock` guards the map.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failing: dict[int, tuple[str, str]] = {}  # partition -> the cause its ticks last met
+        self._since = 0.0
+
+    def failed(self, partition: int, exc: Exception) -> None:
+        """Partition's tick failed with `exc`: log it unless it already did, or another failing one met it."""
+        cause = (type(exc).__name__, str(exc))
+        with self._lock:
+            if not self._failing:
+                self._since = time.monotonic()
+            before = self._failing.get(partition)
+            self._failing[partition] = cause
+            if cause == before or any(c == cause for p, c in self._failing.items() if p != partition):
+                return
+        if isinstance(exc, LifecycleError):  # the registry said what is wrong (unreachable, or refused)
+            log.error("lifecycle: %s; the watchdog keeps trying (logged once per cause)", exc)
+        else:
+            log.error("lifecycle: the fleet's tick failed: %s: %s; the watchdog keeps trying "
+                      "(logged once per cause)", *cause, exc_info=exc)
+
+    def recovered(self, partition: int) -> None:
+        """Partition's tick worked: once no partition fails any more, say how long the registry was out."""
+        with self._lock:
+            if self._failing.pop(partition, None) is None or self._failing:
+                return
+            since = self._since
+        log.warning("lifecycle: the registry is reachable again after %.1f s", time.monotonic() - since)
+
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._failing = {}
+
+
 class Ticker:
     """Holds or seeks the lease on every tick; as leader calls `act(within) -> seconds until next`."""
 
     def __init__(self, registry: SharedRegistry, watchdog: Watchdog, timeout: float,
                  act: Callable[[Ticker, float], float], restore: Callable[[], None], *, partition: int = 0,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, outage: Outage | None = None) -> None:
         self.registry = registry
         self.partition = partition
         # A partitioned registry is told which partition's lease; a registry of one partition is asked as always.
@@ -65,8 +109,8 @@ class Ticker:
         self._timer: Timer | None = None
         self._ticking = False
         self._wake = math.inf  # a tick must come by then (monotonic): what pokes asked for during a tick
-        self._failing: tuple[str, str] | None = None  # the cause last logged while ticks fail
-        self._failing_since = 0.0
+        self._failing = False  # while ticks fail (the backoff grows)
+        self._outage = Outage() if outage is None else outage  # what is logged, shared by a process's partitions
         self._retry = _RETRY_MIN
         self.rebase = False  # the next sweep gives every service a fresh full timeout
         self._closed = False
@@ -184,26 +228,15 @@ class Ticker:
         # Heartbeats may have been refused meanwhile, and the server's deadlines kept running:
         # silence that overlaps a failure counts for nothing (the next sweep restarts every deadline).
         self.rebase = True
-        cause = (type(exc).__name__, str(exc))
-        if self._failing is None:
-            self._failing_since = time.monotonic()
-            self._retry = _RETRY_MIN
-        else:
-            self._retry = min(self._retry * 2, self.renew_every)
-        if cause != self._failing:
-            self._failing = cause
-            if isinstance(exc, LifecycleError):  # the registry said what is wrong (unreachable, or refused)
-                log.error("lifecycle: %s; the watchdog keeps trying (logged once per cause)", exc)
-            else:
-                log.error("lifecycle: the fleet's tick failed: %s: %s; the watchdog keeps trying "
-                          "(logged once per cause)", *cause, exc_info=exc)
+        self._retry = min(self._retry * 2, self.renew_every) if self._failing else _RETRY_MIN
+        self._failing = True
+        self._outage.failed(self.partition, exc)
         return self._retry
 
     def _on_success(self) -> None:
-        if self._failing is not None:
-            log.warning("lifecycle: the registry is reachable again after %.1f s",
-                        time.monotonic() - self._failing_since)
-            self._failing = None
+        if self._failing:
+            self._failing = False
+            self._outage.recovered(self.partition)
 
     def close(self) -> None:
         """Stop ticking and give the lease up, so another process takes over at once."""
@@ -239,8 +272,9 @@ class Leases:
                  act: Callable[[Ticker, float], float], restore: Callable[[], None]) -> None:
         self.owner = owner_token()
         count = int(getattr(registry, "partitions", 1))
-        self.tickers = [Ticker(registry, watchdog, timeout, act, restore, partition=p, owner=self.owner)
-                        for p in range(count)]
+        self.outage = Outage()  # a server that is down is logged once, not once per partition
+        self.tickers = [Ticker(registry, watchdog, timeout, act, restore, partition=p, owner=self.owner,
+                               outage=self.outage) for p in range(count)]
         self._of: Callable[[str], int] = getattr(registry, "partition_of", lambda id: 0)
         first = self.tickers[0]
         self.ttl, self.renew_every = first.ttl, first.renew_every
@@ -292,5 +326,6 @@ class Leases:
 
     def after_fork_in_child(self) -> None:
         self.owner = owner_token()
+        self.outage.after_fork_in_child()
         for ticker in self.tickers:
             ticker.after_fork_in_child(self.owner)
