@@ -32,6 +32,7 @@ MAX_PARTITIONS = 1024
 
 _Events = list[LifecycleEvent]
 _Rows = list[tuple[str, LifecycleEvent]]
+_Logs = list[_Rows]  # one list of rows per part, in partition order
 _Services = list[ExtensionService]
 _Ids = list[ServiceId]
 _Plans = list[tuple[str, Plan]]
@@ -376,6 +377,9 @@ class Partitioned:
         tells the entry's time and is where the next read starts.
         """
         cursor = self._cursor(after)
+        together = self._read_together(cursor, count, block)
+        if together is not None:
+            return self._merge(cursor, count, together)
         rows = self._merged(cursor, count)
         if rows or block is None:
             return rows
@@ -388,6 +392,10 @@ class Partitioned:
                 return self._merged(cursor, count)
         return []
 
+    def _read_together(self, cursor: _Texts, count: int, block: float | None) -> _Logs | None:
+        """Each part's entries after `cursor`, read in one call (waiting up to `block`); None: read part by part."""
+        return None
+
     def _cursor(self, after: str) -> _Texts:
         if after == "$":
             return self.last_event_id().split(",")
@@ -398,9 +406,14 @@ class Partitioned:
         return position
 
     def _merged(self, cursor: _Texts, count: int) -> _Rows:
+        return self._merge(cursor, count, [part.read_events(cursor[p], count=count)
+                                           for p, part in enumerate(self._parts)])
+
+    def _merge(self, cursor: _Texts, count: int, parts: _Logs) -> _Rows:
+        """The first `count` of every part's rows (`parts`, in partition order) by entry time, with positions."""
         found: list[tuple[tuple[int, int], int, str, LifecycleEvent]] = []
-        for p, part in enumerate(self._parts):
-            for entry, event in part.read_events(cursor[p], count=count):
+        for p, part in enumerate(parts):
+            for entry, event in part:
                 found.append((_key(entry), p, entry, event))
         found.sort(key=lambda row: (row[0], row[1]))
         position: _Texts = [*cursor]

@@ -8,14 +8,19 @@ tag holds only the recorded partition count (``lifecycle:{<namespace>}:partition
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from ._partitions import Partitioned, check_partitions
+from ._partitions import _SLICE_MAX, Partitioned, check_partitions
 from ._redis_client import Client, ScriptClient
-from ._redis_codec import _text
+from ._redis_codec import _rows, _text
+from .events import LifecycleEvent
 from .redis import RedisRegistry
+
+_Rows = list[tuple[str, LifecycleEvent]]
 
 __all__ = ["PartitionedRedis"]
 
@@ -39,6 +44,49 @@ class PartitionedRedis(Partitioned, RedisRegistry):
             part._calls.parent = self._calls  # the namespace's record is checked before any part's call
             self._parts.append(part)
         self._claims = [_RedisClaims(part._calls) for part in self._parts]
+        self._logs = [part.keys["events"] for part in self._parts]
+
+    def last_event_id(self) -> str:
+        """Every partition's newest entry id ("0-0": an empty log), joined by commas: one pipelined round trip.
+
+        A cluster's pipeline sends each node the reads of the partitions it serves.
+        """
+        def newest(client: Client) -> list[Any]:
+            with client.pipeline(transaction=False) as pipe:
+                for key in self._logs:
+                    pipe.xrevrange(key, count=1)
+                return list(pipe.execute())
+
+        return ",".join(_text(found[0][0]) if found else "0-0" for found in self._calls.command(newest))
+
+    def _read_together(self, cursor: list[str], count: int, block: float | None) -> list[_Rows] | None:
+        """Every partition's log in one XREAD of all the streams (an idle poll is one call, not one per partition).
+
+        Not on a Redis Cluster: the streams lie in different slots, and a command's keys must share
+        one (redis-py's cluster client refuses a multi-key XREAD across slots), so there each
+        partition's log is read on its own (None). A wait longer than `_SLICE_MAX` is made of
+        several, each below any sane socket timeout.
+        """
+        streams = dict(zip(self._logs, cursor, strict=True))
+        turns, wait = 1, None
+        if block is not None:
+            span = min(max(block, 0.001), _SLICE_MAX)
+            turns, wait = math.ceil(block / span), max(1, round(span * 1000))
+
+        def read(client: Client) -> Any:
+            return False if isinstance(client, RedisCluster) else client.xread(streams, count=count, block=wait)
+
+        for _ in range(max(1, turns)):
+            reply = self._calls.command(read)
+            if reply is False:
+                return None
+            if reply:
+                at = {key: p for p, key in enumerate(self._logs)}
+                found: list[_Rows] = [[] for _ in self._logs]
+                for stream, entries in reply.items() if isinstance(reply, dict) else reply:
+                    found[at[_text(stream)]] = _rows([(stream, entries)])
+                return found
+        return [[] for _ in self._logs]
 
     def __repr__(self) -> str:
         host, port = self._calls.where

@@ -492,3 +492,69 @@ def test_on_a_server_an_outage_is_logged_once_however_many_partitions_meet_it(fr
         registry.client.close()
     assert [r.levelno for r in lines.lines if "keeps trying" in r.getMessage()] == [logging.ERROR]
     assert lines.count("reachable again") == 1
+
+
+def commands(admin: redis.Redis) -> Counter[str]:
+    """Calls per command since the last CONFIG RESETSTAT, the admin's own (CONFIG, INFO) left out."""
+    stats = admin.info("commandstats")
+    return Counter({name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in stats.items()
+                    if not name.startswith(("cmdstat_config", "cmdstat_info"))})
+
+
+@pytest.mark.parametrize("parts", [1, 4])
+def test_on_a_plain_server_an_idle_log_reader_makes_one_call_per_poll(fresh_redis_server, namespace, parts):
+    """The fleet log's reader polls with `read_events(after, block=poll)`: over P partitions that is one
+    XREAD of the P streams (it used to be 2 x P: a read of each, then a blocking read of each in turn)."""
+    registry = RedisRegistry.from_url(fresh_redis_server.url, namespace=namespace, partitions=parts,
+                                      socket_timeout=2.0, socket_connect_timeout=2.0)
+    admin = redis.Redis(port=fresh_redis_server.port, decode_responses=True)
+    try:
+        for p in range(parts):  # a fleet that has written (the partition count is recorded) in every log
+            sid = next(s for s in iter(ServiceId.generate, None) if partition_of(s, parts) == p)
+            registry.activate(registry.register(ExtensionService(f"svc-{p}", "1", id=sid)), 5.0)
+        after = registry.last_event_id()
+        assert registry.read_events(after, block=0.05) == []
+        admin.config_resetstat()
+        assert registry.last_event_id() == after
+        assert commands(admin) == Counter({"xrevrange": parts})  # one pipelined round trip, one read per log
+        polls, poll = 3, 0.5  # follow_log's poll
+        admin.config_resetstat()
+        for _ in range(polls):
+            assert registry.read_events(after, block=poll) == []
+        assert commands(admin) == Counter({"xread": polls})
+        sid = registry.register(ExtensionService("late", "1"))
+        registry.activate(sid, 5.0)  # an entry in one partition's log ...
+        rows = registry.read_events(after, block=poll)  # ... is read at once, with its position
+        assert {event.service_id for _, event in rows} == {sid} and rows
+        assert registry.read_events(rows[-1][0], block=0.05) == []
+    finally:
+        admin.close()
+        registry.client.close()
+
+
+def test_on_a_server_the_logs_read_together_raise_lifecycle_errors_only(fresh_redis_server, namespace):
+    """The one XREAD of every partition's log and the pipelined newest ids: refused or unreachable, never raw."""
+    from lifecycle.errors import RegistryRefused, RegistryUnavailable
+
+    admin = redis.Redis(port=fresh_redis_server.port, decode_responses=True)
+    admin.execute_command("ACL", "SETUSER", "reader", "on", ">pw", "+@connection", "+get", "~*")
+    owner = RedisRegistry.from_url(fresh_redis_server.url, namespace=namespace, partitions=P)
+    reader = RedisRegistry.from_url(f"redis://reader:pw@127.0.0.1:{fresh_redis_server.port}/0", namespace=namespace,
+                                    partitions=P, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        owner.register(ExtensionService("svc", "1"))  # records the count, which the reader may GET
+        start = owner.last_event_id()
+        reads = (reader.last_event_id, lambda: reader.read_events(start), lambda: reader.read_events(start, block=0.1))
+        for call in reads:
+            with pytest.raises(RegistryRefused) as refused:
+                call()
+            assert refused.value.reason == "permission"
+        fresh_redis_server.stop()
+        for call in (owner.last_event_id, lambda: owner.read_events(start, block=0.1)):
+            with pytest.raises(RegistryUnavailable) as caught:
+                call()
+            assert caught.value.reason == "connection"
+    finally:
+        for made in (owner, reader):
+            made.client.close()
+        admin.close()

@@ -358,6 +358,34 @@ def test_partitions_spread_a_namespace_over_at_least_two_masters(whole, namespac
         reg.client.close()
 
 
+def test_the_partitions_logs_are_read_part_by_part_on_a_cluster_and_a_blocked_read_wakes(whole, namespace):
+    """The streams lie in different slots, so on a cluster no one XREAD reaches them all: each is read on its
+    own, and the newest ids in one pipeline (a round trip per node); a read waiting on them all wakes for any."""
+    from lifecycle.events import Started
+
+    reg = Spread.from_url(elsewhere(whole, namespace), namespace=namespace)
+    try:
+        start = reg.last_event_id()
+        assert reg.cluster and start == ",".join(["0-0"] * PARTS)
+        sids = [reg.register(in_partition(p, f"svc-{p}")) for p in range(PARTS)]
+        for sid in sids:
+            reg.activate(sid, 30.0)
+        assert {e.service_id for _, e in reg.read_events(start) if isinstance(e, Started)} == set(sids)
+        now = reg.last_event_id()
+        assert len(now.split(",")) == PARTS and "0-0" not in now.split(",")
+        assert reg.read_events(now, block=0.1) == []
+        got: list[list[tuple[str, object]]] = []
+        reader = threading.Thread(target=lambda: got.append(reg.read_events(now, block=10.0)))
+        reader.start()
+        late = reg.register(in_partition(PARTS - 1, "late"))
+        reg.activate(late, 30.0)
+        reader.join(15.0)
+        assert got and {e.service_id for _, e in got[0]} == {late}  # type: ignore[attr-defined]
+    finally:
+        reg.clear()
+        reg.client.close()
+
+
 def test_a_fleet_of_three_partitions_works_through_a_node_that_does_not_own_the_namespace(whole, namespace,
                                                                                           make_on, events):
     url = elsewhere(whole, namespace)
