@@ -117,6 +117,12 @@ class SharedRegistry(Registry, Protocol):
     """
 
     lease_ttl_secs: float
+    #: How many partitions the namespace is spread over, each with its own lease (1: not partitioned).
+    partitions: int
+
+    def partition_of(self, id: str) -> int:
+        """The partition holding service `id` (0 to `partitions` - 1; always 0 with one partition)."""
+        ...
 
     def configure(self, settings: StoreSettings) -> None:
         """Keep `settings` for every later operation; called once, when the engine is built.

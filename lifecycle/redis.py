@@ -396,13 +396,11 @@ class RedisRegistry(SharedRegistry):
 
     def stats(self) -> RegistryStats:
         """Counts per status."""
-        flat = self._run("STATS")[1]
-        counts = {_text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
-        return RegistryStats(
-            total=sum(counts.values()), starting=counts.get("starting", 0), running=counts.get("running", 0),
-            stopping=counts.get("stopping", 0), stopped=counts.get("stopped", 0), errors=counts.get("error", 0),
-            reconnecting=counts.get("reconnecting", 0),
-        )
+        return _stats(self._run("STATS")[1])
+
+    def partition_of(self, id: str) -> int:
+        """The partition holding service `id`: 0, the namespace being one partition (see `PartitionedRedis`)."""
+        return 0
 
     def health_check(self) -> _Ids:
         """Mark every RUNNING service silent for `heartbeat_timeout_secs` RECONNECTING; return their ids."""
@@ -512,6 +510,16 @@ class RedisRegistry(SharedRegistry):
         """The live owner of `id` (its token), or None."""
         holder = _text(self._owner_script("OWNER_OF", id)[0])
         return holder or None
+
+
+def _stats(flat: builtins.list[Any]) -> RegistryStats:
+    """The STATS script's reply (status, count, status, count...) as counts per status."""
+    counts = {_text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return RegistryStats(
+        total=sum(counts.values()), starting=counts.get("starting", 0), running=counts.get("running", 0),
+        stopping=counts.get("stopping", 0), stopped=counts.get("stopped", 0), errors=counts.get("error", 0),
+        reconnecting=counts.get("reconnecting", 0),
+    )
 
 
 def _is_text(value: object) -> bool:

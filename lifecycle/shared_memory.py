@@ -403,6 +403,10 @@ class SharedMemoryRegistry(SharedRegistry):
         """How many services are registered."""
         return len(self.data.status)
 
+    def partition_of(self, id: str) -> int:
+        """The partition holding service `id`: 0, the store being one partition (see `_PartitionedMemory`)."""
+        return 0
+
     def __len__(self) -> int:
         return self.count()
 

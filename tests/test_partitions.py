@@ -558,3 +558,23 @@ def test_on_a_server_the_logs_read_together_raise_lifecycle_errors_only(fresh_re
         for made in (owner, reader):
             made.client.close()
         admin.close()
+
+
+def test_every_shared_registry_says_how_many_partitions_and_which_holds_a_service(redis_server, namespace):
+    """`partitions` and `partition_of` are part of `SharedRegistry`: one-partition stores answer 1 and 0."""
+    from lifecycle.fleet import SharedRegistry, is_shared
+
+    assert "partitions" in SharedRegistry.__annotations__ and callable(SharedRegistry.partition_of)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        stores: list[tuple[SharedRegistry, int]] = [
+            (RedisRegistry(client, namespace=namespace), 1), (SharedMemoryRegistry(), 1),
+            (RedisRegistry(client, namespace=namespace + "-p", partitions=P), P),
+            (SharedMemoryRegistry(partitions=P), P),
+        ]
+        sids = [in_partition(p, "x").id for p in range(P)]
+        for store, count in stores:
+            assert is_shared(store) and store.partitions == count, store
+            assert [store.partition_of(sid) for sid in sids] == ([0] * P if count == 1 else list(range(P))), store
+    finally:
+        client.close()

@@ -357,7 +357,7 @@ _REGISTRY_CALLS: dict[str, Callable[[RedisRegistry], object]] = {
     "last_event_id": lambda r: r.last_event_id(),
     "read_events": lambda r: r.read_events("0"),
 }
-_LOCAL = {"configure", "settings", "client", "from_url", "cluster"}  # no call to the server
+_LOCAL = {"configure", "settings", "client", "from_url", "cluster", "partition_of"}  # no call to the server
 
 
 def test_the_list_of_registry_calls_is_whole():

@@ -122,7 +122,7 @@ class EventLog:
             return  # another thread of this process is reading: it reads for this poll too
         try:
             if self._after is None:  # the start of each partition's log
-                self._after = ",".join(["0-0"] * getattr(registry, "partitions", 1))
+                self._after = ",".join(["0-0"] * registry.partitions)
             for _ in range(READ_PAGES):
                 rows = registry.read_events(self._after, count=READ_PAGE)
                 if not rows:

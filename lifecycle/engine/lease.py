@@ -94,7 +94,7 @@ class Ticker:
         self.registry = registry
         self.partition = partition
         # A partitioned registry is told which partition's lease; a registry of one partition is asked as always.
-        self.which: dict[str, int] = {"partition": partition} if getattr(registry, "partitions", 1) > 1 else {}
+        self.which: dict[str, int] = {"partition": partition} if registry.partitions > 1 else {}
         self.ttl = float(getattr(registry, "lease_ttl_secs", 5.0))
         self.renew_every = self.ttl / 3
         self._timeout = timeout
@@ -271,11 +271,11 @@ class Leases:
     def __init__(self, registry: SharedRegistry, watchdog: Watchdog, timeout: float,
                  act: Callable[[Ticker, float], float], restore: Callable[[], None]) -> None:
         self.owner = owner_token()
-        count = int(getattr(registry, "partitions", 1))
+        count = registry.partitions
         self.outage = Outage()  # a server that is down is logged once, not once per partition
         self.tickers = [Ticker(registry, watchdog, timeout, act, restore, partition=p, owner=self.owner,
                                outage=self.outage) for p in range(count)]
-        self._of: Callable[[str], int] = getattr(registry, "partition_of", lambda id: 0)
+        self._of = registry.partition_of
         first = self.tickers[0]
         self.ttl, self.renew_every = first.ttl, first.renew_every
 
