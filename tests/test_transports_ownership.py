@@ -243,3 +243,35 @@ def test_a_graceful_hand_over_wakes_the_other_member_at_once_in_memory(long_memo
 def test_a_graceful_hand_over_wakes_the_other_member_at_once_on_a_server(long_server_fleet: Fleet) -> None:
     took = _a_graceful_hand_over_wakes_the_other_member_at_once(long_server_fleet)
     print(f"hand-over on a server: {took[0]:.3f} s from the owner's shutdown to the new child")
+
+
+def _a_candidate_that_joins_a_service_nobody_owns_spawns_it_at_once(fleet: Fleet) -> float:
+    """The last candidate gave the service up before the next one came (both workers recycled): no tick's wait."""
+    leader = fleet.member()  # holds the lease throughout: the new member is a follower, ticking a tick apart
+    wait_until(lambda: leader.manager._engine.leader, what="the first member to lead")  # type: ignore[attr-defined]
+    a = fleet.member()
+    sid = a.manager.start_service(child_service("unowned", "steady", "0.1"))
+    a.manager.shutdown()  # no other candidate yet: the service stays registered, owned by nobody
+    assert fleet.owner_of(sid) is None
+    spawns = Spawns()
+    b = fleet.member(connector=spawns)
+    spawns.member = b
+    tick = b.manager._engine.ticker.renew_every  # type: ignore[attr-defined]
+    wait_until(lambda: b.ticks() >= 1, timeout=tick + WAIT, what="the new member's first tick")
+    ticks, joined = b.ticks(), time.monotonic()
+    assert b.manager.start_service(child_service("unowned", "steady", "0.1")) == sid  # joined: a candidate
+    assert spawns.spawned.wait(tick + WAIT), "the new candidate never spawned a child"
+    took = spawns.at - joined
+    assert spawns.ticks == ticks, "spawned at a tick, not as it became a candidate"
+    assert took < tick / 2, took  # a store round trip and a spawn, never a tick's wait
+    assert _alive(b.pid(sid)) and fleet.owner_of(sid) == b.token
+    return took
+
+
+def test_a_candidate_that_joins_a_service_nobody_owns_spawns_it_at_once_in_memory(long_memory_fleet: Fleet) -> None:
+    _a_candidate_that_joins_a_service_nobody_owns_spawns_it_at_once(long_memory_fleet)
+
+
+def test_a_candidate_that_joins_a_service_nobody_owns_spawns_it_at_once_on_a_server(long_server_fleet: Fleet) -> None:
+    took = _a_candidate_that_joins_a_service_nobody_owns_spawns_it_at_once(long_server_fleet)
+    print(f"a joining candidate spawned {took:.3f} s after it joined")

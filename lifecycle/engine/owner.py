@@ -11,8 +11,9 @@ tick), and it ends its child.
 
 Hand-over: `close` (a graceful shutdown) ends each child first, then gives the ownership up; the
 store logs the give-up (`Released`) in the same step, and every other candidate that reads it in the
-fleet log (`nudge`) asserts that service's ownership at once, not at its next tick. A dead owner's
-ownership runs out after its TTL.
+fleet log (`nudge`) asserts that service's ownership at once, not at its next tick; so does a member
+as it becomes a candidate (`add`), in case the service was given up before it could read that.
+A dead owner's ownership runs out after its TTL.
 A new owner spawns at once when the service is RUNNING or ERROR (a child that failed for good
 gets a fresh start on another member), or runs the attempt the store claims for it.
 An owner whose ownership may have lapsed (it could not renew in time: paused, say) ends its child
@@ -116,6 +117,10 @@ class Owners:
                 bound.held = True
         if spawned:
             self.record(service.id)
+        else:
+            # A new candidate asks at once rather than at its first tick: the owner may have given the
+            # service up before this member was there to read it (the last one of its workers recycled).
+            self._wake(service.id)
 
     def take(self, service: ExtensionService, hooks: Hooks) -> bool:
         """Before spawning a new service's first child: own it. True if this process may spawn it."""
@@ -158,7 +163,11 @@ class Owners:
         step to the executor (it may spawn a child), so no reader waits on a connector.
         """
         for id in {e.service_id for e in events if isinstance(e, (Released, Stopped)) and e.service_id in self}:
-            self._watchdog.call_later(0.0, self._executor.run, lambda id=id: self.step(id))
+            self._wake(id)
+
+    def _wake(self, id: str) -> None:
+        """Assert `id`'s ownership as soon as the watchdog runs a timer: the step itself on the executor."""
+        self._watchdog.call_later(0.0, self._executor.run, lambda: self.step(id))
 
     def step(self, id: str) -> None:
         """Assert the ownership of candidate `id` now (a no-op once it is no candidate)."""
