@@ -18,6 +18,7 @@ from ._partitions import _SLICE_MAX, Partitioned, check_partitions
 from ._redis_client import Client, ScriptClient
 from ._redis_codec import _rows, _text
 from .events import LifecycleEvent
+from .fleet import Lease
 from .redis import RedisRegistry
 
 _Rows = list[tuple[str, LifecycleEvent]]
@@ -45,6 +46,17 @@ class PartitionedRedis(Partitioned, RedisRegistry):
             self._parts.append(part)
         self._claims = [_RedisClaims(part._calls) for part in self._parts]
         self._logs = [part.keys["events"] for part in self._parts]
+
+    def lease(self, owner: str, ttl: float, *, partition: int = 0) -> Lease:
+        """Take or renew the lease of `partition`; a part whose data was lost has the namespace's count recorded again.
+
+        The record lives in the namespace's own tag, checked once per client: a part that made a new
+        generation marker (its keys were gone) has it checked, and so written again, on the next call.
+        """
+        lease = super().lease(owner, ttl, partition=partition)
+        if not self._parts[partition]._calls._ready:
+            self._calls._ready = False
+        return lease
 
     def last_event_id(self) -> str:
         """Every partition's newest entry id ("0-0": an empty log), joined by commas: one pipelined round trip.

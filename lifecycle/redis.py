@@ -427,7 +427,9 @@ class RedisRegistry(SharedRegistry):
 
     def lease(self, owner: str, ttl: float) -> Lease:
         """Take or renew the leader lease for `ttl` seconds."""
-        code, generation = self._run("LEASE", owner, max(1, round(ttl * 1000)) if ttl > 0 else 0, uuid.uuid4().hex)
+        new = uuid.uuid4().hex  # the generation marker, if the server has none (its data was lost, or never was)
+        code, generation = self._run("LEASE", owner, max(1, round(ttl * 1000)) if ttl > 0 else 0, new)
+        self._calls._ready &= _text(generation) != new  # ours: the count's record went too, so check it again
         return Lease(_text(code) == "leader", _text(generation))
 
     def leader(self) -> str | None:

@@ -578,3 +578,30 @@ def test_every_shared_registry_says_how_many_partitions_and_which_holds_a_servic
             assert [store.partition_of(sid) for sid in sids] == ([0] * P if count == 1 else list(range(P))), store
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("parts", [1, P])
+def test_on_a_server_a_running_process_records_the_count_again_after_the_data_was_lost(fresh_redis_server, namespace,
+                                                                                      parts):
+    """After a FLUSHALL the record of the count is gone with the rest: the running process's next lease tick (a
+    new generation) has it written again, so a process started later with another count is still refused."""
+    admin = redis.Redis(port=fresh_redis_server.port, decode_responses=True)
+    key = f"lifecycle:{{{namespace}}}:partitions"
+    registry = RedisRegistry.from_url(fresh_redis_server.url, namespace=namespace, partitions=parts,
+                                      lease_ttl_secs=TTL, socket_timeout=2.0, socket_connect_timeout=2.0)
+    manager = LifecycleManager(registry, LifecycleConfig(heartbeat_interval_secs=0.1, heartbeat_timeout_secs=30.0))
+    later = RedisRegistry.from_url(fresh_redis_server.url, namespace=namespace, partitions=parts + 1)
+    try:
+        manager.start_service(ExtensionService("svc", "1"))
+        assert admin.get(key) == str(parts)
+        admin.flushall()
+        test_fleet.eventually(lambda: admin.get(key) is not None, what="the count recorded again")  # no call of ours
+        assert admin.get(key) == str(parts)
+        with pytest.raises(PartitionsRefused) as caught:
+            later.register(ExtensionService("other", "1"))
+        assert (caught.value.recorded, caught.value.configured) == (parts, parts + 1)
+    finally:
+        manager.shutdown()
+        for made in (registry, later):
+            made.client.close()
+        admin.close()
