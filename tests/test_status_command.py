@@ -78,6 +78,23 @@ def test_a_mistyped_namespace_lists_the_namespaces_found_with_their_counts_and_e
     assert err == "" and out.count("svc-") == 3 and out.rstrip().endswith("leader: none (no process holds the lease)")
 
 
+def test_a_partitioned_namespace_is_listed_once_by_its_name_with_every_partitions_services(
+        fresh_redis_server, admin, capsys):
+    """A partitioned namespace's keys carry one tag per partition (``sharded/p1``): the list names the namespace."""
+    sharded = RedisRegistry(admin, namespace="sharded", partitions=3)
+    for i in range(5):
+        sharded.register(ExtensionService(f"svc-{i}", "1.0"))
+    fill(admin, "plain", 1)
+    fill(admin, "team/p1", 2)  # a one-partition namespace that only looks like a partition's tag
+
+    assert main(status(fresh_redis_server.url, "shraded")) == EXIT_EMPTY_NAMESPACE
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split() for line in lines[2:-1]] == [
+        ["plain", "1", "service"], ["sharded", "5", "services"], ["team/p1", "2", "services"]]
+    assert main(status(fresh_redis_server.url, "sharded")) == EXIT_OK
+    assert capsys.readouterr().out.count("svc-") == 5
+
+
 def test_an_empty_server_says_there_is_no_namespace_at_all_and_exits_3(fresh_redis_server, admin, capsys):
     admin.set("unrelated", "x")
     assert main(status(fresh_redis_server.url, "lifecycle")) == EXIT_EMPTY_NAMESPACE

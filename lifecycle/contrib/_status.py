@@ -100,6 +100,7 @@ COUNTED = 100
 """Namespaces beyond this many are listed without their service counts."""
 
 _NAMESPACED = re.compile(r"^lifecycle:\{([^{}]*)\}:")
+_PARTITION = re.compile(r"^(.*)/p\d+(?:\.\d+)?$")  # a partition's tag: <namespace>/p<k>, maybe suffixed (.<j>)
 
 
 def fetch_fleet(redis_url: str, namespace: str, timeout: float = 10.0) -> FleetStatus:
@@ -156,19 +157,36 @@ def _search(client: Any, described: list[dict[str, Any]], status_key: str) -> Fl
                     found.add(match.group(1))
             if int(cursor) == 0 or calls >= SCAN_CALLS or time.monotonic() >= deadline:
                 break
-        names = sorted(found)
+        tags = _namespaces(found)
+        names = sorted(tags)
         counts: dict[str, int | None] = dict.fromkeys(names)
         with client.pipeline(transaction=False) as pipe:
             for name in names[:COUNTED]:
-                pipe.hlen(f"lifecycle:{{{name}}}:{status_key}")
-            for name, count in zip(names[:COUNTED], pipe.execute(), strict=True):
-                counts[name] = int(count)
+                for tag in tags[name]:
+                    pipe.hlen(f"lifecycle:{{{tag}}}:{status_key}")
+            replies = iter(pipe.execute())
+            for name in names[:COUNTED]:
+                counts[name] = sum(int(next(replies)) for _ in tags[name])
     except Exception as exc:  # a diagnostic only: say why, still exit non-zero
         if not found:
             return FleetStatus(described, None, empty=True, complete=False,
                                search_error=f"{type(exc).__name__}: {shorten(str(exc))}")
-        return FleetStatus(described, None, empty=True, others=dict.fromkeys(sorted(found)), complete=False)
+        return FleetStatus(described, None, empty=True, others=dict.fromkeys(sorted(_namespaces(found))),
+                           complete=False)
     return FleetStatus(described, None, empty=True, others=counts, complete=int(cursor) == 0)
+
+
+def _namespaces(tags: set[str]) -> dict[str, list[str]]:
+    """Each namespace found and its hash tags: a partitioned one's partitions (``ns/p1``) listed under ``ns``.
+
+    A tag is a partition's only when its namespace's own tag was seen too (it holds the recorded
+    count), so a namespace that merely looks like one (``team/p1``) is listed as it is.
+    """
+    namespaces: dict[str, list[str]] = {}
+    for tag in sorted(tags):
+        part = _PARTITION.match(tag)
+        namespaces.setdefault(part.group(1) if part and part.group(1) in tags else tag, []).append(tag)
+    return namespaces
 
 
 def describe_empty(namespace: str, fleet: FleetStatus) -> str:
