@@ -47,6 +47,12 @@ def flask_spell(key: str) -> str:
         ({"REDIS_URL": "redis://h:6379/0", "REDIS_PARTITIONS": "2"}, "REDIS_PARTITIONS", "type"),
         ({"REDIS_URL": "redis://h:6379/0", "REDIS_PARTITIONS": 1025}, "REDIS_PARTITIONS", "too_large"),
         ({"REDIS_PARTITIONS": 1}, "REDIS_PARTITIONS", "conflict"),  # without REDIS_URL
+        ({"REDIS_URL": "redis://h:6379/0", "REDIS_LEASE_SECS": 0}, "REDIS_LEASE_SECS", "too_small"),
+        ({"REDIS_URL": "redis://h:6379/0", "REDIS_LEASE_SECS": -2.5}, "REDIS_LEASE_SECS", "too_small"),
+        ({"REDIS_URL": "redis://h:6379/0", "REDIS_LEASE_SECS": "5"}, "REDIS_LEASE_SECS", "type"),
+        ({"REDIS_URL": "redis://h:6379/0", "REDIS_LEASE_SECS": True}, "REDIS_LEASE_SECS", "type"),
+        ({"REDIS_URL": "redis://h:6379/0", "REDIS_LEASE_SECS": float("nan")}, "REDIS_LEASE_SECS", "not_finite"),
+        ({"REDIS_LEASE_SECS": 5}, "REDIS_LEASE_SECS", "conflict"),  # without REDIS_URL
     ],
 )
 def test_a_settings_error_names_its_setting_and_code(values: dict[str, Any], setting: str, code: str) -> None:
@@ -147,6 +153,36 @@ def test_manage_py_check_on_the_example_lists_every_bad_key_without_a_traceback(
     assert "Traceback" not in result.stderr, result.stderr
     for key, check in [("JITTER", "E003"), ("TIMEOUT", "E002"), ("AUTOSTART", "E003"), ("AUTH", "E004")]:
         assert f"lifecycle.{check}" in result.stderr and f"LIFECYCLE['{key}']" in result.stderr, (key, result.stderr)
+
+
+def test_a_bad_lease_is_reported_with_every_other_bad_key() -> None:
+    values = {"REDIS_URL": "redis://h:6379/0", "REDIS_LEASE_SECS": 0, "REDIS_PARTITIONS": 0, "JITTER": 5}
+    with pytest.raises(ConfigurationError) as caught:
+        parse_settings(values, lambda key: f"LIFECYCLE['{key}']")
+    assert sorted((e.setting, e.code) for e in caught.value.errors) == [
+        ("JITTER", "too_large"), ("REDIS_LEASE_SECS", "too_small"), ("REDIS_PARTITIONS", "too_small")]
+    assert "LIFECYCLE['REDIS_LEASE_SECS']: must be > 0, got 0" in str(caught.value)
+
+
+def test_the_lease_reaches_the_registry_in_flask_and_django(redis_server, namespace: str) -> None:
+    """REDIS_LEASE_SECS is the registry's lease_ttl_secs: the leader's and the owners' lease, a tick every third."""
+    from lifecycle.contrib import django as integration
+
+    app = Flask("leased")
+    app.config.update(LIFECYCLE_REDIS_URL=redis_server.url, LIFECYCLE_NAMESPACE=namespace,
+                      LIFECYCLE_AUTOSTART=False, LIFECYCLE_REDIS_LEASE_SECS=2.5)
+    Lifecycle(app)
+    flask_manager = app.extensions["lifecycle"]
+    with override_settings(LIFECYCLE={"REDIS_URL": redis_server.url, "NAMESPACE": namespace, "AUTOSTART": False,
+                                      "REDIS_LEASE_SECS": 4}):
+        django_manager = integration.get_manager()
+        try:
+            for manager, lease in ((flask_manager, 2.5), (django_manager, 4.0)):
+                assert manager.registry.lease_ttl_secs == lease  # type: ignore[attr-defined]
+                assert manager._engine.ticker.renew_every == lease / 3  # type: ignore[attr-defined]
+        finally:
+            flask_manager.shutdown()
+    assert parse_settings({"REDIS_URL": "redis://h:6379/0"}, flask_spell).redis_lease_secs is None  # the default
 
 
 def test_the_cluster_settings_reach_the_settings() -> None:

@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 import weakref
+from typing import Any
 
 from .._forksafe import hold_across_fork
 from ..dispatch import ScopedReceiver
@@ -200,9 +201,10 @@ def _registry(settings: Settings) -> Registry | None:
         return None
     from ..redis import RedisRegistry  # parse_settings checked that redis-py is installed
 
+    lease: dict[str, Any] = {} if settings.redis_lease_secs is None else {"lease_ttl_secs": settings.redis_lease_secs}
     return RedisRegistry.from_url(settings.redis_url, namespace=settings.namespace,
                                   partitions=settings.redis_partitions, cluster=settings.redis_cluster,
-                                  heartbeat_timeout_secs=settings.config.heartbeat_timeout_secs)
+                                  heartbeat_timeout_secs=settings.config.heartbeat_timeout_secs, **lease)
 
 
 def start_watching() -> None:

@@ -38,7 +38,7 @@ CONFIG_KEYS = {f.name.upper(): f.name for f in fields(LifecycleConfig)}
 """Setting key -> `LifecycleConfig` field, e.g. HEARTBEAT_TIMEOUT_SECS -> heartbeat_timeout_secs."""
 
 OTHER_KEYS = ("CONNECTOR", "AUTH", "HEARTBEAT_TOKEN", "SHUTDOWN_TIMEOUT", "AUTOSTART", "REDIS_URL", "NAMESPACE",
-              "REDIS_CLUSTER", "REDIS_PARTITIONS", "SERVICES")
+              "REDIS_CLUSTER", "REDIS_PARTITIONS", "REDIS_LEASE_SECS", "SERVICES")
 
 DEFAULT_NAMESPACE = "lifecycle"
 
@@ -108,6 +108,7 @@ class Settings:
     namespace: str = DEFAULT_NAMESPACE
     redis_cluster: bool | None = None  # REDIS_CLUSTER: None asks the server whether it is a Redis Cluster
     redis_partitions: int = 1  # REDIS_PARTITIONS
+    redis_lease_secs: float | None = None  # REDIS_LEASE_SECS: RedisRegistry's lease_ttl_secs (None: its default)
     services: tuple[ExtensionService, ...] = ()  # SERVICES: declared by every process when it starts serving
 
     @property
@@ -182,6 +183,7 @@ class _Check:
             self.fail("AUTOSTART", f"must be a bool (False: manual mode), not {type(autostart).__name__}", "type")
         redis_url, namespace = self.fleet()
         cluster, partitions = self.cluster(redis_url is not None)
+        lease = self.lease(redis_url is not None)
         services = self.services()
         if self.errors or config is None:
             return None, self.errors
@@ -191,6 +193,7 @@ class _Check:
             namespace=namespace,
             redis_cluster=cluster,
             redis_partitions=partitions,
+            redis_lease_secs=lease,
             services=services,
             autostart=autostart,
             connector=connector,
@@ -303,6 +306,20 @@ class _Check:
             if partitions > MAX_PARTITIONS:
                 self.fail("REDIS_PARTITIONS", f"must be at most {MAX_PARTITIONS}, got {partitions}", "too_large")
         return cluster, partitions
+
+    def lease(self, fleet: bool) -> float | None:
+        """REDIS_LEASE_SECS: the leases' TTL in seconds (leader and owners; a tick every third of it); None: unset."""
+        if "REDIS_LEASE_SECS" not in self.values:
+            return None
+        if not fleet:
+            self.fail("REDIS_LEASE_SECS", f"only means something with {self.spell('REDIS_URL')} (fleet mode)",
+                      "conflict")
+            return None
+        try:
+            return _validate.duration(self.values["REDIS_LEASE_SECS"], "REDIS_LEASE_SECS")
+        except FieldError as exc:
+            self.field_error("REDIS_LEASE_SECS", exc)
+        return None
 
     def services(self) -> tuple[ExtensionService, ...]:
         """SERVICES: a list of mappings of `ExtensionService` fields, each built as every process will declare it."""
