@@ -38,6 +38,7 @@ _LUA_NAMES = {"svc": "K_SVC", "reg": "K_REG", "names": "K_NAMES", "status": "K_S
 # a RUNNING (or STARTING) service alone and leaves a revival to REVIVE.
 _SCRIPT_KEYS = {
     "HEARTBEAT": ("status", "last", "dl", "events", "tmo", "phi", "phiv"),
+    "BEAT_MANY": ("status", "last", "dl", "events", "tmo", "phi", "phiv"),
     "SILENCE": ("status", "last"),
     "TIMING": ("status", "last", "tmo"),
     "RESTARTS": ("rst",),
@@ -263,6 +264,26 @@ local function info(id)
   return {redis.call('HGET', K_SVC, id), redis.call('HGET', K_REG, id) or '0', redis.call('HGET', K_UPD, id) or '0',
           redis.call('HGET', K_STATUS, id), s(silent), redis.call('HGET', K_ATT, id) or '0', s(NOW)}
 end
+-- One heartbeat's hot path (`now`: NOW formatted once by the caller): the prior status, 'missing', or
+-- 'revive' for a RECONNECTING or ERROR service, left to REVIVE, which declares every key and checks again.
+local function beat(id, now)
+  local st = redis.call('HGET', K_STATUS, id)
+  if st == 'running' then
+    local t = tmo(id)
+    local silence = t
+    if PHI then silence = phi_beat(id, t) end
+    redis.call('HSET', K_LAST, id, now)
+    redis.call('ZADD', K_DL, s(NOW + silence), id)
+  elseif st == 'starting' then
+    redis.call('HSET', K_LAST, id, now)
+  elseif st == 'reconnecting' or st == 'error' then
+    return 'revive'
+  else
+    return st or 'missing'
+  end
+  if LOG_BEATS then log({'type', 'heartbeat_received', 'id', id, 'ts', now}) end
+  return st
+end
 """
 
 # ARGV[11..]: id, name, version, json, status, join ('1' or '0'), own timeout_us ('': none)
@@ -324,23 +345,15 @@ return {'ok', before, OUT}
 # ARGV[11..]: id -- the hot path: a RUNNING (or STARTING) service's heartbeat; 'revive' for a RECONNECTING or
 # ERROR one, which the caller then sends to REVIVE (with every key): the status is checked again there.
 HEARTBEAT = """
-local id = ARGV[11]
-local st = redis.call('HGET', K_STATUS, id)
-if st == 'running' then
-  local t = tmo(id)
-  local silence = t
-  if PHI then silence = phi_beat(id, t) end
-  redis.call('HSET', K_LAST, id, s(NOW))
-  redis.call('ZADD', K_DL, s(NOW + silence), id)
-elseif st == 'starting' then
-  redis.call('HSET', K_LAST, id, s(NOW))
-elseif st == 'reconnecting' or st == 'error' then
-  return {'revive'}
-else
-  return {st or 'missing'}
-end
-if LOG_BEATS then log({'type', 'heartbeat_received', 'id', id, 'ts', s(NOW)}) end
-return {st}
+return {beat(ARGV[11], s(NOW))}
+"""
+
+# ARGV[11..]: ids -- HEARTBEAT for each, in one script: the prelude, the arguments and the call are paid
+# once per batch, not once per beat. Codes in order; the caller sends those answering 'revive' to REVIVE.
+BEAT_MANY = """
+local now, codes = s(NOW), {}
+for i = 11, #ARGV do codes[i - 10] = beat(ARGV[i], now) end
+return codes
 """
 
 # ARGV[11..]: id -- any heartbeat: a RECONNECTING or ERROR service becomes RUNNING again; the silence it
@@ -698,7 +711,7 @@ return {'ok'}
 # script may run twice. These scripts are not idempotent by themselves (a second REGISTER finds
 # its own service and refuses it, a second BEGIN_STOP finds STOPPING, a second SWEEP finds its own
 # claims): the caller declares a key of the call's own, `op:<operation id>`, as the last KEY, and a
-# repeat gets the first reply, kept for `OP_KEEP_MS`. HEARTBEAT, LEASE and RELEASE are idempotent
+# repeat gets the first reply, kept for `OP_KEEP_MS`. HEARTBEAT, BEAT_MANY, LEASE and RELEASE are idempotent
 # and skip the bookkeeping.
 ONCE = frozenset({"REGISTER", "RESTORE", "UNREGISTER", "ACTIVATE", "SET_STATUS", "REPORT_ERROR", "BEGIN_STOP",
                   "EXPIRE", "EXPIRE_MANY", "SWEEP", "ATTEMPT_DONE", "HEALTH_CHECK", "RESTART"})

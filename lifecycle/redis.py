@@ -275,16 +275,16 @@ class RedisRegistry(SharedRegistry):
 
     def beat_many(self, ids: Sequence[str], timeout: float | None = None
                   ) -> list[tuple[ServiceStatus | None, _Events]]:
-        """Heartbeats for many services in one pipelined round trip; `beat`'s answer for each, in order.
+        """Heartbeats for many services in one round trip; `beat`'s answer for each, in order.
 
-        Each beat is its own atomic script, as with `beat`; the batch is not a transaction. A
-        service not registered answers (None, []). For a process that relays many services'
+        One script beats up to `BATCH` services (atomic as a whole; the batch is not a transaction).
+        A service not registered answers (None, []). For a process that relays many services'
         heartbeats (a gateway, a sidecar): the manager's own calls take one service at a time.
         """
         for id in ids:
             if not isinstance(id, str):
                 raise _not_found(id)
-        replies = self._calls.pipelined("HEARTBEAT", ids, timeout)
+        replies: list[Any] = [[code] for code in self._calls.batched("BEAT_MANY", ids, timeout)]
         revive = [i for i, reply in enumerate(replies) if _text(reply[0]) == "revive"]
         if revive:  # a second round trip for the services to bring back, if any
             revived = self._calls.pipelined("REVIVE", [ids[i] for i in revive], timeout)
