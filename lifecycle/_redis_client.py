@@ -330,8 +330,13 @@ class ScriptClient:
         """Run script `name` with its keys, the head and `args`; its reply as a list."""
         argv = self._argv(args, timeout)
         client = self.client if self._ready else self._client(name not in _READS)
+        script, keys = self._scripts[name], self._keys(name)
         try:
-            result = self._scripts[name](keys=self._keys(name), args=argv, client=client)
+            try:
+                result = client.evalsha(script.sha, len(keys), *keys, *argv)
+            except _E.NoScriptError:  # the server lost its scripts (restarted, SCRIPT FLUSH): nothing ran
+                client.script_load(script.script)
+                result = client.evalsha(script.sha, len(keys), *keys, *argv)
         except _REDIS_ERRORS as exc:
             raise self.error(exc) from exc
         return list(result)
