@@ -356,11 +356,11 @@ class FleetEngine:
             ticker.set_leader(False)
             return []
         expired = [e.service_id for e in events if isinstance(e, HeartbeatTimeout)]
+        self._sink.emit(events)  # before the log lines: a burst's receivers do not wait for its logging
         for sid in expired:
             log.warning("lifecycle: service %r (%s) missed its heartbeat deadline",
                         sweep.details.get(sid, Detail("?", True)).name, sid)
         delays = [plan.delay for sid, plan in plans if plan.mode == "retry" and sid in expired]
-        self._sink.emit(events)
         if delays:
             ticker.poke(min(delays))
         return expired

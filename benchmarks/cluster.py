@@ -1,0 +1,289 @@
+"""Fleet mode on a local Redis Cluster (3 masters, 3 replicas): heartbeat cost, and one namespace of a million.
+
+    python -m benchmarks.cluster                        # both parts, 1,000,000 services
+    python -m benchmarks.cluster latency
+    python -m benchmarks.cluster million --services 100000 --partitions 6
+    python -m benchmarks.cluster --quick                # a smoke run (20,000 services, short windows)
+
+Parts (each prints a Markdown table):
+
+- ``latency``: as `benchmarks.fleet latency`, through a `RedisCluster` client: per-call p50 of a
+  bare ``EVALSHA`` of ``return 1`` with one key in the namespace's slot (the floor: the same node,
+  the same client, no lifecycle code) against `RedisRegistry.beat`, and a pipelined batch of 100
+  bare EVALSHAs against `beat_many(100)`. Rounds alternate them, so drift hits all alike.
+- ``million``: one namespace in `partitions` parts spread over the masters; N services registered
+  and RUNNING with 60 s timeouts while this process relays their heartbeats with `beat_many`; three
+  member processes (`tests/fleet_member.py`) lead the partitions. Reported: the time to register,
+  server memory per service per master (`INFO memory` delta over the services that master holds),
+  each member's CPU with nothing due, a burst of 10,000 deadlines due together (each timeout's lag
+  after its deadline, seen by the members' receivers), false timeouts (any other service timed
+  out), and the time until another member leads a partition whose leader was SIGKILLed.
+
+The cluster is `tests/redis_cluster.py`'s, from `redis-server` (else the Valkey wheel's server).
+Nothing is asserted: numbers are printed for docs/fleet.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+
+from lifecycle import ExtensionService
+from lifecycle.redis import RedisRegistry
+
+from ._util import quantile, quiet_logging
+from .fleet import ROOT, _cpu, _table, members
+
+sys.path.insert(0, str(ROOT / "tests"))
+import redis_cluster
+import redis_server as servers
+
+TIMEOUT = 60.0  # the scale target's heartbeat timeout
+BURST = 10_000
+
+
+def part_latency(url: str, quick: bool) -> dict[str, Any]:
+    calls, rounds = (500, 3) if quick else (2000, 7)
+    registry = RedisRegistry.from_url(url, namespace="bench-latency", cluster=True)
+    registry.clear()
+    ids = [registry.join(ExtensionService(f"svc-{i:04d}", "1"))[0] for i in range(1000)]
+    for sid in ids:
+        registry.activate(sid, 600.0)
+    client = RedisCluster.from_url(url)
+    sha = client.script_load("return 1")
+    key = registry.keys["status"]  # the namespace's slot: the floor goes to the node the beats go to
+
+    def floor(i: int) -> object:
+        return client.evalsha(sha, 1, key)
+
+    def beat(i: int) -> object:
+        return registry.beat(ids[i % len(ids)], 600.0)
+
+    def floor_batch(k: int) -> object:
+        with client.pipeline(transaction=False) as pipe:
+            for _ in range(100):
+                pipe.evalsha(sha, 1, key)
+            return pipe.execute()
+
+    def beat_batch(k: int) -> object:
+        start = (k * 100) % len(ids)
+        return registry.beat_many(ids[start:start + 100], 600.0)
+
+    ops = {"bare EVALSHA, one key (floor)": (floor, calls), "RedisRegistry.beat": (beat, calls),
+           "100 bare EVALSHAs, pipelined": (floor_batch, calls // 20),
+           "RedisRegistry.beat_many(100)": (beat_batch, calls // 20)}
+    samples: dict[str, list[float]] = {name: [] for name in ops}
+    for op, _ in ops.values():
+        for i in range(50):
+            op(i)
+    clock = time.perf_counter_ns
+    per_round: dict[str, list[float]] = {name: [] for name in ops}
+    for _ in range(rounds):
+        for name, (op, n) in ops.items():
+            out: list[float] = []
+            for i in range(n):
+                t0 = clock()
+                op(i)
+                out.append((clock() - t0) / 1000.0)
+            samples[name] += out
+            per_round[name].append(quantile(out, 0.5))
+    registry.clear()
+    client.close()
+    rows, p50 = [], {name: quantile(values, 0.5) for name, values in samples.items()}
+    for name, values in samples.items():
+        floor_name = "bare EVALSHA, one key (floor)" if "100" not in name else "100 bare EVALSHAs, pipelined"
+        ratios = [a / b for a, b in zip(per_round[name], per_round[floor_name], strict=True)]
+        rows.append([name, p50[name], quantile(values, 0.99), p50[name] / p50[floor_name],
+                     f"{min(ratios):.2f}-{max(ratios):.2f}"])
+    _table(f"Heartbeat cost through a RedisCluster client (µs; {rounds} alternating rounds)",
+           ["call", "p50 µs", "p99 µs", "p50 / floor", "per-round ratio range"], rows)
+    return {"p50_us": p50, "rounds": rounds}
+
+
+def _register(registry: RedisRegistry, n: int, threads: int = 8) -> list[str]:
+    """N services RUNNING with 60 s timeouts, registered from `threads` threads (the path of a start, no connect)."""
+    ids: list[list[str]] = [[] for _ in range(threads)]
+
+    def work(k: int) -> None:
+        for i in range(k, n, threads):
+            sid, _ = registry.join(ExtensionService(f"svc-{i:07d}", "1"))
+            registry.activate(sid, TIMEOUT)
+            ids[k].append(sid)
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return [sid for chunk in ids for sid in chunk]
+
+
+class Beater(threading.Thread):
+    """Relays every service's heartbeat once per `every` seconds with `beat_many`, as a gateway would."""
+
+    def __init__(self, registry: RedisRegistry, ids: list[str], every: float) -> None:
+        super().__init__(daemon=True)
+        self.registry, self.ids, self.every = registry, ids, every
+        self.skip: set[str] = set()
+        self.passes: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            t0 = time.monotonic()
+            ids = [sid for sid in self.ids if sid not in self.skip] if self.skip else self.ids
+            for k in range(0, len(ids), 10_000):
+                self.registry.beat_many(ids[k:k + 10_000], TIMEOUT)
+            self.passes.append(time.monotonic() - t0)
+            self.stop.wait(max(0.0, self.every - (time.monotonic() - t0)))
+
+
+def _masters(client: RedisCluster) -> dict[str, redis.Redis]:
+    return {f"{node.host}:{node.port}": node.redis_connection for node in client.get_primaries()}
+
+
+def _used(masters: dict[str, redis.Redis]) -> dict[str, int]:
+    return {name: int(conn.info("memory")["used_memory"]) for name, conn in masters.items()}
+
+
+def part_million(url: str, quick: bool, n: int, partitions: int) -> dict[str, Any]:
+    window = 10.0 if quick else 30.0
+    namespace = "bench-million"
+    registry = RedisRegistry.from_url(url, namespace=namespace, partitions=partitions, cluster=True,
+                                      lease_ttl_secs=5.0, socket_timeout=10.0)
+    registry.clear()
+    client: RedisCluster = registry.client  # type: ignore[assignment]
+    masters = _masters(client)
+    before = _used(masters)
+    t0 = time.monotonic()
+    ids = _register(registry, n)
+    took = time.monotonic() - t0
+    after = _used(masters)
+    held = dict.fromkeys(masters, 0)  # services per master, from each partition's slot owner
+    parts = registry._parts  # type: ignore[attr-defined]  # a benchmark may look inside
+    counts = [0] * partitions
+    for sid in ids:
+        counts[registry.partition_of(sid)] += 1  # type: ignore[attr-defined]
+    for p, part in enumerate(parts):
+        node = client.get_node_from_key(part.keys["status"])
+        held[f"{node.host}:{node.port}"] += counts[p]
+    beater = Beater(registry, ids, TIMEOUT / 3)
+    beater.start()
+    rows: list[list[Any]] = [["services, partitions, masters", f"{n:,}, {partitions}, {len(masters)}"],
+                             ["register + activate, 8 threads", f"{took:.0f} s ({n / took:,.0f}/s)"]]
+    for name in masters:
+        per = (after[name] - before[name]) / max(1, held[name])
+        rows.append([f"master {name}: services, memory per service", f"{held[name]:,}, {per:.0f} B"])
+    out: dict[str, Any] = {"n": n, "register_s": took, "per_service_bytes": {
+        name: (after[name] - before[name]) / max(1, held[name]) for name in masters}}
+    try:
+        with members(url, namespace, 3, "--ttl", "5", "--timeout", str(TIMEOUT), "--attempts", "0",
+                     "--partitions", str(partitions)) as fleet:
+            deadline = time.monotonic() + 60.0
+            while any(holder is None for holder in registry.leaders()):  # type: ignore[attr-defined]
+                if time.monotonic() > deadline:
+                    raise RuntimeError("not every partition got a leader")
+                threading.Event().wait(0.05)  # the leases are keys on the server: polling is the only way
+            threading.Event().wait(8.0)  # past each leader's first sweep (which gives every deadline a fresh timeout)
+            pids = list(fleet.procs)
+            cpu0 = {pid: _cpu(pid) for pid in pids}
+            wall0 = time.monotonic()
+            threading.Event().wait(window)
+            wall = time.monotonic() - wall0
+            cpu = {pid: (_cpu(pid) - cpu0[pid]) / wall * 100 for pid in pids}
+            leaders = registry.leaders()  # type: ignore[attr-defined]
+            lead = {pid: sum(1 for h in leaders if h and int(h.split(":")[-2]) == pid) for pid in pids}
+            rows.append([f"members' CPU over {window:.0f} s, nothing due (partitions led)",
+                         ", ".join(f"{cpu[pid]:.2f} % ({lead[pid]})" for pid in pids)])
+            out["member_cpu_pct"] = list(cpu.values())
+
+            burst = ids[::max(1, n // BURST)][:BURST]
+            beater.skip = set(burst)
+            last: dict[str, float] = {}
+            for k in range(0, len(burst), 1000):
+                t = time.time()  # before the call: a lag is never understated
+                registry.beat_many(burst[k:k + 1000], TIMEOUT)
+                last.update(dict.fromkeys(burst[k:k + 1000], t))
+            fleet.wait(lambda: sum(1 for x in fleet.records if x.get("event") == "heartbeat_timeout") >= len(burst),
+                       timeout=TIMEOUT + 60.0)
+            threading.Event().wait(2.0)  # a false or repeated timeout would show by now
+            with fleet.cond:
+                timeouts = [x for x in fleet.records if x.get("event") == "heartbeat_timeout"]
+            lags = [(x["t"] - (last[x["id"]] + TIMEOUT)) * 1000 for x in timeouts if x["id"] in last]
+            false = sum(1 for x in timeouts if x["id"] not in last)
+            repeated = len(timeouts) - len({x["id"] for x in timeouts})
+            rows.append([f"burst of {len(burst):,} due together: lag p50 / p99 / max",
+                         f"{quantile(lags, 0.5):.0f} / {quantile(lags, 0.99):.0f} / {max(lags):.0f} ms"])
+            rows.append(["false / repeated timeouts", f"{false} / {repeated}"])
+            out.update(burst_p99_ms=quantile(lags, 0.99), burst_max_ms=max(lags), false=false, repeated=repeated)
+
+            token = registry.leaders()[0]  # type: ignore[attr-defined]
+            victim = int(token.split(":")[-2])
+            killed = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            fleet.procs.pop(victim)
+            while True:
+                holder = registry.leaders()[0]  # type: ignore[attr-defined]
+                if holder is not None and holder != token:
+                    break
+                threading.Event().wait(0.01)
+            failover = time.monotonic() - killed
+            rows.append(["partition 0's leader SIGKILLed: another member leads it after",
+                         f"{failover:.2f} s (lease 5 s + one tick 1.67 s = 6.67 s)"])
+            out["failover_s"] = failover
+    finally:
+        beater.stop.set()
+        beater.join()
+    rows.append(["heartbeat pass over every service (beat_many, 10,000 per call)",
+                 f"{statistics.median(beater.passes):.1f} s median of {len(beater.passes)}"])
+    registry.clear()
+    _table(f"One namespace of {n:,} services on a {len(masters)}-master cluster", ["what", "value"], rows)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("parts", nargs="*", default=["latency", "million"])
+    parser.add_argument("--binary", choices=["redis", "valkey"], help="server binary (default: redis if found)")
+    parser.add_argument("--quick", action="store_true", help="20,000 services and short windows (a smoke run)")
+    parser.add_argument("--services", type=int, help="services in the million part (default 1,000,000)")
+    parser.add_argument("--partitions", type=int, default=6)
+    args = parser.parse_args(argv)
+    quiet_logging()
+    found = servers.binaries()
+    name = args.binary or ("redis" if "redis" in found else next(iter(found), None))
+    if name is None or name not in found:
+        print("no redis-server or valkey-server here", file=sys.stderr)
+        return 2
+    cluster = redis_cluster.Cluster(found[name], Path(tempfile.mkdtemp())).start()
+    try:
+        url = cluster.url(cluster.nodes[0])
+        version = cluster.nodes[0].version()
+        print(f"# Cluster benchmarks: {version}, 3 masters + 3 replicas, Python {sys.version.split()[0]}, "
+              f"{os.cpu_count()} CPUs")
+        for part in args.parts:
+            if part == "latency":
+                part_latency(url, args.quick)
+            elif part == "million":
+                n = args.services or (20_000 if args.quick else 1_000_000)
+                part_million(url, args.quick, n, args.partitions)
+            else:
+                parser.error(f"unknown part {part!r}")
+    finally:
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
