@@ -55,8 +55,11 @@ def lines() -> Iterator[Lines]:
 
 
 @pytest.fixture
-def make(redis_server: servers.RedisServer, namespace: str) -> Iterator[Callable[[], LifecycleManager]]:
+def make(fresh_redis_server: servers.RedisServer, namespace: str) -> Iterator[Callable[[], LifecycleManager]]:
+    """Managers on a server of the test's own: FLUSHALL there reaches no manager another test left running,
+    whose own "lost its data" lines would be counted here."""
     made: list[LifecycleManager] = []
+    redis_server = fresh_redis_server
 
     def build() -> LifecycleManager:
         registry = RedisRegistry.from_url(redis_server.url, namespace=namespace, lease_ttl_secs=TTL,
@@ -91,7 +94,7 @@ def tick_once(manager: LifecycleManager) -> None:
     drive(manager, lambda: ticks(manager) > seen, "a tick")
 
 
-def test_every_survivor_logs_the_loss_once_and_what_it_restored_whoever_restored_first(make, lines, redis_server):
+def test_every_survivor_logs_the_loss_once_and_what_it_restored_whoever_restored_first(make, lines):
     search = ExtensionService("search", "1", id="search")
     a, b, c = make(), make(), make()
     for manager in (a, b, c):
