@@ -22,6 +22,7 @@ list that `lifecycle._redis_codec` decodes.
 
 from __future__ import annotations
 
+import functools
 import re
 
 KEYS = ("svc", "reg", "names", "status", "last", "upd", "attempt", "dl", "todo", "claim",
@@ -33,23 +34,20 @@ _LUA_NAMES = {"svc": "K_SVC", "reg": "K_REG", "names": "K_NAMES", "status": "K_S
               "tmo": "K_TMO", "rst": "K_RST", "flap": "K_FLAP", "phi": "K_PHI", "phiv": "K_PHIV",
               "own": "K_OWN", "oclaim": "K_OCLAIM"}
 
-# Every declared key costs each call a little (about 1 us on loopback), so the frequent scripts
-# declare only the keys they may touch; the others declare them all. HEARTBEAT, the hot one, handles
-# a RUNNING (or STARTING) service alone and leaves a revival to REVIVE.
-_SCRIPT_KEYS = {
-    "HEARTBEAT": ("status", "last", "dl", "events", "tmo", "phi", "phiv"),
-    "BEAT_MANY": ("status", "last", "dl", "events", "tmo", "phi", "phiv"),
-    "SILENCE": ("status", "last"),
-    "TIMING": ("status", "last", "tmo"),
-    "RESTARTS": ("rst",),
-    "PHI_READ": ("last", "phi"),
-    "GET": ("svc", "reg", "status", "last", "upd", "attempt"),
-}
+# Every declared key costs each call a little (about 1 us on loopback, more through a cluster
+# client, which hashes each key to check they share a slot), so each script declares exactly the
+# keys its body and the prelude functions it calls name (`keys_for`). HEARTBEAT, the hot one,
+# handles a RUNNING (or STARTING) service alone and leaves a revival to REVIVE.
 
 
+@functools.cache
 def keys_for(name: str) -> tuple[str, ...]:
-    """The keys script `name` declares, in the order it expects them in KEYS."""
-    return _SCRIPT_KEYS.get(name, KEYS)
+    """The keys script `name` declares, in KEYS order: those its text names (a key it never names is left out)."""
+    body: str = globals()[name]
+    code = re.sub(r"--[^\n]*", "", prelude_for(body) + body)  # a key named in a comment is not used
+    if re.search(r"\bKEYS\b", code):
+        return KEYS  # it walks KEYS itself (CLEAR): all of them, which also routes it to the namespace's slot
+    return tuple(key for key, lua in _LUA_NAMES.items() if re.search(rf"\b{lua}\b", code))
 
 
 HEAD = 10
