@@ -274,6 +274,16 @@ class ScriptClient:
             return None
         return isinstance(self.client, RedisCluster)
 
+    @property
+    def recorded(self) -> bool:
+        """True once this client checked the namespace's recorded partition count (writing it if missing)."""
+        return self._ready
+
+    def recheck_record(self, lost: bool) -> None:
+        """If `lost` (the server lost its data: the record went too), check, and so write, the count again next call."""
+        if lost:
+            self._ready = False
+
     def _client(self, write: bool = False) -> Client:
         if self._ready:
             return self.client

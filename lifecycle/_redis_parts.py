@@ -54,8 +54,7 @@ class PartitionedRedis(Partitioned, RedisRegistry):
         generation marker (its keys were gone) has it checked, and so written again, on the next call.
         """
         lease = super().lease(owner, ttl, partition=partition)
-        if not self._parts[partition]._calls._ready:
-            self._calls._ready = False
+        self._calls.recheck_record(not self._parts[partition]._calls.recorded)
         return lease
 
     def last_event_id(self) -> str:

@@ -429,7 +429,7 @@ class RedisRegistry(SharedRegistry):
         """Take or renew the leader lease for `ttl` seconds."""
         new = uuid.uuid4().hex  # the generation marker, if the server has none (its data was lost, or never was)
         code, generation = self._run("LEASE", owner, max(1, round(ttl * 1000)) if ttl > 0 else 0, new)
-        self._calls._ready &= _text(generation) != new  # ours: the count's record went too, so check it again
+        self._calls.recheck_record(_text(generation) == new)  # ours: the count's record went too
         return Lease(_text(code) == "leader", _text(generation))
 
     def leader(self) -> str | None:
