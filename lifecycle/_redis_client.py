@@ -212,7 +212,8 @@ _QUOTE_MAX = 200
 
 SCRIPTS = ("REGISTER", "RESTORE", "UNREGISTER", "HEARTBEAT", "ACTIVATE", "SET_STATUS", "REPORT_ERROR", "BEGIN_STOP",
            "EXPIRE", "EXPIRE_MANY", "LEASE", "RELEASE", "SWEEP", "ATTEMPT_DONE", "GET", "SILENCE", "TIMING", "LIST",
-           "STATS", "HEALTH_CHECK", "CLEAR", "RESTART", "RESTARTS", "REVIVE", "PHI_READ", "BEAT_MANY")
+           "STATS", "HEALTH_CHECK", "CLEAR", "RESTART", "RESTARTS", "REVIVE", "PHI_READ", "BEAT_MANY", "HEARTBEAT_PHI",
+           "BEAT_MANY_PHI")
 """The scripts a registry runs (each registered once; redis-py loads it again after a SCRIPT FLUSH)."""
 
 
@@ -243,6 +244,8 @@ class ScriptClient:
         self._declared = {name: [self.keys[key] for key in scripts.keys_for(name)] for name in SCRIPTS}
         self._options = [str(events_maxlen), "1" if log_heartbeats else "0"]
         self.settings: StoreSettings | None = None
+        #: The heartbeat scripts, one and many, of the detector the settings ask for (chosen at `configure`).
+        self.beats = ("HEARTBEAT", "BEAT_MANY")
         self._tail = ["", _us(60.0), "", "", "", "", ""]  # ARGV 4..10: no restart intensity, no phi
         self._head = self._make_head(timeout)
         #: The namespace's partition count, recorded under ``partitions`` on the first call (see `_recorded`);
@@ -320,6 +323,7 @@ class ScriptClient:
         ]
         self.settings = settings
         self._head = self._make_head(settings.timeout)
+        self.beats = ("HEARTBEAT_PHI", "BEAT_MANY_PHI") if phi is not None else ("HEARTBEAT", "BEAT_MANY")
 
     def _make_head(self, timeout: float) -> list[str]:
         maxlen, log_beats = self._options

@@ -264,12 +264,12 @@ local function info(id)
 end
 -- One heartbeat's hot path (`now`: NOW formatted once by the caller): the prior status, 'missing', or
 -- 'revive' for a RECONNECTING or ERROR service, left to REVIVE, which declares every key and checks again.
-local function beat(id, now)
+-- `learn` (calling phi_beat, or nil for the fixed detector) turns the timeout into the silence allowed next.
+local function beat(id, now, learn)
   local st = redis.call('HGET', K_STATUS, id)
   if st == 'running' then
-    local t = tmo(id)
-    local silence = t
-    if PHI then silence = phi_beat(id, t) end
+    local silence = tmo(id)
+    if learn then silence = learn(id, silence) end
     redis.call('HSET', K_LAST, id, now)
     redis.call('ZADD', K_DL, s(NOW + silence), id)
   elseif st == 'starting' then
@@ -342,8 +342,13 @@ return {'ok', before, OUT}
 
 # ARGV[11..]: id -- the hot path: a RUNNING (or STARTING) service's heartbeat; 'revive' for a RECONNECTING or
 # ERROR one, which the caller then sends to REVIVE (with every key): the status is checked again there.
+# The fixed detector's; HEARTBEAT_PHI is the phi detector's (its history's keys declared, its functions
+# defined: each costs every call a little, so the client runs the one its settings ask for).
 HEARTBEAT = """
 return {beat(ARGV[11], s(NOW))}
+"""
+HEARTBEAT_PHI = """
+return {beat(ARGV[11], s(NOW), function(id, t) return phi_beat(id, t) end)}
 """
 
 # ARGV[11..]: ids -- HEARTBEAT for each, in one script: the prelude, the arguments and the call are paid
@@ -351,6 +356,12 @@ return {beat(ARGV[11], s(NOW))}
 BEAT_MANY = """
 local now, codes = s(NOW), {}
 for i = 11, #ARGV do codes[i - 10] = beat(ARGV[i], now) end
+return codes
+"""
+BEAT_MANY_PHI = """
+local now, codes = s(NOW), {}
+local function learn(id, t) return phi_beat(id, t) end  -- a call, so that the prelude defines phi_beat
+for i = 11, #ARGV do codes[i - 10] = beat(ARGV[i], now, learn) end
 return codes
 """
 

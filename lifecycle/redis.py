@@ -267,7 +267,7 @@ class RedisRegistry(SharedRegistry):
         """Record a heartbeat; a RECONNECTING or ERROR service becomes RUNNING. Returns the prior status."""
         if not isinstance(id, str):
             raise _not_found(id)
-        result = self._run("HEARTBEAT", id, timeout=timeout)
+        result = self._run(self._calls.beats[0], id, timeout=timeout)
         if _text(result[0]) == "revive":
             # Rare: the hot script leaves a revival (with every key declared) to REVIVE, which checks again.
             result = self._run("REVIVE", id, timeout=timeout)
@@ -284,7 +284,7 @@ class RedisRegistry(SharedRegistry):
         for id in ids:
             if not isinstance(id, str):
                 raise _not_found(id)
-        replies: list[Any] = [[code] for code in self._calls.batched("BEAT_MANY", ids, timeout)]
+        replies: list[Any] = [[code] for code in self._calls.batched(self._calls.beats[1], ids, timeout)]
         revive = [i for i, reply in enumerate(replies) if _text(reply[0]) == "revive"]
         if revive:  # a second round trip for the services to bring back, if any
             revived = self._calls.pipelined("REVIVE", [ids[i] for i in revive], timeout)

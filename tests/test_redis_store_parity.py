@@ -560,14 +560,15 @@ def test_a_service_becoming_running_gets_a_seeded_history_and_its_limit(reg, raw
     assert abs(deadline_after_last(reg, sid) - 176_473) <= 1
 
 
-def test_each_heartbeat_learns_its_interval_capped_at_the_timeout_and_pulls_the_deadline(reg, raw):
+@pytest.mark.parametrize("many", [False, True], ids=["beat", "beat_many"])
+def test_each_heartbeat_learns_its_interval_capped_at_the_timeout_and_pulls_the_deadline(reg, raw, many):
     with_phi(reg)
     sid = running(reg, heartbeat_timeout_secs=0.3)
     seen = [75_000.0, 125_000.0]
     for pause in (0.05, 0.12, 0.0, 0.4):  # the last one is longer than the timeout: learned as 0.3 s
         before = last_us(reg, sid)
         time.sleep(pause)
-        prior, events = reg.beat(sid, LONG)
+        prior, events = reg.beat_many([sid], LONG)[0] if many else reg.beat(sid, LONG)
         assert prior is S.RUNNING and events == []
         seen.append(min(300_000, last_us(reg, sid) - before))
         assert intervals(reg, raw, sid) == seen[-4:]  # four kept, the oldest dropped
