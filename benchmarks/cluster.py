@@ -43,11 +43,10 @@ from lifecycle import ExtensionService
 from lifecycle.redis import RedisRegistry
 
 from ._util import quantile, quiet_logging
-from .fleet import ROOT, _cpu, _table, members
+from .fleet import ROOT, _cpu, _table, members, server_binary
 
 sys.path.insert(0, str(ROOT / "tests"))
 import redis_cluster
-import redis_server as servers
 
 TIMEOUT = 60.0  # the scale target's heartbeat timeout
 BURST = 10_000
@@ -270,12 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=6)
     args = parser.parse_args(argv)
     quiet_logging()
-    found = servers.binaries()
-    name = args.binary or ("redis" if "redis" in found else next(iter(found), None))
-    if name is None or name not in found:
-        print("no redis-server or valkey-server here", file=sys.stderr)
-        return 2
-    cluster = redis_cluster.Cluster(found[name], Path(tempfile.mkdtemp())).start()
+    binary = server_binary(args.binary)  # exits, saying so, if neither server is here
+    cluster = redis_cluster.Cluster(binary, Path(tempfile.mkdtemp())).start()
     try:
         url = cluster.url(cluster.nodes[0])
         version = cluster.nodes[0].version()

@@ -456,6 +456,15 @@ def part_inmemory(quick: bool) -> dict[str, Any]:
     return results
 
 
+def server_binary(choice: str | None) -> str:
+    """The server binary to run: `choice` ("redis", "valkey") if found, else redis-server, else valkey-server."""
+    found = servers.binaries()
+    name = choice or ("redis" if "redis" in found else next(iter(found), None))
+    if name is None or name not in found:
+        raise SystemExit(f"no {name or 'redis'}-server here (nor valkey-server)")
+    return found[name]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("parts", nargs="*", default=["latency", "scale", "lag", "failover", "inmemory"])
@@ -463,12 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes and windows (a smoke run)")
     args = parser.parse_args(argv)
     quiet_logging()
-    found = servers.binaries()
-    name = args.binary or ("redis" if "redis" in found else next(iter(found), None))
-    if name is None or name not in found:
-        print("no redis-server or valkey-server here", file=sys.stderr)
-        return 2
-    server = servers.RedisServer(found[name], Path(tempfile.mkdtemp()) / "server").start()
+    binary = server_binary(args.binary)  # exits, saying so, if neither server is here
+    server = servers.RedisServer(binary, Path(tempfile.mkdtemp()) / "server").start()
     try:
         assert server.proc is not None
         print(f"# Fleet benchmarks: {server.version()}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")

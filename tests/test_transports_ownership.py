@@ -74,12 +74,16 @@ def memory_fleet() -> Iterator[Fleet]:
     yield from _run(Fleet(SharedMemoryRegistry(lease_ttl_secs=TTL).handle))
 
 
-@pytest.fixture
-def server_fleet(redis_server, namespace: str) -> Iterator[Fleet]:
+def _on_server(redis_server, namespace: str, ttl: float) -> Iterator[Fleet]:
     pytest.importorskip("redis", reason="needs the redis extra")
     from lifecycle.redis import RedisRegistry
 
-    yield from _run(Fleet(lambda: RedisRegistry.from_url(redis_server.url, namespace=namespace, lease_ttl_secs=TTL)))
+    yield from _run(Fleet(lambda: RedisRegistry.from_url(redis_server.url, namespace=namespace, lease_ttl_secs=ttl)))
+
+
+@pytest.fixture
+def server_fleet(redis_server, namespace: str) -> Iterator[Fleet]:
+    yield from _on_server(redis_server, namespace, TTL)
 
 
 LONG_TTL = 6.0  # a lease whose candidates tick 2 s apart: a take-over at a tick is easy to tell from a wake
@@ -92,11 +96,7 @@ def long_memory_fleet() -> Iterator[Fleet]:
 
 @pytest.fixture
 def long_server_fleet(redis_server, namespace: str) -> Iterator[Fleet]:
-    pytest.importorskip("redis", reason="needs the redis extra")
-    from lifecycle.redis import RedisRegistry
-
-    yield from _run(Fleet(lambda: RedisRegistry.from_url(redis_server.url, namespace=namespace,
-                                                         lease_ttl_secs=LONG_TTL)))
+    yield from _on_server(redis_server, namespace, LONG_TTL)
 
 
 class Spawns(SubprocessConnector):
