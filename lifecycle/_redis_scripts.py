@@ -26,13 +26,13 @@ import functools
 import re
 
 KEYS = ("svc", "reg", "names", "status", "last", "upd", "attempt", "dl", "todo", "claim",
-        "lease", "epoch", "tick", "gen", "events", "tmo", "rst", "flap", "phi", "phiv", "own", "oclaim")
+        "lease", "epoch", "tick", "gen", "events", "tmo", "rst", "flap", "phi", "phiv", "own", "oclaim", "rebase")
 
 _LUA_NAMES = {"svc": "K_SVC", "reg": "K_REG", "names": "K_NAMES", "status": "K_STATUS", "last": "K_LAST",
               "upd": "K_UPD", "attempt": "K_ATT", "dl": "K_DL", "todo": "K_TODO", "claim": "K_CLAIM",
               "lease": "K_LEASE", "epoch": "K_EPOCH", "tick": "K_TICK", "gen": "K_GEN", "events": "K_EVENTS",
               "tmo": "K_TMO", "rst": "K_RST", "flap": "K_FLAP", "phi": "K_PHI", "phiv": "K_PHIV",
-              "own": "K_OWN", "oclaim": "K_OCLAIM"}
+              "own": "K_OWN", "oclaim": "K_OCLAIM", "rebase": "K_REBASE"}
 
 # Every declared key costs each call a little (about 1 us on loopback, more through a cluster
 # client, which hashes each key to check they share a slot), so each script declares exactly the
@@ -261,6 +261,14 @@ local function info(id)
   if last then silent = math.max(0, NOW - tonumber(last)) end
   return {redis.call('HGET', K_SVC, id), redis.call('HGET', K_REG, id) or '0', redis.call('HGET', K_UPD, id) or '0',
           redis.call('HGET', K_STATUS, id), s(silent), redis.call('HGET', K_ATT, id) or '0', s(NOW)}
+end
+-- An outage's rebase of one service (see SWEEP): silent since before `since`, it gets a fresh full
+-- deadline from now. True if it did.
+local function rebase_one(id, since)
+  if tonumber(redis.call('HGET', K_LAST, id) or '0') >= since then return false end
+  redis.call('ZADD', K_DL, s(NOW + limit(id)), id)
+  redis.call('HSET', K_LAST, id, s(NOW))
+  return true
 end
 -- One heartbeat's hot path (`now`: NOW formatted once by the caller): the prior status, 'missing', or
 -- 'revive' for a RECONNECTING or ERROR service, left to REVIVE, which declares every key and checks again.
@@ -504,22 +512,32 @@ local tick = redis.call('GET', K_TICK)
 local rebased = 0
 if (not tick) or NOW - tonumber(tick) > grace then
   -- Nobody watched for a while (outage, restart, failover): silence in that gap counts for nothing.
-  local ids = redis.call('ZRANGE', K_DL, 0, -1)
-  for _, id in ipairs(ids) do
-    redis.call('ZADD', K_DL, s(NOW + limit(id)), id)
-    redis.call('HSET', K_LAST, id, s(NOW))
-  end
-  rebased = #ids
+  -- Every service silent since before now gets a fresh deadline, a chunk per sweep (K_REBASE: since
+  -- when, and the scan's cursor): one script over a large namespace would hold the server for
+  -- seconds. Until its chunk comes, a service found due is given its fresh deadline instead.
+  redis.call('SET', K_REBASE, s(NOW) .. ' 0')
+  rebased = redis.call('ZCARD', K_DL)
 end
 redis.call('SET', K_TICK, s(NOW))
+local since = nil
+local rebase = redis.call('GET', K_REBASE)
+if rebase then
+  local at, cursor = string.match(rebase, '^(%d+) (%d+)$')
+  since = tonumber(at)
+  local scan = redis.call('ZSCAN', K_DL, cursor, 'COUNT', batch * 4)
+  for i = 1, #scan[2], 2 do rebase_one(scan[2][i], since) end
+  if scan[1] == '0' then redis.call('DEL', K_REBASE) else redis.call('SET', K_REBASE, at .. ' ' .. scan[1]) end
+end
 local due = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_DL, '-inf', s(NOW), 'LIMIT', 0, batch)) do
-  -- name, the transport's auto_reconnect and max_reconnect_attempts ('': unset): what the leader needs
-  -- to plan, without a read per service
-  local svc = cjson.decode(redis.call('HGET', K_SVC, id) or '{"name":"","transport":{"auto_reconnect":true}}')
-  local max = svc.transport.max_reconnect_attempts
-  if type(max) ~= 'number' then max = '' else max = s(max) end
-  due[#due + 1] = {id, svc.name, svc.transport.auto_reconnect and '1' or '0', max}
+  if not (since and rebase_one(id, since)) then
+    -- name, the transport's auto_reconnect and max_reconnect_attempts ('': unset): what the leader needs
+    -- to plan, without a read per service
+    local svc = cjson.decode(redis.call('HGET', K_SVC, id) or '{"name":"","transport":{"auto_reconnect":true}}')
+    local max = svc.transport.max_reconnect_attempts
+    if type(max) ~= 'number' then max = '' else max = s(max) end
+    due[#due + 1] = {id, svc.name, svc.transport.auto_reconnect and '1' or '0', max}
+  end
 end
 local claimed = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_TODO, '-inf', s(NOW), 'LIMIT', 0, batch)) do
@@ -535,6 +553,7 @@ local b = redis.call('ZRANGE', K_TODO, 0, 0, 'WITHSCORES')
 if a[2] then nxt = tonumber(a[2]) end
 if b[2] and (nxt < 0 or tonumber(b[2]) < nxt) then nxt = tonumber(b[2]) end
 if nxt >= 0 then nxt = math.max(0, nxt - NOW) end
+if redis.call('EXISTS', K_REBASE) == 1 then nxt = 0 end  -- the leader sweeps again at once: more to rebase
 return {'ok', due, claimed, s(nxt), rebased}
 """
 

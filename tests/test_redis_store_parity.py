@@ -299,6 +299,28 @@ def test_an_outage_rebase_gives_each_service_its_own_timeout(timed):
     assert 0.1 < sweep.next_in <= 0.2  # the fast service's own 0.2 s from now, not 30 s
 
 
+def test_an_outage_rebase_on_a_large_namespace_goes_a_chunk_per_sweep_and_times_nothing_out(reg):
+    """Every service silent through a gap gets a fresh deadline; on a server a sweep rebases a few
+    (one script over a large namespace would hold the server for seconds), and a service found due
+    before its chunk came is rebased, not timed out. In process the store rebases all at once."""
+    lead(reg)
+    ids = [running(reg, f"s{i}", timeout=0.2) for i in range(300)]  # more than a small sorted set holds
+    time.sleep(0.3)  # every deadline passed during what the next sweep takes for an outage
+    sweep = reg.sweep(OWNER, LONG, 0.0, 5)  # no grace: the gap counts for nothing
+    assert sweep.rebased == 300 and sweep.due == []
+    sweeps = 1
+    while sweep.next_in == 0 and sweeps < 1000:  # the server's rebase is not done: sweep again at once
+        sweep = reg.sweep(OWNER, LONG, LONG, 5)
+        assert sweep.due == [] and sweep.rebased == 0
+        sweeps += 1
+    assert sweep.next_in is not None and sweep.next_in > 20.0  # every deadline a full 30 s from its rebase
+    if isinstance(reg, SharedMemoryRegistry):
+        assert sweeps == 1
+    else:
+        assert 3 <= sweeps <= 300 // 5  # chunks (COUNT 20 is a hint to ZSCAN): not one script, not one by one
+    assert all(reg.silence(sid) == (S.RUNNING, pytest.approx(0.0, abs=5.0)) for sid in ids)
+
+
 def test_the_registrys_health_check_uses_each_services_timeout(reg):
     fast = running(reg, "fast", heartbeat_timeout_secs=0.2)
     running(reg, "slow")
