@@ -5,9 +5,10 @@ Event recording and waiting live in `lifecycle.testing.EventRecorder`.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from blinker import NamedSignal
@@ -61,3 +62,15 @@ def receiver_ids(signals: Iterable[NamedSignal] = SIGNALS.values()) -> dict[str,
 def is_event_log(receiver: object) -> bool:
     """True for what `lifecycle.contrib._eventlog.attach` connects (and `_process`, for declared services' stops)."""
     return isinstance(getattr(getattr(receiver, "receiver", None), "__self__", None), (EventLog, _Declared))
+
+
+@contextlib.contextmanager
+def hearing_every_signal(receiver: Any) -> Iterator[None]:
+    """`receiver` connected (strongly) to every lifecycle signal while the block runs."""
+    for signal in SIGNALS.values():
+        signal.connect(receiver, weak=False)
+    try:
+        yield
+    finally:
+        for signal in SIGNALS.values():
+            signal.disconnect(receiver)

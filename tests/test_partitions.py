@@ -20,6 +20,7 @@ import pytest
 import redis
 import redis_server as servers
 import test_fleet
+from helpers import hearing_every_signal
 from redis.crc import key_slot
 from test_shared_memory import STEP, Counting, Fleet, owner
 
@@ -33,7 +34,6 @@ from lifecycle import (
     ServiceStatus,
 )
 from lifecycle._partitions import partition_of
-from lifecycle.dispatch import SIGNALS
 from lifecycle.errors import PartitionsRefused
 from lifecycle.events import (
     Heartbeat,
@@ -76,13 +76,8 @@ class Partitioned(Fleet):
 def fleet(frozen_lifecycle: FrozenLifecycle, make_lifecycle_manager: Callable[..., LifecycleManager]
           ) -> Iterator[Partitioned]:
     made = Partitioned(frozen_lifecycle, make_lifecycle_manager)
-    for signal in SIGNALS.values():
-        signal.connect(made, weak=False)
-    try:
+    with hearing_every_signal(made):
         yield made
-    finally:
-        for signal in SIGNALS.values():
-            signal.disconnect(made)
 
 
 # -- the in-process store ----------------------------------------------------------------------------

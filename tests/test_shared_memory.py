@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers import hearing_every_signal
 
 from lifecycle import (
     ExtensionService,
@@ -25,7 +26,6 @@ from lifecycle import (
     ServiceStatus,
     TransportConfig,
 )
-from lifecycle.dispatch import SIGNALS
 from lifecycle.events import (
     Error,
     HeartbeatTimeout,
@@ -109,13 +109,8 @@ class Fleet:
 def fleet(frozen_lifecycle: FrozenLifecycle, make_lifecycle_manager: Callable[..., LifecycleManager]
           ) -> Iterator[Fleet]:
     made = Fleet(frozen_lifecycle, make_lifecycle_manager)
-    for signal in SIGNALS.values():
-        signal.connect(made, weak=False)
-    try:
+    with hearing_every_signal(made):
         yield made
-    finally:
-        for signal in SIGNALS.values():
-            signal.disconnect(made)
 
 
 def owner(manager: LifecycleManager) -> str:
