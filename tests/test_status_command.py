@@ -205,6 +205,51 @@ def test_a_bad_namespace_or_url_is_one_line_and_exit_1(redis_server, capsys):
         assert out == "" and err.count("\n") == 1 and err.startswith("error: "), (args, err)
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://127.0.0.1:99999/0", "port must be a whole number from 1 to 65535, not '99999'"),
+        ("redis://127.0.0.1:{port}/abc", "database must be a whole number >= 0 (e.g. /0), not '/abc'"),
+        ("redis://127.0.0.1:{port}/0?socket_timout=1",
+         "has an unknown option ?socket_timout=; did you mean ?socket_timeout=?"),
+        ("redis://:secret-pw@127.0.0.1:{port}/0?db=x", "option ?db= must be a whole number >= 0, not 'x'"),
+        ("redis:///0", "names no host"),
+    ],
+)
+def test_a_bad_redis_url_is_checked_as_the_setting_is_before_anything_connects(redis_server, capsys, url, expected):
+    """Each problem named after --redis on one line, exit 1: never redis-py's own error, a traceback or the password
+    (an unknown option reached redis-py's connection as a TypeError; '/abc' was tried and 'cannot be reached')."""
+    args = status(url.format(port=redis_server.port), "lifecycle")
+    assert main(args) == EXIT_UNAVAILABLE
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"error: --redis: {expected}") and err.count("\n") == 1, err
+    done = run(*args)
+    assert done.returncode == EXIT_UNAVAILABLE and done.stdout == "" and done.stderr == err
+    assert "secret-pw" not in err
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://user:secret-pw@127.0.0.1:1/lifecycle",
+         "error: --url must not hold credentials (pass --token): 'http://user:***@127.0.0.1:1/lifecycle'"),
+        ("http://user:secret-pw@[::1/lifecycle",
+         "error: --url is not a valid URL (Invalid IPv6 URL): 'http://user:***@[::1/lifecycle'"),
+        ("http://:secret-pw@/lifecycle", "error: --url names no host: 'http://:***@/lifecycle'"),
+        ("http://127.0.0.1:99999/lifecycle", "error: --url is not a valid URL (Port out of range 0-65535)"),
+        ("http://127.0.0.1:port/lifecycle", "error: --url is not a valid URL (Port could not be cast"),
+        ("http://a b/lifecycle", "error: cannot reach http://a b/lifecycle/services: URL can't contain control"),
+    ],
+)
+def test_a_bad_url_is_one_line_and_exit_1_never_a_traceback_or_the_password(url, expected):
+    """The real command line: each of these raised a traceback (http.client.InvalidURL, ValueError), or
+    repeated the password ("nonnumeric port: 'secret-pw@'", "cannot reach http://user:secret-pw@...")."""
+    done = run("status", "--url", url, "--timeout", "2")
+    assert done.returncode == EXIT_UNAVAILABLE and done.stdout == "", done.stderr
+    assert done.stderr.startswith(expected) and done.stderr.count("\n") == 1, done.stderr
+    assert "secret-pw" not in done.stderr and "Traceback" not in done.stderr
+
+
 def test_the_leader_is_named_by_host_and_pid_as_the_status_page_names_it(redis_server, namespace, capsys):
     """The lease holder's owner token (host:pid:random) is printed as its host and pid, the random part left out."""
     from lifecycle.engine.lease import owner_token

@@ -7,6 +7,7 @@ nothing: so every status command asks a running server's `GET <prefix>/services`
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import socket
@@ -17,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._text import quote, shorten
+from .._text import mask_credentials, quote, shorten
 
 __all__ = ["URL_REQUIRED", "FleetStatus", "StatusUnavailable", "describe_empty", "describe_leader", "describe_leaders",
            "fetch_fleet", "fetch_services", "leader_fields", "parse_leader", "render_table"]
@@ -41,14 +42,14 @@ class StatusUnavailable(Exception):
 
 
 def fetch_services(base: str, token: str | None = None, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """GET <base>/services; every failure is a `StatusUnavailable` naming the URL."""
+    """GET <base>/services; every failure is a `StatusUnavailable` naming the URL, its credentials masked."""
+    _check_url(base)
     url = base.rstrip("/") + "/services"
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise StatusUnavailable(f"--url must be an http:// or https:// URL, not {quote(base)}")
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, headers=headers)
+    url = mask_credentials(url)  # how every message below names it
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             payload = response.read()
@@ -57,9 +58,9 @@ def fetch_services(base: str, token: str | None = None, timeout: float = 10.0) -
             advice = "pass --token" if exc.code == 401 else "check --token"
             raise StatusUnavailable(f"{url} refused the request with {exc.code} {exc.reason}; {advice}") from None
         raise StatusUnavailable(f"{url} answered {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # InvalidURL: a space in the host
         reason = getattr(exc, "reason", exc)
-        raise StatusUnavailable(f"cannot reach {url}: {reason}") from None
+        raise StatusUnavailable(f"cannot reach {url}: {mask_credentials(str(reason))}") from None
     try:
         services = json.loads(payload)
     except ValueError:
@@ -67,6 +68,22 @@ def fetch_services(base: str, token: str | None = None, timeout: float = 10.0) -
     if not isinstance(services, list) or not all(isinstance(s, dict) for s in services):
         raise StatusUnavailable(f"{url} did not answer with a list of services; is it the lifecycle endpoints' URL?")
     return services
+
+
+def _check_url(base: str) -> None:
+    """Refuse a `--url` that cannot be asked, before anything connects; the message never repeats a password."""
+    try:
+        parts = urllib.parse.urlsplit(base)
+        parts.port  # noqa: B018  (raises for a port out of range or not a number)
+    except ValueError as exc:  # an unclosed "[" of an IPv6 host, a bad port
+        reason = shorten(mask_credentials(str(exc)))
+        raise StatusUnavailable(f"--url is not a valid URL ({reason}): {quote(base)}") from None
+    if parts.scheme not in ("http", "https"):
+        raise StatusUnavailable(f"--url must be an http:// or https:// URL, not {quote(base)}")
+    if not parts.hostname:
+        raise StatusUnavailable(f"--url names no host: {quote(base)}")
+    if parts.username is not None or parts.password is not None:
+        raise StatusUnavailable(f"--url must not hold credentials (pass --token): {quote(base)}")
 
 
 @dataclass(frozen=True)
@@ -113,7 +130,11 @@ def fetch_fleet(redis_url: str, namespace: str, timeout: float = 10.0) -> FleetS
     from ..errors import LifecycleError, PartitionsRefused
     from ..redis import RedisRegistry
     from ._http import describe_service
+    from ._settings import redis_url_problems
 
+    problems = redis_url_problems(redis_url)  # checked as the REDIS_URL setting is, before anything connects
+    if problems:
+        raise StatusUnavailable("--redis: " + "; ".join(message for message, _ in problems))
     partitions = 1
     while True:
         try:
