@@ -391,13 +391,14 @@ def boot_env(example: str, **settings: object) -> dict[str, str]:
 
 
 def start_boot_app(start_gunicorn: Callable[..., tuple[Process, str]], example: str, preload: bool,
-                   **settings: object) -> tuple[Process, str, int, set[int]]:
-    """Two gunicorn workers on the boot test app: the server, its URL, the master's and the workers' pids."""
+                   *args: str, **settings: object) -> tuple[Process, str, int, set[int]]:
+    """Two gunicorn workers on the boot test app (`args`: more gunicorn flags): the server, its URL, the
+    master's and the workers' pids."""
     if example == "django":
         pytest.importorskip("django")
     app = "flask_boot:app" if example == "flask" else "boot_project.wsgi"
-    server, base = start_gunicorn("--workers", "2", *(["--preload"] if preload else []), app=app, chdir=BOOT_APPS,
-                                  **boot_env(example, **settings))
+    server, base = start_gunicorn("--workers", "2", *(["--preload"] if preload else []), *args, app=app,
+                                  chdir=BOOT_APPS, **boot_env(example, **settings))
     master = int(server.wait_for(lambda lines: re.search(r"Listening at: \S+ \((\d+)\)", "\n".join(lines))).group(1))
     workers: set[int] = server.wait_for(
         lambda lines: (pids := set(re.findall(r"Booting worker with pid: (\d+)", "\n".join(lines))))
@@ -442,6 +443,19 @@ def test_in_memory_every_worker_watches_its_declared_service_from_boot(start_gun
     assert master not in timed_out(server), output
     assert sorted(timed_out(server)) == sorted(workers), output  # once each: no reconnect, so ERROR stays
     assert_one_startup_line_each(server, master, workers, preload, "in-memory (this process only)")
+
+
+@pytest.mark.parametrize("example", ["flask", "django"])
+def test_the_readmes_threaded_workers_watch_from_boot_too(start_gunicorn, example):
+    """The README's gunicorn line runs gthread workers (--threads): their worker class starts the app
+    from another frame than the sync worker's, and each worker still watches with no request."""
+    server, _, master, workers = start_boot_app(start_gunicorn, example, False, "--threads", "4",
+                                                HEARTBEAT_INTERVAL_SECS=0.2, HEARTBEAT_TIMEOUT_SECS=0.5)
+    server.wait_for(lambda lines: set(timed_out(server)) >= workers)
+    assert server.stop() == 0
+    output = "\n".join(server.lines)
+    assert "Using worker: gthread" in output and "Traceback" not in output, output
+    assert sorted(timed_out(server)) == sorted(workers) and master not in timed_out(server), output
 
 
 @pytest.mark.parametrize("preload", [False, True], ids=["app-per-worker", "preload"])
