@@ -1,7 +1,8 @@
 """`declare`: desired state, idempotent, never raising for an unreachable registry or a failed connect.
 
 In memory and in a fleet (on `SharedMemoryRegistry`, so time is frozen and every step is
-deterministic): manual-mode managers, `run_pending` driving the retries.
+deterministic): manual-mode managers, `run_pending` driving the retries. One case runs again on a
+real redis-server, the retries still driven by the frozen clock.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, RegistryUnavailable, ServiceStatus
 from lifecycle.dispatch import SIGNALS
 from lifecycle.events import HeartbeatTimeout, LifecycleEvent, Started
+from lifecycle.redis import RedisRegistry
 from lifecycle.shared_memory import SharedMemoryRegistry
 from lifecycle.testing import FrozenLifecycle
 
@@ -194,3 +196,85 @@ def test_after_a_data_loss_a_service_stopped_on_purpose_comes_back_from_the_othe
     assert store.get("search") is not None and store.get("search").status is ServiceStatus.RUNNING
     assert logged(caplog, "1 service(s) of this process registered again: 'search'") == 1  # b
     assert logged(caplog, "0 service(s) of this process registered again") == 1  # a: nothing of its own
+
+
+# -- a retry and a stop made elsewhere -------------------------------------------------------------
+
+
+def test_a_pending_retry_does_not_revive_a_service_stopped_on_purpose_elsewhere(fleet, frozen_lifecycle, caplog):
+    """b could not reach the registry when it declared; meanwhile a started the service and stopped it on
+    purpose. b's retry reads the stop in the fleet's log and leaves it stopped; a data loss still brings it back
+    (b keeps declaring it), as a process that starts later does."""
+    store, make, _events = fleet
+    a, b = make(), make()
+    run(frozen_lifecycle, [a, b], 0.1)
+    Unreachable.down.set()
+    b.declare(ExtensionService("search", "1", id="search"))  # fails: a retry is armed in b
+    Unreachable.down.clear()
+    a.declare(ExtensionService("search", "1", id="search"))
+    assert store.get("search") is not None
+    a.stop_service("search")
+    with caplog.at_level(logging.WARNING, logger="lifecycle"):
+        run(frozen_lifecycle, [a, b], 65.0)  # b's retry came due (0.5 s), and would have again to 30 s apart
+    assert store.get("search") is None, "revived by b's pending retry"
+    assert logged(caplog, "is registered again") == 0
+    assert logged(caplog, "'search' was stopped on purpose by another process: not registered from here") == 1
+    store.flush()  # a data loss: the stop is gone with the data, b still declares the service
+    run(frozen_lifecycle, [a, b], 1.5)
+    assert store.get("search") is not None and store.get("search").status is ServiceStatus.RUNNING
+
+
+def test_a_retry_after_a_failed_connect_does_not_revive_a_service_stopped_on_purpose_elsewhere(
+        fleet, frozen_lifecycle):
+    store, make, _events = fleet
+    refused = Flaky(failures=1)
+    a, b = make(), make(connector=refused)
+    run(frozen_lifecycle, [a, b], 0.1)
+    b.declare(ExtensionService("search", "1", id="search"))  # registers, the connect fails: undone, retried
+    assert store.get("search") is None and refused.calls == 1
+    a.declare(ExtensionService("search", "1", id="search"))  # a registers and connects it
+    a.stop_service("search")
+    run(frozen_lifecycle, [a, b], 65.0)
+    assert store.get("search") is None and refused.calls == 1
+    c = make()  # a process that starts later declares as usual: registered again
+    c.declare(ExtensionService("search", "1", id="search"))
+    assert store.get("search") is not None and store.get("search").status is ServiceStatus.RUNNING
+
+
+def test_a_pending_retry_joins_a_service_started_again_after_a_stop_elsewhere(fleet, frozen_lifecycle, caplog):
+    """Only the last word counts: stopped, then declared again by a later process: b's retry joins it."""
+    store, make, events = fleet
+    a, b = make(), make()
+    run(frozen_lifecycle, [a, b], 0.1)
+    Unreachable.down.set()
+    b.declare(ExtensionService("search", "1", id="search"))
+    Unreachable.down.clear()
+    a.declare(ExtensionService("search", "1", id="search"))
+    a.stop_service("search")
+    c = make()
+    c.declare(ExtensionService("search", "1", id="search"))
+    with caplog.at_level(logging.WARNING, logger="lifecycle"):
+        run(frozen_lifecycle, [a, b, c], 1.0)
+    assert logged(caplog, "is registered again (search)") == 1  # b: its declaration holds (joined)
+    assert logged(caplog, "stopped on purpose by another process") == 0
+    assert store.count() == 1 and sum(isinstance(e, Started) for e in events) == 2  # a's, c's: b joined
+
+
+def test_on_a_real_server_a_retry_does_not_revive_a_service_stopped_on_purpose_elsewhere(
+        redis_server, namespace, frozen_lifecycle, make_lifecycle_manager):
+    def registry() -> RedisRegistry:
+        return RedisRegistry.from_url(redis_server.url, namespace=namespace, socket_timeout=2.0,
+                                      socket_connect_timeout=2.0)
+
+    refused = Flaky(failures=1)
+    a = make_lifecycle_manager(CFG, registry=registry())
+    b = make_lifecycle_manager(CFG, registry=registry(), connector=refused)
+    try:
+        b.declare(ExtensionService("search", "1", id="search"))  # the connect fails: retried
+        a.declare(ExtensionService("search", "1", id="search"))
+        assert a.get_status("search") is ServiceStatus.RUNNING
+        a.stop_service("search")
+        run(frozen_lifecycle, [a, b], 5.0)  # b's retries at 0.5 s, 1.5 s, 3.5 s
+        assert a.registry.get("search") is None and refused.calls == 1
+    finally:
+        a.registry.clear()

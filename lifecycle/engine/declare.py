@@ -7,11 +7,20 @@ and cause, and the declaration is asserted again with backoff until it holds. Af
 registry lost its data a fleet registers every declared service again (`services`). A service
 stopped on purpose here is forgotten, so this process does not bring it back.
 
+Nor does a retry bring back one stopped on purpose elsewhere: in a fleet, a declaration that
+failed notes where the fleet's event log ends, and each retry first reads the log on from there.
+If the last `service_stopped` or `service_started` of the service since then is a stop, the
+retry ends without registering it; the declaration stays, so a data loss registers it again (as
+for a process that joined it). Only the log tells a stop from a registration still to come.
+A stop made while this process could not read the log at all (it noted no position), or that
+the log trimmed or does not keep (`events_maxlen=0`), is not seen.
+
 Locking: `_lock` guards the declarations and their retry timers; starting runs outside it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import threading
@@ -19,6 +28,8 @@ from collections.abc import Callable
 
 from ..connector import Hooks
 from ..errors import LifecycleError, ServiceAlreadyExists
+from ..events import Started, Stopped
+from ..fleet import SharedRegistry
 from ..model import ExtensionService, ServiceId
 from ..timers import Timer
 from ..watchdog import Watchdog
@@ -30,9 +41,12 @@ log = logging.getLogger("lifecycle")
 
 Start = Callable[[ExtensionService, "Hooks | None"], ServiceId]
 
+_PAGE = 1000  # log entries read per call when a retry looks for a stop made elsewhere
+_PAGES = 20  # at most per retry: a log busier than that is read on at the next retry
+
 
 class _Declared:
-    __slots__ = ("service", "hooks", "retry", "delay", "failing")
+    __slots__ = ("service", "hooks", "retry", "delay", "failing", "since")
 
     def __init__(self, service: ExtensionService, hooks: Hooks | None) -> None:
         self.service = copy.deepcopy(service)
@@ -40,14 +54,16 @@ class _Declared:
         self.retry: Timer | None = None
         self.delay = 0.0
         self.failing: tuple[str, str] | None = None  # the cause last logged
+        self.since: str | None = None  # fleet: where the event log was read up to since the first failure
 
 
 class Declarations:
     """This process's declared services, each asserted through `start` until it holds."""
 
-    def __init__(self, watchdog: Watchdog, executor: Executor, start: Start, *, first: float = 0.5,
-                 most: float = 30.0) -> None:
+    def __init__(self, watchdog: Watchdog, executor: Executor, start: Start, log: SharedRegistry | None = None,
+                 *, first: float = 0.5, most: float = 30.0) -> None:
         self._watchdog = watchdog
+        self._log = log  # a fleet's registry: its event log tells of stops made elsewhere
         self._executor = executor
         self._start = start
         self._first = first
@@ -81,7 +97,37 @@ class Declarations:
                 return  # forgotten meanwhile
             known.retry = None
         # A start connects: user code, so off the watchdog thread when there are threads.
-        self._executor.run(lambda: self._assert(known))
+        self._executor.run(lambda: self._retry(known))
+
+    def _retry(self, known: _Declared) -> None:
+        try:
+            stopped = self._stopped_elsewhere(known)
+        except LifecycleError as exc:  # the log cannot be read: neither can the registry be told
+            self._failed(known, exc)
+            return
+        if not stopped:
+            self._assert(known)
+            return
+        log.warning("lifecycle: declared service %r was stopped on purpose by another process: not registered "
+                    "from here (a process that starts later, or a data loss, registers it again)",
+                    known.service.name)
+        known.failing, known.delay, known.since = None, 0.0, None
+
+    def _stopped_elsewhere(self, known: _Declared) -> bool:
+        """Whether the fleet's log shows the service stopped (and not started again) since the first failure."""
+        if self._log is None or known.since is None:
+            return False
+        id = known.service.id
+        stopped = False
+        for _ in range(_PAGES):
+            rows = self._log.read_events(known.since, count=_PAGE)
+            if not rows:
+                break
+            known.since = rows[-1][0]
+            for _, event in rows:
+                if event.service_id == id and isinstance(event, (Started, Stopped)):
+                    stopped = isinstance(event, Stopped)
+        return stopped
 
     def _assert(self, known: _Declared) -> ServiceId:
         service = known.service
@@ -95,7 +141,7 @@ class Declarations:
         if known.failing is not None:
             log.warning("lifecycle: declared service %r is registered again (%s)", service.name, sid)
             known.failing = None
-        known.delay = 0.0
+        known.delay, known.since = 0.0, None  # a later failure reads the log from where it happens
         return sid
 
     def _failed(self, known: _Declared, exc: LifecycleError) -> None:
@@ -107,6 +153,10 @@ class Declarations:
                       "(logged once per cause)", known.service.name, exc)
             known.failing = cause
         known.delay = self._first if known.delay == 0.0 else min(known.delay * 2, self._most)
+        if known.since is None and self._log is not None:
+            # From here on a stop elsewhere is the fleet's decision (what came before is what was declared over).
+            with contextlib.suppress(LifecycleError):
+                known.since = self._log.last_event_id()
         with self._lock:
             if self._declared.get(known.service.id) is known and known.retry is None:
                 known.retry = self._watchdog.call_later(known.delay, self._again, known)

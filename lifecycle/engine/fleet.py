@@ -91,7 +91,7 @@ class FleetEngine:
         self._policy = ReconnectPolicy.of(config)
         self._locals: dict[str, _Local] = {}
         self._guard = Guard(watchdog)
-        self._declarations = Declarations(watchdog, executor, self.start)
+        self._declarations = Declarations(watchdog, executor, self.start, registry)
         self._pinger = Pinger(watchdog, self._guard, executor, sink, self._ping_target, self._record_ping)
         self._inflight: dict[str, Outcome] = {}
         self._closed = False
