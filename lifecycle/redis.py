@@ -45,6 +45,7 @@ from ._redis_codec import (
     _text,
     _us,
 )
+from ._redis_url import check_redis_url
 from .errors import FieldTypeError, RegistryRefused, RegistryUnavailable, ServiceAlreadyExists
 from .events import LifecycleEvent
 from .fleet import Lease, Plan, SharedRegistry, StoreSettings, Sweep, Timing
@@ -141,11 +142,11 @@ class RedisRegistry(SharedRegistry):
         `RedisCluster`, which follows the slot to whichever node serves it; True or False says
         so instead of asking. A cluster has database 0 only.
 
-        Timeouts and retries are set explicitly (redis-py's defaults changed across versions):
-        5 s to connect and per call, one retry of a broken connection, a health check of idle
-        connections. Any of them can be overridden through `redis_kwargs`.
+        Timeouts and retries are set explicitly (5 s to connect and per call, one retry, a health
+        check of idle connections; `redis_kwargs` overrides them). A URL it cannot use raises
+        `FieldValueError` (field ``url``) naming every problem, before anything connects.
         """
-        _validate.text(url, "url")
+        check_redis_url(url)
         partitions = check_partitions(partitions)
         if cluster is not None and not isinstance(cluster, bool):
             raise FieldTypeError("cluster", "type", f"must be True, False or None (ask the server), not "

@@ -127,10 +127,10 @@ def fetch_fleet(redis_url: str, namespace: str, timeout: float = 10.0) -> FleetS
     lists the lifecycle namespaces the server does hold, with their service counts.
     """
     from .._partitions import Partitioned
+    from .._redis_url import redis_url_problems
     from ..errors import LifecycleError, PartitionsRefused
     from ..redis import RedisRegistry
     from ._http import describe_service
-    from ._settings import redis_url_problems
 
     problems = redis_url_problems(redis_url)  # checked as the REDIS_URL setting is, before anything connects
     if problems:
