@@ -18,7 +18,7 @@ from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, Regis
 from lifecycle.dispatch import SIGNALS
 from lifecycle.events import HeartbeatTimeout, LifecycleEvent, Started
 from lifecycle.redis import RedisRegistry
-from lifecycle.shared_memory import SharedMemoryRegistry
+from lifecycle.shared_memory import SharedMemoryRegistry, _PartitionedMemory
 from lifecycle.testing import FrozenLifecycle
 
 CFG = LifecycleConfig(heartbeat_interval_secs=1.0, heartbeat_timeout_secs=5.0, reconnect_delay_ms=100,
@@ -278,3 +278,29 @@ def test_on_a_real_server_a_retry_does_not_revive_a_service_stopped_on_purpose_e
         assert a.registry.get("search") is None and refused.calls == 1
     finally:
         a.registry.clear()
+
+
+class UnreachableParts(_PartitionedMemory):
+    """`Unreachable`, over a namespace of two partitions (a position in its log is one per partition)."""
+
+    def join(self, service: ExtensionService) -> Any:
+        if Unreachable.down.is_set():
+            raise RegistryUnavailable("the registry at 127.0.0.1:6379 cannot be reached (ConnectionError)")
+        return super().join(service)
+
+
+def test_over_partitions_a_pending_retry_does_not_revive_a_service_stopped_on_purpose_elsewhere(
+        fleet, frozen_lifecycle, make_lifecycle_manager, caplog):
+    store = SharedMemoryRegistry(partitions=2, lease_ttl_secs=3.0)
+    a, b = (make_lifecycle_manager(CFG, registry=UnreachableParts(store.data, partitions=2, lease_ttl_secs=3.0))
+            for _ in range(2))
+    run(frozen_lifecycle, [a, b], 0.1)
+    Unreachable.down.set()
+    b.declare(ExtensionService("search", "1", id="search"))
+    Unreachable.down.clear()
+    a.declare(ExtensionService("search", "1", id="search"))
+    a.stop_service("search")
+    with caplog.at_level(logging.WARNING, logger="lifecycle"):
+        run(frozen_lifecycle, [a, b], 5.0)
+    assert store.get("search") is None and logged(caplog, "is registered again") == 0
+    assert logged(caplog, "'search' was stopped on purpose by another process") == 1

@@ -8,12 +8,13 @@ registry lost its data a fleet registers every declared service again (`services
 stopped on purpose here is forgotten, so this process does not bring it back.
 
 Nor does a retry bring back one stopped on purpose elsewhere: in a fleet, a declaration that
-failed notes where the fleet's event log ends, and each retry first reads the log on from there.
-If the last `service_stopped` or `service_started` of the service since then is a stop, the
-retry ends without registering it; the declaration stays, so a data loss registers it again (as
-for a process that joined it). Only the log tells a stop from a registration still to come.
-A stop made while this process could not read the log at all (it noted no position), or that
-the log trimmed or does not keep (`events_maxlen=0`), is not seen.
+failed notes where the fleet's event log ends (asked of the registry, or, when it could not be
+reached, this host's clock: an entry's id is the server's time), and each retry first reads the
+log on from there. If the last `service_stopped` or `service_started` of the service since then
+is a stop, the retry ends without registering it; the declaration stays, so a data loss
+registers it again (as for a process that joined it). Only the log tells a stop from a
+registration still to come. A stop the log trimmed or does not keep (`events_maxlen=0`), or
+within the difference of this host's and the server's clocks, is not seen.
 
 Locking: `_lock` guards the declarations and their retry timers; starting runs outside it.
 """
@@ -24,10 +25,11 @@ import contextlib
 import copy
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from ..connector import Hooks
-from ..errors import LifecycleError, ServiceAlreadyExists
+from ..errors import LifecycleError, RegistryUnavailable, ServiceAlreadyExists
 from ..events import Started, Stopped
 from ..fleet import SharedRegistry
 from ..model import ExtensionService, ServiceId
@@ -105,6 +107,10 @@ class Declarations:
         except LifecycleError as exc:  # the log cannot be read: neither can the registry be told
             self._failed(known, exc)
             return
+        except Exception:  # a reply it cannot read must not end the declaration: asserted as before
+            log.exception("lifecycle: reading the fleet's event log for declared service %r failed",
+                          known.service.name)
+            stopped = False
         if not stopped:
             self._assert(known)
             return
@@ -154,12 +160,23 @@ class Declarations:
             known.failing = cause
         known.delay = self._first if known.delay == 0.0 else min(known.delay * 2, self._most)
         if known.since is None and self._log is not None:
-            # From here on a stop elsewhere is the fleet's decision (what came before is what was declared over).
-            with contextlib.suppress(LifecycleError):
-                known.since = self._log.last_event_id()
+            known.since = self._log_end(self._log, exc)  # a stop from here on is the fleet's word on it
         with self._lock:
             if self._declared.get(known.service.id) is known and known.retry is None:
                 known.retry = self._watchdog.call_later(known.delay, self._again, known)
+
+    @staticmethod
+    def _log_end(registry: SharedRegistry, exc: LifecycleError) -> str:
+        """Where the fleet's log ends now: asked of a registry that answers, else read off this host's clock.
+
+        An unreachable one is not asked again (a second wait for a timeout, at boot): an entry's id
+        is the server's time in milliseconds, so this host's time is the position, to within the
+        two clocks' difference.
+        """
+        if not isinstance(exc, RegistryUnavailable):
+            with contextlib.suppress(LifecycleError):
+                return registry.last_event_id()
+        return ",".join([f"{int(time.time() * 1000)}-0"] * registry.partitions)
 
     def after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
