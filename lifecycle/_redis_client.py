@@ -12,7 +12,10 @@ from __future__ import annotations
 # Loaded now, before any fork: the first connection encodes its host with this codec, and a codec
 # first imported by a thread of a gunicorn --preload master while it forks fails in the worker
 # ("LookupError: unknown encoding: idna"), a failure the codec registry then keeps for good.
+import difflib
 import encodings.idna  # noqa: F401
+import functools
+import inspect
 import logging
 import os
 import re
@@ -31,7 +34,7 @@ from redis.retry import Retry as _Retry
 from . import _redis_scripts as scripts
 from ._partitions import mismatch
 from ._redis_codec import _us
-from .errors import RegistryRefused, RegistryUnavailable
+from .errors import FieldTypeError, RegistryRefused, RegistryUnavailable
 from .fleet import StoreSettings
 
 _T = TypeVar("_T")
@@ -568,6 +571,11 @@ def open_url(url: str, cluster: bool | None, redis_kwargs: dict[str, Any]) -> tu
         "socket_timeout": 5.0, "socket_connect_timeout": 5.0, "health_check_interval": 15,
         "retry": _Retry(_Backoff(cap=0.5, base=0.05), 1), "decode_responses": True,
     }
+    for name in redis_kwargs:
+        if name not in _client_options():
+            near = difflib.get_close_matches(name, _client_options(), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise FieldTypeError(name, "unknown", f"is not an option of redis-py's client or its connections{hint}")
     options.update(redis_kwargs)
     try:
         client = _redis.Redis.from_url(url, **options)
@@ -577,3 +585,18 @@ def open_url(url: str, cluster: bool | None, redis_kwargs: dict[str, Any]) -> tu
         error = RegistryRefused if kind == _REFUSED else RegistryUnavailable
         raise error(f"the registry URL cannot be used ({reason}: {type(exc).__name__})", reason=reason) from None
     return client, db, options
+
+
+@functools.cache
+def _client_options() -> frozenset[str]:
+    """The keyword options redis-py's clients and connections take, from their signatures.
+
+    A misspelt option would otherwise reach a connection's constructor at the first call, as a
+    bare TypeError from redis-py.
+    """
+    classes = (_redis.Redis, _redis.connection.AbstractConnection, _redis.connection.Connection,
+               _redis.connection.SSLConnection, _redis.connection.UnixDomainSocketConnection,
+               _redis.connection.ConnectionPool, RedisCluster)
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(name for cls in classes for name, param in inspect.signature(cls.__init__).parameters.items()
+                     if param.kind in kinds and name != "self")

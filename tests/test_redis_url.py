@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import redis_server as servers
 
-from lifecycle import FieldValueError
+from lifecycle import FieldTypeError, FieldValueError
 from lifecycle.redis import RedisRegistry
 
 PASSWORD = "s3cret-Pa55"
@@ -82,3 +82,17 @@ def test_a_url_with_options_reaches_a_real_server(redis_server: servers.RedisSer
         assert registry.count() == 0
     finally:
         registry.client.close()
+
+
+def test_a_misspelt_client_option_is_named_before_anything_connects() -> None:
+    with pytest.raises(FieldTypeError) as caught:
+        RedisRegistry.from_url("redis://127.0.0.1:1/0", socket_timout=1.0)
+    assert (caught.value.field, caught.value.code) == ("socket_timout", "unknown")
+    assert "did you mean 'socket_timeout'" in str(caught.value)
+
+
+@pytest.mark.parametrize("option", [{"socket_timeout": 1.0}, {"client_name": "web"}, {"ssl_cert_reqs": "none"},
+                                    {"max_connections": 4}])
+def test_options_of_the_client_and_its_connections_are_taken(option: dict[str, object]) -> None:
+    registry = RedisRegistry.from_url("redis://127.0.0.1:1/0", **option)
+    registry.client.close()
