@@ -255,12 +255,29 @@ local function forget(id)
   redis.call('ZREM', K_DL, id)
   redis.call('ZREM', K_TODO, id)
 end
+local function registered(json)
+  -- The service's JSON as stored: the registration time first, as "r" (one hash field per service
+  -- instead of two; K_REG holds it for a record written before).
+  return '{"r":' .. s(NOW) .. ',' .. string.sub(json, 2)
+end
+local function restore_one(id, json, name, own)
+  if redis.call('HEXISTS', K_STATUS, id) == 1 or redis.call('HEXISTS', K_NAMES, name) == 1 then return 'present' end
+  if own ~= '' then redis.call('HSET', K_TMO, id, own) end
+  redis.call('HSET', K_SVC, id, registered(json))
+  redis.call('HSET', K_NAMES, name, id)
+  redis.call('HSET', K_STATUS, id, 'running')
+  redis.call('HSET', K_UPD, id, s(NOW))
+  redis.call('HSET', K_LAST, id, s(NOW))
+  phi_seed(id)
+  redis.call('ZADD', K_DL, s(NOW + limit(id)), id)
+  return 'restored'
+end
 local function info(id)
   local last = redis.call('HGET', K_LAST, id)
   local silent = -1
   if last then silent = math.max(0, NOW - tonumber(last)) end
   return {redis.call('HGET', K_SVC, id), redis.call('HGET', K_REG, id) or '0', redis.call('HGET', K_UPD, id) or '0',
-          redis.call('HGET', K_STATUS, id), s(silent), redis.call('HGET', K_ATT, id) or '0', s(NOW)}
+          redis.call('HGET', K_STATUS, id), s(silent), redis.call('HGET', K_ATT, id) or '0', s(NOW), id}
 end
 -- An outage's rebase of one service (see SWEEP): silent since before `since`, it gets a fresh full
 -- deadline from now. True if it did.
@@ -306,8 +323,7 @@ if named then
   if join and cjson.decode(redis.call('HGET', K_SVC, named)).version == version then return {'joined', named} end
   return {'name_taken', named}
 end
-redis.call('HSET', K_SVC, id, json)
-redis.call('HSET', K_REG, id, s(NOW))
+redis.call('HSET', K_SVC, id, registered(json))
 redis.call('HSET', K_NAMES, name, id)
 redis.call('HSET', K_STATUS, id, status)
 redis.call('HSET', K_UPD, id, s(NOW))
@@ -321,18 +337,16 @@ return {'new', id}
 
 # ARGV[11..]: id, json, name, own timeout_us ('': none) -- re-register a service the registry lost
 RESTORE = """
-local id, json, name = ARGV[11], ARGV[12], ARGV[13]
-if redis.call('HEXISTS', K_STATUS, id) == 1 or redis.call('HEXISTS', K_NAMES, name) == 1 then return {'present'} end
-if ARGV[14] ~= '' then redis.call('HSET', K_TMO, id, ARGV[14]) end
-redis.call('HSET', K_SVC, id, json)
-redis.call('HSET', K_REG, id, s(NOW))
-redis.call('HSET', K_NAMES, name, id)
-redis.call('HSET', K_STATUS, id, 'running')
-redis.call('HSET', K_UPD, id, s(NOW))
-redis.call('HSET', K_LAST, id, s(NOW))
-phi_seed(id)
-redis.call('ZADD', K_DL, s(NOW + limit(id)), id)
-return {'restored'}
+return {restore_one(ARGV[11], ARGV[12], ARGV[13], ARGV[14])}
+"""
+
+# ARGV[11..]: RESTORE's four arguments for each service -- restore many at once, each answered
+# 'restored' or 'present'. Not guarded against a re-send: one re-sent after a lost reply answers
+# 'present' for what it restored the first time (the state is the same either way).
+RESTORE_MANY = """
+local out = {}
+for i = 11, #ARGV, 4 do out[#out + 1] = restore_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) end
+return out
 """
 
 # ARGV[11..]: id, emit ('1': the manager's stop, with STOPPED and service_stopped)
@@ -533,16 +547,17 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_DL, '-inf', s(NOW), 'LIMIT', 0
   if not (since and rebase_one(id, since)) then
     -- name, the transport's auto_reconnect and max_reconnect_attempts ('': unset): what the leader needs
     -- to plan, without a read per service
-    local svc = cjson.decode(redis.call('HGET', K_SVC, id) or '{"name":"","transport":{"auto_reconnect":true}}')
-    local max = svc.transport.max_reconnect_attempts
+    local svc = cjson.decode(redis.call('HGET', K_SVC, id) or '{"name":""}')
+    local transport = svc.transport or {}
+    local max = transport.max_reconnect_attempts
     if type(max) ~= 'number' then max = '' else max = s(max) end
-    due[#due + 1] = {id, svc.name, svc.transport.auto_reconnect and '1' or '0', max}
+    due[#due + 1] = {id, svc.name, transport.auto_reconnect == false and '0' or '1', max}
   end
 end
 local claimed = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_TODO, '-inf', s(NOW), 'LIMIT', 0, batch)) do
   local json = redis.call('HGET', K_SVC, id)
-  local connect = json and tonumber(cjson.decode(json).transport.timeout_secs) or 30
+  local connect = json and tonumber((cjson.decode(json).transport or {}).timeout_secs) or 30
   redis.call('ZADD', K_TODO, s(NOW + math.floor(connect * 1000000) + tick_us), id)
   redis.call('HSET', K_CLAIM, id, owner)
   claimed[#claimed + 1] = {id, redis.call('HGET', K_ATT, id) or '0'}
@@ -613,7 +628,7 @@ if st == 'reconnecting' then
   if redis.call('HGET', K_OCLAIM, id) ~= att
      and ((due and tonumber(due) <= NOW) or redis.call('HEXISTS', K_CLAIM, id) == 1) then
     local json = redis.call('HGET', K_SVC, id)
-    local connect = json and tonumber(cjson.decode(json).transport.timeout_secs) or 30
+    local connect = json and tonumber((cjson.decode(json).transport or {}).timeout_secs) or 30
     redis.call('HSET', K_OCLAIM, id, att)
     redis.call('HSET', K_CLAIM, id, owner)
     redis.call('ZADD', K_TODO, s(NOW + math.floor(connect * 1000000) + tick_us), id)
