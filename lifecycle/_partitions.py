@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from . import _validate
 from .errors import FieldValueError, PartitionsRefused, ServiceAlreadyExists
 from .events import LifecycleEvent
-from .fleet import Lease, Plan, StoreSettings, Sweep, Timing
+from .fleet import Lease, Plan, StoreSettings, Sweep, Timing, check_services
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus
 from .registry import Owned, RegistryStats, _not_found
 
@@ -84,6 +84,10 @@ class NameClaims(Protocol):
 
     def holder(self, name: str) -> str | None:
         """The id holding `name`, or None."""
+        ...
+
+    def claim_free(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """Give each (name, id)'s name to its id where free; for each, whether the id holds it now (few calls)."""
         ...
 
     def clear(self) -> None:
@@ -179,8 +183,30 @@ class Partitioned:
 
     def restore(self, service: ExtensionService, timeout: float) -> bool:
         """Re-register `service` as RUNNING with a full deadline if the registry lost it (and its name's claim)."""
-        restored = bool(self._at(service.id).restore(service, timeout))
-        self._named(service.name).claim(service.name, service.id)
+        return self.restore_many([service], timeout)[0]
+
+    def restore_many(self, services: Sequence[ExtensionService], timeout: float) -> list[bool]:
+        """`restore` for many: their names claimed first, then the services; a call per partition for each.
+
+        A service whose name another id holds is not restored (False), as one partition refuses it.
+        """
+        names: dict[int, list[int]] = {}
+        for i, service in enumerate(check_services(services)):
+            names.setdefault(partition_of(service.name, self.partitions), []).append(i)
+        held = [False] * len(services)
+        for p, positions in names.items():
+            answers = self._claims[p].claim_free([(services[i].name, services[i].id) for i in positions])
+            for i, answer in zip(positions, answers, strict=True):
+                held[i] = answer
+        groups: dict[int, list[int]] = {}
+        for i, service in enumerate(services):
+            if held[i]:
+                groups.setdefault(partition_of(service.id, self.partitions), []).append(i)
+        restored = [False] * len(services)
+        for p, positions in groups.items():
+            answers = self._parts[p].restore_many([services[i] for i in positions], timeout)
+            for i, answer in zip(positions, answers, strict=True):
+                restored[i] = bool(answer)
         return restored
 
     def _unregister(self, id: str, *, emit: bool) -> tuple[RegistrationInfo, _Events]:

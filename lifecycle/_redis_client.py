@@ -216,7 +216,7 @@ _QUOTE_MAX = 200
 SCRIPTS = ("REGISTER", "RESTORE", "UNREGISTER", "HEARTBEAT", "ACTIVATE", "SET_STATUS", "REPORT_ERROR", "BEGIN_STOP",
            "EXPIRE", "EXPIRE_MANY", "LEASE", "RELEASE", "SWEEP", "ATTEMPT_DONE", "GET", "SILENCE", "TIMING", "LIST",
            "STATS", "HEALTH_CHECK", "CLEAR", "RESTART", "RESTARTS", "REVIVE", "PHI_READ", "BEAT_MANY", "HEARTBEAT_PHI",
-           "BEAT_MANY_PHI")
+           "BEAT_MANY_PHI", "RESTORE_MANY")
 """The scripts a registry runs (each registered once; redis-py loads it again after a SCRIPT FLUSH)."""
 
 
@@ -363,14 +363,14 @@ class ScriptClient:
         argv = self._argv((), timeout)
         return self._evalsha_all(name, [[*argv, id] for id in ids])
 
-    def batched(self, name: str, ids: Sequence[str], timeout: float | None) -> list[Any]:
-        """Script `name` with up to `BATCH` ids per call, calls pipelined; the replies' items, in order.
+    def batched(self, name: str, ids: Sequence[str], timeout: float | None, width: int = 1) -> list[Any]:
+        """Script `name` with up to `BATCH` items (`width` arguments each) per call, pipelined; the replies' items.
 
         One call per batch pays the script's fixed cost (the prelude, the head's arguments, the
-        round trip) once for many ids; a batch holds the server for about `BATCH` times one id's work.
+        round trip) once for many items; a batch holds the server for about `BATCH` times one item's work.
         """
-        argv = self._argv((), timeout)
-        replies = self._evalsha_all(name, [[*argv, *ids[i:i + BATCH]] for i in range(0, len(ids), BATCH)])
+        argv, step = self._argv((), timeout), BATCH * width
+        replies = self._evalsha_all(name, [[*argv, *ids[i:i + step]] for i in range(0, len(ids), step)])
         return [item for reply in replies for item in reply]
 
     def _evalsha_all(self, name: str, argvs: list[list[str]]) -> list[Any]:

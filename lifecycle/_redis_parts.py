@@ -9,13 +9,14 @@ tag holds only the recorded partition count (``lifecycle:{<namespace>}:partition
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from ._partitions import _SLICE_MAX, Partitioned, check_partitions
-from ._redis_client import Client, ScriptClient
+from ._redis_client import BATCH, Client, ScriptClient
 from ._redis_codec import _rows, _text
 from .events import LifecycleEvent
 from .fleet import Lease
@@ -122,6 +123,13 @@ class _RedisClaims:
         found = self._calls.command(lambda client: client.hget(self._key, name))
         return None if found is None else _text(found)
 
+    def claim_free(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        held: list[bool] = []
+        for k in range(0, len(pairs), BATCH):
+            reply = self._calls.eval(_CLAIM_FREE, [self._key], [item for pair in pairs[k:k + BATCH] for item in pair])
+            held += [answer == 1 for answer in reply]
+        return held
+
     def clear(self) -> None:
         self._calls.command(lambda client: client.delete(self._key))
 
@@ -130,6 +138,12 @@ _CLAIM = """local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur == ARGV[2] then return {cur, 0} end
 if (not cur) or cur == ARGV[3] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return {ARGV[2], 1} end
 return {cur, 0}"""
+_CLAIM_FREE = """local held = {}
+for i = 1, #ARGV, 2 do
+  redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+  held[#held + 1] = redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] and 1 or 0
+end
+return held"""
 _UNCLAIM = """if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0"""
 _SLOTS = 16384

@@ -9,10 +9,12 @@ events are produced, exactly once. See docs/fleet.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol, TypeGuard
 
 from . import _validate
+from .errors import FieldTypeError
 from .events import LifecycleEvent
 from .model import ExtensionService, ServiceId, ServiceStatus
 from .phi import PhiSettings
@@ -104,6 +106,14 @@ class Lease:
     generation: str
 
 
+def check_services(services: Sequence[ExtensionService]) -> Sequence[ExtensionService]:
+    """`services`, each checked to be an `ExtensionService` before anything is sent (the first that is not is named)."""
+    for i, service in enumerate(services):
+        if not isinstance(service, ExtensionService):
+            raise FieldTypeError(f"services[{i}]", "type", f"must be an ExtensionService, not {type(service).__name__}")
+    return services
+
+
 class SharedRegistry(Registry, Protocol):
     """The atomic operations fleet mode needs; each returns the events its change produced.
 
@@ -187,6 +197,10 @@ class SharedRegistry(Registry, Protocol):
     def restore(self, service: ExtensionService, timeout: float) -> bool:
         """Register `service` as RUNNING with a full deadline if the registry lost it; True if it did."""
         ...
+
+    def restore_many(self, services: Sequence[ExtensionService], timeout: float) -> list[bool]:
+        """`restore` for each service, in order (a store may send them together); True for each it registered."""
+        return [self.restore(service, timeout) for service in check_services(services)]
 
     def lease(self, owner: str, ttl: float) -> Lease:
         """Take or renew the leader lease for `ttl` seconds; `ttl` 0 is a peek that only reads the generation."""

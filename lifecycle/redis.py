@@ -16,7 +16,6 @@ import builtins
 import logging
 import math
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 try:
@@ -30,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from . import _redis_scripts as _scripts
 from . import _validate
 from ._partitions import check_partitions
+from ._redis_bulk import ManyAtOnce
 from ._redis_client import Client, ScriptClient, open_url
 from ._redis_codec import (
     _US,
@@ -64,7 +64,7 @@ _Ids = list[ServiceId]
 _Plans = list[tuple[str, Plan]]
 
 
-class RedisRegistry(SharedRegistry):
+class RedisRegistry(ManyAtOnce, SharedRegistry):
     """A `SharedRegistry` on Redis or Valkey: safe to share between threads, processes and hosts.
 
     `namespace` separates fleets on one server. `lease_ttl_secs` bounds how long the fleet goes
@@ -273,25 +273,6 @@ class RedisRegistry(SharedRegistry):
             # Rare: the hot script leaves a revival (with every key declared) to REVIVE, which checks again.
             result = self._run("REVIVE", id, timeout=timeout)
         return _beaten(result)
-
-    def beat_many(self, ids: Sequence[str], timeout: float | None = None
-                  ) -> list[tuple[ServiceStatus | None, _Events]]:
-        """Heartbeats for many services in one round trip; `beat`'s answer for each, in order.
-
-        One script beats up to `BATCH` services (atomic as a whole; the batch is not a transaction).
-        A service not registered answers (None, []). For a process that relays many services'
-        heartbeats (a gateway, a sidecar): the manager's own calls take one service at a time.
-        """
-        for id in ids:
-            if not isinstance(id, str):
-                raise _not_found(id)
-        replies: list[Any] = [[code] for code in self._calls.batched(self._calls.beats[1], ids, timeout)]
-        revive = [i for i, reply in enumerate(replies) if _text(reply[0]) == "revive"]
-        if revive:  # a second round trip for the services to bring back, if any
-            revived = self._calls.pipelined("REVIVE", [ids[i] for i in revive], timeout)
-            for i, reply in zip(revive, revived, strict=True):
-                replies[i] = reply
-        return [_beaten(reply) for reply in replies]
 
     def activate(self, id: str, timeout: float) -> _Events:
         """STARTING -> RUNNING with a full deadline; the start counts as a heartbeat."""

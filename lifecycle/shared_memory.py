@@ -542,6 +542,10 @@ class _MemoryClaims:
                 return id, True
             return held, False
 
+    def claim_free(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        with self._data.lock:
+            return [self._data.name_claims.setdefault(name, id) == id for name, id in pairs]
+
     def release(self, name: str, id: str) -> None:
         with self._data.lock:
             if self._data.name_claims.get(name) == id:

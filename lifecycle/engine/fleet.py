@@ -458,9 +458,10 @@ class FleetEngine:
         for service in self._declarations.services():
             services.setdefault(service.id, service)
         done = self._restoring  # a restore that raised is run again by the next tick: keep what it did
-        for service in services.values():
-            if service.id not in done:
-                done[service.id] = (service.name, self._registry.restore(service, self._timeout))
+        todo = [service for service in services.values() if service.id not in done]
+        for chunk in (todo[k:k + 1000] for k in range(0, len(todo), 1000)):  # a round trip per 1000
+            answers = self._registry.restore_many(chunk, self._timeout)
+            done.update((s.id, (s.name, ok)) for s, ok in zip(chunk, answers, strict=True))
         self._restoring = {}
         ours = [repr(name) for name, restored in done.values() if restored]
         theirs = [repr(name) for name, restored in done.values() if not restored]
