@@ -317,6 +317,7 @@ _REGISTRY_CALLS: dict[str, Callable[[RedisRegistry], object]] = {
     "register": lambda r: r.register(service()),
     "join": lambda r: r.join(service()),
     "restore": lambda r: r.restore(service(), 1.0),
+    "restore_many": lambda r: r.restore_many([service("a"), service("b")], 1.0),
     "unregister": lambda r: r.unregister("x"),
     "finish_stop": lambda r: r.finish_stop("x"),
     "get": lambda r: r.get("x"),
