@@ -432,8 +432,11 @@ class Partitioned:
         return position
 
     def _merged(self, cursor: _Texts, count: int) -> _Rows:
-        return self._merge(cursor, count, [part.read_events(cursor[p], count=count)
-                                           for p, part in enumerate(self._parts)])
+        return self._merge(cursor, count, self._read_each(cursor, count))
+
+    def _read_each(self, cursor: _Texts, count: int) -> _Logs:
+        """Each part's entries after `cursor`, without waiting, in partition order."""
+        return [part.read_events(cursor[p], count=count) for p, part in enumerate(self._parts)]
 
     def _merge(self, cursor: _Texts, count: int, parts: _Logs) -> _Rows:
         """The first `count` of every part's rows (`parts`, in partition order) by entry time, with positions."""

@@ -71,6 +71,20 @@ class PartitionedRedis(Partitioned, RedisRegistry):
 
         return ",".join(_text(found[0][0]) if found else "0-0" for found in self._calls.command(newest))
 
+    def _read_each(self, cursor: list[str], count: int) -> list[_Rows]:
+        """Each partition's entries after `cursor` in one pipeline, without waiting (a cluster's nodes read at once).
+
+        On a Redis Cluster, where no one XREAD may name every partition's stream, this is how an
+        idle reader polls: one round trip to each node, not one per partition in turn.
+        """
+        def read(client: Client) -> list[Any]:
+            with client.pipeline(transaction=False) as pipe:
+                for key, after in zip(self._logs, cursor, strict=True):
+                    pipe.xread({key: after}, count=count)
+                return list(pipe.execute())
+
+        return [_rows(reply) for reply in self._calls.command(read)]
+
     def _read_together(self, cursor: list[str], count: int, block: float | None) -> list[_Rows] | None:
         """Every partition's log in one XREAD of all the streams (an idle poll is one call, not one per partition).
 

@@ -360,7 +360,8 @@ def test_partitions_spread_a_namespace_over_at_least_two_masters(whole, namespac
 
 def test_the_partitions_logs_are_read_part_by_part_on_a_cluster_and_a_blocked_read_wakes(whole, namespace):
     """The streams lie in different slots, so on a cluster no one XREAD reaches them all: each is read on its
-    own, and the newest ids in one pipeline (a round trip per node); a read waiting on them all wakes for any."""
+    own, the reads and the newest ids each in one pipeline (a round trip per node); a read waiting on them
+    all wakes for any."""
     from lifecycle.events import Started
 
     reg = Spread.from_url(elsewhere(whole, namespace), namespace=namespace)
