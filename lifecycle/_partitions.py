@@ -203,11 +203,15 @@ class Partitioned:
             if held[i]:
                 groups.setdefault(partition_of(service.id, self.partitions), []).append(i)
         restored = [False] * len(services)
+        done = self._restore_parts({p: [services[i] for i in positions] for p, positions in groups.items()}, timeout)
         for p, positions in groups.items():
-            answers = self._parts[p].restore_many([services[i] for i in positions], timeout)
-            for i, answer in zip(positions, answers, strict=True):
+            for i, answer in zip(positions, done[p], strict=True):
                 restored[i] = bool(answer)
         return restored
+
+    def _restore_parts(self, services: dict[int, list[ExtensionService]], timeout: float) -> dict[int, list[bool]]:
+        """Each partition's `restore_many` of its `services` (a store may send them all together)."""
+        return {p: self._parts[p].restore_many(part, timeout) for p, part in services.items()}
 
     def _unregister(self, id: str, *, emit: bool) -> tuple[RegistrationInfo, _Events]:
         info, events = self._at(id)._unregister(id, emit=emit)
@@ -254,11 +258,16 @@ class Partitioned:
                 raise _not_found(id)
             groups.setdefault(partition_of(id, self.partitions), []).append(i)
         answers: list[tuple[ServiceStatus | None, _Events]] = [(None, [])] * len(ids)
+        replies = self._beat_parts({p: [ids[i] for i in positions] for p, positions in groups.items()}, timeout)
         for p, positions in groups.items():
-            replies = self._parts[p].beat_many([ids[i] for i in positions], timeout)
-            for i, reply in zip(positions, replies, strict=True):
+            for i, reply in zip(positions, replies[p], strict=True):
                 answers[i] = reply
         return answers
+
+    def _beat_parts(self, ids: dict[int, list[str]], timeout: float | None
+                    ) -> dict[int, list[tuple[ServiceStatus | None, _Events]]]:
+        """Each partition's `beat_many` of its `ids` (a store may send them all together)."""
+        return {p: self._parts[p].beat_many(part_ids, timeout) for p, part_ids in ids.items()}
 
     def activate(self, id: str, timeout: float) -> _Events:
         """STARTING -> RUNNING with a full deadline; the start counts as a heartbeat."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._redis_client import ScriptClient
+from ._redis_client import ScriptClient, run_together
 from ._redis_codec import _beaten, _encode, _own_timeout, _text
 from .events import LifecycleEvent
 from .fleet import check_services
@@ -18,6 +18,7 @@ from .model import ExtensionService, ServiceStatus
 from .registry import _not_found
 
 _Events = list[LifecycleEvent]
+_Beaten = tuple[ServiceStatus | None, _Events]
 
 
 class ManyAtOnce:
@@ -25,8 +26,7 @@ class ManyAtOnce:
 
     _calls: ScriptClient
 
-    def beat_many(self, ids: Sequence[str], timeout: float | None = None
-                  ) -> list[tuple[ServiceStatus | None, _Events]]:
+    def beat_many(self, ids: Sequence[str], timeout: float | None = None) -> list[_Beaten]:
         """Heartbeats for many services in one round trip; `beat`'s answer for each, in order.
 
         One script beats up to `BATCH` services (atomic as a whole; the batch is not a transaction).
@@ -36,13 +36,7 @@ class ManyAtOnce:
         for id in ids:
             if not isinstance(id, str):
                 raise _not_found(id)
-        replies: list[Any] = [[code] for code in self._calls.batched(self._calls.beats[1], ids, timeout)]
-        revive = [i for i, reply in enumerate(replies) if _text(reply[0]) == "revive"]
-        if revive:  # a second round trip for the services to bring back, if any
-            revived = self._calls.pipelined("REVIVE", [ids[i] for i in revive], timeout)
-            for i, reply in zip(revive, revived, strict=True):
-                replies[i] = reply
-        return [_beaten(reply) for reply in replies]
+        return beat_parts([(self._calls, ids)], timeout)[0]
 
     def restore_many(self, services: Sequence[ExtensionService], timeout: float) -> list[bool]:
         """`restore` for many services in one round trip: each registered RUNNING with a full deadline where missing.
@@ -51,8 +45,30 @@ class ManyAtOnce:
         there. One script restores up to `BATCH` services; unlike `restore`, a batch re-sent after
         a lost reply answers False for what its first run restored (the services are there either way).
         """
-        args: list[str] = []
-        for service in check_services(services):
-            args += (service.id, _encode(service), service.name, _own_timeout(service))
-        return [_text(answer) == "restored" for answer in self._calls.batched("RESTORE_MANY", args, timeout, 4)]
+        return restore_parts([(self._calls, check_services(services))], timeout)[0]
 
+
+def beat_parts(parts: Sequence[tuple[ScriptClient, Sequence[str]]], timeout: float | None) -> list[list[_Beaten]]:
+    """`beat_many` over several parts' ids in one pipeline (then one more for the services to revive, if any)."""
+    jobs = [calls.job(calls.beats[1], ids, timeout) for calls, ids in parts]
+    answers: list[list[_Beaten]] = []
+    for (calls, ids), replies in zip(parts, run_together(jobs), strict=True):
+        codes: list[Any] = [[code] for reply in replies for code in reply]
+        revive = [i for i, reply in enumerate(codes) if _text(reply[0]) == "revive"]
+        if revive:  # rare: a service in ERROR or RECONNECTING comes back with its events
+            for i, reply in zip(revive, calls.pipelined("REVIVE", [ids[i] for i in revive], timeout), strict=True):
+                codes[i] = reply
+        answers.append([_beaten(reply) for reply in codes])
+    return answers
+
+
+def restore_parts(parts: Sequence[tuple[ScriptClient, Sequence[ExtensionService]]], timeout: float
+                  ) -> list[list[bool]]:
+    """`restore_many` over several parts' services (checked by the caller) in one pipeline."""
+    jobs = []
+    for calls, services in parts:
+        args: list[str] = []
+        for service in services:
+            args += (service.id, _encode(service), service.name, _own_timeout(service))
+        jobs.append(calls.job("RESTORE_MANY", args, timeout, 4))
+    return [[_text(answer) == "restored" for reply in replies for answer in reply] for replies in run_together(jobs)]

@@ -23,7 +23,7 @@ import ssl
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import redis as _redis
 from redis.backoff import ExponentialBackoff as _Backoff
@@ -369,37 +369,16 @@ class ScriptClient:
         One call per batch pays the script's fixed cost (the prelude, the head's arguments, the
         round trip) once for many items; a batch holds the server for about `BATCH` times one item's work.
         """
+        return [item for reply in run_together([self.job(name, ids, timeout, width)])[0] for item in reply]
+
+    def job(self, name: str, items: Sequence[str], timeout: float | None, width: int = 1) -> Job:
+        """Script `name` over `items` (`width` arguments each), up to `BATCH` per call: for `run_together`."""
         argv, step = self._argv((), timeout), BATCH * width
-        replies = self._evalsha_all(name, [[*argv, *ids[i:i + step]] for i in range(0, len(ids), step)])
-        return [item for reply in replies for item in reply]
+        return Job(self, name, [[*argv, *items[i:i + step]] for i in range(0, len(items), step)])
 
     def _evalsha_all(self, name: str, argvs: list[list[str]]) -> list[Any]:
-        """EVALSHA of script `name` once per ARGV list: one round trip; the script loaded first if the server lacks it.
-
-        Sent as plain EVALSHAs, not through redis-py's `Script` (whose pipeline asks SCRIPT EXISTS
-        first: a second round trip on every batch). A batch that met NOSCRIPT ran none of its calls
-        (they are all of one script), so it is sent once more after loading; on a cluster the load
-        goes to every primary.
-        """
-        client = self._client(name not in _READS)
-        script, keys = self._scripts[name], self._declared[name]
-        try:
-            try:
-                return self._send(client, script.sha, keys, argvs)
-            except _E.NoScriptError:
-                client.script_load(script.script)
-                return self._send(client, script.sha, keys, argvs)
-        except _REDIS_ERRORS as exc:
-            raise self.error(exc) from exc
-
-    @staticmethod
-    def _send(client: Client, sha: str, keys: list[str], argvs: list[list[str]]) -> list[Any]:
-        if len(argvs) == 1:
-            return [client.evalsha(sha, len(keys), *keys, *argvs[0])]
-        with client.pipeline(transaction=False) as pipe:
-            for argv in argvs:
-                pipe.evalsha(sha, len(keys), *keys, *argv)
-            return list(pipe.execute())
+        """EVALSHA of script `name` once per ARGV list, in one round trip (see `run_together`)."""
+        return run_together([Job(self, name, argvs)])[0]
 
     def command(self, call: Callable[[Client], _T]) -> _T:
         """A plain command (a read outside the scripts): `call(client)`, its errors classified."""
@@ -465,6 +444,56 @@ def _recorded(calls: ScriptClient, client: Client, write: bool) -> bool:
 
 
 _UNREACHABLE = ("connection", "timeout")
+class Job(NamedTuple):
+    """Calls of one script for one part of a namespace: its `ScriptClient`, the script's name, an ARGV list per call."""
+
+    calls: ScriptClient
+    name: str
+    argvs: list[list[str]]
+
+
+def run_together(jobs: Sequence[Job]) -> list[list[Any]]:
+    """Every job's EVALSHAs in one pipelined round trip; each job's replies, in order.
+
+    The jobs' clients are one (the parts of one namespace share theirs), so a cluster client sends
+    each node its share at once: parts on three masters cost one round trip, not three in turn.
+    Plain EVALSHAs, not redis-py's `Script` (whose pipeline asks SCRIPT EXISTS first: a second
+    round trip). A server that lacks a script (restarted, SCRIPT FLUSH) has it loaded and the
+    whole pipeline goes once more: on one server none of it had run; on a cluster the calls of the
+    nodes that had the script run twice, which the scripts sent this way allow (a beat is
+    idempotent; a second restore answers 'present').
+    """
+    first = jobs[0].calls
+    client = first._client(any(job.name not in _READS for job in jobs))
+    try:
+        try:
+            return _send(client, jobs)
+        except _E.NoScriptError:
+            for source in {job.calls._scripts[job.name].script for job in jobs}:
+                client.script_load(source)
+            return _send(client, jobs)
+    except _REDIS_ERRORS as exc:
+        raise first.error(exc) from exc
+
+
+def _send(client: Client, jobs: Sequence[Job]) -> list[list[Any]]:
+    calls = [(job.calls._scripts[job.name].sha, job.calls._declared[job.name], argv)
+             for job in jobs for argv in job.argvs]
+    if len(calls) == 1:
+        sha, keys, argv = calls[0]
+        return [[client.evalsha(sha, len(keys), *keys, *argv)]]
+    with client.pipeline(transaction=False) as pipe:
+        for sha, keys, argv in calls:
+            pipe.evalsha(sha, len(keys), *keys, *argv)
+        replies = list(pipe.execute())
+    out: list[list[Any]] = []
+    at = 0
+    for job in jobs:
+        out.append(replies[at:at + len(job.argvs)])
+        at += len(job.argvs)
+    return out
+
+
 _READS = frozenset({"GET", "SILENCE", "TIMING", "LIST", "STATS", "RESTARTS", "PHI_READ", "CLEAR", "OWNER_OF"})
 """The scripts that only read (or delete): they never record the partition count."""
 

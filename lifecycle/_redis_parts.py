@@ -16,13 +16,16 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from ._partitions import _SLICE_MAX, Partitioned, check_partitions
+from ._redis_bulk import beat_parts, restore_parts
 from ._redis_client import BATCH, Client, ScriptClient
 from ._redis_codec import _rows, _text
 from .events import LifecycleEvent
 from .fleet import Lease
+from .model import ExtensionService, ServiceStatus
 from .redis import RedisRegistry
 
 _Rows = list[tuple[str, LifecycleEvent]]
+_Events = list[LifecycleEvent]
 
 __all__ = ["PartitionedRedis"]
 
@@ -57,6 +60,17 @@ class PartitionedRedis(Partitioned, RedisRegistry):
         lease = super().lease(owner, ttl, partition=partition)
         self._calls.recheck_record(not self._parts[partition]._calls.recorded)
         return lease
+
+    def _beat_parts(self, ids: dict[int, list[str]], timeout: float | None
+                    ) -> dict[int, list[tuple[ServiceStatus | None, _Events]]]:
+        """Every partition's heartbeats in one pipeline: a cluster's masters take theirs at once."""
+        answers = beat_parts([(self._parts[p]._calls, part_ids) for p, part_ids in ids.items()], timeout)
+        return dict(zip(ids, answers, strict=True))
+
+    def _restore_parts(self, services: dict[int, list[ExtensionService]], timeout: float) -> dict[int, list[bool]]:
+        """Every partition's restores in one pipeline: a cluster's masters take theirs at once."""
+        answers = restore_parts([(self._parts[p]._calls, part) for p, part in services.items()], timeout)
+        return dict(zip(services, answers, strict=True))
 
     def last_event_id(self) -> str:
         """Every partition's newest entry id ("0-0": an empty log), joined by commas: one pipelined round trip.

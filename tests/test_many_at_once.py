@@ -1,8 +1,8 @@
-"""`restore_many`: `restore` for many services at once, on every shared store, one partition or several.
+"""`restore_many` and `beat_many`: many services at once, on every shared store, one partition or several.
 
-A process that held many services registers them again after a data loss with it, and a gateway
-registers its services with it; on Redis a few thousand go in one round trip (a script per
-`BATCH`, batches pipelined, one call per partition).
+A process that held many services registers them again after a data loss with `restore_many`, and
+a gateway registers and beats its services with them; on Redis a few thousand go in one round
+trip (a script per `BATCH`, the batches of every partition in one pipeline).
 """
 
 from __future__ import annotations
@@ -78,3 +78,19 @@ def test_a_service_that_is_not_one_is_named_and_nothing_is_registered(reg):
         reg.restore_many([ExtensionService("a", "1"), "b"], 30.0)  # type: ignore[list-item]
     assert caught.value.field == "services[1]"
     assert len(reg) == 0
+
+
+def test_beat_many_answers_each_service_in_order_over_every_partition(reg):
+    services = _services(BATCH + 40, "beat")
+    assert all(reg.restore_many(services, 30.0))
+    ids = [s.id for s in services]
+    fallen = ids[::7]
+    for sid in fallen:
+        reg.update_status(sid, ServiceStatus.ERROR)
+    asked = [*ids, "unknown"]
+    answers = reg.beat_many(asked, 30.0)
+    assert [prior for prior, _ in answers] == [
+        ServiceStatus.ERROR if sid in fallen else ServiceStatus.RUNNING for sid in ids] + [None]
+    for sid, (_, events) in zip(asked, answers, strict=True):
+        assert [e.signal_name for e in events] == (["status_changed", "reconnected"] if sid in fallen else [])
+    assert all(reg.get(sid).status is ServiceStatus.RUNNING for sid in fallen)
