@@ -249,6 +249,11 @@ def part_million(url: str, quick: bool, n: int, partitions: int) -> dict[str, An
             with fleet.cond:
                 timeouts = [x for x in fleet.records if x.get("event") == "heartbeat_timeout"]
             lags = [(x["t"] - (last[x["id"]] + TIMEOUT)) * 1000 for x in timeouts if x["id"] in last]
+            if not lags:  # nothing to measure: say what the members said last, then stop
+                with fleet.cond:
+                    for record in fleet.records[-30:]:
+                        print(record, file=sys.stderr)
+                raise RuntimeError(f"no timeout of the burst was seen ({len(timeouts)} timeouts in all)")
             false = sum(1 for x in timeouts if x["id"] not in last)
             repeated = len(timeouts) - len({x["id"] for x in timeouts})
             rows.append([f"burst of {len(burst):,} due together: lag p50 / p99 / max",
