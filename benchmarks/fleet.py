@@ -176,8 +176,10 @@ def part_latency(url: str, quick: bool) -> dict[str, Any]:
 class Members:
     """Member processes (`tests/fleet_member.py`) on one namespace; their JSON lines are collected."""
 
-    def __init__(self, url: str, namespace: str, *args: str) -> None:
+    def __init__(self, url: str, namespace: str, *args: str, member: Path = MEMBER,
+                 env: dict[str, str] | None = None) -> None:
         self.url, self.namespace, self.args = url, namespace, list(args)
+        self.member, self.env = member, env  # another checkout's member (benchmarks.burst compares trees)
         self.mode_file = Path(tempfile.mkdtemp()) / "mode"
         self.mode_file.write_text("ok")
         self.procs: dict[int, subprocess.Popen[str]] = {}
@@ -186,9 +188,10 @@ class Members:
 
     def spawn(self) -> int:
         proc = subprocess.Popen(
-            [sys.executable, str(MEMBER), "--url", self.url, "--namespace", self.namespace,
+            [sys.executable, str(self.member), "--url", self.url, "--namespace", self.namespace,
              "--mode-file", str(self.mode_file), *self.args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+            env=self.env)
         self.procs[proc.pid] = proc
         threading.Thread(target=self._read, args=(proc,), daemon=True).start()
         self.wait(lambda: any(r["kind"] == "ready" and r["pid"] == proc.pid for r in self.records))
@@ -230,8 +233,9 @@ class Members:
 
 
 @contextmanager
-def members(url: str, namespace: str, n: int, *args: str) -> Iterator[Members]:
-    fleet = Members(url, namespace, *args)
+def members(url: str, namespace: str, n: int, *args: str, member: Path = MEMBER,
+            env: dict[str, str] | None = None) -> Iterator[Members]:
+    fleet = Members(url, namespace, *args, member=member, env=env)
     try:
         for _ in range(n):
             fleet.spawn()
