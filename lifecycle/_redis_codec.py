@@ -104,31 +104,46 @@ def _decode(row: Sequence[Any]) -> RegistrationInfo:
     return RegistrationInfo(service, when(data.get("r", row[1])), when(row[2]))
 
 
-def _event(fields: Sequence[Any], at: float | None = None) -> LifecycleEvent | None:
-    """A `LifecycleEvent` from a logged field list (None for a kind this version does not know)."""
-    f = {_text(fields[i]): _text(fields[i + 1]) for i in range(0, len(fields) - 1, 2)}
-    sid = ServiceId(f["id"])
+_STATUS = {status.value: status for status in ServiceStatus}
+_SIMPLE: dict[str, Callable[[ServiceId, float], LifecycleEvent]] = {
+    "service_started": Started, "service_stopped": Stopped, "heartbeat_timeout": HeartbeatTimeout,
+    "reconnected": Reconnected, "ownership_released": Released,
+}
+
+
+def _status_of(value: Any) -> ServiceStatus:
+    text = _text(value)
+    return _STATUS.get(text) or ServiceStatus(text)
+
+
+def _event(fields: Sequence[Any] | dict[Any, Any], at: float | None = None) -> LifecycleEvent | None:
+    """A `LifecycleEvent` from a logged field list or map (None for a kind this version does not know).
+
+    A burst's replies and log reads carry thousands of these: only the fields an event uses are decoded.
+    """
+    pairs = fields.items() if isinstance(fields, dict) else zip(fields[0::2], fields[1::2], strict=False)
+    f = {k if type(k) is str else _text(k): v for k, v in pairs}
+    sid = ServiceId(_text(f["id"]))
     at = time.monotonic() if at is None else at
-    kind = f["type"]
+    kind = _text(f["type"])
+    make = _SIMPLE.get(kind)
+    if make is not None:
+        return make(sid, at)
     if kind == "status_changed":
-        return StatusChanged(sid, at, ServiceStatus(f["old"]), ServiceStatus(f["new"]))
+        return StatusChanged(sid, at, _status_of(f["old"]), _status_of(f["new"]))
     if kind == "reconnecting":
-        return Reconnecting(sid, at, int(f["attempt"]), int(f["max_attempts"]), int(f["delay"]) / _US)
+        return Reconnecting(sid, at, int(_text(f["attempt"])), int(_text(f["max_attempts"])),
+                            int(_text(f["delay"])) / _US)
     if kind == "reconnect_failed":
-        return ReconnectFailed(sid, at, int(f["attempts"]))
+        return ReconnectFailed(sid, at, int(_text(f["attempts"])))
     if kind == "service_error":
-        return Error(sid, at, f["error"])
+        return Error(sid, at, _text(f["error"]))
     if kind == "service_flapping":
-        return ServiceFlapping(sid, at, int(f["restarts"]), int(f["window"]) / _US)
-    simple: dict[str, Callable[[ServiceId, float], LifecycleEvent]] = {
-        "service_started": Started, "service_stopped": Stopped, "heartbeat_timeout": HeartbeatTimeout,
-        "reconnected": Reconnected, "ownership_released": Released,
-    }
-    make = simple.get(kind)
-    if make is None:
-        from .events import Heartbeat  # only logged with log_heartbeats=True
-        return Heartbeat(sid, at) if kind == "heartbeat_received" else None
-    return make(sid, at)
+        return ServiceFlapping(sid, at, int(_text(f["restarts"])), int(_text(f["window"])) / _US)
+    if kind == "heartbeat_received":  # only logged with log_heartbeats=True
+        from .events import Heartbeat
+        return Heartbeat(sid, at)
+    return None
 
 
 def _events(raw: Sequence[Any]) -> _Events:
@@ -181,9 +196,7 @@ def _rows(reply: Any) -> _Rows:
     out: _Rows = []
     for _stream, entries in reply or ():
         for entry_id, fields in entries:
-            flat = [x for pair in fields.items() for x in pair] if isinstance(fields, dict) else fields
-            event = _event(flat)
+            event = _event(fields)
             if event is not None:
                 out.append((_text(entry_id), event))
     return out
-

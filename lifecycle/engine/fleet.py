@@ -18,13 +18,12 @@ import copy
 import logging
 import random
 import threading
-from dataclasses import replace
 
 from ..config import LifecycleConfig
 from ..connector import Hooks
 from ..errors import InvalidState, LifecycleError, RegistryUnavailable
-from ..events import HeartbeatTimeout, LifecycleEvent, Reconnected, Reconnecting, Started, StatusChanged
-from ..fleet import Detail, Plan, SharedRegistry, StoreSettings, Sweep
+from ..events import LifecycleEvent, Reconnected, Reconnecting, Started, StatusChanged
+from ..fleet import SharedRegistry, StoreSettings, Sweep
 from ..model import ExtensionService, ServiceId, ServiceStatus
 from ..registry import OwnerStore, Released
 from ..subscription import Subscription
@@ -40,12 +39,12 @@ from .pinger import Pinger
 from .placement import elsewhere, here, leave, member_host, place
 from .policy import ReconnectPolicy, service_timing
 from .runner import Executor, Outcome, connect_first, within
+from .sweeps import SWEEP_LIMIT, drain, log_timeouts, plans, timeouts_first
 
 __all__ = ["FleetEngine"]
 
 log = logging.getLogger("lifecycle")
 
-_SWEEP_LIMIT = 500  # due items handled per sweep; a larger backlog is drained by immediate re-ticks
 _IN_FLEET = "registered in the fleet"
 RUNNING = ServiceStatus.RUNNING
 
@@ -108,7 +107,8 @@ class FleetEngine:
         if executor.threaded:  # manual mode has no thread at all: run_pending is its only clock
             # Nobody else wakes the leader when another process sets a deadline or an attempt: the log tells it.
             # What was set before it follows the log is caught by a sweep as soon as it does.
-            follow_log(registry, self._nudge, lambda: not self._closed, on_ready=lambda: self.ticker.poke(0.0))
+            follow_log(registry, self._nudge, lambda: not self._closed, on_ready=lambda: self.ticker.poke(0.0),
+                       hold=lambda: self.ticker.draining)  # a backlog's sweeps find what the log would say
 
     shared = True
 
@@ -306,19 +306,8 @@ class FleetEngine:
     # -- the leader's actions -------------------------------------------------------------------
 
     def _lead(self, ticker: Ticker, within: float) -> float:
-        """One sweep of `ticker`'s partition: time out what is due, run the claimed attempts; seconds until the next."""
-        sweep = self._claim(ticker)
-        if sweep is None:
-            return within
-        if sweep.rebased:
-            log.warning("lifecycle: nobody watched the fleet's deadlines for a while (outage, restart or "
-                        "failover); %d service(s) get a fresh full timeout", sweep.rebased)
-        self._expire(sweep, ticker)
-        for sid, attempt in sweep.attempts:
-            self._attempt(sid, attempt)
-        if len(sweep.due) >= _SWEEP_LIMIT or len(sweep.attempts) >= _SWEEP_LIMIT:
-            return 0.0
-        return within if sweep.next_in is None else min(within, sweep.next_in)
+        """Sweeps of `ticker`'s partition: time out what is due, run the claimed attempts; seconds until the next."""
+        return drain(ticker, within, self._claim, self._expire, self._attempt)
 
     def _nudge(self, events: list[LifecycleEvent]) -> None:
         """Events of the fleet: one that set a deadline or an attempt brings the leader's next sweep forward."""
@@ -334,7 +323,7 @@ class FleetEngine:
     def _claim(self, ticker: Ticker) -> Sweep | None:
         """The partition's sweep; after a failure we saw, with no grace at all (every deadline starts again)."""
         sweep = self._registry.sweep(ticker.owner, self._timeout, 0.0 if ticker.rebase else ticker.ttl,
-                                     _SWEEP_LIMIT, tick=ticker.renew_every, **ticker.which)
+                                     SWEEP_LIMIT, tick=ticker.renew_every, **ticker.which)
         if sweep is None:
             ticker.set_leader(False)
         else:
@@ -345,22 +334,17 @@ class FleetEngine:
         """Time out the sweep's due services in one atomic step; return the ids it timed out."""
         if not sweep.due:
             return []
-        plans: list[tuple[str, Plan]] = []
-        for sid in sweep.due:
-            detail = sweep.details.get(sid, Detail("?", True))
-            policy = self._policy if detail.max_attempts is None else replace(self._policy,
-                                                                               max_attempts=detail.max_attempts)
-            plans.append((sid, policy.begin(self._rng) if detail.auto_reconnect else Plan("error")))
-        events = self._registry.expire_many(ticker.owner, self._timeout, plans)
+        planned = plans(sweep, self._policy, self._rng)
+        events = self._registry.expire_many(ticker.owner, self._timeout, planned)
         if events is None:
             ticker.set_leader(False)
             return []
-        expired = [e.service_id for e in events if isinstance(e, HeartbeatTimeout)]
-        self._sink.emit(events)  # before the log lines: a burst's receivers do not wait for its logging
-        for sid in expired:
-            log.warning("lifecycle: service %r (%s) missed its heartbeat deadline",
-                        sweep.details.get(sid, Detail("?", True)).name, sid)
-        delays = [plan.delay for sid, plan in plans if plan.mode == "retry" and sid in expired]
+        expired, first, rest = timeouts_first(events)
+        self._sink.emit(first)  # before log lines and follow-ups: a burst's receivers wait for neither
+        log_timeouts(expired, sweep.details)
+        self._sink.emit(rest)
+        timed_out = set(expired)
+        delays = [plan.delay for sid, plan in planned if plan.mode == "retry" and sid in timed_out]
         if delays:
             ticker.poke(min(delays))
         return expired

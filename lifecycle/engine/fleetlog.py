@@ -14,10 +14,13 @@ __all__ = ["follow_log"]
 
 log = logging.getLogger("lifecycle")
 
+_HOLD = 0.05  # seconds between looks while reading is held
+
 
 def follow_log(registry: SharedRegistry, deliver: Callable[[list[LifecycleEvent]], None],
                active: Callable[[], bool], *, start: str | None = None,
-               on_ready: Callable[[], None] | None = None, poll: float = 0.5) -> threading.Thread:
+               on_ready: Callable[[], None] | None = None, poll: float = 0.5,
+               hold: Callable[[], bool] | None = None) -> threading.Thread:
     """Start a daemon thread calling `deliver(events)` for each batch the log gets, while `active()`.
 
     It reads after entry `start` (None: the log's end when the thread first reaches the server,
@@ -25,6 +28,8 @@ def follow_log(registry: SharedRegistry, deliver: Callable[[list[LifecycleEvent]
     on the server at most `poll` seconds at a time, so it notices the end that soon. A failure is
     logged once until reading works again; reading resumes from the last entry seen, so nothing the
     log still holds is missed. `deliver` runs on this thread; an exception from it is logged.
+    While `hold()` is true, reading waits (the leader sweeping a backlog: reading back the burst's
+    own entries would only take the CPU its timeouts need); it then resumes where it was.
     """
 
     def run() -> None:
@@ -32,6 +37,9 @@ def follow_log(registry: SharedRegistry, deliver: Callable[[list[LifecycleEvent]
         down = False
         pause = threading.Event()
         while active():
+            if hold is not None and hold():
+                pause.wait(_HOLD)
+                continue
             try:
                 if after is None:
                     after = registry.last_event_id()

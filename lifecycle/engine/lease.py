@@ -117,6 +117,7 @@ class Ticker:
         #: Called on every tick of every member after the lease step (ownership of process-bound services).
         self.each: Callable[[], None] | None = None
         self.ticks = 0  # ticks that reached the registry (status and tests read it)
+        self.draining = False  # sweeping a backlog of full batches (see `sweeps.drain`)
 
     @property
     def leader(self) -> bool:
@@ -258,6 +259,7 @@ class Ticker:
         self.owner = owner_token() if owner is None else owner
         self._leader = False
         self._ticking, self._wake = False, math.inf  # a tick the parent was running does not run here
+        self.draining = False
 
 
 class Leases:
@@ -302,6 +304,11 @@ class Leases:
     def ticks(self) -> int:
         """Ticks that reached the registry, over every partition."""
         return sum(ticker.ticks for ticker in self.tickers)
+
+    @property
+    def draining(self) -> bool:
+        """True while a partition's tick sweeps a backlog: its own log entries can wait (see `sweeps.drain`)."""
+        return any(ticker.draining for ticker in self.tickers)
 
     def of(self, id: str) -> Ticker:
         """The ticker of the partition holding service `id`."""

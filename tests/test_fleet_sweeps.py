@@ -1,0 +1,159 @@
+"""The leader's sweeps on a real server: a backlog larger than one sweep script, a burst's order, its log lines, and
+the event log's reader held meanwhile.
+
+Manual mode (`autostart=False`): `run_pending()` runs the timers due when it began, so one call
+runs one tick. Sweep scripts are made small (4 due services) so that 23 services make six
+batches. The server's clock cannot be frozen: the deadlines pass for real.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis_server as servers
+
+from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, ServiceStatus
+from lifecycle.engine import fleet, sweeps
+from lifecycle.engine.fleetlog import follow_log
+from lifecycle.events import HeartbeatTimeout, LifecycleEvent, ReconnectFailed, Started, StatusChanged
+from lifecycle.redis import RedisRegistry
+from lifecycle.testing import EventRecorder
+
+TIMEOUT = 0.3
+# A timeout gives up at once (no attempts allowed): nothing else is due for a renewal interval
+# after the timeouts, so a second tick within one run_pending would be a bug, not a reconnect.
+CONFIG = LifecycleConfig(heartbeat_interval_secs=0.1, heartbeat_timeout_secs=TIMEOUT, max_reconnect_attempts=0)
+WAIT = 10.0
+N = 23
+
+
+@pytest.fixture
+def leader(redis_server: servers.RedisServer, namespace: str, monkeypatch: pytest.MonkeyPatch,
+           record: Callable[[LifecycleManager], EventRecorder]) -> Iterator[tuple[LifecycleManager, EventRecorder]]:
+    """A manual-mode manager leading the namespace, sweeping 4 due services per script, and its events."""
+    monkeypatch.setattr(sweeps, "SWEEP_LIMIT", 4)
+    monkeypatch.setattr(fleet, "SWEEP_LIMIT", 4)
+    registry = RedisRegistry.from_url(redis_server.url, namespace=namespace, lease_ttl_secs=30.0, socket_timeout=5.0)
+    manager = LifecycleManager(registry, CONFIG, autostart=False)
+    recorder = record(manager)
+    manager.run_pending()
+    assert manager.is_leader
+    try:
+        yield manager, recorder
+    finally:
+        manager.shutdown()
+        registry.clear()
+        registry.client.close()
+
+
+def silent(manager: LifecycleManager, n: int, prefix: str = "svc") -> dict[str, str]:
+    """Start `n` services that never beat (id -> name); wait until the last one's deadline passed on the server."""
+    names = {manager.start_service(ExtensionService(f"{prefix}-{i:03d}", "1")): f"{prefix}-{i:03d}" for i in range(n)}
+    ids = list(names)
+    registry = manager.registry
+    end = time.monotonic() + WAIT
+    while (registry.silence(ids[-1]) or (None, 0.0))[1] < TIMEOUT + 0.05:  # type: ignore[attr-defined]
+        assert time.monotonic() < end, "the server's clock did not move"
+        time.sleep(0.02)  # real time must pass on the server's clock: nothing in-process to wait on
+    return names
+
+
+def test_a_backlog_larger_than_one_sweep_is_timed_out_in_one_tick_each_once(leader):
+    manager, recorder = leader
+    ids = silent(manager, N)
+    ticks = manager._engine.ticker.ticks
+    manager.run_pending()  # one tick: six sweep scripts of at most 4
+    assert manager._engine.ticker.ticks == ticks + 1
+    assert sorted(e.service_id for e in recorder.of(HeartbeatTimeout)) == sorted(ids)
+    assert all(manager.get_status(sid) is ServiceStatus.ERROR for sid in ids)
+    manager.run_pending()
+    time.sleep(TIMEOUT)  # a deadline left armed by mistake would be due by now
+    manager._engine.sweep_now()
+    assert len(recorder.of(HeartbeatTimeout)) == N  # once each
+    assert len(recorder.of(ReconnectFailed)) == N
+
+
+def test_a_batchs_timeouts_and_status_changes_come_before_any_follow_up_each_service_in_order(leader):
+    manager, recorder = leader
+    ids = silent(manager, N)
+    start = len(recorder.events)
+    manager.run_pending()
+    burst = recorder.events[start:]
+    for sid in ids:
+        assert [e.signal_name for e in burst if e.service_id == sid] == [
+            "heartbeat_timeout", "status_changed", "reconnect_failed"]
+    # Within each batch of 4: every timeout and its status change, then every give-up.
+    kinds = [type(e) for e in burst]
+    batches = [kinds[k:k + 12] for k in range(0, 20 * 3, 12)] + [kinds[60:]]
+    for batch in batches:
+        size = len(batch) // 3
+        assert batch[:2 * size] == [HeartbeatTimeout, StatusChanged] * size
+        assert batch[2 * size:] == [ReconnectFailed] * size
+
+
+def test_a_large_batch_is_logged_in_one_line_naming_every_service_a_small_one_a_line_each(leader, caplog,
+                                                                                            monkeypatch):
+    manager, _ = leader
+    monkeypatch.setattr(sweeps, "SWEEP_LIMIT", 50)
+    monkeypatch.setattr(fleet, "SWEEP_LIMIT", 50)
+    caplog.set_level(logging.WARNING, logger="lifecycle")
+    names = silent(manager, N)
+    manager.run_pending()
+    missed = [r.getMessage() for r in caplog.records if "missed" in r.getMessage()]
+    assert len(missed) == 1
+    head = f"lifecycle: {N} services missed their heartbeat deadline: "
+    assert missed[0].startswith(head)
+    assert sorted(missed[0][len(head):].split(", ")) == sorted(f"{name!r} ({sid})" for sid, name in names.items())
+    caplog.clear()
+    few = silent(manager, 3, "few")
+    manager.run_pending()
+    missed = [r.getMessage() for r in caplog.records if "missed" in r.getMessage()]
+    assert sorted(missed) == sorted(f"lifecycle: service {name!r} ({sid}) missed its heartbeat deadline"
+                                    for sid, name in few.items())
+
+
+def test_the_log_reader_held_reads_nothing_then_resumes_where_it_was(redis_server, namespace):
+    """The leader holds its log reader while it drains a backlog; nothing is skipped once it resumes."""
+    registry = RedisRegistry.from_url(redis_server.url, namespace=namespace, socket_timeout=5.0)
+    writer = RedisRegistry.from_url(redis_server.url, namespace=namespace, socket_timeout=5.0)
+    got: list[str] = []
+    cond = threading.Condition()
+    held, looked, ready, running = threading.Event(), threading.Event(), threading.Event(), threading.Event()
+    running.set()
+
+    def deliver(events: list[LifecycleEvent]) -> None:
+        with cond:
+            got.extend(e.service_id for e in events if isinstance(e, Started))
+            cond.notify_all()
+
+    def hold() -> bool:
+        if held.is_set():
+            looked.set()  # the reader is past its read: the next entry waits for the release
+            return True
+        return False
+
+    reader = follow_log(registry, deliver, running.is_set, on_ready=ready.set, poll=0.1, hold=hold)
+    try:
+        assert ready.wait(WAIT)
+        held.set()
+        assert looked.wait(WAIT), "the reader never looked at its hold"
+        sids = [writer.join(ExtensionService(f"held-{i}", "1"))[0] for i in range(3)]
+        for sid in sids:
+            writer.activate(sid, 60.0)
+        time.sleep(0.3)  # the reader polls its hold every 50 ms: a reader ignoring it would have read by now
+        with cond:
+            assert got == []
+        held.clear()
+        with cond:
+            assert cond.wait_for(lambda: len(got) >= 3, WAIT), "the reader did not resume"
+            assert got == sids
+    finally:
+        running.clear()
+        reader.join(WAIT)
+        registry.clear()
+        registry.client.close()
+        writer.client.close()
