@@ -1,8 +1,8 @@
 """The leader's sweeps on a real server: a backlog larger than one sweep script, a burst's order, its log lines, and
-the event log's reader held meanwhile.
+the event log's reader held meanwhile, a backlog's batches sent on a thread of their own.
 
-Manual mode (`autostart=False`): `run_pending()` runs the timers due when it began, so one call
-runs one tick. Sweep scripts are made small (4 due services) so that 23 services make six
+Mostly manual mode (`autostart=False`): `run_pending()` runs the timers due when it began, so
+one call runs one tick. Sweep scripts are made small (4 due services) so that 23 services make six
 batches. The server's clock cannot be frozen: the deadlines pass for real.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis_server as servers
 
-from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, ServiceStatus
+from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, ServiceStatus, connect
 from lifecycle.engine import fleet, sweeps
 from lifecycle.engine.fleetlog import follow_log
 from lifecycle.events import HeartbeatTimeout, LifecycleEvent, ReconnectFailed, Started, StatusChanged
@@ -157,3 +157,51 @@ def test_the_log_reader_held_reads_nothing_then_resumes_where_it_was(redis_serve
         registry.clear()
         registry.client.close()
         writer.client.close()
+
+
+def test_a_backlogs_full_batches_are_sent_in_order_on_their_own_thread_as_the_next_is_swept(
+        redis_server, namespace, monkeypatch):
+    monkeypatch.setattr(sweeps, "SWEEP_LIMIT", 4)
+    monkeypatch.setattr(fleet, "SWEEP_LIMIT", 4)
+    registry = RedisRegistry.from_url(redis_server.url, namespace=namespace, lease_ttl_secs=30.0, socket_timeout=5.0)
+    manager = LifecycleManager(registry, CONFIG)
+    heard: list[tuple[str, LifecycleEvent]] = []
+    cond = threading.Condition()
+
+    def receiver(sender: object, *, event: LifecycleEvent, **_: object) -> None:
+        with cond:
+            heard.append((threading.current_thread().name, event))
+            cond.notify_all()
+
+    connection = connect(receiver, sender=manager)
+    gate = threading.Event()
+    try:
+        assert wait_until(lambda: manager.is_leader), "no lease"
+        # The watchdog waits at the gate: the deadlines pass meanwhile, and its next tick meets them all at once.
+        manager._watchdog.call_later(0.0, gate.wait, WAIT)
+        names = silent(manager, N)
+        gate.set()
+        with cond:
+            assert cond.wait_for(lambda: sum(isinstance(e, ReconnectFailed) for _, e in heard) >= N, WAIT)
+        timeouts = [(thread, e.service_id) for thread, e in heard if isinstance(e, HeartbeatTimeout)]
+        assert [sid for _, sid in timeouts] == list(names)  # deadline order, batch after batch
+        on_batches = [sid for thread, sid in timeouts if thread == "lifecycle-fleet-batches"]
+        assert on_batches == list(names)[:20]  # five full batches; the last three were sent by the tick itself
+        for sid in names:
+            assert [e.signal_name for _, e in heard if e.service_id == sid][-3:] == [
+                "heartbeat_timeout", "status_changed", "reconnect_failed"]
+    finally:
+        gate.set()
+        connection.disconnect()
+        manager.shutdown()
+        registry.clear()
+        registry.client.close()
+
+
+def wait_until(predicate: Callable[[], bool]) -> bool:
+    end = time.monotonic() + WAIT
+    while not predicate():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)  # the lease is a key on the server: polling is the only way to see it
+    return True
