@@ -205,3 +205,40 @@ def wait_until(predicate: Callable[[], bool]) -> bool:
             return False
         time.sleep(0.01)  # the lease is a key on the server: polling is the only way to see it
     return True
+
+
+def test_with_partitions_a_ticks_sweeps_stop_at_its_share_of_the_renewal_interval(
+        frozen_lifecycle, make_lifecycle_manager, redis_server, namespace, monkeypatch):
+    """The partitions' ticks share one thread: each drains for a renewal interval / partitions, so none waits a lease.
+
+    A receiver moves frozen time 0.1 s per timeout (0.2 s per batch of 2); with a 3 s lease (a 1 s
+    renewal interval) and 2 partitions, each tick stops after the batch that takes it to 0.5 s: three.
+    """
+    monkeypatch.setattr(sweeps, "SWEEP_LIMIT", 2)
+    monkeypatch.setattr(fleet, "SWEEP_LIMIT", 2)
+    registry = RedisRegistry.from_url(redis_server.url, namespace=namespace, partitions=2, lease_ttl_secs=3.0,
+                                      socket_timeout=5.0)
+    manager = make_lifecycle_manager(registry=registry, config=CONFIG)
+    timeouts: list[str] = []
+
+    def receiver(sender: object, *, event: LifecycleEvent, **_: object) -> None:
+        if isinstance(event, HeartbeatTimeout):
+            timeouts.append(event.service_id)
+            frozen_lifecycle.freezer.tick(0.1)
+
+    connection = connect(receiver, sender=manager)
+    try:
+        frozen_lifecycle.advance(0, manager)
+        assert manager.is_leader
+        ids = [manager.start_service(ExtensionService(f"p-{i:02d}", "1", id=f"p-{i:02d}")) for i in range(30)]
+        while (registry.silence(ids[-1]) or (None, 0.0))[1] < TIMEOUT + 0.05:  # type: ignore[operator]
+            time.sleep(0.02)  # real time must pass on the server's clock (the host's is frozen)
+        per = [sum(1 for sid in ids if registry.partition_of(sid) == p) for p in range(2)]
+        frozen_lifecycle.advance(1.0, manager)  # each partition's tick, once
+        assert len(timeouts) == sum(min(n, 6) for n in per)
+        for _ in range(10):
+            frozen_lifecycle.advance(1.0, manager)
+        assert sorted(timeouts) == sorted(ids)  # the rest in the next ticks, each once
+    finally:
+        connection.disconnect()
+        registry.clear()

@@ -102,12 +102,14 @@ def drain(ticker: Ticker, within: float, claim: Callable[[Ticker], Sweep | None]
           batches: Batches) -> float:
     """Sweep `ticker`'s partition until no full batch is left (or the tick's time is up); seconds until the next tick.
 
-    The lease was renewed when the tick began: sweeps go on for at most a renewal interval, so
-    the lease is renewed in time; a full last batch asks for a tick at once. Meanwhile
+    The lease was renewed when the tick began: sweeps go on for at most a renewal interval shared
+    by the partitions' ticks (which run one after another on one thread), so every partition's
+    lease is renewed, and swept, in time; a full last batch asks for a tick at once. Meanwhile
     `ticker.draining` holds the process's reading of the event log (its sweeps act on what is due)
     and has each batch sent on `batches`' thread.
     """
     began = time.monotonic()
+    budget = ticker.renew_every / max(1, ticker.registry.partitions)
     try:
         for _ in range(_BATCHES):
             sweep = claim(ticker)
@@ -125,7 +127,7 @@ def drain(ticker: Ticker, within: float, claim: Callable[[Ticker], Sweep | None]
                 attempt(sid, k)
             if not full:
                 return within if sweep.next_in is None else min(within, sweep.next_in)
-            if time.monotonic() - began >= ticker.renew_every or not ticker.leader:
+            if time.monotonic() - began >= budget or not ticker.leader:
                 break
         return 0.0
     finally:
