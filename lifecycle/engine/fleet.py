@@ -18,7 +18,6 @@ import copy
 import logging
 import random
 import threading
-from functools import partial
 
 from ..config import LifecycleConfig
 from ..connector import Hooks
@@ -40,7 +39,7 @@ from .pinger import Pinger
 from .placement import elsewhere, here, leave, member_host, place
 from .policy import ReconnectPolicy, service_timing
 from .runner import Executor, Outcome, connect_first, within
-from .sweeps import SWEEP_LIMIT, Batches, drain, plans, send_batch, timeouts_first
+from .sweeps import SWEEP_LIMIT, drain, plans, send_batch, timeouts_first
 
 __all__ = ["FleetEngine"]
 
@@ -94,7 +93,6 @@ class FleetEngine:
         self._declarations = Declarations(watchdog, executor, self.start, registry)
         self._pinger = Pinger(watchdog, self._guard, executor, sink, self._ping_target, self._record_ping)
         self._inflight: dict[str, Outcome] = {}
-        self._batches = Batches(executor.threaded)  # a backlog's batches, sent while the next is swept
         self._closed = False
         # After a data loss: id -> (name, registered again by us), kept across a restore a failed tick cut short.
         self._restoring: dict[str, tuple[str, bool]] = {}
@@ -309,7 +307,7 @@ class FleetEngine:
 
     def _lead(self, ticker: Ticker, within: float) -> float:
         """Sweeps of `ticker`'s partition: time out what is due, run the claimed attempts; seconds until the next."""
-        return drain(ticker, within, self._claim, self._expire, self._attempt, self._batches)
+        return drain(ticker, within, self._claim, self._expire, self._attempt)
 
     def _nudge(self, events: list[LifecycleEvent]) -> None:
         """Events of the fleet: one that set a deadline or an attempt brings the leader's next sweep forward."""
@@ -342,8 +340,7 @@ class FleetEngine:
             ticker.set_leader(False)
             return []
         expired, first, rest = timeouts_first(events)  # the timeouts first: a burst's receivers wait for no follow-up
-        self._batches.send(partial(send_batch, self._sink.emit, expired, first, rest, sweep.details),
-                           queue=ticker.draining)
+        send_batch(self._sink.emit, expired, first, rest, sweep.details)
         timed_out = set(expired)
         delays = [plan.delay for sid, plan in planned if plan.mode == "retry" and sid in timed_out]
         if delays:
@@ -496,7 +493,6 @@ class FleetEngine:
         self._guard.after_fork_in_child()
         self._declarations.after_fork_in_child()
         self._inflight.clear()
-        self._batches.after_fork_in_child()
         if self._owners is not None:
             self._owners.after_fork_in_child()
         for local in self._locals.values():
