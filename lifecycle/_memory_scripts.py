@@ -117,6 +117,7 @@ class Data:
     record: int | None = None  # the namespace's partition count, recorded by its first handle (as in Redis)
     parts: list[Data] = field(default_factory=list)  # with partitions > 1: each partition's own data
     name_claims: dict[str, str] = field(default_factory=dict)  # a part's claims: name -> id, namespace-wide
+    members: dict[str, tuple[int, int]] = field(default_factory=dict)  # member -> (live until, partitions it leads)
     lock: threading.Lock = field(default_factory=threading.Lock)
     appended: threading.Condition = field(init=False)
 
@@ -452,24 +453,37 @@ class Scripts(Prelude):
                 self.begin_cycle(id, *plan)
         return True
 
-    def lease(self, owner: str, ttl_ms: int, generation: str) -> tuple[bool, str]:
+    def lease(self, owner: str, ttl_ms: int, generation: str, polite: bool = False) -> tuple[str, str]:
         d = self.d
         if d.gen is None:
             d.gen = generation
         holder = d.holder(self.now)
         if ttl_ms == 0:  # a peek: the generation marker, nothing sought or renewed
-            return holder == owner, d.gen
+            return "leader" if holder == owner else "follower", d.gen
         if holder is not None:
             if holder == owner:
                 d.lease = Lease(owner, self.now + ttl_ms * 1000)
-            return holder == owner, d.gen
+            return "leader" if holder == owner else "follower", d.gen
+        if polite:
+            return "free", d.gen
         d.lease = Lease(owner, self.now + ttl_ms * 1000)
         d.epoch += 1
         # Attempts an earlier leader had claimed are void (it is fenced now): they are due again at once.
         for id in d.claim:
             d.todo[id] = self.now
         d.claim.clear()
-        return True, d.gen
+        return "leader", d.gen
+
+    def members(self, owner: str, ttl_us: int, leads: int) -> tuple[int, int | None]:
+        """MEMBERS (lifecycle._redis_parts): `owner` live for `ttl_us` more (0: gone); live members, others' fewest."""
+        members = self.d.members
+        if ttl_us > 0:
+            members[owner] = (self.now + ttl_us, leads)
+        else:
+            members.pop(owner, None)
+        for gone in [m for m, (until, _) in members.items() if until <= self.now]:
+            del members[gone]
+        return len(members), min((n for m, (_, n) in members.items() if m != owner), default=None)
 
     def release(self, owner: str) -> None:
         if self.d.holder(self.now) == owner:

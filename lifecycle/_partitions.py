@@ -364,9 +364,9 @@ class Partitioned:
 
     # -- the leaders' operations: one lease per partition --------------------------------------
 
-    def lease(self, owner: str, ttl: float, *, partition: int = 0) -> Lease:
-        """Take or renew the lease of `partition` for `ttl` seconds."""
-        return self._parts[partition].lease(owner, ttl)  # type: ignore[no-any-return]
+    def lease(self, owner: str, ttl: float, *, partition: int = 0, polite: bool = False) -> Lease:
+        """Take or renew the lease of `partition` for `ttl` seconds (`polite`: leave a free one free)."""
+        return self._parts[partition].lease(owner, ttl, polite=polite)  # type: ignore[no-any-return]
 
     def leader(self, *, partition: int = 0) -> str | None:
         """The owner token of the process leading `partition`, or None."""

@@ -2,8 +2,9 @@
 
 `RedisRegistry(client, partitions=P)` with P > 1 builds a `PartitionedRedis`: the routing is
 `lifecycle._partitions.Partitioned`; here are the parts' hash tags, the names' claims (a hash in
-each part's slot, changed by small compare-and-set scripts) and nothing else. The namespace's own
-tag holds only the recorded partition count (``lifecycle:{<namespace>}:partitions``).
+each part's slot, changed by small compare-and-set scripts) and the fleet's members (who leads how
+many partitions, engine/spread.py). The namespace's own tag holds only the recorded partition count
+(``lifecycle:{<namespace>}:partitions``) and the members (``lifecycle:{<namespace>}:members``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ __all__ = ["PartitionedRedis"]
 class PartitionedRedis(Partitioned, RedisRegistry):
     """A `RedisRegistry` of `partitions` > 1: one part (a one-partition registry) per hash tag, calls routed.
 
-    The namespace's own tag keeps only the recorded partition count; part k lives under
+    The namespace's own tag keeps only the recorded partition count and the members; part k lives under
     ``lifecycle:{<namespace>/p<k>...}:``, a tag chosen so the parts' slots lie evenly over the
     16384 slots (so over the masters of a cluster whose slots are split evenly).
     """
@@ -50,14 +51,15 @@ class PartitionedRedis(Partitioned, RedisRegistry):
             self._parts.append(part)
         self._claims = [_RedisClaims(part._calls) for part in self._parts]
         self._logs = [part.keys["events"] for part in self._parts]
+        self._members = self.keys["partitions"].rpartition(":")[0] + ":members"
 
-    def lease(self, owner: str, ttl: float, *, partition: int = 0) -> Lease:
+    def lease(self, owner: str, ttl: float, *, partition: int = 0, polite: bool = False) -> Lease:
         """Take or renew the lease of `partition`; a part whose data was lost has the namespace's count recorded again.
 
         The record lives in the namespace's own tag, checked once per client: a part that made a new
         generation marker (its keys were gone) has it checked, and so written again, on the next call.
         """
-        lease = super().lease(owner, ttl, partition=partition)
+        lease = super().lease(owner, ttl, partition=partition, polite=polite)
         self._calls.recheck_record(not self._parts[partition]._calls.recorded)
         return lease
 
@@ -71,6 +73,15 @@ class PartitionedRedis(Partitioned, RedisRegistry):
         """Every partition's restores in one pipeline: a cluster's masters take theirs at once."""
         answers = restore_parts([(self._parts[p]._calls, part) for p, part in services.items()], timeout)
         return dict(zip(services, answers, strict=True))
+
+    def members(self, owner: str, ttl: float, leads: int) -> tuple[int, int | None]:
+        """`owner` live for `ttl` s more (0: gone), leading `leads`; how many are live, the fewest another leads.
+
+        One hash in the namespace's own tag (``lifecycle:{<namespace>}:members``: member -> "until_ms
+        leads", on the server's clock), pruned of the expired by each call, and gone when nobody calls.
+        """
+        live, fewest = self._calls.eval(_MEMBERS, [self._members], [owner, str(max(0, round(ttl * 1000))), str(leads)])
+        return int(live), None if int(fewest) < 0 else int(fewest)
 
     def last_event_id(self) -> str:
         """Every partition's newest entry id ("0-0": an empty log), joined by commas: one pipelined round trip.
@@ -174,6 +185,22 @@ end
 return held"""
 _UNCLAIM = """if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0"""
+_MEMBERS = """local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local owner, ttl = ARGV[1], tonumber(ARGV[2])
+if ttl > 0 then redis.call('HSET', KEYS[1], owner, string.format('%d %d', now + ttl, tonumber(ARGV[3])))
+else redis.call('HDEL', KEYS[1], owner) end
+local all = redis.call('HGETALL', KEYS[1])
+local live, fewest = 0, -1
+for i = 1, #all, 2 do
+  local till, leads = string.match(all[i + 1], '^(%d+) (%d+)$')
+  if (not till) or tonumber(till) <= now then redis.call('HDEL', KEYS[1], all[i]) else
+    live = live + 1
+    if all[i] ~= owner and (fewest < 0 or tonumber(leads) < fewest) then fewest = tonumber(leads) end
+  end
+end
+if ttl > 0 and redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return {live, fewest}"""
 _SLOTS = 16384
 
 

@@ -488,7 +488,8 @@ end
 return {'ok', OUT}
 """
 
-# ARGV[11..]: owner, ttl_ms (0: a peek that seeks nothing), a new generation marker (used if the server has none)
+# ARGV[11..]: owner, ttl_ms (0: a peek that seeks nothing), a new generation marker (used if the server has none),
+# '1' to ask politely (a free lease is left free: 'free')
 LEASE = """
 local owner = ARGV[11]
 local gen = redis.call('GET', K_GEN)
@@ -503,6 +504,7 @@ if holder == owner then
   return {'leader', gen}
 end
 if holder then return {'follower', gen} end
+if ARGV[14] == '1' then return {'free', gen} end
 redis.call('SET', K_LEASE, owner, 'PX', ARGV[12])
 redis.call('INCR', K_EPOCH)
 -- Attempts an earlier leader had claimed are void (it is fenced now): they are due again at once.

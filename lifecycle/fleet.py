@@ -100,10 +100,11 @@ class Sweep:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """The answer to a lease request: are we the leader, and the registry's generation marker."""
+    """The answer to a lease request: are we the leader, the registry's generation marker, and was it free."""
 
     leader: bool
     generation: str
+    free: bool = False  # nobody held it and, asked politely, it was left free (see `SharedRegistry.lease`)
 
 
 def check_services(services: Sequence[ExtensionService]) -> Sequence[ExtensionService]:
@@ -202,9 +203,22 @@ class SharedRegistry(Registry, Protocol):
         """`restore` for each service, in order (a store may send them together); True for each it registered."""
         return [self.restore(service, timeout) for service in check_services(services)]
 
-    def lease(self, owner: str, ttl: float) -> Lease:
-        """Take or renew the leader lease for `ttl` seconds; `ttl` 0 is a peek that only reads the generation."""
+    def lease(self, owner: str, ttl: float, *, polite: bool = False) -> Lease:
+        """Take or renew the leader lease for `ttl` seconds; `ttl` 0 is a peek that only reads the generation.
+
+        `polite` renews a lease `owner` holds but leaves a free one free (answering `Lease.free`): a
+        member that already leads its share of a partitioned namespace defers to one that leads fewer.
+        """
         ...
+
+    def members(self, owner: str, ttl: float, leads: int) -> tuple[int, int | None]:
+        """A partitioned namespace's live members: `owner` is one for `ttl` s more (0: it leaves), leading `leads`.
+
+        Returns how many members are live and the fewest partitions any other live member leads
+        (None: no other). The engine asks it only when `partitions` > 1 (engine/spread.py); a
+        registry of one partition keeps no record and answers (1, None), as its only member.
+        """
+        return 1, None
 
     def leader(self) -> str | None:
         """The owner token of the manager holding the lease ("host:pid:random"), or None when nobody holds it."""

@@ -407,12 +407,12 @@ class RedisRegistry(ManyAtOnce, SharedRegistry):
 
     # -- the leader's operations ---------------------------------------------------------------
 
-    def lease(self, owner: str, ttl: float) -> Lease:
-        """Take or renew the leader lease for `ttl` seconds."""
+    def lease(self, owner: str, ttl: float, *, polite: bool = False) -> Lease:
+        """Take or renew the leader lease for `ttl` seconds (`polite`: leave a free one free, see `SharedRegistry`)."""
         new = uuid.uuid4().hex  # the generation marker, if the server has none (its data was lost, or never was)
-        code, generation = self._run("LEASE", owner, max(1, round(ttl * 1000)) if ttl > 0 else 0, new)
+        code, generation = self._run("LEASE", owner, max(1, round(ttl * 1000)) if ttl > 0 else 0, new, int(polite))
         self._calls.recheck_record(_text(generation) == new)  # ours: the count's record went too
-        return Lease(_text(code) == "leader", _text(generation))
+        return Lease(_text(code) == "leader", _text(generation), _text(code) == "free")
 
     def leader(self) -> str | None:
         """The owner token (host:pid:random) of the process holding the lease, or None."""

@@ -415,11 +415,11 @@ class SharedMemoryRegistry(SharedRegistry):
 
     # -- the leader's operations ---------------------------------------------------------------
 
-    def lease(self, owner: str, ttl: float) -> Lease:
-        """Take or renew the leader lease for `ttl` seconds."""
+    def lease(self, owner: str, ttl: float, *, polite: bool = False) -> Lease:
+        """Take or renew the leader lease for `ttl` seconds (`polite`: leave a free one free, see `SharedRegistry`)."""
         with self._script() as run:
-            leader, generation = run.lease(owner, max(1, round(ttl * 1000)) if ttl > 0 else 0, uuid.uuid4().hex)
-        return Lease(leader, generation)
+            code, generation = run.lease(owner, max(1, round(ttl * 1000)) if ttl > 0 else 0, uuid.uuid4().hex, polite)
+        return Lease(code == "leader", generation, code == "free")
 
     def leader(self) -> str | None:
         """The owner token of the manager holding the lease, or None."""
@@ -523,6 +523,11 @@ class _PartitionedMemory(Partitioned, SharedMemoryRegistry):
     def flush(self) -> None:
         """Simulate servers that lost their data: every partition's."""
         self.clear()
+
+    def members(self, owner: str, ttl: float, leads: int) -> tuple[int, int | None]:
+        """The namespace's live members and the fewest partitions another leads (as `PartitionedRedis.members`)."""
+        with self._script() as run:
+            return run.members(owner, max(0, round(ttl * US)), leads)
 
 
 class _MemoryClaims:

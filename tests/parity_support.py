@@ -281,6 +281,20 @@ def _leads_every_partition(manager: LifecycleManager) -> bool:
     return manager.is_leader and (leaders is None or all(holder is not None for holder in leaders()))
 
 
+def _settled(managers: list[LifecycleManager]) -> bool:
+    """True once one manager leads (one partition), or every partition is led and the leaders spread evenly.
+
+    A partitioned namespace's leaders spread over its members (engine/spread.py): once the counts
+    are within one of each other, no member gives a lease up any more.
+    """
+    leaders = getattr(managers[0].registry, "leaders", None)
+    if leaders is None:
+        return sum(m.is_leader for m in managers) == 1
+    held = leaders()
+    counts = [held.count(m._engine.ticker.owner) for m in managers]  # type: ignore[attr-defined]
+    return sum(counts) == len(held) and max(counts) - min(counts) <= 1
+
+
 class Supervision:
     """The managers of one test on its store, their events in one recorder; shut down by `close()`."""
 
@@ -299,12 +313,15 @@ class Supervision:
                 # Alone, the first manager takes every partition's lease; started together, a partitioned
                 # namespace may split its partitions' leases between managers (no single leader).
                 eventually(lambda: _leads_every_partition(self.managers[0]), "the first manager leading")
-        eventually(lambda: sum(m.is_leader for m in self.managers) == 1, "exactly one leader")
+        eventually(lambda: _settled(self.managers), "one leader, or the partitions' leaders spread evenly")
         return self
 
-    @property
-    def leader(self) -> LifecycleManager:
-        return next(m for m in self.managers if m.is_leader)
+    def leader_of(self, sid: str) -> LifecycleManager:
+        """The manager acting for `sid`'s partition (the fleet's one leader without partitions)."""
+        ticker = getattr(self.managers[0]._engine, "ticker", None)  # type: ignore[attr-defined]
+        if ticker is None:
+            return self.managers[0]  # the in-memory store's only manager
+        return next(m for m in self.managers if m._engine.ticker.of(sid).leader)  # type: ignore[attr-defined]
 
     @property
     def follower(self) -> LifecycleManager:

@@ -362,8 +362,8 @@ def test_phi_detects_a_fresh_silent_service_at_its_phi_deadline(sup):
 
 def test_restart_service_on_the_acting_manager_reconnects_at_once(sup):
     sup.start(SLOW_RETRY, connector=Connector())
-    m = sup.leader  # on a follower it waits for the event log to reach the leader (docs/fleet.md, Limits)
-    sid = m.start_service(service("restarted"))
+    sid = sup.follower.start_service(service("restarted"))
+    m = sup.leader_of(sid)  # on a follower it waits for the event log to reach the leader (docs/fleet.md, Limits)
     asked = time.monotonic()
     m.restart_service(sid)
     back = sup.events.wait_event(sid, ("reconnected",))
@@ -552,7 +552,7 @@ def test_stopping_a_reconnecting_service_cancels_its_attempts(sup):
     sid = m.start_service(service("leaving"))
     ev = sup.events
     ev.wait_event(sid, ("reconnecting", 1, 3))
-    sup.leader.stop_service(sid)
+    sup.leader_of(sid).stop_service(sid)
     expected = [*STARTED, ("heartbeat_timeout",), status("running", "reconnecting"), ("reconnecting", 1, 3),
                 status("reconnecting", "stopping"), status("stopping", "stopped"), ("service_stopped",)]
     assert ev.sequence(sid) == expected

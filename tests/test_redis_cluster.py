@@ -420,3 +420,23 @@ def test_a_fleet_of_three_partitions_works_through_a_node_that_does_not_own_the_
         m.shutdown()
     timeouts = sorted(e.service_id for _, e in events.of(HeartbeatTimeout))
     assert timeouts == sorted(silent), "each silent service times out once, no busy one"
+
+
+def test_three_members_lead_a_partition_each_and_heal_after_one_closes(whole, namespace, make_on):
+    """The leaders spread over the members (engine/spread.py): the members' record lives in the namespace's own
+    slot, so its script is one slot's whatever node serves it; a closed member's partition is taken over."""
+    url = elsewhere(whole, namespace)
+    managers = [make_on(url, registry=Spread) for _ in range(3)]
+    view = managers[0].registry
+
+    def counts() -> list[int]:
+        held = view.leaders()  # type: ignore[attr-defined]
+        return sorted(held.count(m._engine.ticker.owner) for m in managers)  # type: ignore[attr-defined]
+
+    eventually(lambda: counts() == [1, 1, 1], what="one partition led by each member")
+    members = f"lifecycle:{{{namespace}}}:members"
+    assert whole.slot(members) == slot_of(whole, namespace)
+    assert view.members(managers[0]._engine.ticker.owner, faults.TTL, 1) == (3, 1)  # type: ignore[attr-defined]
+    gone = managers.pop()
+    gone.shutdown()
+    eventually(lambda: counts() == [1, 2], what="the closed member's partition taken over")

@@ -141,6 +141,17 @@ def test_a_zero_ttl_lease_reads_the_generation_and_seeks_nothing(reg):
     assert not reg.lease("leader-2", 0.0).leader and reg.leader() == OWNER
 
 
+def test_a_polite_lease_request_renews_a_held_lease_and_leaves_a_free_one_free(reg):
+    asked = reg.lease(OWNER, 30.0, polite=True)
+    assert (asked.leader, asked.free) == (False, True) and reg.leader() is None
+    assert reg.lease(OWNER, 30.0).leader and reg.leader() == OWNER
+    renewed = reg.lease(OWNER, 30.0, polite=True)
+    assert (renewed.leader, renewed.free, renewed.generation) == (True, False, asked.generation)
+    other = reg.lease("leader-2", 30.0, polite=True)
+    assert (other.leader, other.free) == (False, False) and reg.leader() == OWNER
+    assert reg.members(OWNER, 30.0, 1) == (1, None)  # one partition keeps no members
+
+
 # -- 1. a claim lasts the attempt's connect timeout plus the leader's tick ----------------------------
 
 

@@ -24,11 +24,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from ..errors import LifecycleError
 from ..fleet import SharedRegistry
 from ..timers import Timer
 from ..watchdog import Watchdog
+from .spread import Spread
 
 __all__ = ["Leases", "Outage", "Ticker"]
 
@@ -94,7 +96,7 @@ class Ticker:
         self.registry = registry
         self.partition = partition
         # A partitioned registry is told which partition's lease; a registry of one partition is asked as always.
-        self.which: dict[str, int] = {"partition": partition} if registry.partitions > 1 else {}
+        self.which: dict[str, Any] = {"partition": partition} if registry.partitions > 1 else {}
         self.ttl = float(getattr(registry, "lease_ttl_secs", 5.0))
         self.renew_every = self.ttl / 3
         self._timeout = timeout
@@ -114,6 +116,8 @@ class Ticker:
         self._retry = _RETRY_MIN
         self.rebase = False  # the next sweep gives every service a fresh full timeout
         self._closed = False
+        #: Asks for the lease on each tick when the namespace is partitioned (see `Leases`); None: asked plainly.
+        self.spread: Spread | None = None
         #: Called on every tick of every member after the lease step (ownership of process-bound services).
         self.each: Callable[[], None] | None = None
         self.ticks = 0  # ticks that reached the registry (status and tests read it)
@@ -197,7 +201,8 @@ class Ticker:
 
     def _tick(self, renewed: list[bool]) -> float:
         asked = time.monotonic()
-        lease = self.registry.lease(self.owner, self.ttl, **self.which)
+        spread = self.spread
+        lease = self.registry.lease(self.owner, self.ttl, **self.which) if spread is None else spread.lease(self)
         renewed[0] = True
         self.ticks += 1
         if self._generation is not None and lease.generation != self._generation:
@@ -266,8 +271,9 @@ class Leases:
     """A process's ticks, one `Ticker` per partition of the registry, all under one owner token.
 
     Each partition has its own lease, so its own leader, fencing, failure backoff and outage
-    credit: a partition whose server fails over or is down stops no other. With one partition
-    this is one `Ticker`, as it always was.
+    credit: a partition whose server fails over or is down stops no other. With several, one
+    `Spread` shares the leases out with the fleet's other members (engine/spread.py). With one
+    partition this is one `Ticker`, as it always was.
     """
 
     def __init__(self, registry: SharedRegistry, watchdog: Watchdog, timeout: float,
@@ -278,6 +284,10 @@ class Leases:
         self.tickers = [Ticker(registry, watchdog, timeout, act, restore, partition=p, owner=self.owner,
                                outage=self.outage) for p in range(count)]
         self._of = registry.partition_of
+        #: How this process's tickers share the partitions' leases out with the fleet (None: one partition).
+        self.spread = Spread(registry, self.tickers, self.outage) if count > 1 else None
+        for ticker in self.tickers:
+            ticker.spread = self.spread
         first = self.tickers[0]
         self.ttl, self.renew_every = first.ttl, first.renew_every
 
@@ -330,9 +340,13 @@ class Leases:
     def close(self) -> None:
         for ticker in self.tickers:
             ticker.close()
+        if self.spread is not None:
+            self.spread.leave(self.owner)
 
     def after_fork_in_child(self) -> None:
         self.owner = owner_token()
         self.outage.after_fork_in_child()
+        if self.spread is not None:
+            self.spread.after_fork_in_child()
         for ticker in self.tickers:
             ticker.after_fork_in_child(self.owner)
