@@ -117,7 +117,7 @@ class Data:
     record: int | None = None  # the namespace's partition count, recorded by its first handle (as in Redis)
     parts: list[Data] = field(default_factory=list)  # with partitions > 1: each partition's own data
     name_claims: dict[str, str] = field(default_factory=dict)  # a part's claims: name -> id, namespace-wide
-    members: dict[str, tuple[int, int]] = field(default_factory=dict)  # member -> (live until, partitions it leads)
+    members: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)  # member -> until, since, last, leads
     lock: threading.Lock = field(default_factory=threading.Lock)
     appended: threading.Condition = field(init=False)
 
@@ -474,16 +474,18 @@ class Scripts(Prelude):
         d.claim.clear()
         return "leader", d.gen
 
-    def members(self, owner: str, ttl_us: int, leads: int) -> tuple[int, int | None]:
-        """MEMBERS (lifecycle._redis_parts): `owner` live for `ttl_us` more (0: gone); live members, others' fewest."""
-        members = self.d.members
+    def members(self, owner: str, ttl_us: int, leads: int, standing_us: int) -> tuple[int, int | None, int | None]:
+        """MEMBERS (lifecycle._redis_parts): `owner` live `ttl_us` more (0: gone); live, others' fewest, settled's."""
+        members, now = self.d.members, self.now
+        for gone in [m for m, (until, *_) in members.items() if until <= now]:
+            del members[gone]
         if ttl_us > 0:
-            members[owner] = (self.now + ttl_us, leads)
+            members[owner] = (now + ttl_us, members.get(owner, (0, now))[1], now, leads)
         else:
             members.pop(owner, None)
-        for gone in [m for m, (until, _) in members.items() if until <= self.now]:
-            del members[gone]
-        return len(members), min((n for m, (_, n) in members.items() if m != owner), default=None)
+        others = [(last - since, n) for m, (_, since, last, n) in members.items() if m != owner]
+        return (len(members), min((n for _, n in others), default=None),
+                min((n for age, n in others if age >= standing_us), default=None))
 
     def release(self, owner: str) -> None:
         if self.d.holder(self.now) == owner:

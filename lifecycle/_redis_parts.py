@@ -21,7 +21,7 @@ from ._redis_bulk import beat_parts, restore_parts
 from ._redis_client import BATCH, Client, ScriptClient
 from ._redis_codec import _rows, _text
 from .events import LifecycleEvent
-from .fleet import Lease
+from .fleet import Lease, Members
 from .model import ExtensionService, ServiceStatus
 from .redis import RedisRegistry
 
@@ -74,14 +74,17 @@ class PartitionedRedis(Partitioned, RedisRegistry):
         answers = restore_parts([(self._parts[p]._calls, part) for p, part in services.items()], timeout)
         return dict(zip(services, answers, strict=True))
 
-    def members(self, owner: str, ttl: float, leads: int) -> tuple[int, int | None]:
-        """`owner` live for `ttl` s more (0: gone), leading `leads`; how many are live, the fewest another leads.
+    def members(self, owner: str, ttl: float, leads: int, standing: float = 0.0) -> Members:
+        """`owner` live for `ttl` s more (0: gone), leading `leads`; the live members and the fewest others lead.
 
-        One hash in the namespace's own tag (``lifecycle:{<namespace>}:members``: member -> "until_ms
-        leads", on the server's clock), pruned of the expired by each call, and gone when nobody calls.
+        One hash in the namespace's own tag (``lifecycle:{<namespace>}:members``: member -> "until
+        since last leads", milliseconds on the server's clock), pruned of the lapsed by each call,
+        and gone when nobody calls. A member is settled once it refreshed `standing` after it came.
         """
-        live, fewest = self._calls.eval(_MEMBERS, [self._members], [owner, str(max(0, round(ttl * 1000))), str(leads)])
-        return int(live), None if int(fewest) < 0 else int(fewest)
+        live, fewest, settled = self._calls.eval(_MEMBERS, [self._members],
+                                                 [owner, *(str(max(0, round(t * 1000))) for t in (ttl, standing)),
+                                                  str(leads)])
+        return Members(int(live), _count(fewest), _count(settled))
 
     def last_event_id(self) -> str:
         """Every partition's newest entry id ("0-0": an empty log), joined by commas: one pipelined round trip.
@@ -185,23 +188,33 @@ end
 return held"""
 _UNCLAIM = """if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0"""
+# The members (see `PartitionedRedis.members`): ARGV owner, ttl_ms (0: it leaves), standing_ms, leads; -1: None.
 _MEMBERS = """local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local owner, ttl = ARGV[1], tonumber(ARGV[2])
-if ttl > 0 then redis.call('HSET', KEYS[1], owner, string.format('%d %d', now + ttl, tonumber(ARGV[3])))
-else redis.call('HDEL', KEYS[1], owner) end
+local owner, ttl, standing = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local all = redis.call('HGETALL', KEYS[1])
-local live, fewest = 0, -1
+local live, fewest, settled, since = 0, -1, -1, now
 for i = 1, #all, 2 do
-  local till, leads = string.match(all[i + 1], '^(%d+) (%d+)$')
-  if (not till) or tonumber(till) <= now then redis.call('HDEL', KEYS[1], all[i]) else
-    live = live + 1
-    if all[i] ~= owner and (fewest < 0 or tonumber(leads) < fewest) then fewest = tonumber(leads) end
+  local till, from, last, leads = string.match(all[i + 1], '^(%d+) (%d+) (%d+) (%d+)$')
+  if (not till) or tonumber(till) <= now then redis.call('HDEL', KEYS[1], all[i])
+  elseif all[i] == owner then since = tonumber(from)
+  else
+    live, leads = live + 1, tonumber(leads)
+    if fewest < 0 or leads < fewest then fewest = leads end
+    if tonumber(last) - tonumber(from) >= standing and (settled < 0 or leads < settled) then settled = leads end
   end
 end
-if ttl > 0 and redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-return {live, fewest}"""
+if ttl > 0 then
+  live = live + 1
+  redis.call('HSET', KEYS[1], owner, string.format('%d %d %d %d', now + ttl, since, now, tonumber(ARGV[4])))
+  if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+else redis.call('HDEL', KEYS[1], owner) end
+return {live, fewest, settled}"""
 _SLOTS = 16384
+
+
+def _count(value: Any) -> int | None:
+    return None if int(value) < 0 else int(value)
 
 
 def _spread_tag(namespace: str, k: int, partitions: int) -> str:

@@ -20,7 +20,7 @@ from .model import ExtensionService, ServiceId, ServiceStatus
 from .phi import PhiSettings
 from .registry import Registry
 
-__all__ = ["Detail", "Lease", "Plan", "SharedRegistry", "StoreSettings", "Sweep", "Timing", "is_shared"]
+__all__ = ["Detail", "Lease", "Members", "Plan", "SharedRegistry", "StoreSettings", "Sweep", "Timing", "is_shared"]
 
 _Events = list[LifecycleEvent]
 
@@ -97,6 +97,13 @@ class Sweep:
     # the leader can plan every expiry of the batch without reading each service.
     details: dict[ServiceId, Detail] = field(default_factory=dict)
 
+
+class Members(NamedTuple):
+    """A partitioned namespace's live members as one of them sees them (`SharedRegistry.members`)."""
+
+    live: int  # how many members are live, the asking one included
+    fewest: int | None  # the fewest partitions another live member leads; None: no other
+    settled: int | None  # the same over the others that renewed their presence `standing` s after they came
 
 @dataclass(frozen=True, slots=True)
 class Lease:
@@ -211,14 +218,14 @@ class SharedRegistry(Registry, Protocol):
         """
         ...
 
-    def members(self, owner: str, ttl: float, leads: int) -> tuple[int, int | None]:
+    def members(self, owner: str, ttl: float, leads: int, standing: float = 0.0) -> Members:
         """A partitioned namespace's live members: `owner` is one for `ttl` s more (0: it leaves), leading `leads`.
 
-        Returns how many members are live and the fewest partitions any other live member leads
-        (None: no other). The engine asks it only when `partitions` > 1 (engine/spread.py); a
-        registry of one partition keeps no record and answers (1, None), as its only member.
+        Another member is settled once it renewed its presence `standing` s after it came. The engine asks
+        only when `partitions` > 1 (engine/spread.py); a registry of one partition keeps no
+        record and answers that `owner` is alone.
         """
-        return 1, None
+        return Members(1, None, None)
 
     def leader(self) -> str | None:
         """The owner token of the manager holding the lease ("host:pid:random"), or None when nobody holds it."""

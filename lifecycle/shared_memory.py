@@ -32,7 +32,7 @@ from ._memory_scripts import US, Data, Head, Info, PhiHead, Scripts
 from ._partitions import Partitioned, check_partitions, mismatch
 from .errors import ServiceAlreadyExists
 from .events import LifecycleEvent
-from .fleet import Detail, Lease, Plan, SharedRegistry, StoreSettings, Sweep, Timing
+from .fleet import Detail, Lease, Members, Plan, SharedRegistry, StoreSettings, Sweep, Timing
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status
 from .phi import phi_of
 from .registry import Owned, RegistryStats, _not_found
@@ -524,10 +524,10 @@ class _PartitionedMemory(Partitioned, SharedMemoryRegistry):
         """Simulate servers that lost their data: every partition's."""
         self.clear()
 
-    def members(self, owner: str, ttl: float, leads: int) -> tuple[int, int | None]:
-        """The namespace's live members and the fewest partitions another leads (as `PartitionedRedis.members`)."""
+    def members(self, owner: str, ttl: float, leads: int, standing: float = 0.0) -> Members:
+        """The namespace's live members and the fewest partitions others lead (as `PartitionedRedis.members`)."""
         with self._script() as run:
-            return run.members(owner, max(0, round(ttl * US)), leads)
+            return Members(*run.members(owner, max(0, round(ttl * US)), leads, max(0, round(standing * US))))
 
 
 class _MemoryClaims:

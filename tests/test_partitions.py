@@ -226,7 +226,7 @@ def test_each_partition_fails_over_within_a_lease_and_a_tick(fleet):
 
 def test_leaders_of_different_partitions_are_different_processes(fleet):
     a, b = fleet.add(2)
-    fleet.run(3.0)  # the first to tick took every partition; it gave one up to the other (engine/spread.py)
+    fleet.run(6.0)  # the first to tick took every partition; it gave one up to the other (engine/spread.py)
     leaders = fleet.store.leaders()
     assert sorted(Counter(leaders).values()) == [1, 2] and set(leaders) == {owner(a), owner(b)}
     sids = [b.start_service(in_partition(p, f"svc-{p}")) for p in range(P)]

@@ -149,7 +149,7 @@ def test_a_polite_lease_request_renews_a_held_lease_and_leaves_a_free_one_free(r
     assert (renewed.leader, renewed.free, renewed.generation) == (True, False, asked.generation)
     other = reg.lease("leader-2", 30.0, polite=True)
     assert (other.leader, other.free) == (False, False) and reg.leader() == OWNER
-    assert reg.members(OWNER, 30.0, 1) == (1, None)  # one partition keeps no members
+    assert reg.members(OWNER, 30.0, 1) == (1, None, None)  # one partition keeps no members
 
 
 # -- 1. a claim lasts the attempt's connect timeout plus the leader's tick ----------------------------

@@ -2,24 +2,28 @@
 
 Without it the first process to tick takes every free lease, so one process leads every partition
 and a burst of timeouts lands on its CPU alone. With it every member publishes, with its presence,
-how many partitions it leads (`SharedRegistry.members`: once per tick interval, and on the tick
-after that number changed), and learns the fewest any other live member leads. Then:
+how many partitions it leads (`SharedRegistry.members`: once per tick interval, and as soon as
+that number changes), and learns the fewest any other live member leads. Then:
 
 - A member leading no more than that fewest takes a free lease at once. One leading more asks
   politely (`Lease.free`: the lease is left free) and defers one tick, so a member leading fewer
   takes it first; still free on its next tick, it takes it whatever it leads.
-- A member leading two or more over the fewest gives one lease up gracefully, at most one per
-  tick interval, and does not take that one back for two ticks: the member leading fewer picks it
-  up. So the counts settle within one of each other (ceil(P/M) at most), and heal as members join
-  or leave (a closed member withdraws its presence; a killed one's lapses after a lease).
+- A member leading two or more over a settled member (one that renewed its presence a tick after
+  it came) gives one lease up gracefully, at most one per tick interval, and does not take that
+  one back for two ticks: the member leading fewer picks it up. So the counts settle within one of each other
+  (ceil(P/M) at most), and heal as members join or leave (a closed member withdraws its
+  presence; a killed one's lapses after a lease).
 
 Liveness never waits on the spread. A dead leader's partition is led again within the lease plus
 two ticks (a tick is a third of the lease): its lease runs out, the next tick of every member sees
 it free, and at the latest on the tick after (the deferral) someone takes it. A graceful hand-over
-leaves a partition without a leader for at most two ticks, less than the lease, which is the
-sweep's grace: deadlines stay on the store's clock and no timeout is false. Every hand-over is a
-new lease, fenced as any other. When the members' record cannot be read the member takes every
-free lease, as without spreading. With one partition nothing of this runs.
+leaves a partition without a leader for at most two ticks (one when a member leading fewer is
+there to take it): its deadlines keep running on the store's clock, so no timeout is false; the
+next sweep comes within the lease of the last, the sweep's grace, so no outage credit is given
+(at worst, three ticks, right at the grace, it may be: every deadline then starts afresh, which
+delays a timeout and never makes one). Every hand-over is a new lease, fenced as any other. When
+the members' record cannot be read the member takes every free lease, as without spreading. With
+one partition nothing of this runs.
 
 Threads: ticks run on the watchdog thread (or in `run_pending`); `_lock` guards the state, never
 held across a call to the store.
@@ -56,6 +60,7 @@ class Spread:
         self.ttl, self.tick = first.ttl, first.renew_every
         self._lock = threading.Lock()
         self._fewest: int | None = None  # the fewest partitions another live member leads; None: none known
+        self._settled: int | None = None  # the same over the settled members (`_sheds`)
         self._published: int | None = None  # what this member last published it leads
         self._refreshed = -float("inf")  # when (monotonic) it last did
         self._seen: dict[int, int] = {}  # partition -> ticks that found it free and deferred (below 0: shed by us)
@@ -66,24 +71,19 @@ class Spread:
         """How many partitions this member leads (by the last answers)."""
         return sum(ticker.claims for ticker in self._tickers)
 
-    @property
-    def fewest(self) -> int | None:
-        """The fewest partitions another live member leads, as last learned; None when no other is known."""
-        return self._fewest
-
     def lease(self, ticker: Ticker) -> Lease:
         """Ticker's lease request of this tick: renew or take, politely, or give the lease up to spread the leaders."""
         p, owner = ticker.partition, ticker.owner
         self._refresh(owner, self.leads)
         shed = self._sheds(ticker) and self._refresh(owner, self.leads, force=True) and self._sheds(ticker)
         with self._lock:
-            fewest, leads = self._fewest, self.leads
+            fewest, settled, leads = self._fewest, self._settled, self.leads
             polite = shed or (not ticker.claims and fewest is not None and leads > fewest and self._seen.get(p, 0) < 1)
             if shed:
                 self._shed, self._seen[p] = time.monotonic(), -1  # not taken back by us for two ticks
         if shed:
             log.info("lifecycle: this process gives partition %d up to spread the fleet's leaders (it leads %d, "
-                     "another member %s)", p, leads, fewest)
+                     "another member %s)", p, leads, settled)
             self._registry.release(owner, **ticker.which)
         lease = self._registry.lease(owner, ticker.ttl, polite=polite, **ticker.which)
         with self._lock:
@@ -95,10 +95,14 @@ class Spread:
         return lease
 
     def _sheds(self, ticker: Ticker) -> bool:
-        """Give ticker's lease up? It leads two or more over another member, and gave none up this tick interval."""
+        """Give ticker's lease up? It leads two or more over a settled member, and gave none up this tick interval.
+
+        Only to a member that renewed its presence a tick after it came: one that died as it joined
+        (a worker crashing on boot, again and again) leaves a record that would draw leases to nobody.
+        """
         with self._lock:
-            fewest = self._fewest
-            return (ticker.claims and fewest is not None and self.leads >= fewest + 2
+            settled = self._settled
+            return (ticker.claims and settled is not None and self.leads >= settled + 2
                     and time.monotonic() - self._shed >= self.tick)
 
     def _refresh(self, owner: str, leads: int, *, force: bool = False) -> bool:
@@ -112,15 +116,15 @@ class Spread:
                 return True
             self._refreshed = now
         try:
-            _, fewest = self._registry.members(owner, self.ttl, leads)
+            members = self._registry.members(owner, self.ttl, leads, self.tick)
         except Exception as exc:  # the members' record unreadable: take free leases as without spreading
             with self._lock:
-                self._fewest, self._published = None, None
+                self._fewest = self._settled = self._published = None
             self._outage.failed(_MEMBERS, exc)
             return False
         self._outage.recovered(_MEMBERS)
         with self._lock:
-            self._fewest, self._published = fewest, leads
+            self._fewest, self._settled, self._published = members.fewest, members.settled, leads
         return True
 
     def leave(self, owner: str) -> None:
@@ -133,5 +137,6 @@ class Spread:
     def after_fork_in_child(self) -> None:
         """A forked child is a new member: it has published nothing and leads nothing."""
         self._lock = threading.Lock()
-        self._fewest, self._published, self._refreshed = None, None, -float("inf")
+        self._fewest = self._settled = self._published = None
+        self._refreshed = -float("inf")
         self._seen, self._shed = {}, -float("inf")
