@@ -10,6 +10,7 @@ conditions with generous bounds.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from collections import Counter
@@ -423,3 +424,33 @@ def test_both_stores_keep_the_members_alike(parts):
     assert time.monotonic() - began >= 0.29  # not before 0.3 s (the server's clock counts milliseconds)
     assert parts.members("a", 0.0, 0) == (1, 0, 0)  # a leaves (and b is settled: no standing asked)
     assert parts.members("b", 30.0, 0) == (1, None, None)
+
+
+def test_a_member_that_cannot_read_the_members_takes_free_leases_as_before_and_asks_once_a_tick(
+        frozen_lifecycle, make_lifecycle_manager, caplog):
+    from lifecycle.errors import RegistryUnavailable
+    from lifecycle.shared_memory import _PartitionedMemory
+
+    asked: dict[str, list[float]] = {}
+
+    class Unreadable(_PartitionedMemory):
+        """The members' record on a server that does not answer (the rest answers)."""
+
+        def members(self, owner: str, ttl: float, leads: int, standing: float = 0.0) -> Any:
+            asked.setdefault(owner, []).append(time.monotonic())
+            raise RegistryUnavailable("the registry at members:1 cannot be reached (test)", reason="connection")
+
+    data = SharedMemoryRegistry(lease_ttl_secs=TTL, partitions=P).data
+    a, b = (make_lifecycle_manager(registry=Unreadable(data, partitions=P, lease_ttl_secs=TTL), config=CONFIG)
+            for _ in range(2))
+    store = SharedMemoryRegistry(data, partitions=P, lease_ttl_secs=TTL)
+    for _ in range(round(4 * TICK / STEP)):
+        frozen_lifecycle.advance(STEP, a, b)
+    assert store.leaders() == [owner(a)] * P  # no spread without the record, and no partition left unled
+    for times in asked.values():  # asked again a tick after it failed, not on every partition's tick
+        assert len(times) >= 3 and min(b - a for a, b in itertools.pairwise(times)) >= 0.9 * TICK
+    assert caplog.text.count("members:1 cannot be reached") == 2  # once per process, not once per tick
+    began = time.monotonic()
+    while store.leaders() != [owner(b)] * P:  # a killed: b takes every lease as soon as it runs out
+        frozen_lifecycle.advance(STEP, b)
+        assert time.monotonic() - began <= TTL + TICK + STEP, store.leaders()

@@ -108,12 +108,14 @@ class Spread:
     def _refresh(self, owner: str, leads: int, *, force: bool = False) -> bool:
         """Publish presence and `leads` once per tick interval, when `leads` changed, or if `force`; learn the fewest.
 
-        False when the members' record could not be read (then the fewest is unknown).
+        False when the members' record could not be read (then the fewest is unknown, and it is
+        asked again a tick later: a server that does not answer holds no partition's tick up twice).
         """
         now = time.monotonic()
         with self._lock:
-            if not force and leads == self._published and now - self._refreshed < 0.9 * self.tick:
-                return True
+            failed = self._published is None  # the last call failed (or none was made yet: then it is not recent)
+            if now - self._refreshed < 0.9 * self.tick and (failed or (not force and leads == self._published)):
+                return not failed
             self._refreshed = now
         try:
             members = self._registry.members(owner, self.ttl, leads, self.tick)
