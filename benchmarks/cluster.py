@@ -17,8 +17,9 @@ Parts (each prints a Markdown table):
   (a sample one at a time, as starts do, the rest with `restore_many`, as a gateway would),
   server memory per service per master (`INFO memory` delta over the services that master holds),
   each member's CPU with nothing due, a burst of 10,000 deadlines due together (each timeout's lag
-  after its deadline, seen by the members' receivers), false timeouts (any other service timed
-  out), and the time until another member leads a partition whose leader was SIGKILLed.
+  after its deadline, seen by the members' receivers) and how many each member timed out, false
+  timeouts (any other service timed out), and the time until another member leads a partition
+  whose leader was SIGKILLed.
 
 The cluster is `tests/redis_cluster.py`'s, from `redis-server` (else the Valkey wheel's server).
 Nothing is asserted: numbers are printed for docs/fleet.md.
@@ -259,6 +260,10 @@ def part_million(url: str, quick: bool, n: int, partitions: int) -> dict[str, An
             rows.append([f"burst of {len(burst):,} due together: lag p50 / p99 / max",
                          f"{quantile(lags, 0.5):.0f} / {quantile(lags, 0.99):.0f} / {max(lags):.0f} ms"])
             rows.append(["false / repeated timeouts", f"{false} / {repeated}"])
+            by = {pid: sum(1 for x in timeouts if x["pid"] == pid) for pid in pids}
+            rows.append(["the burst's timeouts by member (each times out its partitions' services)",
+                         ", ".join(f"{count:,}" for count in by.values())])
+            out["burst_by_member"] = list(by.values())
             out.update(burst_p99_ms=quantile(lags, 0.99), burst_max_ms=max(lags), false=false, repeated=repeated)
 
             token = registry.leaders()[0]  # type: ignore[attr-defined]
@@ -273,7 +278,7 @@ def part_million(url: str, quick: bool, n: int, partitions: int) -> dict[str, An
                 threading.Event().wait(0.01)
             failover = time.monotonic() - killed
             rows.append(["partition 0's leader SIGKILLed: another member leads it after",
-                         f"{failover:.2f} s (lease 5 s + one tick 1.67 s = 6.67 s)"])
+                         f"{failover:.2f} s (bound: lease 5 s + two ticks 3.33 s = 8.33 s)"])
             out["failover_s"] = failover
         # Over a minute after the last registration: the replies kept for re-sent scripts (one `op:`
         # key per state change, 60 s) are gone; what is left is what a service costs for good.

@@ -98,7 +98,7 @@ class Spread:
         """Give ticker's lease up? It leads two or more over a settled member, and gave none up this tick interval.
 
         Only to a member that renewed its presence a tick after it came: one that died as it joined
-        (a worker crashing on boot, again and again) leaves a record that would draw leases to nobody.
+        (a worker crashing on boot, again and again) leaves a record that would draw leases to the dead.
         """
         with self._lock:
             settled = self._settled
