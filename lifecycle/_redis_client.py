@@ -332,9 +332,11 @@ class ScriptClient:
         maxlen, log_beats = self._options
         return [maxlen, _us(timeout), log_beats, *self._tail]
 
-    def _argv(self, args: Sequence[object], timeout: float | None) -> list[str]:
+    def _argv(self, name: str, args: Sequence[object], timeout: float | None) -> list[str]:
         # Configured, the settings' timeout is every call's default; else the call's, else the registry's.
         head = self._head if timeout is None or self.settings is not None else self._make_head(timeout)
+        if name in scripts.SHORT:
+            head = head[:scripts.SHORT_HEAD]
         return head + [str(a) for a in args]
 
     def _keys(self, name: str) -> list[str]:
@@ -345,7 +347,7 @@ class ScriptClient:
 
     def run(self, name: str, *args: object, timeout: float | None = None) -> list[Any]:
         """Run script `name` with its keys, the head and `args`; its reply as a list."""
-        argv = self._argv(args, timeout)
+        argv = self._argv(name, args, timeout)
         client = self.client if self._ready else self._client(name not in _READS)
         script, keys = self._scripts[name], self._keys(name)
         try:
@@ -360,7 +362,7 @@ class ScriptClient:
 
     def pipelined(self, name: str, ids: Sequence[str], timeout: float | None) -> list[Any]:
         """Script `name` once per id (its only argument) in one pipelined round trip (not a transaction)."""
-        argv = self._argv((), timeout)
+        argv = self._argv(name, (), timeout)
         return self._evalsha_all(name, [[*argv, id] for id in ids])
 
     def batched(self, name: str, ids: Sequence[str], timeout: float | None, width: int = 1) -> list[Any]:
@@ -373,7 +375,7 @@ class ScriptClient:
 
     def job(self, name: str, items: Sequence[str], timeout: float | None, width: int = 1) -> Job:
         """Script `name` over `items` (`width` arguments each), up to `BATCH` per call: for `run_together`."""
-        argv, step = self._argv((), timeout), BATCH * width
+        argv, step = self._argv(name, (), timeout), BATCH * width
         return Job(self, name, [[*argv, *items[i:i + step]] for i in range(0, len(items), step)])
 
     def _evalsha_all(self, name: str, argvs: list[list[str]]) -> list[Any]:
