@@ -358,7 +358,8 @@ _REGISTRY_CALLS: dict[str, Callable[[RedisRegistry], object]] = {
     "last_event_id": lambda r: r.last_event_id(),
     "read_events": lambda r: r.read_events("0"),
 }
-_LOCAL = {"configure", "settings", "client", "from_url", "cluster", "partition_of"}  # no call to the server
+# No call to the server (`members`: a registry of one partition keeps no members' record).
+_LOCAL = {"configure", "settings", "client", "from_url", "cluster", "partition_of", "members"}
 
 
 def test_the_list_of_registry_calls_is_whole():
