@@ -69,6 +69,7 @@ def hand_overs(lines: list[str]) -> tuple[list[float], list[float]]:
             steps[m[3][0]].append((datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S,%f").timestamp(), m[2]))
     joined = {pid: at for at, pid in steps["s"]}  # each worker joins once, as it boots
     takes, boots = [], []
+    assert len(steps["1"]) == len(steps["t"]), "a give-up without its take-over:\n" + "\n".join(lines)
     for (released, _), (taken, pid) in zip(sorted(steps["1"]), sorted(steps["t"]), strict=True):
         start = max(released, joined.get(pid, released))
         if start > released:

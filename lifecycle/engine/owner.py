@@ -251,6 +251,9 @@ class Owners:
         if answer.fresh:
             self._leftover(bound, answer.before)
         if answer.attempt:
+            if answer.fresh:  # taken over while it reconnects (it timed out between two owners)
+                log.info("lifecycle: this process now owns %r (%s), epoch %d; running its reconnect attempt %d",
+                         bound.service.name, bound.id, answer.epoch, answer.attempt)
             bound.held = True
             self._spawn.attempt(self._spawn.lookup(bound.id) or bound.service, bound.hooks, answer.attempt)
         elif answer.fresh and answer.status in ("running", "error"):
