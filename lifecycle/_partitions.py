@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from . import _validate
 from .errors import FieldValueError, PartitionsRefused, ServiceAlreadyExists
@@ -33,6 +33,7 @@ MAX_PARTITIONS = 1024
 _Events = list[LifecycleEvent]
 _Rows = list[tuple[str, LifecycleEvent]]
 _Logs = list[_Rows]  # one list of rows per part, in partition order
+_A = TypeVar("_A")
 _Services = list[ExtensionService]
 _Ids = list[ServiceId]
 _Plans = list[tuple[str, Plan]]
@@ -69,6 +70,23 @@ def mismatch(recorded: str, configured: int, where: str, namespace: str, *, host
         "(LIFECYCLE_REDIS_PARTITIONS, Django's REDIS_PARTITIONS), or use another namespace; the count of a "
         "namespace changes only once its keys are deleted (see docs/fleet.md)",
         recorded=count, configured=configured, host=host, port=port)
+
+
+def _by_partition(keys: Sequence[str], partitions: int) -> dict[int, list[int]]:
+    """The positions of `keys`, grouped by the partition each key falls in (in order within each)."""
+    groups: dict[int, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(partition_of(key, partitions), []).append(i)
+    return groups
+
+
+def _in_order(groups: dict[int, list[int]], answers: Mapping[int, Sequence[_A]], n: int, missing: _A) -> list[_A]:
+    """Each partition's `answers` put back at their positions in `groups`: n answers in the callers' order."""
+    out = [missing] * n
+    for p, positions in groups.items():
+        for i, answer in zip(positions, answers[p], strict=True):
+            out[i] = answer
+    return out
 
 
 class NameClaims(Protocol):
@@ -190,24 +208,16 @@ class Partitioned:
 
         A service whose name another id holds is not restored (False), as one partition refuses it.
         """
-        names: dict[int, list[int]] = {}
-        for i, service in enumerate(check_services(services)):
-            names.setdefault(partition_of(service.name, self.partitions), []).append(i)
-        held = [False] * len(services)
-        for p, positions in names.items():
-            answers = self._claims[p].claim_free([(services[i].name, services[i].id) for i in positions])
-            for i, answer in zip(positions, answers, strict=True):
-                held[i] = answer
-        groups: dict[int, list[int]] = {}
-        for i, service in enumerate(services):
-            if held[i]:
-                groups.setdefault(partition_of(service.id, self.partitions), []).append(i)
-        restored = [False] * len(services)
-        done = self._restore_parts({p: [services[i] for i in positions] for p, positions in groups.items()}, timeout)
-        for p, positions in groups.items():
-            for i, answer in zip(positions, done[p], strict=True):
-                restored[i] = bool(answer)
-        return restored
+        check_services(services)
+        names = _by_partition([service.name for service in services], self.partitions)
+        claimed = {p: self._claims[p].claim_free([(services[i].name, services[i].id) for i in positions])
+                   for p, positions in names.items()}
+        held = _in_order(names, claimed, len(services), False)
+        kept = [service for service, ok in zip(services, held, strict=True) if ok]  # the names now theirs
+        groups = _by_partition([service.id for service in kept], self.partitions)
+        done = self._restore_parts({p: [kept[i] for i in positions] for p, positions in groups.items()}, timeout)
+        restored = iter(_in_order(groups, done, len(kept), False))
+        return [ok and bool(next(restored)) for ok in held]
 
     def _restore_parts(self, services: dict[int, list[ExtensionService]], timeout: float) -> dict[int, list[bool]]:
         """Each partition's `restore_many` of its `services` (a store may send them all together)."""
@@ -251,18 +261,13 @@ class Partitioned:
 
     def beat_many(self, ids: Sequence[str], timeout: float | None = None
                   ) -> list[tuple[ServiceStatus | None, _Events]]:
-        """Heartbeats for many services: one pipelined round trip per partition; `beat`'s answer for each, in order."""
-        groups: dict[int, list[int]] = {}
-        for i, id in enumerate(ids):
+        """Heartbeats for many services, every partition's share at once; `beat`'s answer for each, in order."""
+        for id in ids:
             if not isinstance(id, str):
                 raise _not_found(id)
-            groups.setdefault(partition_of(id, self.partitions), []).append(i)
-        answers: list[tuple[ServiceStatus | None, _Events]] = [(None, [])] * len(ids)
+        groups = _by_partition(ids, self.partitions)
         replies = self._beat_parts({p: [ids[i] for i in positions] for p, positions in groups.items()}, timeout)
-        for p, positions in groups.items():
-            for i, reply in zip(positions, replies[p], strict=True):
-                answers[i] = reply
-        return answers
+        return _in_order(groups, replies, len(ids), (None, []))
 
     def _beat_parts(self, ids: dict[int, list[str]], timeout: float | None
                     ) -> dict[int, list[tuple[ServiceStatus | None, _Events]]]:
