@@ -15,7 +15,7 @@ import pytest
 from test_transports_ownership import Fleet, memory_fleet, server_fleet  # noqa: F401  (fixtures)
 from transport_support import WAIT, child_service, proc_state, wait_until
 
-from lifecycle import LifecycleConfig, LifecycleManager, TransportConfig
+from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager, RegistryUnavailable, TransportConfig
 from lifecycle.engine.placement import HOST_VARIABLE, elsewhere, member_host, place
 from lifecycle.errors import FieldTypeError, FieldValueError
 from lifecycle.model import check_host
@@ -203,3 +203,39 @@ def test_a_member_of_another_host_does_not_register_a_pinned_service_again_after
     finally:
         for member in fleet.members:
             member.manager.shutdown()
+
+
+# -- declaring a service pinned elsewhere: a loss is noticed, an outage never raises ---------------
+
+
+def test_a_loss_before_the_first_tick_is_noticed_by_a_member_that_declared_only_a_service_pinned_elsewhere(
+        frozen_lifecycle, make_lifecycle_manager, caplog) -> None:
+    # Manual mode: nothing ticks until advance(), as a first tick late on a loaded host (CI saw it).
+    store = SharedMemoryRegistry(lease_ttl_secs=TTL)
+    beta = make_lifecycle_manager(CONFIG, registry=store.handle(), host="beta")
+    service = ExtensionService("pinned", "1", id="pinned", transport=TransportConfig(host="alpha"))
+    assert beta.declare(service) == "pinned"
+    store.flush()
+    with caplog.at_level("WARNING", logger="lifecycle"):
+        frozen_lifecycle.advance(0.1, beta)
+    assert [r.getMessage() for r in caplog.records if "lost its data" in r.getMessage()] == [
+        "lifecycle: the registry lost its data; 0 service(s) of this process registered again"]
+    assert store.get("pinned") is None
+
+
+class _Down(SharedMemoryRegistry):
+    """A handle on shared data whose every registry call fails, as during a Redis outage."""
+
+    def _script(self, timeout=None):  # type: ignore[no-untyped-def]
+        raise RegistryUnavailable("the registry at 127.0.0.1:6379 cannot be reached (ConnectionError)")
+
+
+def test_declaring_a_service_pinned_elsewhere_with_the_registry_down_never_raises(
+        frozen_lifecycle, make_lifecycle_manager, caplog) -> None:
+    store = SharedMemoryRegistry(lease_ttl_secs=TTL)
+    beta = make_lifecycle_manager(CONFIG, registry=_Down(store.data, lease_ttl_secs=TTL), host="beta")
+    service = ExtensionService("pinned", "1", id="pinned", transport=TransportConfig(host="alpha"))
+    with caplog.at_level("INFO", logger="lifecycle"):
+        assert beta.declare(service) == "pinned"
+    assert any("pinned to host alpha" in r.getMessage() for r in caplog.records)
+    assert store.get("pinned") is None

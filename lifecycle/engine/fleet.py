@@ -36,7 +36,7 @@ from .guard import Guard
 from .lease import Leases, Ticker
 from .owner import Owners, Spawner, process_bound
 from .pinger import Pinger
-from .placement import elsewhere, here, leave, member_host, place
+from .placement import elsewhere, leave, member_host, place
 from .policy import ReconnectPolicy, service_timing
 from .runner import Executor, Outcome, connect_first, within
 from .sweeps import SWEEP_LIMIT, drain, plans, send_batch, timeouts_first
@@ -152,10 +152,11 @@ class FleetEngine:
     def start(self, service: ExtensionService, hooks: Hooks | None) -> ServiceId:
         """Register (or join) in the fleet, connect, RUNNING; joining calls no connector."""
         timeout, _ = service_timing(self._config, service.name, service.transport)  # refuses one under its interval
-        if elsewhere(service := place(service, self.host), self.host):
+        service = place(service, self.host)
+        self.ticker.prime(service.id)  # even for one left to another host: this process must notice a loss
+        if elsewhere(service, self.host):
             return leave(self._registry, service, self.host)
         owners = self._owners if hooks is not None and process_bound(hooks, service) else None
-        self.ticker.prime(service.id)
         sid, joined = self._registry.join(service)
         if joined or (owners is not None and hooks is not None and not owners.take(service, hooks)):
             log.info("lifecycle: service %r joined as %s, already registered in the fleet", service.name, sid)
@@ -175,8 +176,13 @@ class FleetEngine:
         return sid
 
     def declare(self, service: ExtensionService, hooks: Hooks | None) -> ServiceId:
-        placed = here(self._registry, service, self.host)  # pinned elsewhere: not kept, never registered from here
-        return service.id if placed is None else self._declarations.declare(placed, hooks)
+        placed = place(service, self.host)
+        if not elsewhere(placed, self.host):
+            return self._declarations.declare(placed, hooks)  # it primes the lease through `start`
+        # Pinned elsewhere: not kept, never registered from here; yet this process must notice a loss.
+        with contextlib.suppress(LifecycleError):  # unreachable now: the first tick learns the marker
+            self.ticker.prime(placed.id)
+        return leave(self._registry, placed, self.host)
 
     def _undo(self, sid: str) -> None:
         """Undo a registration whose start failed."""

@@ -7,11 +7,12 @@ import logging
 import os
 import socket
 
+from ..errors import LifecycleError
 from ..fleet import SharedRegistry
 from ..model import ExtensionService, ServiceId, check_host
 from .base import label
 
-__all__ = ["HOST_VARIABLE", "elsewhere", "here", "leave", "member_host", "place"]
+__all__ = ["HOST_VARIABLE", "elsewhere", "leave", "member_host", "place"]
 
 log = logging.getLogger("lifecycle")
 
@@ -53,16 +54,11 @@ def elsewhere(service: ExtensionService, host: str) -> bool:
 
 def leave(registry: SharedRegistry, service: ExtensionService, host: str) -> ServiceId:
     """Start or declare a service pinned to another host: never a candidate here; a member there registers it."""
-    known = registry.get(service.id) is not None
+    try:
+        what = "it" if registry.get(service.id) is not None else "starting it"
+    except LifecycleError:  # unreachable or refused: only the log line wanted it, and `declare` never raises for that
+        what = "it"
     log.info("lifecycle: service %s is pinned to host %s; this member (host %s) leaves %s to the members there",
-             label(service.name, service.id), service.transport.host, host, "it" if known else "starting it")
+             label(service.name, service.id), service.transport.host, host, what)
     return service.id
 
-
-def here(registry: SharedRegistry, service: ExtensionService, host: str) -> ExtensionService | None:
-    """The service as this member runs it (`place`), or None when it is pinned to another host (`leave`)."""
-    placed = place(service, host)
-    if elsewhere(placed, host):
-        leave(registry, placed, host)
-        return None
-    return placed
