@@ -12,6 +12,7 @@ queue goes on.
 
 An action may hand the part of its work that is not urgent to `after_due`: it runs once every
 timer due by then has run, so a burst of deadlines is not held up by what follows each one.
+Follow-ups run one at a time, each after every timer due by then: hand them over in small pieces.
 
 Locking: `_slot_lock` guards the slots; `sched` guards its heap. Actions run with neither held.
 """
@@ -138,7 +139,9 @@ class TimerQueue:
                 delay = self._sched.run(blocking=False)
                 if not self._after:
                     return delay
-                self._run_after()
+                # One follow-up, then back to the timers: one that came due meanwhile (the next
+                # slot of a burst) waits for one follow-up at most, not for all of them.
+                self._run_one_after()
         finally:
             self._now = None
 
@@ -150,17 +153,15 @@ class TimerQueue:
         """
         self._after.append((action, args))
 
-    def _run_after(self) -> None:
-        after = self._after
-        while after:
-            try:
-                action, args = after.popleft()
-            except IndexError:  # another thread driving the queue took the last one
-                return
-            try:
-                action(*args)
-            except Exception:
-                log.exception("lifecycle: follow-up %r raised; the watchdog goes on", action)
+    def _run_one_after(self) -> None:
+        try:
+            action, args = self._after.popleft()
+        except IndexError:  # another thread driving the queue took the last one
+            return
+        try:
+            action(*args)
+        except Exception:
+            log.exception("lifecycle: follow-up %r raised; the watchdog goes on", action)
 
     def cancel_all(self) -> None:
         self._after.clear()

@@ -1,6 +1,9 @@
 """The timer queue's follow-up work (`after_due`): after every due timer, in the same call, isolated."""
 
 import logging
+import time
+
+import freezegun
 
 from lifecycle import ExtensionService, LifecycleConfig
 from lifecycle.timers import TimerQueue
@@ -21,6 +24,28 @@ def test_follow_up_runs_after_every_timer_due_in_the_same_call():
     assert order == ["first", "second", "follow-up of first"]
     assert delay == 1.0
     assert queue.fired == 2  # follow-ups are part of their action, not timers of their own
+
+
+def test_a_timer_that_comes_due_during_follow_ups_runs_before_the_rest_of_them():
+    # A burst's next slot must not wait for every follow-up of the one before (the paced-lag case).
+    with freezegun.freeze_time("2026-01-01") as frozen:
+        queue = TimerQueue()
+        order: list[str] = []
+        start = time.monotonic()
+
+        def slow(name: str) -> None:
+            order.append(name)
+            frozen.tick(0.010)  # each follow-up takes 10 ms
+
+        def first() -> None:
+            order.append("first")
+            for k in range(3):
+                queue.after_due(slow, f"follow-up {k}")
+
+        queue.add(queue.timer(start, first, ()))
+        queue.add(queue.timer(start + 0.015, order.append, ("next slot",)))  # due during follow-up 1
+        assert queue.run_due() is None
+    assert order == ["first", "follow-up 0", "follow-up 1", "next slot", "follow-up 2"]
 
 
 def test_a_follow_up_that_raises_is_logged_and_the_rest_run(caplog):
