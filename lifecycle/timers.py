@@ -13,6 +13,7 @@ queue goes on.
 An action may hand the part of its work that is not urgent to `after_due`: it runs once every
 timer due by then has run, so a burst of deadlines is not held up by what follows each one.
 Follow-ups run one at a time, each after every timer due by then: hand them over in small pieces.
+On the watchdog's clock they also wait (a few milliseconds at most) while a burst goes on.
 
 Locking: `_slot_lock` guards the slots; `sched` guards its heap. Actions run with neither held.
 """
@@ -69,6 +70,14 @@ class Timer:
 
 _SLOTS_PER_SECOND = 1000.0
 
+#: The most items one call of a batched action gets (see `_fire_batch`).
+_PIECE = 32
+
+#: On the watchdog's clock, follow-ups wait while a timer comes due within this many seconds...
+_QUIET = 0.002
+#: ...but never longer than this after they were handed over.
+_PATIENCE = 0.010
+
 # Timers are kept within +/- this many seconds of the clock's origin (~31,700 years): far beyond
 # any real deadline, and small enough that the slot arithmetic and every wait stay finite.
 FAR = 1e12
@@ -92,7 +101,10 @@ class TimerQueue:
         self._queued = 0  # timers in the slots, cancelled ones included until they come due
         self._lateness: float | None = None  # how late the latest live timer ran
         # Work handed over by actions, run once nothing is due (deque: appends need no lock).
-        self._after: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._after: deque[tuple[Callable[..., Any], tuple[Any, ...], float]] = deque()
+        # One bound method for every slot's event: a new one per slot would be one more object kept
+        # per armed timer, and what a burst keeps decides when the garbage collector stops every thread.
+        self._fire_slot_at = self._fire_slot
 
     def timer(self, when: float, action: Callable[..., Any], args: tuple[Any, ...], batched: bool = False) -> Timer:
         """A timer for `when` (clamped; NaN refused here, in the caller's thread), not yet entered."""
@@ -134,28 +146,38 @@ class TimerQueue:
         an action that takes longer than its own period would keep the call busy forever.
         """
         self._now = now
+        after = self._after
         try:
             while True:
                 delay = self._sched.run(blocking=False)
-                if not self._after:
+                if not after:
                     return delay
-                # One follow-up, then back to the timers: one that came due meanwhile (the next
-                # slot of a burst) waits for one follow-up at most, not for all of them.
+                if now is None and delay is not None and delay < _QUIET:
+                    # A burst goes on (the watchdog's clock): its next timers first, while the
+                    # follow-ups can wait. What they allocate (the next attempts' timers) could
+                    # set off the garbage collector in the middle of the burst otherwise.
+                    wait = after[0][2] + _PATIENCE - _clock()
+                    if wait > 0:
+                        return min(delay, wait)
+                # One follow-up, then back to the timers: one that came due meanwhile waits for
+                # one follow-up at most, not for all of them.
                 self._run_one_after()
         finally:
             self._now = None
 
     def after_due(self, action: Callable[..., Any], *args: Any) -> None:
-        """Run `action(*args)` in this `run_due` call, after every timer already due (not counted as fired).
+        """Run `action(*args)` after every timer already due (not counted as fired).
 
         For an action's follow-up work: a burst of timers that come due together each get their
-        urgent part done before any of them does the rest.
+        urgent part done before any of them does the rest. With a fixed "now" (`run_pending`) it
+        runs in this `run_due` call; on the watchdog's clock it waits while timers keep coming
+        due within `_QUIET` s, at most `_PATIENCE` s.
         """
-        self._after.append((action, args))
+        self._after.append((action, args, _clock()))
 
     def _run_one_after(self) -> None:
         try:
-            action, args = self._after.popleft()
+            action, args, _ = self._after.popleft()
         except IndexError:  # another thread driving the queue took the last one
             return
         try:
@@ -189,12 +211,12 @@ class TimerQueue:
                 if timer.when >= self._slot_at[key]:
                     return
             self._slot_at[key] = timer.when
-            self._sched.enterabs(timer.when, 0, self._fire_slot, (key,))
+            self._sched.enterabs(timer.when, 0, self._fire_slot_at, (key,))
 
     def add_many(self, timers: list[Timer]) -> None:
         """`add` for each timer, under one acquisition of the slot lock."""
         slots, slot_at, floor = self._slots, self._slot_at, math.floor
-        enter, fire = self._sched.enterabs, self._fire_slot
+        enter, fire = self._sched.enterabs, self._fire_slot_at
         with self._slot_lock:
             self._queued += len(timers)
             for timer in timers:
@@ -227,7 +249,7 @@ class TimerQueue:
                 rest = [timer for timer in slot if timer.when > now]
                 self._slots[key] = rest
                 at = self._slot_at[key] = min(timer.when for timer in rest)
-                self._sched.enterabs(at, 0, self._fire_slot, (key,))
+                self._sched.enterabs(at, 0, self._fire_slot_at, (key,))
         if len(due) > 1:
             due.sort(key=_due)
         index = 0
@@ -268,7 +290,11 @@ class TimerQueue:
             timer.cancelled = True
         self._fired += len(live)
         self._lateness = max(0.0, self._time() - live[-1].when)
-        try:
-            live[0].action([timer.args[0] for timer in live])
-        except Exception:
-            log.exception("lifecycle: timer action %r raised; the watchdog goes on", live[0].action)
+        action = live[0].action
+        # In pieces: what one call allocates (a burst's events) is freed before the next, so a
+        # burst does not by itself set off the garbage collector, whose pass stops every thread.
+        for k in range(0, len(live), _PIECE):
+            try:
+                action([timer.args[0] for timer in live[k:k + _PIECE]])
+            except Exception:
+                log.exception("lifecycle: timer action %r raised; the watchdog goes on", action)

@@ -4,6 +4,7 @@ import logging
 import time
 
 import freezegun
+import pytest
 
 from lifecycle import ExtensionService, LifecycleConfig
 from lifecycle.timers import TimerQueue
@@ -46,6 +47,46 @@ def test_a_timer_that_comes_due_during_follow_ups_runs_before_the_rest_of_them()
         queue.add(queue.timer(start + 0.015, order.append, ("next slot",)))  # due during follow-up 1
         assert queue.run_due() is None
     assert order == ["first", "follow-up 0", "follow-up 1", "next slot", "follow-up 2"]
+
+
+def test_on_the_watchdogs_clock_follow_ups_wait_while_a_burst_goes_on_but_not_for_long():
+    # Timers due every millisecond for 20 ms: the follow-up waits its patience (10 ms), no longer.
+    with freezegun.freeze_time("2026-01-01") as frozen:
+        queue = TimerQueue()
+        ran: list[float] = []
+        start = time.monotonic()
+        queue.add(queue.timer(start, lambda: queue.after_due(lambda: ran.append(time.monotonic() - start)), ()))
+        for k in range(1, 21):
+            queue.add(queue.timer(start + k / 1000, lambda: None, ()))
+        delays = []
+        while not ran:
+            delay = queue.run_due()
+            delays.append(delay)
+            assert delay is not None and 0 < delay <= 0.0011
+            frozen.tick(delay)
+    assert 0.010 <= ran[0] < 0.0115
+    assert len(delays) >= 10  # it gave way to every timer due meanwhile
+
+
+def test_on_the_watchdogs_clock_a_follow_up_runs_as_soon_as_nothing_is_due_soon():
+    with freezegun.freeze_time("2026-01-01"):
+        queue = TimerQueue()
+        ran: list[str] = []
+        start = time.monotonic()
+        queue.add(queue.timer(start, lambda: queue.after_due(ran.append, "follow-up"), ()))
+        queue.add(queue.timer(start + 0.005, ran.append, ("later",)))  # not within 2 ms
+        assert queue.run_due() == pytest.approx(0.005, abs=1e-4)
+    assert ran == ["follow-up"]
+
+
+def test_a_batched_action_gets_a_burst_in_pieces():
+    queue = TimerQueue()
+    calls: list[list[int]] = []
+    for k in range(70):
+        queue.add(queue.timer(1.0, calls.append, (k,), True))
+    queue.run_due(2.0)
+    assert [len(c) for c in calls] == [32, 32, 6]
+    assert [k for c in calls for k in c] == list(range(70))
 
 
 def test_a_follow_up_that_raises_is_logged_and_the_rest_run(caplog):
