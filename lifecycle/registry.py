@@ -348,21 +348,30 @@ class RegistryService:
         service was RUNNING and silent and now has its new status.
         """
         done: list[bool] = []
+        append = done.append
+        cells, not_running = self._last, self._not_running  # inlined `_get_status`/`_fresh`: a burst's hot loop
         with self._lock:
             now = time.monotonic()
             for id, timeout, status in batch:
-                won = self._get_status(id) is _RUNNING and not _fresh(self._last[id], now, timeout)
-                if won:
-                    self._set_status(id, _status(status))
-                done.append(won)
+                cell = cells.get(id) if isinstance(id, str) else None
+                if cell is None or id in not_running:
+                    append(False)
+                    continue
+                last = cell[0]
+                if last is not None and now - last < timeout:
+                    append(False)
+                    continue
+                self._set_status(id, _status(status))
+                append(True)
             now = time.monotonic()
             stamp: datetime | None = None
             for index, (id, timeout, _) in enumerate(batch):
                 if not done[index]:
                     continue
                 # As in expire: a lock-free beat that landed after the first look puts RUNNING back.
-                if _fresh(self._last[id], now, timeout):
-                    self._set_status(id, _RUNNING)
+                last = cells[id][0]
+                if last is not None and now - last < timeout:
+                    not_running.pop(id, None)
                     done[index] = False
                 else:
                     stamp = stamp or _utcnow()

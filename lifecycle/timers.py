@@ -71,7 +71,7 @@ class Timer:
 _SLOTS_PER_SECOND = 1000.0
 
 #: The most items one call of a batched action gets (see `_fire_batch`).
-_PIECE = 32
+_PIECE = 16
 
 #: On the watchdog's clock, follow-ups wait while a timer comes due within this many seconds...
 _QUIET = 0.002

@@ -85,7 +85,7 @@ def test_a_batched_action_gets_a_burst_in_pieces():
     for k in range(70):
         queue.add(queue.timer(1.0, calls.append, (k,), True))
     queue.run_due(2.0)
-    assert [len(c) for c in calls] == [32, 32, 6]
+    assert [len(c) for c in calls] == [16, 16, 16, 16, 6]
     assert [k for c in calls for k in c] == list(range(70))
 
 
