@@ -6,7 +6,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ..connector import Hooks
-from ..model import ExtensionService, ServiceId
+from ..model import ExtensionService, ServiceId, ServiceStatus
 from ..phi import History
 from ..timers import Timer
 from .base import label
@@ -22,6 +22,7 @@ class Entry:
     __slots__ = (
         "id", "name", "hooks", "policy", "connect_timeout", "timeout", "ping_interval",
         "attempt", "deadline", "retry", "ping", "ping_busy", "inflight", "restarts", "flapping", "history",
+        "expired_to", "expired_flaps", "expired_at",
     )
 
     def __init__(self, service: ExtensionService, hooks: Hooks | None, policy: ReconnectPolicy,
@@ -42,6 +43,12 @@ class Entry:
         self.restarts = restarts  # when each restart within the window began (only with max_restarts)
         self.flapping = False  # over the intensity: no reconnect until RUNNING again or restart
         self.history: History | None = None  # the phi detector's intervals (detector="phi" only)
+        # The last timeout, until its follow-up: the status it went to, the restarts it would make if
+        # over the intensity (None: within it), and when. Kept here, not in a tuple per timeout: what
+        # a burst keeps alive decides when the garbage collector stops every thread.
+        self.expired_to: ServiceStatus | None = None
+        self.expired_flaps: int | None = None
+        self.expired_at = 0.0
 
     @property
     def auto_reconnect(self) -> bool:

@@ -1,5 +1,7 @@
 """Timing services out: the compare-and-set in the registry and the two events, for one or a slot's batch.
 
+A timeout's verdict (the status it went to, flaps, when) is left on the entry (`expired_*`) for the follow-up.
+
 Only the timeout itself: the engine decides what follows it (a reconnect cycle, flapping, ERROR)
 once every due timer has run. The caller holds the engine's lock; events go into `out`.
 """
@@ -19,17 +21,14 @@ from .entry import Entry
 from .policy import RestartIntensity
 from .states import ERROR, RECONNECTING, RUNNING
 
-__all__ = ["GONE", "Due", "Expired", "Expiry"]
+__all__ = ["GONE", "Due", "Expiry"]
 
 log = logging.getLogger("lifecycle")
 
-# A timeout just made: the entry, the status it went to, the restarts it would make if over the
-# intensity (None: within it), and when.
-Expired = tuple[Entry, ServiceStatus, "int | None", float]
 # A silent service whose deadline fired: the entry, its fired timer, how late (None: unknown), its limit.
 Due = tuple[Entry, Timer, "float | None", float]
-# What a deadline that raised gives: dropped (logged), neither re-armed nor expired.
-GONE: Expired = (None, RUNNING, None, 0.0)  # type: ignore[assignment]
+# What a deadline that raised gives: dropped (logged), neither re-armed nor expired. Compared by identity.
+GONE: Entry = Entry.__new__(Entry)
 
 _Many = Callable[[Sequence[tuple[str, float, ServiceStatus]]], list[bool]]
 
@@ -43,8 +42,10 @@ class Expiry:
         self._intensity = intensity
         self._sink = sink
 
-    def expire(self, entry: Entry, out: list[LifecycleEvent], lag: float | None, limit: float) -> Expired | None:
-        """Time the service out if it is still RUNNING and silent for `limit`; None if a heartbeat got there first.
+    def expire(self, entry: Entry, out: list[LifecycleEvent], lag: float | None, limit: float) -> Entry | None:
+        """Time the service out if it is still RUNNING and silent for `limit`: the entry, its `expired_*` set.
+
+        None if a heartbeat got there first.
 
         `lag` is how late this runs (None: unknown), for the detection-lag histogram.
         """
@@ -56,7 +57,7 @@ class Expiry:
             self._sink.observe_lags([lag])
         return self._timed_out(entry, target, flaps, now, out)
 
-    def expire_all(self, due: list[Due], out: list[LifecycleEvent]) -> list[Expired | None]:
+    def expire_all(self, due: list[Due], out: list[LifecycleEvent]) -> list[Entry | None]:
         """`expire` of each silent service of a slot, in one registry call where it can; `GONE` where one raised."""
         many = self._many
         if many is None or len(due) == 1:
@@ -76,7 +77,7 @@ class Expiry:
         return [timed_out(entry, target, flaps, now, out) if ok else None
                 for (entry, _, _, _), (target, flaps), ok in zip(due, verdicts, won, strict=True)]
 
-    def _expire_one(self, entry: Entry, out: list[LifecycleEvent], lag: float | None, limit: float) -> Expired | None:
+    def _expire_one(self, entry: Entry, out: list[LifecycleEvent], lag: float | None, limit: float) -> Entry | None:
         try:
             return self.expire(entry, out, lag, limit)
         except Exception:
@@ -91,7 +92,8 @@ class Expiry:
 
     @staticmethod
     def _timed_out(entry: Entry, target: ServiceStatus, flaps: int | None, now: float,
-                   out: list[LifecycleEvent]) -> Expired:
+                   out: list[LifecycleEvent]) -> Entry:
         out.append(HeartbeatTimeout(entry.id, now))
         out.append(StatusChanged(entry.id, now, RUNNING, target))
-        return entry, target, flaps, now
+        entry.expired_to, entry.expired_flaps, entry.expired_at = target, flaps, now
+        return entry

@@ -36,7 +36,7 @@ from .cycle import Cycles
 from .declare import Declarations
 from .detector import detector_for
 from .entry import Entry
-from .expiry import GONE, Due, Expired, Expiry
+from .expiry import GONE, Due, Expiry
 from .guard import Guard
 from .pinger import Pinger
 from .policy import ReconnectPolicy, RestartIntensity, service_timing
@@ -295,7 +295,7 @@ class LocalEngine:
 
     def sweep_now(self) -> list[ServiceId]:
         out: list[LifecycleEvent] = []
-        expired: list[Expired] = []
+        expired: list[Entry] = []
         with self.lock:
             for entry in list(self._entries.values()):
                 if entry.id in self._stopping:
@@ -309,7 +309,7 @@ class LocalEngine:
                     expired.append(done)
         self._sink.emit(out)
         self._follow_up(expired)
-        return [entry.id for entry, _, _, _ in expired]
+        return [entry.id for entry in expired]
 
     # -- state changes (the lock held) --------------------------------------------------------
 
@@ -343,20 +343,23 @@ class LocalEngine:
         log.info("lifecycle: service %s is back (%s)", entry.label(), how)
         return out
 
-    def _follow_up(self, expired: list[Expired]) -> None:
+    def _follow_up(self, expired: list[Entry]) -> None:
         """After timeouts were sent: log them, then begin each one's reconnect cycle (or flapping, or ERROR).
 
         Split from the timeout so that the last of a burst of timeouts is not sent only after every
         earlier one's reconnect bookkeeping. A service revived, restarted or stopped in between is left alone.
         """
-        for entry, _, _, _ in expired:
+        for entry in expired:
             log.warning("lifecycle: service %s missed its heartbeat deadline", entry.label())
         out: list[LifecycleEvent] = []
         with self.lock:
-            for entry, target, flaps, now in expired:
+            for entry in expired:
+                target = entry.expired_to
+                if target is None:
+                    continue
                 if (entry.auto_reconnect and self._current(entry) and entry.retry is None and entry.inflight is None
                         and self._book.of(entry) is target):
-                    self._cycles.begin(entry, now, out, flaps, target)
+                    self._cycles.begin(entry, entry.expired_at, out, entry.expired_flaps, target)
         self._sink.emit(out)
 
     # -- timer actions (on the watchdog, or in run_pending) -----------------------------------
@@ -368,7 +371,7 @@ class LocalEngine:
         """
         out: list[LifecycleEvent] = []
         rearm: list[tuple[float, Timer]] = []
-        expired: list[Expired] = []
+        expired: list[Entry] = []
         with self.lock:
             # An entry whose deadline is live was given a new one after this fired: that one counts.
             entries = [entry for entry in entries if self._current(entry) and entry.deadline is not None
