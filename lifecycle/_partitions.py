@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from . import _validate
+from ._logwait import LogWaiters
 from .errors import FieldValueError, PartitionsRefused, ServiceAlreadyExists
 from .events import LifecycleEvent
 from .fleet import Lease, Plan, StoreSettings, Sweep, Timing, check_services
@@ -423,6 +424,9 @@ class Partitioned:
         rows = self._merged(cursor, count)
         if rows or block is None:
             return rows
+        waiters = self._log_waiters()
+        if waiters is not None:  # every part at once, a thread each
+            return self._merged(cursor, count) if waiters.wait(cursor, block) else []
         # Block on one part at a time, in turn, for a slice: an event of another part is seen at
         # its turn, within `block`. Slices are counted, not timed, so a frozen clock cannot stall it.
         span = min(max(_SLICE, block / self.partitions), _SLICE_MAX)
@@ -434,6 +438,10 @@ class Partitioned:
 
     def _read_together(self, cursor: _Texts, count: int, block: float | None) -> _Logs | None:
         """Each part's entries after `cursor`, read in one call (waiting up to `block`); None: read part by part."""
+        return None
+
+    def _log_waiters(self) -> LogWaiters | None:
+        """What waits on every part's log at once where one read cannot (`read_events`); None: one part at a time."""
         return None
 
     def _cursor(self, after: str) -> _Texts:

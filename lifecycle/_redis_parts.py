@@ -16,6 +16,7 @@ from typing import Any
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
+from ._logwait import LogWaiters
 from ._partitions import _SLICE_MAX, Partitioned, check_partitions
 from ._redis_bulk import beat_parts, restore_parts
 from ._redis_client import BATCH, Client, ScriptClient
@@ -52,6 +53,7 @@ class PartitionedRedis(Partitioned, RedisRegistry):
         self._claims = [_RedisClaims(part._calls) for part in self._parts]
         self._logs = [part.keys["events"] for part in self._parts]
         self._members = self.keys["partitions"].rpartition(":")[0] + ":members"
+        self._waiters: LogWaiters | None = None  # see _log_waiters
 
     def lease(self, owner: str, ttl: float, *, partition: int = 0, polite: bool = False) -> Lease:
         """Take or renew the lease of `partition`; a part whose data was lost has the namespace's count recorded again.
@@ -112,6 +114,18 @@ class PartitionedRedis(Partitioned, RedisRegistry):
                 return list(pipe.execute())
 
         return [_rows(reply) for reply in self._calls.command(read)]
+
+    def _log_waiters(self) -> LogWaiters | None:
+        """On a Redis Cluster (where `_read_together` cannot): a thread blocked on each partition's log at once.
+
+        Made on first use and kept: an idle reader keeps one such thread per partition, each
+        blocked on the server a slice at a time.
+        """
+        if self._waiters is None:
+            parts = self._parts
+            self._waiters = LogWaiters(self.partitions, lambda p, after, block: bool(
+                parts[p].read_events(after, block=block, count=1)), _SLICE_MAX)
+        return self._waiters
 
     def _read_together(self, cursor: list[str], count: int, block: float | None) -> list[_Rows] | None:
         """Every partition's log in one XREAD of all the streams (an idle poll is one call, not one per partition).

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -382,6 +383,45 @@ def test_the_partitions_logs_are_read_part_by_part_on_a_cluster_and_a_blocked_re
         reg.activate(late, 30.0)
         reader.join(15.0)
         assert got and {e.service_id for _, e in got[0]} == {late}  # type: ignore[attr-defined]
+    finally:
+        reg.clear()
+        reg.client.close()
+
+
+def test_a_blocked_read_of_a_clusters_partitions_wakes_at_once_for_the_last_partition(whole, namespace):
+    """No XREAD spans a cluster's slots: each partition's log is waited on at once (a thread each), so an
+    event of the last partition wakes the reader at once, not at that partition's turn (1-2 s later
+    with 1 s turns, as when one log was waited on at a time)."""
+    reg = Spread.from_url(elsewhere(whole, namespace), namespace=namespace)
+    try:
+        for p in range(PARTS):
+            reg.activate(reg.register(in_partition(p, f"svc-{p}")), 30.0)
+        now = reg.last_event_id()
+        first_log = reg._parts[0].keys["events"]  # type: ignore[attr-defined]
+        first_node = whole.owner(whole.slot(first_log))
+
+        def blocked_on_first_log() -> bool:
+            clients = str(first_node.call("CLIENT", "LIST"))
+            return any("cmd=xread" in line and "flags=b" in line for line in clients.splitlines())
+
+        got: list[list[tuple[str, object]]] = []
+        woke = threading.Event()
+
+        def read() -> None:
+            got.append(reg.read_events(now, block=10.0))
+            woke.set()
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        rc.wait(blocked_on_first_log, "the reader to block on the first partition's log")
+        late = reg.register(in_partition(PARTS - 1, "late"))
+        sent = time.monotonic()
+        reg.activate(late, 30.0)
+        assert woke.wait(15.0), "the blocked read never woke"
+        took = time.monotonic() - sent
+        reader.join()
+        assert {e.service_id for _, e in got[0]} == {late}  # type: ignore[attr-defined]
+        assert took < 0.9, f"the reader woke {took:.2f} s after the event"
     finally:
         reg.clear()
         reg.client.close()
