@@ -12,6 +12,7 @@ from __future__ import annotations
 # Loaded now, before any fork: the first connection encodes its host with this codec, and a codec
 # first imported by a thread of a gunicorn --preload master while it forks fails in the worker
 # ("LookupError: unknown encoding: idna"), a failure the codec registry then keeps for good.
+import contextlib
 import difflib
 import encodings.idna  # noqa: F401
 import functools
@@ -257,6 +258,8 @@ class ScriptClient:
         self.partitions = 1
         self.parent: ScriptClient | None = None
         self._ready = False
+        #: On a Redis Cluster, the namespace's slot's master's own client, while it answers (see `run_hot`).
+        self._master: _redis.Redis | None = None
 
     def detect(self, detect: Detect) -> None:
         """Choose the client on the first call that reaches the server: `self.client` until then (see `Detect`)."""
@@ -359,6 +362,32 @@ class ScriptClient:
         except _REDIS_ERRORS as exc:
             raise self.error(exc) from exc
         return list(result)
+
+    def run_hot(self, name: str, *args: object, timeout: float | None = None) -> list[Any]:
+        """`run` for a call that may be sent twice (the heartbeat): on a Redis Cluster, straight to the slot's master.
+
+        The cluster client works out each call's slot from its keys and its command's policies, which
+        cost a one-at-a-time heartbeat more than the server's work. The namespace has one slot, so
+        its master's own client is kept (`_master`) and used while it answers; a redirect (the slot
+        moved, the master was demoted) or a failure drops it, and the call goes through the cluster
+        client as any other, which follows the cluster and says what is wrong. The call may then
+        run twice: only for scripts where that is harmless.
+        """
+        master = self._master
+        if master is None:
+            result = self.run(name, *args, timeout=timeout)
+            client = self.client
+            if isinstance(client, RedisCluster) and self._ready:
+                with contextlib.suppress(*_REDIS_ERRORS):  # no master known now: the next call asks again
+                    node = client.get_node_from_key(self.keys["status"])  # type: ignore[no-untyped-call]
+                    self._master = client.get_redis_connection(node)
+            return result
+        keys = self._declared[name]
+        try:
+            return list(master.evalsha(self._scripts[name].sha, len(keys), *keys, *self._argv(name, args, timeout)))
+        except _REDIS_ERRORS:
+            self._master = None
+            return self.run(name, *args, timeout=timeout)
 
     def pipelined(self, name: str, ids: Sequence[str], timeout: float | None) -> list[Any]:
         """Script `name` once per id (its only argument) in one pipelined round trip (not a transaction)."""

@@ -28,7 +28,14 @@ import test_fleet_faults as faults
 import test_registry_contract as contract
 from redis.cluster import RedisCluster
 
-from lifecycle import ExtensionService, FieldTypeError, FieldValueError, LifecycleManager, RegistryRefused
+from lifecycle import (
+    ExtensionService,
+    FieldTypeError,
+    FieldValueError,
+    LifecycleManager,
+    RegistryRefused,
+    ServiceStatus,
+)
 from lifecycle.events import HeartbeatTimeout
 from lifecycle.redis import RedisRegistry
 
@@ -248,6 +255,40 @@ def test_a_slot_migration_mid_run_stops_no_watching(whole, namespace, make_on, e
         assert whole.owner(slot) is target
 
     run_through(whole, namespace, make_on, events, migrate, refused=False)
+
+
+def test_heartbeats_go_straight_to_the_slots_master_and_follow_it_when_the_slot_moves(whole, namespace):
+    """A heartbeat is sent to the namespace's master's own client (the cluster client's routing cost more than
+    the server's work); a moved slot redirects one beat, which the cluster client follows, and the next
+    beats go straight to the new master."""
+    slot = slot_of(whole, namespace)
+    reg = RedisRegistry.from_url(elsewhere(whole, namespace), namespace=namespace)
+    try:
+        sid = reg.register(ExtensionService("svc", "1"))
+        reg.activate(sid, 30.0)
+
+        def evalshas(node: rc.Node) -> int:  # those refused with a redirect too
+            stats = node.info("commandstats").get("cmdstat_evalsha", {})
+            assert isinstance(stats, dict)
+            return int(stats.get("calls", 0)) + int(stats.get("rejected_calls", 0))
+
+        source = whole.owner(slot)
+        target = whole.other_master(source)
+        for _ in range(3):
+            assert reg.beat(sid, 30.0)[0] is ServiceStatus.RUNNING
+        before = evalshas(source)
+        for _ in range(20):
+            reg.beat(sid, 30.0)
+        assert evalshas(source) - before == 20
+        whole.migrate(slot, source, target)
+        assert reg.beat(sid, 30.0)[0] is ServiceStatus.RUNNING  # redirected, followed
+        old, new = evalshas(source), evalshas(target)
+        for _ in range(20):
+            assert reg.beat(sid, 30.0)[0] is ServiceStatus.RUNNING
+        assert (evalshas(source) - old, evalshas(target) - new) == (0, 20)
+    finally:
+        reg.clear()
+        reg.client.close()
 
 
 def test_a_manual_failover_mid_run_stops_no_watching(whole, namespace, make_on, events):
