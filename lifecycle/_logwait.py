@@ -2,10 +2,11 @@
 
 On a Redis Cluster each partition's log lies in its own slot, and a command's keys must share
 one: a blocking XREAD waits on one log only. `LogWaiters` gives each log a short-lived daemon
-thread blocked on it (one slice, at most `_SLICE_MAX` seconds, below any sane socket timeout)
-and wakes its caller as soon as any log has an entry after the caller's position, whichever
-partition it is in. A waiter still blocked on the same position when the next wait begins is
-joined rather than doubled, so an idle reader keeps at most one thread per partition.
+thread blocked on it for one slice (`_SLICE_MAX` seconds, below any sane socket timeout, and
+longer than a reader's usual wait) and wakes its caller as soon as any log has an entry after
+the caller's position, whichever partition it is in. A waiter still blocked on the same position
+when the next wait begins is joined rather than doubled, so an idle reader keeps at most one
+thread per partition, each making one blocking read a slice.
 
 Locking: `_cond` guards the waiters; the threads block on the server without it. A forked child
 (whose copy of the lock may be held by a thread that does not exist there) starts afresh.
@@ -54,7 +55,7 @@ class LogWaiters:
         False after about `block` seconds without one. Turns are counted, not timed (as the
         one-log-at-a-time wait does), so a frozen clock in a test cannot stall it.
         """
-        span = min(max(block, 0.001), self._slice_max)
+        span = self._slice_max  # a waiter outlives a short wait, so the next one joins it (one read, one thread)
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._cond = threading.Condition(threading.Lock())
@@ -62,8 +63,7 @@ class LogWaiters:
         with self._cond:
             for _ in range(max(1, math.ceil(block / span))):
                 mine = [self._ensure(p, after, span) for p, after in enumerate(cursor)]
-                # A waiter ends within its slice; the slack covers a slow server reply.
-                self._cond.wait_for(functools.partial(_settled, mine), span + 1.0)
+                self._cond.wait_for(functools.partial(_settled, mine), min(block, span))
                 if any(w.news for w in mine):
                     return True
         return False

@@ -46,13 +46,26 @@ def test_news_in_any_partition_wakes_the_wait_while_every_log_is_waited_on():
     thread.join(10.0)
     assert result == [True]
     assert sorted(logs.reads) == [(0, "1-0"), (1, "2-0"), (2, "3-0")]
+    for news in logs.news:
+        news.set()  # let the other waiters end
 
 
-def test_no_news_returns_false_after_the_block():
+def test_no_news_returns_false_after_the_block_and_the_next_wait_joins_the_same_waiters():
     logs = Logs(2)
-    waiters = LogWaiters(2, logs.read, slice_max=0.05)
-    assert waiters.wait(["0-0", "0-0"], 0.2) is False
-    assert len(logs.reads) >= 2 * 4  # 4 turns of 0.05 s, both logs each turn
+    waiters = LogWaiters(2, logs.read, slice_max=30.0)
+    try:
+        assert waiters.wait(["0-0", "0-0"], 0.05) is False
+        assert waiters.wait(["0-0", "0-0"], 0.05) is False
+        assert sorted(logs.reads) == [(0, "0-0"), (1, "0-0")]  # one blocking read each, still waiting
+    finally:
+        for news in logs.news:
+            news.set()
+
+
+def test_a_wait_longer_than_a_slice_takes_turns_of_new_reads():
+    logs = Logs(2)
+    assert LogWaiters(2, logs.read, slice_max=0.05).wait(["0-0", "0-0"], 0.2) is False
+    assert len(logs.reads) >= 2 * 2  # both logs, in at least two slices
 
 
 def test_a_failing_read_wakes_the_wait_so_the_callers_own_read_reports_it():
@@ -76,3 +89,4 @@ def test_a_waiter_still_blocked_on_the_same_position_is_joined_not_doubled():
     thread.join(10.0)
     assert result == [True]
     assert sorted(logs.reads) == [(0, "5-0"), (0, "7-0"), (1, "6-0")]  # partition 1's waiter joined, not doubled
+    logs.news[0].set()  # let partition 0's second waiter end
