@@ -175,8 +175,12 @@ class OwnedFleet:
         return [int(line) for line in self.pids.read_text().split()] if self.pids.exists() else []
 
     def the_child(self, timeout: float = 30.0) -> int:
-        """The one live child, once there is exactly one."""
-        _, live = self.sampler.wait_for(lambda live: len(live) == 1, timeout, "exactly one child")
+        """The one live child, once there is exactly one (else fail with the server's log and what was spawned)."""
+        try:
+            _, live = self.sampler.wait_for(lambda live: len(live) == 1, timeout, "exactly one child")
+        except AssertionError as exc:
+            log = "\n".join(self.server.lines[-80:])
+            raise AssertionError(f"{exc}; spawned {self.spawned()}; the server's log:\n{log}") from None
         return next(iter(live))
 
     def take_over(self, old: int, sig: int, others: frozenset[int] = frozenset()) -> tuple[int, float]:
