@@ -349,16 +349,12 @@ class RegistryService:
         """
         done: list[bool] = []
         append = done.append
-        cells, not_running = self._last, self._not_running  # inlined `_get_status`/`_fresh`: a burst's hot loop
+        cells, not_running = self._last, self._not_running  # `_get_status` inlined: a burst's hot loop
         with self._lock:
             now = time.monotonic()
             for id, timeout, status in batch:
                 cell = cells.get(id) if isinstance(id, str) else None
-                if cell is None or id in not_running:
-                    append(False)
-                    continue
-                last = cell[0]
-                if last is not None and now - last < timeout:
+                if cell is None or id in not_running or _fresh(cell, now, timeout):
                     append(False)
                     continue
                 self._set_status(id, _status(status))
@@ -369,9 +365,8 @@ class RegistryService:
                 if not done[index]:
                     continue
                 # As in expire: a lock-free beat that landed after the first look puts RUNNING back.
-                last = cells[id][0]
-                if last is not None and now - last < timeout:
-                    not_running.pop(id, None)
+                if _fresh(cells[id], now, timeout):
+                    self._set_status(id, _RUNNING)
                     done[index] = False
                 else:
                     stamp = stamp or _utcnow()
