@@ -34,6 +34,7 @@ from lifecycle import (
     FieldValueError,
     LifecycleManager,
     RegistryRefused,
+    ServiceId,
     ServiceStatus,
 )
 from lifecycle.events import HeartbeatTimeout
@@ -372,7 +373,6 @@ class Spread(RedisRegistry):
 
 def in_partition(p: int, name: str) -> ExtensionService:
     from lifecycle._partitions import partition_of
-    from lifecycle.model import ServiceId
 
     while True:
         sid = ServiceId.generate()
@@ -472,14 +472,16 @@ def test_a_fleet_of_three_partitions_works_through_a_node_that_does_not_own_the_
                                                                                           make_on, events):
     url = elsewhere(whole, namespace)
     connector = Connector()  # shared, as in start_fleet: a service's start connects, its attempts fail
-    managers = [make_on(url, registry=Spread, connector=connector) for _ in range(3)]
+    # The loaded-machine timeout (CONFIG), and beats from each busy service's start on: a busy service
+    # started first must not wait for the others' starts (cluster round trips) before its first beat.
+    managers = [make_on(url, registry=Spread, connector=connector, config=CONFIG) for _ in range(3)]
     silent = [managers[p].start_service(in_partition(p, f"silent-{p}")) for p in range(PARTS)]
-    busy = [managers[p].start_service(in_partition(p, f"busy-{p}")) for p in range(PARTS)]
     halt = threading.Event()
-    beaten, lock = list(busy), threading.Lock()
+    beaten: list[ServiceId] = []
+    lock = threading.Lock()
 
     def beat() -> None:
-        while not halt.wait(0.05):
+        while not halt.wait(BEAT_PERIOD):
             with lock:
                 for k, sid in enumerate(beaten):
                     managers[k].handle_heartbeat(sid)
@@ -487,6 +489,10 @@ def test_a_fleet_of_three_partitions_works_through_a_node_that_does_not_own_the_
     beater = threading.Thread(target=beat, name="test-beats")
     beater.start()
     try:
+        for p in range(PARTS):
+            with lock:
+                beaten.append(managers[p].start_service(in_partition(p, f"busy-{p}")))
+        busy = list(beaten)
         for sid in silent:
             assert events.wait_for(lambda rows, sid=sid: any(type(e).__name__ == "ReconnectFailed"
                                                              and e.service_id == sid for _, e in rows)), sid
