@@ -153,7 +153,7 @@ def _events(raw: Sequence[Any]) -> _Events:
 
 def _prior(code: Any) -> ServiceStatus | None:
     text = _text(code)
-    return None if text == "missing" else ServiceStatus(text)
+    return None if text == "missing" else _STATUS.get(text) or ServiceStatus(text)
 
 
 
