@@ -159,6 +159,51 @@ def test_the_log_reader_held_reads_nothing_then_resumes_where_it_was(redis_serve
         writer.client.close()
 
 
+def test_the_log_reader_waits_some_looks_after_each_burst_then_reads_what_came_meanwhile():
+    """After a sweep that timed services out (`busy` changed), reading waits `_QUIET_LOOKS` looks, then misses nothing.
+
+    On an in-process store: the loop is the subject, and the looks are counted, not timed.
+    """
+    from lifecycle.engine import fleetlog
+    from lifecycle.shared_memory import SharedMemoryRegistry
+
+    store = SharedMemoryRegistry()
+    got: list[str] = []
+    calls: list[int] = []  # every call of busy(), in order
+    cond = threading.Condition()
+    ready, seen, running = threading.Event(), threading.Event(), threading.Event()
+    running.set()
+    bursts = [0]
+
+    def deliver(events: list[LifecycleEvent]) -> None:
+        with cond:
+            got.extend(e.service_id for e in events if isinstance(e, Started))
+            cond.notify_all()
+
+    def busy() -> int:
+        with cond:
+            calls.append(bursts[0])
+        if bursts[0]:
+            seen.set()
+        return bursts[0]
+
+    reader = follow_log(store, deliver, running.is_set, on_ready=ready.set, poll=0.05, busy=busy)
+    try:
+        assert ready.wait(WAIT)
+        bursts[0] = 1  # a sweep timed services out
+        assert seen.wait(WAIT), "the reader never looked at busy()"
+        sid = store.join(ExtensionService("after-burst", "1"))[0]
+        store.activate(sid, 60.0)
+        with cond:
+            assert cond.wait_for(lambda: got == [sid], WAIT), "the reader did not read after its quiet looks"
+            looks = calls.count(1)
+        # Two calls on the look that saw the change, one on each of the quiet looks after it, one on the read.
+        assert looks >= fleetlog._QUIET_LOOKS + 1, looks
+    finally:
+        running.clear()
+        reader.join(WAIT)
+
+
 def test_a_backlogs_batches_are_sent_in_order_on_the_thread_that_timed_them_out(
         redis_server, namespace, monkeypatch):
     monkeypatch.setattr(sweeps, "SWEEP_LIMIT", 4)

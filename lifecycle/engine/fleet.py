@@ -108,7 +108,8 @@ class FleetEngine:
             # Nobody else wakes the leader when another process sets a deadline or an attempt: the log tells it.
             # What was set before it follows the log is caught by a sweep as soon as it does.
             follow_log(registry, self._nudge, lambda: not self._closed, on_ready=lambda: self.ticker.poke(0.0),
-                       hold=lambda: self.ticker.draining)  # a backlog's sweeps find what the log would say
+                       hold=lambda: self.ticker.draining,  # a backlog's sweeps find what the log would say
+                       busy=lambda: self.ticker.bursts)
 
     shared = True
 

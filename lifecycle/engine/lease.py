@@ -122,6 +122,7 @@ class Ticker:
         self.each: Callable[[], None] | None = None
         self.ticks = 0  # ticks that reached the registry (status and tests read it)
         self.draining = False  # sweeping a backlog of full batches (see `sweeps.drain`)
+        self.bursts = 0  # sweeps that timed services out (see `sweeps.drain`)
 
     @property
     def leader(self) -> bool:
@@ -319,6 +320,11 @@ class Leases:
     def draining(self) -> bool:
         """True while a partition's tick sweeps a backlog: its own log entries can wait (see `sweeps.drain`)."""
         return any(ticker.draining for ticker in self.tickers)
+
+    @property
+    def bursts(self) -> int:
+        """Sweeps that timed services out, over every partition (the log's reading waits after each)."""
+        return sum(ticker.bursts for ticker in self.tickers)
 
     def of(self, id: str) -> Ticker:
         """The ticker of the partition holding service `id`."""

@@ -39,7 +39,9 @@ def drain(ticker: Ticker, within: float, claim: Callable[[Ticker], Sweep | None]
     The lease was renewed when the tick began: sweeps go on for at most a renewal interval shared
     by the partitions' ticks (which run one after another on one thread), so every partition's
     lease is renewed, and swept, in time; a full last batch asks for a tick at once. Meanwhile
-    `ticker.draining` holds the process's reading of the event log (its sweeps act on what is due).
+    `ticker.draining` holds the process's reading of the event log (its sweeps act on what is due),
+    and `ticker.bursts` counts the sweeps that timed services out, after which it waits a little
+    more (`follow_log`'s `busy`).
     """
     began = time.monotonic()
     budget = ticker.renew_every / max(1, ticker.registry.partitions)
@@ -54,6 +56,7 @@ def drain(ticker: Ticker, within: float, claim: Callable[[Ticker], Sweep | None]
             full = len(sweep.due) >= SWEEP_LIMIT or len(sweep.attempts) >= SWEEP_LIMIT
             ticker.draining = full
             expire(sweep, ticker)
+            ticker.bursts += bool(sweep.due)
             for sid, k in sweep.attempts:
                 attempt(sid, k)
             if not full:
