@@ -157,15 +157,20 @@ class Beater(threading.Thread):
         self.registry, self.ids, self.every = registry, ids, every
         self.skip: set[str] = set()
         self.passes: list[float] = []
+        self.spans: list[tuple[float, float]] = []  # each pass's (start, end) on the wall clock
+        self.began: float | None = None  # the pass under way's start
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
             t0 = time.monotonic()
+            wall = self.began = time.time()
             ids = [sid for sid in self.ids if sid not in self.skip] if self.skip else self.ids
             for k in range(0, len(ids), 10_000):
                 self.registry.beat_many(ids[k:k + 10_000], TIMEOUT)
             self.passes.append(time.monotonic() - t0)
+            self.spans.append((wall, time.time()))
+            self.began = None
             self.stop.wait(max(0.0, self.every - (time.monotonic() - t0)))
 
 
@@ -259,6 +264,19 @@ def part_million(url: str, quick: bool, n: int, partitions: int) -> dict[str, An
             repeated = len(timeouts) - len({x["id"] for x in timeouts})
             rows.append([f"burst of {len(burst):,} due together: lag p50 / p99 / max",
                          f"{quantile(lags, 0.5):.0f} / {quantile(lags, 0.99):.0f} / {max(lags):.0f} ms"])
+            made = [(x["made"] - (last[x["id"]] + TIMEOUT)) * 1000 for x in timeouts if x["id"] in last]
+            rows.append(["  the same when each leader made the event (before its receivers and its pipe)",
+                         f"{quantile(made, 0.5):.0f} / {quantile(made, 0.99):.0f} / {max(made):.0f} ms"])
+            out.update(burst_made_p99_ms=quantile(made, 0.99))
+            # The relay and the members share two cores: a burst that falls due during a relay pass
+            # waits for CPU. How much of the burst's window (first deadline to last timeout) a pass took:
+            due0 = min(last.values()) + TIMEOUT
+            end = max(x["made"] for x in timeouts if x["id"] in last)
+            spans = list(beater.spans) + ([] if beater.began is None else [(beater.began, time.time())])
+            busy = sum(max(0.0, min(b, end) - max(a, due0)) for a, b in spans)
+            rows.append(["  the relay passing during the burst (of its window, first deadline to last timeout)",
+                         f"{busy:.1f} s of {end - due0:.1f} s"])
+            out.update(relay_in_burst_s=busy, burst_window_s=end - due0)
             rows.append(["false / repeated timeouts", f"{false} / {repeated}"])
             by = {pid: sum(1 for x in timeouts if x["pid"] == pid) for pid in pids}
             rows.append(["the burst's timeouts by member (each times out its partitions' services)",

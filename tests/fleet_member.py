@@ -69,7 +69,9 @@ class LogLines(logging.Handler):
 
 def on_event(sender: object, *, event: LifecycleEvent, **_: Any) -> None:
     if event.signal_name != "heartbeat_received":
-        say("event", event=event.signal_name, id=str(event.service_id), **event.signal_kwargs())
+        # `made`: when the engine made the event (its `at`, on the wall clock), apart from when this says it.
+        made = time.time() - (time.monotonic() - event.at)
+        say("event", event=event.signal_name, id=str(event.service_id), made=made, **event.signal_kwargs())
 
 
 def main() -> int:
