@@ -204,6 +204,62 @@ def test_the_log_reader_waits_some_looks_after_each_burst_then_reads_what_came_m
         reader.join(WAIT)
 
 
+def test_a_reader_behind_by_a_full_page_jumps_to_the_logs_end_and_says_so_instead_of_reading_it_all():
+    """`skip_behind`: a full page (a burst) is dropped; `on_ready` runs again (the engine sweeps at once instead)."""
+    from lifecycle.engine import fleetlog
+    from lifecycle.shared_memory import SharedMemoryRegistry
+
+    store = SharedMemoryRegistry()
+    got: list[str] = []
+    readies: list[int] = []
+    cond = threading.Condition()
+    held, looked, running = threading.Event(), threading.Event(), threading.Event()
+    running.set()
+
+    def deliver(events: list[LifecycleEvent]) -> None:
+        with cond:
+            got.extend(e.service_id for e in events if isinstance(e, Started))
+            cond.notify_all()
+
+    def ready() -> None:
+        with cond:
+            readies.append(1)
+            cond.notify_all()
+
+    def hold() -> bool:
+        if held.is_set():
+            looked.set()
+            return True
+        return False
+
+    held.set()
+    reader = follow_log(store, deliver, running.is_set, on_ready=ready, poll=0.05, hold=hold, skip_behind=True)
+    try:
+        assert looked.wait(WAIT), "the reader never looked at its hold"
+        with cond:
+            assert readies == []  # held before its first read: it has not reached the log yet
+        held.clear()
+        with cond:
+            assert cond.wait_for(lambda: len(readies) == 1, WAIT)
+        held.set()
+        looked.clear()
+        assert looked.wait(WAIT)
+        for i in range(fleetlog._PAGE + 20):  # a burst: more than a page behind
+            store.activate(store.join(ExtensionService(f"burst-{i}", "1"))[0], 60.0)
+        held.clear()
+        with cond:
+            assert cond.wait_for(lambda: len(readies) == 2, WAIT), "the reader did not jump to the log's end"
+        last = store.join(ExtensionService("after", "1"))[0]
+        store.activate(last, 60.0)
+        with cond:
+            assert cond.wait_for(lambda: last in got, WAIT), "the reader stopped reading after its jump"
+            assert got == [last], "entries of the burst were delivered"
+            assert len(readies) == 2
+    finally:
+        running.clear()
+        reader.join(WAIT)
+
+
 def test_a_backlogs_batches_are_sent_in_order_on_the_thread_that_timed_them_out(
         redis_server, namespace, monkeypatch):
     monkeypatch.setattr(sweeps, "SWEEP_LIMIT", 4)

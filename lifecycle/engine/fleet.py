@@ -106,10 +106,11 @@ class FleetEngine:
         self.ticker.start()
         if executor.threaded:  # manual mode has no thread at all: run_pending is its only clock
             # Nobody else wakes the leader when another process sets a deadline or an attempt: the log tells it.
-            # What was set before it follows the log is caught by a sweep as soon as it does.
+            # What was set before it follows the log, or while it was behind (a burst, skipped), is caught by
+            # a sweep as soon as it does; a process-bound service released meanwhile, by the owners' next tick.
             follow_log(registry, self._nudge, lambda: not self._closed, on_ready=lambda: self.ticker.poke(0.0),
                        hold=lambda: self.ticker.draining,  # a backlog's sweeps find what the log would say
-                       busy=lambda: self.ticker.bursts)
+                       busy=lambda: self.ticker.bursts, skip_behind=True)
 
     shared = True
 
