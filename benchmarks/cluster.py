@@ -182,6 +182,76 @@ def _used(masters: dict[str, redis.Redis]) -> dict[str, int]:
     return {name: int(conn.info("memory")["used_memory"]) for name, conn in masters.items()}
 
 
+def _phase(beater: Beater, in_pass: bool) -> None:
+    """Wait until a relay pass is well under way (`in_pass`), or half its gap after one ended.
+
+    Passes begin every `beater.every` s (60 s = three of them), so the burst falls due at the same
+    point of a later pass or gap; their lengths vary by a second or two, hence the margins.
+    """
+    pause = threading.Event()
+    end = time.monotonic() + 4 * beater.every
+    was = beater.began is not None
+    while time.monotonic() < end:
+        now = beater.began is not None
+        if now != was and now == in_pass:
+            took = statistics.median(beater.passes) if beater.passes else beater.every / 2
+            pause.wait(1.0 if in_pass else max(0.0, beater.every - took) / 2)
+            return
+        was = now
+        pause.wait(0.01)  # the relay's thread says nothing: polling its state is the only way
+    raise RuntimeError("the relay's passes never changed")
+
+
+def _burst(registry: RedisRegistry, fleet: Any, beater: Beater, burst: list[str], label: str, in_pass: bool,
+           out: dict[str, Any], pids: list[int]) -> list[list[Any]]:
+    """BURST services beaten once then left silent at one phase of the relay; their timeouts' lags, as rows."""
+    rows: list[list[Any]] = []
+    key = "pass" if in_pass else "gap"
+    beater.skip |= set(burst)
+    _phase(beater, in_pass)
+    with fleet.cond:
+        seen = len(fleet.records)
+    last: dict[str, float] = {}
+    for k in range(0, len(burst), 1000):
+        t = time.time()  # before the call: a lag is never understated
+        registry.beat_many(burst[k:k + 1000], TIMEOUT)
+        last.update(dict.fromkeys(burst[k:k + 1000], t))
+
+    def mine() -> list[dict[str, Any]]:
+        return [x for x in fleet.records[seen:] if x.get("event") == "heartbeat_timeout"]
+
+    fleet.wait(lambda: len(mine()) >= len(burst), timeout=TIMEOUT + 60.0)
+    threading.Event().wait(2.0)  # a false or repeated timeout would show by now
+    with fleet.cond:
+        timeouts = mine()
+    lags = [(x["t"] - (last[x["id"]] + TIMEOUT)) * 1000 for x in timeouts if x["id"] in last]
+    if not lags:  # nothing to measure: say what the members said last, then stop
+        with fleet.cond:
+            for record in fleet.records[-30:]:
+                print(record, file=sys.stderr)
+        raise RuntimeError(f"no timeout of the burst was seen ({len(timeouts)} timeouts in all)")
+    false = sum(1 for x in timeouts if x["id"] not in last)
+    repeated = len(timeouts) - len({x["id"] for x in timeouts})
+    rows.append([f"burst of {len(burst):,} due together {label}: lag p50 / p99 / max",
+                 f"{quantile(lags, 0.5):.0f} / {quantile(lags, 0.99):.0f} / {max(lags):.0f} ms"])
+    made = [(x["made"] - (last[x["id"]] + TIMEOUT)) * 1000 for x in timeouts if x["id"] in last]
+    rows.append(["  the same when each leader made the event (before its receivers and its pipe)",
+                 f"{quantile(made, 0.5):.0f} / {quantile(made, 0.99):.0f} / {max(made):.0f} ms"])
+    due0 = min(last.values()) + TIMEOUT
+    end = max(x["made"] for x in timeouts if x["id"] in last)
+    spans = list(beater.spans) + ([] if beater.began is None else [(beater.began, time.time())])
+    busy = sum(max(0.0, min(b, end) - max(a, due0)) for a, b in spans)
+    rows.append(["  the relay passing meanwhile (of the window from the first deadline to the last timeout)",
+                 f"{busy:.1f} s of {end - due0:.1f} s"])
+    rows.append(["  false / repeated timeouts", f"{false} / {repeated}"])
+    by = {pid: sum(1 for x in timeouts if x["pid"] == pid) for pid in pids}
+    rows.append(["  timeouts by member (each times out its partitions' services)",
+                 ", ".join(f"{count:,}" for count in by.values())])
+    out[key] = {"p99_ms": quantile(lags, 0.99), "max_ms": max(lags), "made_p99_ms": quantile(made, 0.99),
+                "relay_s": busy, "window_s": end - due0, "false": false, "repeated": repeated, "by": list(by.values())}
+    return rows
+
+
 def part_million(url: str, quick: bool, n: int, partitions: int) -> dict[str, Any]:
     window = 10.0 if quick else 30.0
     namespace = "bench-million"
@@ -242,47 +312,11 @@ def part_million(url: str, quick: bool, n: int, partitions: int) -> dict[str, An
                          ", ".join(f"{cpu[pid]:.2f} % ({lead[pid]})" for pid in pids)])
             out["member_cpu_pct"] = list(cpu.values())
 
-            burst = ids[::max(1, n // BURST)][:BURST]
-            beater.skip = set(burst)
-            last: dict[str, float] = {}
-            for k in range(0, len(burst), 1000):
-                t = time.time()  # before the call: a lag is never understated
-                registry.beat_many(burst[k:k + 1000], TIMEOUT)
-                last.update(dict.fromkeys(burst[k:k + 1000], t))
-            fleet.wait(lambda: sum(1 for x in fleet.records if x.get("event") == "heartbeat_timeout") >= len(burst),
-                       timeout=TIMEOUT + 60.0)
-            threading.Event().wait(2.0)  # a false or repeated timeout would show by now
-            with fleet.cond:
-                timeouts = [x for x in fleet.records if x.get("event") == "heartbeat_timeout"]
-            lags = [(x["t"] - (last[x["id"]] + TIMEOUT)) * 1000 for x in timeouts if x["id"] in last]
-            if not lags:  # nothing to measure: say what the members said last, then stop
-                with fleet.cond:
-                    for record in fleet.records[-30:]:
-                        print(record, file=sys.stderr)
-                raise RuntimeError(f"no timeout of the burst was seen ({len(timeouts)} timeouts in all)")
-            false = sum(1 for x in timeouts if x["id"] not in last)
-            repeated = len(timeouts) - len({x["id"] for x in timeouts})
-            rows.append([f"burst of {len(burst):,} due together: lag p50 / p99 / max",
-                         f"{quantile(lags, 0.5):.0f} / {quantile(lags, 0.99):.0f} / {max(lags):.0f} ms"])
-            made = [(x["made"] - (last[x["id"]] + TIMEOUT)) * 1000 for x in timeouts if x["id"] in last]
-            rows.append(["  the same when each leader made the event (before its receivers and its pipe)",
-                         f"{quantile(made, 0.5):.0f} / {quantile(made, 0.99):.0f} / {max(made):.0f} ms"])
-            out.update(burst_made_p99_ms=quantile(made, 0.99))
-            # The relay and the members share two cores: a burst that falls due during a relay pass
-            # waits for CPU. How much of the burst's window (first deadline to last timeout) a pass took:
-            due0 = min(last.values()) + TIMEOUT
-            end = max(x["made"] for x in timeouts if x["id"] in last)
-            spans = list(beater.spans) + ([] if beater.began is None else [(beater.began, time.time())])
-            busy = sum(max(0.0, min(b, end) - max(a, due0)) for a, b in spans)
-            rows.append(["  the relay passing during the burst (of its window, first deadline to last timeout)",
-                         f"{busy:.1f} s of {end - due0:.1f} s"])
-            out.update(relay_in_burst_s=busy, burst_window_s=end - due0)
-            rows.append(["false / repeated timeouts", f"{false} / {repeated}"])
-            by = {pid: sum(1 for x in timeouts if x["pid"] == pid) for pid in pids}
-            rows.append(["the burst's timeouts by member (each times out its partitions' services)",
-                         ", ".join(f"{count:,}" for count in by.values())])
-            out["burst_by_member"] = list(by.values())
-            out.update(burst_p99_ms=quantile(lags, 0.99), burst_max_ms=max(lags), false=false, repeated=repeated)
+            # Twice: the relay (a million beats every 20 s) and the members share two cores, so a
+            # burst's deadlines are set to fall due just after a relay pass ends, then just after one begins.
+            for offset, (label, in_pass) in enumerate([("between relay passes", False), ("during a relay pass", True)]):
+                burst = ids[offset::max(1, n // BURST)][:BURST]
+                rows += _burst(registry, fleet, beater, burst, label, in_pass, out, pids)
 
             token = registry.leaders()[0]  # type: ignore[attr-defined]
             victim = int(token.split(":")[-2])
