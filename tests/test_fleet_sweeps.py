@@ -116,19 +116,27 @@ def test_a_large_batch_is_logged_in_one_line_naming_every_service_a_small_one_a_
                                     for sid, name in few.items())
 
 
+class StartedHeard:
+    """A log reader's `deliver`: the ids of the `Started` events it was handed, and a condition to wait on."""
+
+    def __init__(self) -> None:
+        self.got: list[str] = []
+        self.cond = threading.Condition()
+
+    def __call__(self, events: list[LifecycleEvent]) -> None:
+        with self.cond:
+            self.got.extend(e.service_id for e in events if isinstance(e, Started))
+            self.cond.notify_all()
+
+
 def test_the_log_reader_held_reads_nothing_then_resumes_where_it_was(redis_server, namespace):
     """The leader holds its log reader while it drains a backlog; nothing is skipped once it resumes."""
     registry = RedisRegistry.from_url(redis_server.url, namespace=namespace, socket_timeout=5.0)
     writer = RedisRegistry.from_url(redis_server.url, namespace=namespace, socket_timeout=5.0)
-    got: list[str] = []
-    cond = threading.Condition()
+    deliver = StartedHeard()
+    got, cond = deliver.got, deliver.cond
     held, looked, ready, running = threading.Event(), threading.Event(), threading.Event(), threading.Event()
     running.set()
-
-    def deliver(events: list[LifecycleEvent]) -> None:
-        with cond:
-            got.extend(e.service_id for e in events if isinstance(e, Started))
-            cond.notify_all()
 
     def hold() -> bool:
         if held.is_set():
@@ -168,17 +176,12 @@ def test_the_log_reader_waits_some_looks_after_each_burst_then_reads_what_came_m
     from lifecycle.shared_memory import SharedMemoryRegistry
 
     store = SharedMemoryRegistry()
-    got: list[str] = []
+    deliver = StartedHeard()
+    got, cond = deliver.got, deliver.cond
     calls: list[int] = []  # every call of busy(), in order
-    cond = threading.Condition()
     ready, seen, running = threading.Event(), threading.Event(), threading.Event()
     running.set()
     bursts = [0]
-
-    def deliver(events: list[LifecycleEvent]) -> None:
-        with cond:
-            got.extend(e.service_id for e in events if isinstance(e, Started))
-            cond.notify_all()
 
     def busy() -> int:
         with cond:
@@ -210,16 +213,11 @@ def test_a_reader_behind_by_a_full_page_jumps_to_the_logs_end_and_says_so_instea
     from lifecycle.shared_memory import SharedMemoryRegistry
 
     store = SharedMemoryRegistry()
-    got: list[str] = []
+    deliver = StartedHeard()
+    got, cond = deliver.got, deliver.cond
     readies: list[int] = []
-    cond = threading.Condition()
     held, looked, running = threading.Event(), threading.Event(), threading.Event()
     running.set()
-
-    def deliver(events: list[LifecycleEvent]) -> None:
-        with cond:
-            got.extend(e.service_id for e in events if isinstance(e, Started))
-            cond.notify_all()
 
     def ready() -> None:
         with cond:
