@@ -200,7 +200,7 @@ def test_the_log_reader_waits_some_looks_after_each_burst_then_reads_what_came_m
         with cond:
             assert cond.wait_for(lambda: got == [sid], WAIT), "the reader did not read after its quiet looks"
             looks = calls.count(1)
-        # Two calls on the look that saw the change, one on each of the quiet looks after it, one on the read.
+        # One call on the look that saw the change, one on each of the other quiet looks, one on the read.
         assert looks >= fleetlog._QUIET_LOOKS + 1, looks
     finally:
         running.clear()

@@ -50,8 +50,9 @@ def follow_log(registry: SharedRegistry, deliver: Callable[[list[LifecycleEvent]
         pause = threading.Event()
         seen, quiet = 0, 0
         while active():
-            if busy is not None and busy() != seen:
-                seen, quiet = busy(), _QUIET_LOOKS
+            count = seen if busy is None else busy()
+            if count != seen:
+                seen, quiet = count, _QUIET_LOOKS
             if (hold is not None and hold()) or quiet:
                 quiet = max(0, quiet - 1)
                 pause.wait(_HOLD)
