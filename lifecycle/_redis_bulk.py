@@ -8,7 +8,7 @@ one-service calls take one each.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 from ._redis_client import ScriptClient, run_together
 from ._redis_codec import _beaten, _encode, _own_timeout, _text
@@ -59,6 +59,7 @@ def _plain_answers() -> dict[Any, _Beaten]:
 # Shared by every answer of its code: a relay's pass over a million services decodes no text and
 # builds no tuple per beat (the status lookup alone was a fifth of the relay's CPU). Never mutated.
 _PLAIN = _plain_answers()
+_NO_ANSWER: _Beaten = (None, [])  # not a plain code: 'revive', answered by REVIVE
 
 
 def beat_parts(parts: Sequence[tuple[ScriptClient, Sequence[str]]], timeout: float | None) -> list[list[_Beaten]]:
@@ -67,15 +68,12 @@ def beat_parts(parts: Sequence[tuple[ScriptClient, Sequence[str]]], timeout: flo
     answers: list[list[_Beaten]] = []
     for (calls, ids), replies in zip(parts, run_together(jobs), strict=True):
         codes = [code for reply in replies for code in reply]
-        out: list[_Beaten | None] = [_PLAIN.get(code) for code in codes]
-        odd = [i for i, answer in enumerate(out) if answer is None]
-        revive = [i for i in odd if _text(codes[i]) == "revive"]
-        for i in set(odd).difference(revive):
-            out[i] = _beaten([codes[i]])
-        if revive:  # rare: a service in ERROR or RECONNECTING comes back with its events
+        out = [_PLAIN.get(code) or _NO_ANSWER for code in codes]
+        revive = [i for i, answer in enumerate(out) if answer is _NO_ANSWER]  # rare: ERROR or RECONNECTING
+        if revive:  # such a service comes back through REVIVE, with its events
             for i, reply in zip(revive, calls.pipelined("REVIVE", [ids[i] for i in revive], timeout), strict=True):
                 out[i] = _beaten(reply)
-        answers.append(cast("list[_Beaten]", out))  # every None was filled in above
+        answers.append(out)
     return answers
 
 
