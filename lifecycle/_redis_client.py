@@ -411,6 +411,18 @@ class ScriptClient:
         """EVALSHA of script `name` once per ARGV list, in one round trip (see `run_together`)."""
         return run_together([Job(self, name, argvs)])[0]
 
+    def block_within(self, block: float) -> float:
+        """`block` seconds, or less: a blocking read must end before the socket times out.
+
+        A read the socket timeout cuts drops its connection (redis-py then reconnects it and, on a
+        cluster, refreshes its slot map): a reader blocked a second at a time with a one-second
+        socket timeout did so about once a second.
+        """
+        timeout: float | None = self.client.get_connection_kwargs().get("socket_timeout")
+        if not timeout:
+            return block
+        return min(block, max(timeout / 2, timeout - 0.25))
+
     def command(self, call: Callable[[Client], _T]) -> _T:
         """A plain command (a read outside the scripts): `call(client)`, its errors classified."""
         client = self._client()

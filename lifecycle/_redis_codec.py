@@ -191,6 +191,24 @@ def _sweep(result: Sequence[Any]) -> Sweep:
     )
 
 
+def _entry_id(after: str) -> str:
+    """Stream id `after` in full ("1234" is "1234-0", as XREAD reads it): where `_rows_after`'s XRANGE starts.
+
+    XRANGE, not XREAD, reads what is after an entry without waiting: a Redis Cluster client asks
+    the server where an XREAD's keys are (COMMAND GETKEYS, a round trip before each one) and finds
+    XRANGE's key itself. The range includes `after` (an exclusive one needs Redis 6.2), so one
+    entry more is asked for and `after` itself dropped.
+    """
+    return after if "-" in after else f"{after}-0"
+
+
+def _rows_after(entries: Any, start: str, count: int) -> _Rows:
+    """An ``XRANGE key start + COUNT count+1`` reply as the first `count` rows after entry `start`."""
+    if entries and _text(entries[0][0]) == start:
+        entries = entries[1:]
+    return _rows([(None, entries[:count])])
+
+
 def _rows(reply: Any) -> _Rows:
     """An XREAD reply as (entry id, event), oldest first; entries of a kind this version does not know are left out."""
     out: _Rows = []

@@ -20,7 +20,7 @@ from ._logwait import LogWaiters
 from ._partitions import _SLICE_MAX, Partitioned, check_partitions
 from ._redis_bulk import beat_parts, restore_parts
 from ._redis_client import BATCH, Client, ScriptClient
-from ._redis_codec import _rows, _text
+from ._redis_codec import _entry_id, _rows, _rows_after, _text
 from .events import LifecycleEvent
 from .fleet import Lease, Members
 from .model import ExtensionService, ServiceStatus
@@ -107,13 +107,16 @@ class PartitionedRedis(Partitioned, RedisRegistry):
         On a Redis Cluster, where no one XREAD may name every partition's stream, this is how an
         idle reader polls: one round trip to each node, not one per partition in turn.
         """
+        starts = [_entry_id(after) for after in cursor]
+
         def read(client: Client) -> list[Any]:
             with client.pipeline(transaction=False) as pipe:
-                for key, after in zip(self._logs, cursor, strict=True):
-                    pipe.xread({key: after}, count=count)
+                for key, start in zip(self._logs, starts, strict=True):
+                    pipe.xrange(key, start, "+", count + 1)
                 return list(pipe.execute())
 
-        return [_rows(reply) for reply in self._calls.command(read)]
+        return [_rows_after(reply, start, count) for reply, start in zip(self._calls.command(read), starts,
+                                                                          strict=True)]
 
     def _log_waiters(self) -> LogWaiters | None:
         """On a Redis Cluster (where `_read_together` cannot): a thread blocked on each partition's log at once.
@@ -138,7 +141,7 @@ class PartitionedRedis(Partitioned, RedisRegistry):
         streams = dict(zip(self._logs, cursor, strict=True))
         turns, wait = 1, None
         if block is not None:
-            span = min(max(block, 0.001), _SLICE_MAX)
+            span = self._calls.block_within(min(max(block, 0.001), _SLICE_MAX))
             turns, wait = math.ceil(block / span), max(1, round(span * 1000))
 
         def read(client: Client) -> Any:

@@ -36,11 +36,13 @@ from ._redis_codec import (
     _beaten,
     _decode,
     _encode,
+    _entry_id,
     _events,
     _own_timeout,
     _plan_args,
     _prior,
     _rows,
+    _rows_after,
     _sweep,
     _text,
     _us,
@@ -466,10 +468,16 @@ class RedisRegistry(ManyAtOnce, SharedRegistry):
 
     def read_events(self, after: str = "$", *, block: float | None = None, count: int = 100
                     ) -> _Rows:
-        """Events of the fleet log after stream id `after` ("$": only new ones), oldest first."""
-        wait = None if block is None else max(1, round(block * 1000))
-        return _rows(self._command(lambda client: client.xread({self.keys["events"]: after}, count=count,
-                                                               block=wait)))
+        """Events of the fleet log after stream id `after` ("$": only new ones), oldest first.
+
+        A `block` the connection's socket timeout would cut is made shorter (see `ScriptClient.block_within`).
+        """
+        key = self.keys["events"]
+        if block is None and after != "$":
+            start = _entry_id(after)
+            return _rows_after(self._command(lambda client: client.xrange(key, start, "+", count + 1)), start, count)
+        wait = None if block is None else max(1, round(self._calls.block_within(block) * 1000))
+        return _rows(self._command(lambda client: client.xread({key: after}, count=count, block=wait)))
 
     # -- ownership of process-bound services (see lifecycle.engine.owner) ---------------------------
 

@@ -526,6 +526,27 @@ def test_on_a_plain_server_an_idle_log_reader_makes_one_call_per_poll(fresh_redi
         registry.client.close()
 
 
+@pytest.mark.parametrize("parts", [1, 4])
+def test_on_a_server_a_blocking_read_longer_than_the_socket_timeout_ends_before_it(fresh_redis_server, namespace,
+                                                                                   parts):
+    """A read blocked past the socket timeout would fail as an outage and drop its connection: it is cut short."""
+    registry = RedisRegistry.from_url(fresh_redis_server.url, namespace=namespace, partitions=parts,
+                                      socket_timeout=0.3, socket_connect_timeout=2.0)
+    admin = redis.Redis(port=fresh_redis_server.port, decode_responses=True)
+    try:
+        after = registry.last_event_id()
+        made = admin.info("stats")["total_connections_received"]
+        for _ in range(2):
+            assert registry.read_events(after, block=1.0) == []
+        assert admin.info("stats")["total_connections_received"] == made
+        sid = registry.register(ExtensionService("late", "1"))
+        registry.activate(sid, 5.0)
+        assert {event.service_id for _, event in registry.read_events(after, block=1.0)} == {sid}
+    finally:
+        admin.close()
+        registry.client.close()
+
+
 def test_on_a_server_the_logs_read_together_raise_lifecycle_errors_only(fresh_redis_server, namespace):
     """The one XREAD of every partition's log and the pipelined newest ids: refused or unreachable, never raw."""
     from lifecycle.errors import RegistryRefused, RegistryUnavailable

@@ -429,6 +429,47 @@ def test_the_partitions_logs_are_read_part_by_part_on_a_cluster_and_a_blocked_re
         reg.client.close()
 
 
+def test_reading_a_clusters_partitions_asks_no_node_where_the_keys_are_and_drops_no_connection(whole, namespace):
+    """A read after a position is an XRANGE, whose key the client places itself (before each XREAD a cluster
+    client asked a node where its keys are: COMMAND GETKEYS, a round trip); a blocking read longer than the
+    socket timeout is cut short, so no read times out, and no connection is dropped and made again."""
+    name = f"reader-{namespace}"
+    reg = Spread.from_url(elsewhere(whole, namespace) + f"?socket_timeout=0.4&client_name={name}",
+                          namespace=namespace)
+    masters = [node for node in whole.nodes if node.info("replication")["role"] == "master"]
+    admins = [node.admin() for node in masters]
+
+    def getkeys() -> int:
+        return sum(int(dict(admin.info("commandstats")).get("cmdstat_command|getkeys", {}).get("calls", 0))
+                   for admin in admins)
+
+    def connections() -> set[str]:
+        return {f"{admin.connection_pool.connection_kwargs['port']}:{client['id']}" for admin in admins
+                for client in admin.client_list() if client.get("name") == name}
+
+    try:
+        start = reg.last_event_id()
+        sids = {reg.register(in_partition(p, f"svc-{p}")) for p in range(PARTS)}
+        for sid in sids:
+            reg.activate(sid, 30.0)
+        asked = getkeys()
+        for _ in range(3):
+            assert {e.service_id for _, e in reg.read_events(start)} == sids
+        assert getkeys() == asked, "a read after a position asked a node where its keys are"
+        now = reg.last_event_id()
+        assert reg.read_events(now, block=1.0) == []  # each part blocked for less than the socket's 0.4 s
+        before = connections()  # now with one per partition's waiting thread too
+        for _ in range(2):
+            assert reg.read_events(now, block=1.0) == []
+            assert reg.read_events(now) == []
+        assert before and before <= connections(), "a read timed out on its socket, which dropped its connection"
+    finally:
+        reg.clear()
+        reg.client.close()
+        for admin in admins:
+            admin.close()
+
+
 def test_a_blocked_read_of_a_clusters_partitions_wakes_at_once_for_the_last_partition(whole, namespace):
     """No XREAD spans a cluster's slots: each partition's log is waited on at once (a thread each), so an
     event of the last partition wakes the reader at once, not at that partition's turn (1-2 s later
