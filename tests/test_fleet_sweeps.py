@@ -8,6 +8,7 @@ batches. The server's clock cannot be frozen: the deadlines pass for real.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -347,3 +348,47 @@ def test_with_partitions_a_ticks_sweeps_stop_at_its_share_of_the_renewal_interva
     finally:
         connection.disconnect()
         registry.clear()
+
+
+def test_a_leaders_ticks_soon_after_a_renewal_sweep_on_it_and_renewals_keep_their_interval(
+        frozen_lifecycle, make_lifecycle_manager, record):
+    """A burst's deadlines fall due one after another, a tick each: each tick sweeps, but one within a quarter of a
+    renewal interval of the last renewal does not ask for the lease again (the sweeps are fenced: a lost lease
+    shows there); a renewal still comes at least once per renewal interval, so the lease never runs out."""
+    from lifecycle.shared_memory import SharedMemoryRegistry
+
+    store = SharedMemoryRegistry(lease_ttl_secs=3.0)  # a renewal interval of 1 s, reused for 0.25 s: the burst's 0.2 s
+    asked: list[float] = []
+    swept: list[float] = []
+    plain_lease, plain_sweep = store.lease, store.sweep
+
+    def counted_lease(*args: object, **kwargs: object) -> object:
+        asked.append(time.monotonic())
+        return plain_lease(*args, **kwargs)  # type: ignore[arg-type]
+
+    def counted_sweep(*args: object, **kwargs: object) -> object:
+        swept.append(time.monotonic())
+        return plain_sweep(*args, **kwargs)  # type: ignore[arg-type]
+
+    store.lease, store.sweep = counted_lease, counted_sweep  # type: ignore[method-assign,assignment]
+    manager = make_lifecycle_manager(registry=store, config=CONFIG)
+    recorder = record(manager)
+    frozen_lifecycle.advance(0, manager)
+    assert manager.is_leader
+    ids = []
+    for i in range(10):  # deadlines 20 ms apart
+        ids.append(manager.start_service(ExtensionService(f"burst-{i}", "1")))
+        frozen_lifecycle.advance(0.02, manager)
+    frozen_lifecycle.advance(0.3 - 0.2 + 0.01, manager)  # the first deadline has passed
+    began, asks, sweeps_before = time.monotonic(), len(asked), len(swept)
+    for _ in range(10):
+        frozen_lifecycle.advance(0.02, manager)
+    assert sorted(e.service_id for e in recorder.of(HeartbeatTimeout)) == sorted(ids)
+    assert len(swept) - sweeps_before >= 9, "a tick for each deadline"
+    in_burst = [t for t in asked[asks:] if t < began + 0.2]
+    assert len(in_burst) <= 1, f"the lease asked for before {len(in_burst)} of a burst's sweeps"
+    for _ in range(60):  # five renewal intervals, nothing due
+        frozen_lifecycle.advance(0.1, manager)
+        assert manager.is_leader
+    gaps = [b - a for a, b in itertools.pairwise(asked)]
+    assert max(gaps) <= 1.0 + 0.1 + 1e-6, f"a renewal came late: {gaps}"
