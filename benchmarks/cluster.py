@@ -293,7 +293,7 @@ def part_million(url: str, quick: bool, n: int, partitions: int) -> dict[str, An
         name: (after[name] - before[name]) / max(1, held[name]) for name in masters}}
     try:
         with members(url, namespace, 3, "--ttl", "5", "--timeout", str(TIMEOUT), "--attempts", "0",
-                     "--partitions", str(partitions)) as fleet:
+                     "--partitions", str(partitions), "--report", "heartbeat_timeout") as fleet:
             deadline = time.monotonic() + 60.0
             while any(holder is None for holder in registry.leaders()):  # type: ignore[attr-defined]
                 if time.monotonic() > deadline:

@@ -1,12 +1,13 @@
 """One member of a test fleet: a manager on a shared namespace, driven by stdin, reporting JSON lines on stdout.
 
     python tests/fleet_member.py --url URL --namespace NS --mode-file PATH [--ttl S] [--timeout S] [--attempts N]
-        [--partitions P]
+        [--partitions P] [--report KIND,...]
 
 Commands, one per line on stdin: ``start ID...`` (start or join each service, id = name),
-``beat ID...`` (a heartbeat for each, then a ``beaten`` line), ``quit`` (shut down and exit). Every lifecycle event this
-process dispatches (heartbeats excepted), every connect call and every "lifecycle" log record is
-printed as one JSON object per line, with this process's pid and the wall-clock time `t`, so
+``beat ID...`` (a heartbeat for each, then a ``beaten`` line), ``quit`` (shut down and exit).
+Every lifecycle event this process dispatches (heartbeats excepted; with ``--report``, the kinds
+named only), every connect call and every "lifecycle" log record is printed as one JSON object
+per line, with this process's pid and the wall-clock time `t`, so
 that a test can count events across the fleet and time them.
 
 The connector reads the mode file on each connect: ``ok`` returns, ``fail`` raises, ``block``
@@ -67,8 +68,11 @@ class LogLines(logging.Handler):
         say("log", level=record.levelname, msg=record.getMessage())
 
 
+REPORT: frozenset[str] | None = None  # --report: the kinds of event said (None: all but heartbeats)
+
+
 def on_event(sender: object, *, event: LifecycleEvent, **_: Any) -> None:
-    if event.signal_name != "heartbeat_received":
+    if event.signal_name in REPORT if REPORT is not None else event.signal_name != "heartbeat_received":
         # `made`: when the engine made the event (its `at`, on the wall clock), apart from when this says it.
         made = time.time() - (time.monotonic() - event.at)
         say("event", event=event.signal_name, id=str(event.service_id), made=made, **event.signal_kwargs())
@@ -84,7 +88,11 @@ def main() -> int:
     parser.add_argument("--attempts", type=int, default=3)
     parser.add_argument("--connect-timeout", type=float, default=30.0)
     parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument("--report", help="comma-separated signal names: the only events said (a benchmark's "
+                        "burst says its timeouts only, so the members' pipes cost it little)")
     args = parser.parse_args()
+    global REPORT
+    REPORT = None if args.report is None else frozenset(args.report.split(","))
     log = logging.getLogger("lifecycle")
     log.addHandler(LogLines())
     log.setLevel(logging.INFO)
