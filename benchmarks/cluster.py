@@ -178,6 +178,18 @@ def _masters(client: RedisCluster) -> dict[str, redis.Redis]:
     return {f"{node.host}:{node.port}": node.redis_connection for node in client.get_primaries()}
 
 
+def _server_cpu(client: RedisCluster) -> dict[str, float]:
+    """Each node's CPU seconds so far (user + system, from INFO), masters and replicas: "primary|replica host:port"."""
+    out = {}
+    for address, node in client.cluster_nodes().items():
+        host, port = address.split("@")[0].rsplit(":", 1)
+        kind = "primary" if "master" in node["flags"] else "replica"
+        with redis.Redis(host=host, port=int(port)) as conn:
+            info = conn.info("cpu")
+        out[f"{kind} {host}:{port}"] = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return out
+
+
 def _used(masters: dict[str, redis.Redis]) -> dict[str, int]:
     return {name: int(conn.info("memory")["used_memory"]) for name, conn in masters.items()}
 
@@ -220,7 +232,21 @@ def _burst(registry: RedisRegistry, fleet: Any, beater: Beater, burst: list[str]
     def mine() -> list[dict[str, Any]]:
         return [x for x in fleet.records[seen:] if x.get("event") == "heartbeat_timeout"]
 
-    fleet.wait(lambda: len(mine()) >= len(burst), timeout=TIMEOUT + 60.0)
+    due0 = min(last.values()) + TIMEOUT
+    print(f"# the burst {label} falls due at {due0:.3f} (epoch s)", file=sys.stderr, flush=True)  # for a profiler
+    threading.Event().wait(max(0.0, due0 - 0.2 - time.time()))
+    cpu0 = {pid: _cpu(pid) for pid in pids}
+    client: RedisCluster = registry.client  # type: ignore[assignment]
+    servers0 = _server_cpu(client)
+    try:
+        fleet.wait(lambda: len(mine()) >= len(burst), timeout=TIMEOUT + 60.0)
+    except RuntimeError:
+        with fleet.cond:
+            said = [x for x in fleet.records[seen:] if x.get("kind") == "log" and x.get("level") != "INFO"]
+        print(f"{len(mine())} of {len(burst)} timeouts; the members' warnings:", *said[-20:], sep="\n", file=sys.stderr)
+        raise
+    cpu = {pid: _cpu(pid) - cpu0[pid] for pid in pids}
+    servers = {name: cpu_s - servers0.get(name, cpu_s) for name, cpu_s in _server_cpu(client).items()}
     threading.Event().wait(2.0)  # a false or repeated timeout would show by now
     with fleet.cond:
         timeouts = mine()
@@ -237,7 +263,6 @@ def _burst(registry: RedisRegistry, fleet: Any, beater: Beater, burst: list[str]
     made = [(x["made"] - (last[x["id"]] + TIMEOUT)) * 1000 for x in timeouts if x["id"] in last]
     rows.append(["  the same when each leader made the event (before its receivers and its pipe)",
                  f"{quantile(made, 0.5):.0f} / {quantile(made, 0.99):.0f} / {max(made):.0f} ms"])
-    due0 = min(last.values()) + TIMEOUT
     end = max(x["made"] for x in timeouts if x["id"] in last)
     spans = list(beater.spans) + ([] if beater.began is None else [(beater.began, time.time())])
     busy = sum(max(0.0, min(b, end) - max(a, due0)) for a, b in spans)
@@ -247,8 +272,15 @@ def _burst(registry: RedisRegistry, fleet: Any, beater: Beater, burst: list[str]
     by = {pid: sum(1 for x in timeouts if x["pid"] == pid) for pid in pids}
     rows.append(["  timeouts by member (each times out its partitions' services)",
                  ", ".join(f"{count:,}" for count in by.values())])
+    rows.append(["  each member's CPU from just before the first deadline to its last timeout, per timeout",
+                 ", ".join(f"{cpu[pid]:.2f} s ({cpu[pid] / max(1, by[pid]) * 1e6:.0f} µs)" for pid in pids)])
+    kinds = {kind: sorted(v for name, v in servers.items() if name.startswith(kind)) for kind in ("primary", "replica")}
+    rows.append(["  the servers' CPU over the same window: masters, replicas",
+                 "; ".join(", ".join(f"{v:.2f} s" for v in values) for values in kinds.values())])
     out[key] = {"p99_ms": quantile(lags, 0.99), "max_ms": max(lags), "made_p99_ms": quantile(made, 0.99),
-                "relay_s": busy, "window_s": end - due0, "false": false, "repeated": repeated, "by": list(by.values())}
+                "relay_s": busy, "window_s": end - due0, "false": false, "repeated": repeated, "by": list(by.values()),
+                "cpu_s": list(cpu.values()),
+                "servers_cpu_s": servers}
     return rows
 
 
