@@ -95,22 +95,23 @@ def test_the_leader_reads_auto_reconnect_from_the_compact_form(registry, auto_re
 
 
 def test_the_sweep_reads_each_due_services_name_and_reconnect_settings_whatever_its_record_holds(registry):
-    """A plain record is read without decoding its JSON; anything else (a name with characters JSON escapes, any
-    transport setting, text that looks like one) is decoded: the details are the same either way."""
-    services = {
-        ExtensionService("plain-name", "1"): Detail("plain-name", True, None),
-        ExtensionService('say "hi", {ok}', "1"): Detail('say "hi", {ok}', True, None),
-        ExtensionService("café ☕", "1"): Detail("café ☕", True, None),
-        ExtensionService("back\\slash", "1"): Detail("back\\slash", True, None),
-        ExtensionService("looks", "1", description='"transport":{"auto_reconnect":false}'): Detail("looks", True, None),
-        ExtensionService("meta", "1", metadata={"transport": {"auto_reconnect": False}}): Detail("meta", True, None),
-        ExtensionService("limited", "1", transport=TransportConfig(max_reconnect_attempts=3)):
-            Detail("limited", True, 3),
-        ExtensionService("manual", "1", transport=TransportConfig(auto_reconnect=False, timeout_secs=5.0)):
-            Detail("manual", False, None),
-        ExtensionService("x" * 200, "1"): Detail("x" * 200, True, None),
-    }
-    expected = {registry.register(service): detail for service, detail in services.items()}
+    """The details the leader plans with, from any record: names JSON escapes, transport settings, look-alikes."""
+    manual = TransportConfig(auto_reconnect=False, timeout_secs=5.0)
+    services = [
+        (ExtensionService("plain-name", "1"), Detail("plain-name", True, None)),
+        (ExtensionService('say "hi", {ok}', "1"), Detail('say "hi", {ok}', True, None)),
+        (ExtensionService("café ☕", "1"), Detail("café ☕", True, None)),
+        (ExtensionService("back\\slash", "1"), Detail("back\\slash", True, None)),
+        (ExtensionService("looks", "1", description='"transport":{"auto_reconnect":false}'),
+         Detail("looks", True, None)),
+        (ExtensionService("meta", "1", metadata={"transport": {"auto_reconnect": False}}),
+         Detail("meta", True, None)),
+        (ExtensionService("limited", "1", transport=TransportConfig(max_reconnect_attempts=3)),
+         Detail("limited", True, 3)),
+        (ExtensionService("manual", "1", transport=manual), Detail("manual", False, None)),
+        (ExtensionService("x" * 200, "1"), Detail("x" * 200, True, None)),
+    ]
+    expected = {registry.register(service): detail for service, detail in services}
     for sid in expected:
         registry.activate(sid, 0.01)
     assert registry.lease("me", 5.0).leader
