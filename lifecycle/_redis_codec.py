@@ -121,8 +121,13 @@ def _event(fields: Sequence[Any] | dict[Any, Any], at: float | None = None) -> L
 
     A burst's replies and log reads carry thousands of these: only the fields an event uses are decoded.
     """
-    pairs = fields.items() if isinstance(fields, dict) else zip(fields[0::2], fields[1::2], strict=False)
-    f = {k if type(k) is str else _text(k): v for k, v in pairs}
+    if isinstance(fields, dict):
+        f = {k if type(k) is str else _text(k): v for k, v in fields.items()}
+    else:
+        pairs = iter(fields)  # key, value, key, value, ...: zipped with itself, it yields the pairs
+        keys_text = bool(fields) and type(fields[0]) is str
+        f = dict(zip(pairs, pairs, strict=False)) if keys_text else {
+            _text(k): v for k, v in zip(pairs, pairs, strict=False)}
     sid = ServiceId(_text(f["id"]))
     at = time.monotonic() if at is None else at
     kind = _text(f["type"])
@@ -168,23 +173,19 @@ def _own_timeout(service: ExtensionService) -> str:
     return "" if own is None else _us(own)
 
 
-def _int_or_none(value: Any) -> int | None:
-    text = _text(value)
-    return None if text == "" else int(text)
-
-
 def _plan_args(plan: Plan) -> tuple[str, int, str, int]:
     return plan.mode, plan.attempt, _us(plan.delay), plan.max_attempts
 
 
 def _sweep(result: Sequence[Any]) -> Sweep:
     """A SWEEP reply that is not "fenced": the due services with their details, the claimed attempts, the next due."""
-    _, due, claimed, next_us, rebased = result
+    _, rows, claimed, next_us, rebased = result
     nxt = int(_text(next_us))
+    due = [ServiceId(_text(row[0])) for row in rows]
     return Sweep(
-        due=[ServiceId(_text(row[0])) for row in due],
-        details={ServiceId(_text(i)): Detail(_text(name), _text(auto) == "1", _int_or_none(m))
-                 for i, name, auto, m in due},
+        due=due,
+        details={sid: Detail(_text(name), _text(auto) == "1", None if m in ("", b"") else int(_text(m)))
+                 for sid, (_, name, auto, m) in zip(due, rows, strict=True)},
         attempts=[(ServiceId(_text(i)), int(_text(k))) for i, k in claimed],
         next_in=None if nxt < 0 else nxt / _US,
         rebased=int(rebased),
