@@ -54,6 +54,7 @@ from lifecycle import (
     ServiceStatus,
     TransportConfig,
 )
+from lifecycle.engine import local as engine_local
 from lifecycle.events import LifecycleEvent, Reconnecting
 from lifecycle.testing import EventRecorder
 
@@ -63,6 +64,8 @@ STOPPING = ServiceStatus.STOPPING
 STOPPED = ServiceStatus.STOPPED
 ERROR = ServiceStatus.ERROR
 RECONNECTING = ServiceStatus.RECONNECTING
+
+FOLLOW_UP_PIECE = engine_local._FOLLOW_UP_PIECE  # timed-out services per follow-up: the model queues them alike
 
 # -- hypothesis profiles ---------------------------------------------------------------------------
 
@@ -218,7 +221,8 @@ class Model:
         self.board = board
         self.services: dict[str, MService] = {}
         self.timers: list[MTimer] = []
-        self.follow_ups: list[tuple[MService, ServiceStatus]] = []  # timed out, reconnect cycle not begun yet
+        # Timed out, reconnect cycle not begun yet: a deadline batch's services in pieces, as the engine queues them.
+        self.follow_ups: list[list[tuple[MService, ServiceStatus]]] = []
         self.seq = 0
         self.events: list[tuple[Any, ...]] = []
         self.closed = False
@@ -453,11 +457,15 @@ class Model:
             target = RECONNECTING if s.auto and self.limit > 0 else ERROR
             self.change(s, target)
             timed.append((s, target))
-        self.follow_ups.extend(timed)
+        self.follow_ups.extend(timed[k:k + FOLLOW_UP_PIECE] for k in range(0, len(timed), FOLLOW_UP_PIECE))
 
     def run_follow_ups(self) -> None:
-        """The reconnect cycles of timed-out services, once every due timer has run (re-checked first)."""
-        pending, self.follow_ups = self.follow_ups, []
+        """One piece of the timed-out services' reconnect cycles, once every due timer has run (re-checked first).
+
+        One piece, then the timers again, as the engine does: an attempt a piece made due at once
+        (a zero reconnect delay) runs before the next piece begins its cycles.
+        """
+        pending = self.follow_ups.pop(0)
         for s, target in pending:
             if s.auto and self.services.get(s.sid) is s and s.status is target:
                 self.begin_reconnect(s)
