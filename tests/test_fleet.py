@@ -35,6 +35,7 @@ from lifecycle import (
     ServiceAlreadyExists,
     ServiceNotFound,
     ServiceStatus,
+    connect,
 )
 from lifecycle.dispatch import SIGNALS
 from lifecycle.events import (
@@ -999,3 +1000,43 @@ def test_a_connection_made_after_a_heartbeat_revived_the_service_is_kept(make, e
     leader.shutdown()  # waits for the pool: a disconnect of the late connection would have happened
     assert connector.disconnects == []
     assert len(events.of(Reconnected)) == 1  # the heartbeat's revival, not the attempt
+
+
+def test_a_restarts_events_reach_receivers_before_the_attempt_it_made_due_runs():
+    """A restart sets attempt 1 due at once, then its caller sends the restart's events; the leader's sweep,
+    woken by those events in the log, may claim the attempt meanwhile. It waits for the caller: a receiver
+    that holds the restart's first event up for a while sees nothing of the attempt overtake the rest."""
+    from lifecycle.shared_memory import SharedMemoryRegistry
+
+    store = SharedMemoryRegistry(lease_ttl_secs=TTL)
+    manager = LifecycleManager(store, CONFIG, connector=lambda service: None)
+    seen: list[tuple[str, ...]] = []
+    cond = threading.Condition()
+    held = threading.Event()
+
+    def receiver(sender: object, *, event: LifecycleEvent, **_: object) -> None:
+        with cond:
+            seen.append((event.signal_name, *(str(v) for k, v in event.signal_kwargs().items()
+                                              if k in ("old_status", "new_status"))))
+            cond.notify_all()
+            if seen[-1] == ("status_changed", "running", "reconnecting") and not held.is_set():
+                held.set()  # the restart's first event: long enough for the log, the sweep and the attempt to go by
+                cond.wait_for(lambda: any(name == "reconnected" for name, *_ in seen), 0.8)
+
+    connection = connect(receiver, sender=manager)
+    try:
+        end = time.monotonic() + WAIT
+        while not manager.is_leader:
+            assert time.monotonic() < end, "the manager never led"
+            time.sleep(0.01)  # the lease is taken on the watchdog thread: nothing to wait on here
+        sid = manager.start_service(ExtensionService("restarted", "1"))
+        manager.restart_service(sid)
+        with cond:
+            assert cond.wait_for(lambda: any(name == "reconnected" for name, *_ in seen), WAIT)
+            after = seen[[name for name, *_ in seen].index("service_started"):]
+        assert after == [("service_started",), ("status_changed", "starting", "running"),
+                         ("status_changed", "running", "reconnecting"), ("reconnecting",),
+                         ("status_changed", "reconnecting", "running"), ("reconnected",)]
+    finally:
+        connection.disconnect()
+        manager.shutdown()

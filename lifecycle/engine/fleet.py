@@ -29,6 +29,7 @@ from ..registry import OwnerStore, Released
 from ..subscription import Subscription
 from ..timers import Timer
 from ..watchdog import Watchdog
+from .announce import Announcements
 from .base import Sink, check_id, error_text, label, not_managed, refused
 from .declare import Declarations
 from .fleetlog import follow_log
@@ -93,6 +94,7 @@ class FleetEngine:
         self._declarations = Declarations(watchdog, executor, self.start, registry)
         self._pinger = Pinger(watchdog, self._guard, executor, sink, self._ping_target, self._record_ping)
         self._inflight: dict[str, Outcome] = {}
+        self._announce = Announcements(self._attempt)  # a caller's events go out before its attempt runs
         self._closed = False
         # After a data loss: id -> (name, registered again by us), kept across a restore a failed tick cut short.
         self._restoring: dict[str, tuple[str, bool]] = {}
@@ -276,13 +278,14 @@ class FleetEngine:
         if service is None:
             raise not_managed(id, _IN_FLEET)
         plan = self._policy.of_service(self._config, service.transport).begin(self._rng)
-        prior, events = self._registry.report_error(id, text, None if plan.mode == "error" else plan)
-        if prior is None:
-            raise not_managed(id, _IN_FLEET)
-        if prior in (ServiceStatus.STOPPING, ServiceStatus.STOPPED, ServiceStatus.STARTING):
-            raise refused(repr(id), "error report", prior)
-        log.warning("lifecycle: service %r (%s) reported an error: %s", service.name, id, text)
-        self._sink.emit(events)
+        with self._announce.announcing(id):
+            prior, events = self._registry.report_error(id, text, None if plan.mode == "error" else plan)
+            if prior is None:
+                raise not_managed(id, _IN_FLEET)
+            if prior in (ServiceStatus.STOPPING, ServiceStatus.STOPPED, ServiceStatus.STARTING):
+                raise refused(repr(id), "error report", prior)
+            log.warning("lifecycle: service %r (%s) reported an error: %s", service.name, id, text)
+            self._sink.emit(events)
         if plan.mode == "retry" and prior is not ServiceStatus.RECONNECTING:
             self.ticker.poke(plan.delay, id)  # in the leader, attempt 1 runs when due
             if self._owners is not None and id in self._owners:
@@ -296,13 +299,14 @@ class FleetEngine:
         # With a connector attempt 1 is due at once; without one it waits the usual first delay for a heartbeat.
         policy = self._policy.of_service(self._config, service.transport)
         plan = policy.plan(1, self._rng, at_once=self._hooks_for(id) is not None)
-        prior, events = self._registry.restart(id, plan)
-        if prior is None:
-            raise not_managed(id, _IN_FLEET)
-        if prior in (ServiceStatus.STOPPING, ServiceStatus.STOPPED, ServiceStatus.STARTING):
-            raise refused(repr(id), "restart", prior)
-        log.info("lifecycle: service %s is restarted on request", label(service.name, id))
-        self._sink.emit(events)
+        with self._announce.announcing(id):
+            prior, events = self._registry.restart(id, plan)
+            if prior is None:
+                raise not_managed(id, _IN_FLEET)
+            if prior in (ServiceStatus.STOPPING, ServiceStatus.STOPPED, ServiceStatus.STARTING):
+                raise refused(repr(id), "restart", prior)
+            log.info("lifecycle: service %s is restarted on request", label(service.name, id))
+            self._sink.emit(events)
         if plan.mode == "retry":
             self.ticker.poke(plan.delay, id)
 
@@ -357,6 +361,8 @@ class FleetEngine:
 
     def _attempt(self, sid: str, attempt: int) -> None:
         """Run claimed attempt `attempt` of `sid` through the executor, bounded by its timeout."""
+        if self._announce.hold(sid, attempt):
+            return  # a caller still sends the events that made it due: it runs the attempt next
         service = self._registry.get(sid)
         if service is None:
             return
@@ -501,6 +507,7 @@ class FleetEngine:
         self._guard.after_fork_in_child()
         self._declarations.after_fork_in_child()
         self._inflight.clear()
+        self._announce.after_fork_in_child()
         if self._owners is not None:
             self._owners.after_fork_in_child()
         for local in self._locals.values():
