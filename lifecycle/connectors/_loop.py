@@ -126,6 +126,10 @@ class IOLoop:
                 ready = selector.select(timeout)
                 self.busy = True
                 for key, _mask in ready:
+                    if selector.get_map().get(key.fd) is not key:
+                        # Unregistered by an earlier callback of this round, and maybe closed: its
+                        # number may already be another thread's new (blocking) pipe.
+                        continue
                     if key.data is None:
                         with contextlib.suppress(BlockingIOError, OSError):
                             os.read(self._wake_r, 4096)
