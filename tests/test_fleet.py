@@ -1040,3 +1040,17 @@ def test_a_restarts_events_reach_receivers_before_the_attempt_it_made_due_runs()
     finally:
         connection.disconnect()
         manager.shutdown()
+
+
+def test_an_attempt_held_for_a_callers_events_that_fails_to_start_is_logged_not_raised_to_that_caller(caplog):
+    """The caller's restart went through; the attempt it made due failing to start is not its error."""
+    from lifecycle.engine.announce import Announcements
+
+    def run(id: str, attempt: int) -> None:
+        raise RegistryUnavailable("the registry is gone for a moment")
+
+    announce = Announcements(run)
+    with caplog.at_level(logging.ERROR, logger="lifecycle"), announce.announcing("svc"):
+        assert announce.hold("svc", 1)
+    assert "starting held attempt 1 of svc failed" in caplog.text
+    assert not announce.hold("svc", 2)  # the window is closed: nothing is held any more

@@ -13,11 +13,14 @@ Threads: any. `_lock` guards the two maps and is never held while an attempt is 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 __all__ = ["Announcements"]
+
+log = logging.getLogger("lifecycle")
 
 
 class Announcements:
@@ -43,7 +46,11 @@ class Announcements:
                     self._open[id] = left
                 held = None if left else self._held.pop(id, None)
             if held is not None:
-                self._run(id, held)
+                try:
+                    self._run(id, held)
+                except Exception:  # the caller's own call went through: a failed attempt start is not its error
+                    log.exception("lifecycle: starting held attempt %d of %s failed; its claim lapses and it is "
+                                  "run again", held, id)
 
     def hold(self, id: str, attempt: int) -> bool:
         """True if a caller is still sending `id`'s events: `attempt` then runs when it is done."""
