@@ -190,6 +190,16 @@ def _server_cpu(client: RedisCluster) -> dict[str, float]:
     return out
 
 
+def _commands(client: RedisCluster) -> dict[str, tuple[int, int]]:
+    """The masters' command counts and CPU microseconds so far, summed by command (INFO commandstats)."""
+    out: dict[str, tuple[int, int]] = {}
+    for conn in _masters(client).values():
+        for name, stat in conn.info("commandstats").items():
+            calls, usec = out.get(name, (0, 0))
+            out[name] = (calls + int(stat["calls"]), usec + int(stat["usec"]))
+    return out
+
+
 def _used(masters: dict[str, redis.Redis]) -> dict[str, int]:
     return {name: int(conn.info("memory")["used_memory"]) for name, conn in masters.items()}
 
@@ -238,6 +248,7 @@ def _burst(registry: RedisRegistry, fleet: Any, beater: Beater, burst: list[str]
     cpu0 = {pid: _cpu(pid) for pid in pids}
     client: RedisCluster = registry.client  # type: ignore[assignment]
     servers0 = _server_cpu(client)
+    commands0 = _commands(client)
     try:
         fleet.wait(lambda: len(mine()) >= len(burst), timeout=TIMEOUT + 60.0)
     except RuntimeError:
@@ -247,6 +258,8 @@ def _burst(registry: RedisRegistry, fleet: Any, beater: Beater, burst: list[str]
         raise
     cpu = {pid: _cpu(pid) - cpu0[pid] for pid in pids}
     servers = {name: cpu_s - servers0.get(name, cpu_s) for name, cpu_s in _server_cpu(client).items()}
+    spent = {name: (calls - commands0.get(name, (0, 0))[0], usec - commands0.get(name, (0, 0))[1])
+             for name, (calls, usec) in _commands(client).items()}
     threading.Event().wait(2.0)  # a false or repeated timeout would show by now
     with fleet.cond:
         timeouts = mine()
@@ -277,10 +290,14 @@ def _burst(registry: RedisRegistry, fleet: Any, beater: Beater, burst: list[str]
     kinds = {kind: sorted(v for name, v in servers.items() if name.startswith(kind)) for kind in ("primary", "replica")}
     rows.append(["  the servers' CPU over the same window: masters, replicas",
                  "; ".join(", ".join(f"{v:.2f} s" for v in values) for values in kinds.values())])
+    top = sorted(((usec, calls, name.removeprefix("cmdstat_")) for name, (calls, usec) in spent.items() if calls),
+                 reverse=True)[:8]
+    rows.append(["  the masters' busiest commands over the same window: calls, CPU (INFO commandstats)",
+                 "; ".join(f"{name} {calls:,} {usec / 1e6:.2f} s" for usec, calls, name in top)])
     out[key] = {"p99_ms": quantile(lags, 0.99), "max_ms": max(lags), "made_p99_ms": quantile(made, 0.99),
                 "relay_s": busy, "window_s": end - due0, "false": false, "repeated": repeated, "by": list(by.values()),
                 "cpu_s": list(cpu.values()),
-                "servers_cpu_s": servers}
+                "servers_cpu_s": servers, "commands": {name: [calls, usec] for usec, calls, name in top}}
     return rows
 
 

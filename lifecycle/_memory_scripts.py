@@ -14,6 +14,7 @@ learned interval is the one the Lua computes.
 from __future__ import annotations
 
 import math
+import random
 import threading
 import time
 from collections import deque
@@ -33,6 +34,7 @@ from .events import (
     StatusChanged,
     Stopped,
 )
+from .fleet import Detail, Onset
 from .model import ExtensionService, ServiceId, ServiceStatus
 from .registry import Released
 
@@ -491,7 +493,7 @@ class Scripts(Prelude):
         if self.d.holder(self.now) == owner:
             self.d.lease = None
 
-    def sweep(self, owner: str, grace: int, batch: int, tick: int
+    def sweep(self, owner: str, grace: int, batch: int, tick: int, onset: Onset | None = None
               ) -> tuple[list[tuple[str, str, bool, int | None]], list[tuple[str, int]], int | None, int] | None:
         if self.fenced(owner):
             return None
@@ -505,6 +507,8 @@ class Scripts(Prelude):
             rebased = len(d.dl)
         d.tick = self.now
         due = [self._detail(id) for id in _range(d.dl, self.now, batch)]
+        if onset is not None:
+            due = self._time_out(due, onset)
         claimed = []
         for id in _range(d.todo, self.now, batch):
             service = d.svc.get(id)
@@ -514,6 +518,22 @@ class Scripts(Prelude):
             claimed.append((id, d.att.get(id, 0)))
         nxt = min((x for x in (_first(d.dl), _first(d.todo)) if x is not None), default=None)
         return due, claimed, None if nxt is None else max(0, nxt - self.now), rebased
+
+    def _time_out(self, due: list[tuple[str, str, bool, int | None]], onset: Onset
+                  ) -> list[tuple[str, str, bool, int | None]]:
+        """SWEEP with an onset: each due service still RUNNING times out and begins its cycle; those, as `due`."""
+        draws = random.Random(onset.seed)
+        out = []
+        for row in due:
+            id = row[0]
+            if self.d.status.get(id) is not S.RUNNING:
+                self.d.dl.pop(id, None)  # only a RUNNING service has a deadline
+                continue
+            plan = onset.plan(Detail(*row[1:]), draws.random())
+            self.emit(HeartbeatTimeout(ServiceId(id), self.at))
+            self.begin_cycle(id, plan.mode, plan.attempt, math.floor(plan.delay * US), plan.max_attempts)
+            out.append(row)
+        return out
 
     def _detail(self, id: str) -> tuple[str, str, bool, int | None]:
         service = self.d.svc.get(id)

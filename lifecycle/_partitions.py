@@ -23,7 +23,7 @@ from . import _validate
 from ._logwait import LogWaiters
 from .errors import FieldValueError, PartitionsRefused, ServiceAlreadyExists
 from .events import LifecycleEvent
-from .fleet import Lease, Plan, StoreSettings, Sweep, Timing, check_services
+from .fleet import Lease, Onset, Plan, StoreSettings, Sweep, Timing, check_services
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus
 from .registry import Owned, RegistryStats, _not_found
 
@@ -388,9 +388,10 @@ class Partitioned:
             part.release(owner)
 
     def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, tick: float | None = None,
-              partition: int = 0) -> Sweep | None:
+              onset: Onset | None = None, partition: int = 0) -> Sweep | None:
         """What is due now in `partition`, or None if `owner` does not lead it."""
-        return self._parts[partition].sweep(owner, timeout, grace, limit, tick=tick)  # type: ignore[no-any-return]
+        return self._parts[partition].sweep(  # type: ignore[no-any-return]
+            owner, timeout, grace, limit, tick=tick, onset=onset)
 
     def expire_many(self, owner: str, timeout: float, plans: _Plans) -> _Events | None:
         """Leader: time the silent services of `plans` out, one atomic step per partition; None if fenced in any."""

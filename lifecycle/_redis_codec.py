@@ -25,7 +25,7 @@ from .events import (
     StatusChanged,
     Stopped,
 )
-from .fleet import Detail, Plan, Sweep
+from .fleet import Detail, Onset, Plan, Sweep
 from .model import Capability, ExtensionService, RegistrationInfo, ServiceId, ServiceStatus, TransportConfig
 from .registry import Released
 
@@ -177,9 +177,16 @@ def _plan_args(plan: Plan) -> tuple[str, int, str, int]:
     return plan.mode, plan.attempt, _us(plan.delay), plan.max_attempts
 
 
+def _onset_args(onset: Onset | None) -> tuple[Any, ...]:
+    """SWEEP's last arguments: the onset of the reconnect cycles it begins, or '' (it times nothing out)."""
+    if onset is None:
+        return ("",)
+    return ("1" if onset.auto_reconnect else "0", onset.max_attempts, _us(onset.low), _us(onset.high), onset.seed)
+
+
 def _sweep(result: Sequence[Any]) -> Sweep:
     """A SWEEP reply that is not "fenced": the due services with their details, the claimed attempts, the next due."""
-    _, rows, claimed, next_us, rebased = result
+    _, rows, claimed, next_us, rebased, out = result
     nxt = int(_text(next_us))
     due = [ServiceId(_text(row[0])) for row in rows]
     return Sweep(
@@ -189,6 +196,7 @@ def _sweep(result: Sequence[Any]) -> Sweep:
         attempts=[(ServiceId(_text(i)), int(_text(k))) for i, k in claimed],
         next_in=None if nxt < 0 else nxt / _US,
         rebased=int(rebased),
+        events=_events(out) if out else [],
     )
 
 

@@ -521,8 +521,26 @@ return {'ok'}
 
 # ARGV[11..]: owner, grace_us, batch limit, tick_us -- a claimed attempt is parked for its connect timeout plus the
 # leader's tick: if its outcome never comes (lost with a restarted server), it is handed out again then.
+# Then the onset (`lifecycle.fleet.Onset`; '' for none): auto_reconnect ('1'/'0'), max attempts, the first
+# delay's window low_us and high_us, a seed. With it, each due service still RUNNING times out here, as
+# EXPIRE_MANY would: one script and one round trip for a burst's batch instead of two, and nothing to re-read.
 SWEEP = """
 local owner, grace, batch, tick_us = ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])
+local onset = ARGV[15] ~= ''
+local O_AUTO, O_MAX, O_LOW, O_SPAN
+if onset then
+  O_AUTO, O_MAX, O_LOW = ARGV[15] == '1', tonumber(ARGV[16]), tonumber(ARGV[17])
+  O_SPAN = tonumber(ARGV[18]) - O_LOW
+  math.randomseed(tonumber(ARGV[19]))
+end
+-- Onset.plan: mode, attempt, delay_us, max attempts of a due service with these details
+local function first(auto, max)
+  local limit = O_MAX
+  if max ~= '' then limit = tonumber(max) end
+  if not O_AUTO or auto == '0' then return 'error', '1', '0', '0' end
+  if limit < 1 then return 'giveup', '1', '0', s(limit) end
+  return 'retry', '1', s(O_LOW + math.floor(O_SPAN * math.random())), s(limit)
+end
 if fenced(owner) then return {'fenced'} end
 local tick = redis.call('GET', K_TICK)
 local rebased = 0
@@ -553,7 +571,17 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_DL, '-inf', s(NOW), 'LIMIT', 0
     local transport = svc.transport or {}
     local max = transport.max_reconnect_attempts
     if type(max) ~= 'number' then max = '' else max = s(max) end
-    due[#due + 1] = {id, svc.name, transport.auto_reconnect == false and '0' or '1', max}
+    local row = {id, svc.name, transport.auto_reconnect == false and '0' or '1', max}
+    if not onset then
+      due[#due + 1] = row
+    elseif redis.call('HGET', K_STATUS, id) == 'running' then
+      -- its deadline (its last heartbeat plus its limit) passed: nothing to read again
+      emit('heartbeat_timeout', id)
+      begin_cycle(id, first(row[3], max))
+      due[#due + 1] = row
+    else
+      redis.call('ZREM', K_DL, id)  -- only a RUNNING service has a deadline
+    end
   end
 end
 local claimed = {}
@@ -571,7 +599,7 @@ if a[2] then nxt = tonumber(a[2]) end
 if b[2] and (nxt < 0 or tonumber(b[2]) < nxt) then nxt = tonumber(b[2]) end
 if nxt >= 0 then nxt = math.max(0, nxt - NOW) end
 if redis.call('EXISTS', K_REBASE) == 1 then nxt = 0 end  -- the leader sweeps again at once: more to rebase
-return {'ok', due, claimed, s(nxt), rebased}
+return {'ok', due, claimed, s(nxt), rebased, OUT}
 """
 
 # ARGV[11..]: id, owner, attempt, ok ('1'/'0'), plan mode, next attempt, delay_us, max

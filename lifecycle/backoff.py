@@ -51,11 +51,16 @@ class ExponentialBackoff:
             return self.maximum
         return min(self.maximum, self.initial * self.multiplier**attempt)
 
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """The jittered delay before retry `attempt` (0-based), in [0, maximum]."""
+    def window(self, attempt: int) -> tuple[float, float]:
+        """The (low, high) seconds the delay before retry `attempt` (0-based) is drawn from, uniformly."""
         nominal = self.nominal(attempt)
         if self.jitter == 0 or nominal == 0:
-            return nominal
-        low = nominal * (1.0 - self.jitter)
-        high = min(nominal * (1.0 + self.jitter), self.maximum)
+            return nominal, nominal
+        return max(0.0, nominal * (1.0 - self.jitter)), min(nominal * (1.0 + self.jitter), self.maximum)
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """The jittered delay before retry `attempt` (0-based), in [0, maximum]."""
+        low, high = self.window(attempt)
+        if low == high:
+            return low
         return min(self.maximum, max(0.0, rng.uniform(low, high)))

@@ -20,7 +20,8 @@ from .model import ExtensionService, ServiceId, ServiceStatus
 from .phi import PhiSettings
 from .registry import Registry
 
-__all__ = ["Detail", "Lease", "Members", "Plan", "SharedRegistry", "StoreSettings", "Sweep", "Timing", "is_shared"]
+__all__ = ["Detail", "Lease", "Members", "Onset", "Plan", "SharedRegistry", "StoreSettings", "Sweep", "Timing",
+           "is_shared"]
 
 _Events = list[LifecycleEvent]
 
@@ -72,6 +73,32 @@ class Detail(NamedTuple):
     max_attempts: int | None = None  # its transport's max_reconnect_attempts; None: the config's
 
 
+@dataclass(frozen=True, slots=True)
+class Onset:
+    """How a sweep that times services out itself begins each one's reconnect cycle: the config's policy for attempt 1.
+
+    A service's transport narrows it (auto_reconnect off: it stays in ERROR; its own
+    max_reconnect_attempts replaces `max_attempts`, 0 giving up at once). The first delay is drawn
+    uniformly from [`low`, `high`] seconds (the backoff's jitter window for attempt 1), afresh for
+    each service, from a generator seeded with `seed`: the registry draws them where the services are.
+    """
+
+    auto_reconnect: bool
+    max_attempts: int
+    low: float
+    high: float
+    seed: int = 0
+
+    def plan(self, detail: Detail, draw: float) -> Plan:
+        """The plan of a due service with `detail`; `draw` in [0, 1) places its delay in the window."""
+        limit = self.max_attempts if detail.max_attempts is None else detail.max_attempts
+        if not (self.auto_reconnect and detail.auto_reconnect):
+            return Plan("error")
+        if limit < 1:
+            return Plan("giveup", 1, 0.0, limit)
+        return Plan("retry", 1, self.low + (self.high - self.low) * draw, limit)
+
+
 class Timing(NamedTuple):
     """A service's status, silence on the registry's clock (None: never heard) and heartbeat timeout, in seconds."""
 
@@ -96,6 +123,8 @@ class Sweep:
     # For each due service: its name, its transport's auto_reconnect and max_reconnect_attempts, so
     # the leader can plan every expiry of the batch without reading each service.
     details: dict[ServiceId, Detail] = field(default_factory=dict)
+    # With an `Onset`: the sweep timed `due` out itself, and these are the events, in order.
+    events: list[LifecycleEvent] = field(default_factory=list)
 
 
 class Members(NamedTuple):
@@ -235,12 +264,14 @@ class SharedRegistry(Registry, Protocol):
         """Give the lease up (if `owner` holds it) so another manager takes over at once."""
         ...
 
-    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, tick: float | None = None
-              ) -> Sweep | None:
+    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, tick: float | None = None,
+              onset: Onset | None = None) -> Sweep | None:
         """Leader: what is due now, claiming due attempts; after a gap > `grace`, fresh deadlines for all.
 
         A claim lasts the service's `transport.timeout_secs` plus `tick` (the leader's tick interval;
         None: the registry's default); an attempt whose outcome never came is then handed out again.
+        With `onset`, each due service still RUNNING times out in the same atomic step, as
+        `expire_many` would with its `onset.plan`: `due` lists those, `events` says what happened.
         """
         ...
 

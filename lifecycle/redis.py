@@ -38,6 +38,7 @@ from ._redis_codec import (
     _encode,
     _entry_id,
     _events,
+    _onset_args,
     _own_timeout,
     _plan_args,
     _prior,
@@ -50,7 +51,7 @@ from ._redis_codec import (
 from ._redis_url import check_redis_url
 from .errors import FieldTypeError, RegistryRefused, RegistryUnavailable, ServiceAlreadyExists
 from .events import LifecycleEvent
-from .fleet import Lease, Plan, SharedRegistry, StoreSettings, Sweep, Timing
+from .fleet import Lease, Onset, Plan, SharedRegistry, StoreSettings, Sweep, Timing
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status
 from .phi import phi_of
 from .registry import Owned, RegistryStats, _not_found
@@ -425,17 +426,18 @@ class RedisRegistry(ManyAtOnce, SharedRegistry):
         """Give the lease up if `owner` holds it."""
         self._run("RELEASE", owner)
 
-    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, tick: float | None = None
-              ) -> Sweep | None:
+    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, tick: float | None = None,
+              onset: Onset | None = None) -> Sweep | None:
         """What is due now (claiming due attempts), or None if `owner` no longer holds the lease.
 
         A claimed attempt is parked for its service's `transport.timeout_secs` plus `tick` (the
         leader's tick interval; default `lease_ttl_secs`): the leader reports its outcome well
         before then. If the outcome is lost (the server restarted mid-attempt), the parked
         attempt is due again then and the next sweep hands the same attempt out again.
+        With `onset`, the due services time out in the same script (see `SharedRegistry.sweep`).
         """
         tick = self.lease_ttl_secs if tick is None else _validate.duration(tick, "tick", positive=False)
-        result = self._run("SWEEP", owner, _us(grace), limit, _us(tick), timeout=timeout)
+        result = self._run("SWEEP", owner, _us(grace), limit, _us(tick), *_onset_args(onset), timeout=timeout)
         if _text(result[0]) == "fenced":
             return None
         return _sweep(result)

@@ -32,7 +32,7 @@ from ._memory_scripts import US, Data, Head, Info, PhiHead, Scripts
 from ._partitions import Partitioned, check_partitions, mismatch
 from .errors import ServiceAlreadyExists
 from .events import LifecycleEvent
-from .fleet import Detail, Lease, Members, Plan, SharedRegistry, StoreSettings, Sweep, Timing
+from .fleet import Detail, Lease, Members, Onset, Plan, SharedRegistry, StoreSettings, Sweep, Timing
 from .model import ExtensionService, RegistrationInfo, ServiceFilter, ServiceId, ServiceStatus, _status
 from .phi import phi_of
 from .registry import Owned, RegistryStats, _not_found
@@ -431,15 +431,15 @@ class SharedMemoryRegistry(SharedRegistry):
         with self._script() as run:
             run.release(owner)
 
-    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, tick: float | None = None
-              ) -> Sweep | None:
+    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, tick: float | None = None,
+              onset: Onset | None = None) -> Sweep | None:
         """What is due now (claiming due attempts), or None if `owner` no longer holds the lease.
 
         A claim is parked for its service's `transport.timeout_secs` plus `tick` (default: `lease_ttl_secs`).
         """
         tick = self.lease_ttl_secs if tick is None else _validate.duration(tick, "tick", positive=False)
         with self._script(timeout) as run:
-            result = run.sweep(owner, _us(grace), limit, _us(tick))
+            result = run.sweep(owner, _us(grace), limit, _us(tick), onset)
         if result is None:
             return None
         due, claimed, nxt, rebased = result
@@ -449,6 +449,7 @@ class SharedMemoryRegistry(SharedRegistry):
             attempts=[(ServiceId(i), k) for i, k in claimed],
             next_in=None if nxt is None else nxt / US,
             rebased=rebased,
+            events=run.out,
         )
 
     def expire_many(self, owner: str, timeout: float, plans: _Plans) -> _Events | None:

@@ -291,3 +291,41 @@ def test_tiny_positive_initial_delay_gives_a_delay_instead_of_overflow(manager_f
     m = manager_factory(jitter=0, reconnect_delay_ms=1e-310)
     delay = m.calculate_reconnect_delay(attempt)
     assert 0.0 <= delay <= 30.0
+
+
+@pytest.mark.parametrize(("backoff", "attempt", "window"), [
+    (ExponentialBackoff(initial=1.0, maximum=30.0, jitter=0.1), 0, (0.9, 1.1)),
+    (ExponentialBackoff(initial=1.0, maximum=30.0, jitter=0.1), 2, (3.6, 4.4)),
+    (ExponentialBackoff(initial=1.0, maximum=30.0, jitter=0.5), 5, (15.0, 30.0)),  # clipped at the cap
+    (ExponentialBackoff(initial=2.0, maximum=30.0, jitter=0.0), 1, (4.0, 4.0)),
+    (ExponentialBackoff(initial=0.0, maximum=0.0, jitter=0.3), 0, (0.0, 0.0)),
+])
+def test_the_window_is_where_the_delays_are_drawn_from(backoff, attempt, window):
+    assert backoff.window(attempt) == pytest.approx(window)
+    rng = random.Random(3)
+    delays = [backoff.delay(attempt, rng) for _ in range(500)]
+    low, high = window
+    assert all(low - 1e-9 <= d <= high + 1e-9 for d in delays)
+    if low < high:  # spread over the window, not bunched at one end
+        assert min(delays) < low + (high - low) * 0.1 and max(delays) > high - (high - low) * 0.1
+
+
+def test_the_onset_is_the_policys_first_attempt_with_a_fresh_seed_each_time():
+    from lifecycle.engine.policy import ReconnectPolicy
+    from lifecycle.fleet import Detail, Onset, Plan
+
+    config = LifecycleConfig(reconnect_delay_ms=1000, max_reconnect_delay_ms=30000, jitter=0.2,
+                             max_reconnect_attempts=4)
+    policy = ReconnectPolicy.of(config)
+    rng = random.Random(5)
+    onset = policy.onset(rng)
+    assert (onset.auto_reconnect, onset.max_attempts) == (True, 4)
+    assert (onset.low, onset.high) == config.backoff.window(0) == pytest.approx((0.8, 1.2))
+    assert len({policy.onset(rng).seed for _ in range(20)}) > 15
+    # What a sweep does with it for each due service, from that service's transport:
+    assert onset.plan(Detail("a", True), 0.5) == Plan("retry", 1, pytest.approx(1.0), 4)
+    assert onset.plan(Detail("b", True, 2), 0.0) == Plan("retry", 1, pytest.approx(0.8), 2)
+    assert onset.plan(Detail("c", True, 0), 0.5) == Plan("giveup", 1, 0.0, 0)
+    assert onset.plan(Detail("d", False, 9), 0.5) == Plan("error")
+    off = Onset(False, 4, 0.8, 1.2)  # the config's auto_reconnect off: every service stays in ERROR
+    assert off.plan(Detail("e", True), 0.5) == Plan("error")

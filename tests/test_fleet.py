@@ -49,7 +49,7 @@ from lifecycle.events import (
     Started,
     Stopped,
 )
-from lifecycle.fleet import Plan
+from lifecycle.fleet import Onset, Plan
 from lifecycle.redis import RedisRegistry
 
 pytestmark = pytest.mark.threaded
@@ -908,6 +908,24 @@ def test_a_lost_sweep_reply_loses_no_claimed_attempt(lossy_registry, dropper):
     reg.report_error(sid, "boom", Plan("retry", 1, 0.0, 3))
     sweep = lossy(reg, dropper, lambda: reg.sweep("me", TIMEOUT, 30.0, 10))
     assert sweep.attempts == [(sid, 1)]
+
+
+def test_a_lost_reply_of_a_sweep_that_timed_services_out_still_says_each_timeout_once(lossy_registry, dropper):
+    reg = lossy_registry
+    sids = [reg.register(ExtensionService(f"svc{i}", "1")) for i in range(3)]
+    for sid in sids:
+        reg.activate(sid, 0.05)
+    onset = Onset(True, 3, 5.0, 5.0, seed=7)
+    eventually(lambda: (reg.timing(sids[-1]).silent or 0.0) > 0.2, what="the deadlines passed")
+    sweep = lossy(reg, dropper, lambda: reg.sweep("me", TIMEOUT, 30.0, 10, onset=onset))
+    assert sorted(sweep.due) == sorted(sids)
+    timeouts = [e.service_id for e in sweep.events if e.signal_name == "heartbeat_timeout"]
+    assert sorted(timeouts) == sorted(sids)  # the retry got the first run's reply, events and all
+    plans = [e for e in sweep.events if isinstance(e, Reconnecting)]
+    assert [(e.attempt, e.max_attempts, e.delay) for e in plans] == [(1, 3, 5.0)] * 3
+    logged = [e.signal_name for _, e in reg.read_events("0-0", count=1000) if e.service_id in sids]
+    assert logged.count("heartbeat_timeout") == 3  # the script ran once
+    assert all(reg.get(sid).status is ServiceStatus.RECONNECTING for sid in sids)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

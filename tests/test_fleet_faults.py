@@ -45,7 +45,7 @@ from lifecycle import (
     TransportConfig,
 )
 from lifecycle.events import HeartbeatTimeout, Reconnected, ReconnectFailed, Reconnecting
-from lifecycle.fleet import Lease, Sweep
+from lifecycle.fleet import Lease, Onset, Sweep
 from lifecycle.redis import RedisRegistry
 
 pytestmark = pytest.mark.threaded
@@ -421,10 +421,10 @@ class Flaky(RedisRegistry):
         self._maybe_raise("lease")
         return super().lease(owner, ttl)
 
-    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, tick: float | None = None
-              ) -> Sweep | None:
+    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, tick: float | None = None,
+              onset: Onset | None = None) -> Sweep | None:
         self._maybe_raise("sweep")
-        return super().sweep(owner, timeout, grace, limit, tick=tick)
+        return super().sweep(owner, timeout, grace, limit, tick=tick, onset=onset)
 
 
 @pytest.mark.parametrize("method", ["lease", "sweep"])

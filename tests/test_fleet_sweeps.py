@@ -78,6 +78,44 @@ def test_a_backlog_larger_than_one_sweep_is_timed_out_in_one_tick_each_once(lead
     assert len(recorder.of(ReconnectFailed)) == N
 
 
+class Counting(RedisRegistry):
+    """Counts the leader's sweeps and batched expiries (one script, one round trip each)."""
+
+    sweeps = 0
+    expiries = 0
+
+    def sweep(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.sweeps += 1
+        return super().sweep(*args, **kwargs)
+
+    def expire_many(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.expiries += 1
+        return super().expire_many(*args, **kwargs)
+
+
+def test_a_backlogs_batches_are_each_timed_out_by_the_sweep_that_found_them(redis_server, namespace, monkeypatch,
+                                                                           record):
+    """One script and one round trip a batch: a burst's 10,000 timeouts take 20 of them, not 40."""
+    monkeypatch.setattr(sweeps, "SWEEP_LIMIT", 4)
+    monkeypatch.setattr(fleet, "SWEEP_LIMIT", 4)
+    registry = Counting.from_url(redis_server.url, namespace=namespace, lease_ttl_secs=30.0, socket_timeout=5.0)
+    manager = LifecycleManager(registry, CONFIG, autostart=False)
+    try:
+        recorder = record(manager)
+        manager.run_pending()
+        ids = silent(manager, N)
+        before = registry.sweeps
+        manager.run_pending()  # one tick: six batches of at most 4
+        assert sorted(e.service_id for e in recorder.of(HeartbeatTimeout)) == sorted(ids)
+        assert registry.expiries == 0 and registry.sweeps - before == -(-N // 4)
+        assert len(recorder.of(ReconnectFailed)) == N and all(
+            manager.get_status(sid) is ServiceStatus.ERROR for sid in ids)
+    finally:
+        manager.shutdown()
+        registry.clear()
+        registry.client.close()
+
+
 def test_a_batchs_timeouts_and_status_changes_come_before_any_follow_up_each_service_in_order(leader):
     manager, recorder = leader
     ids = silent(manager, N)

@@ -23,7 +23,7 @@ import redis_server as servers
 from lifecycle import ExtensionService, LifecycleConfig, ServiceStatus, TransportConfig
 from lifecycle._memory_scripts import Data
 from lifecycle.events import LifecycleEvent, Reconnected, Reconnecting, ServiceFlapping
-from lifecycle.fleet import Detail, Plan, StoreSettings, Timing
+from lifecycle.fleet import Detail, Onset, Plan, StoreSettings, Timing
 from lifecycle.phi import History, PhiSettings
 from lifecycle.redis import RedisRegistry
 from lifecycle.shared_memory import SharedMemoryRegistry
@@ -276,6 +276,61 @@ def test_a_services_own_timeout_sets_its_deadlines_and_its_expiry(timed):
     assert reg.get(slow).status is S.RUNNING and reg.get(fast).status is S.RECONNECTING
 
 
+ONSET = Onset(True, 3, 1.0, 2.0, seed=11)  # attempt 1 between 1 and 2 s: no test waits for it
+
+
+def sweep_until(reg: RedisRegistry, n: int, onset: Onset = ONSET) -> tuple[list[str], list[LifecycleEvent], dict]:
+    """Sweep with `onset` until `n` services were due (and timed out): their ids, events and details."""
+    due: list[str] = []
+    events: list[LifecycleEvent] = []
+    details: dict = {}
+
+    def more() -> bool:
+        sweep = reg.sweep(OWNER, LONG, 30.0, 100, onset=onset)
+        due.extend(sweep.due)
+        events.extend(sweep.events)
+        details.update(sweep.details)
+        return len(due) >= n
+
+    poll(more, what=f"{n} deadlines")
+    return due, events, details
+
+
+def test_a_sweep_with_an_onset_times_its_due_services_out_and_begins_each_cycle_as_its_transport_says(reg):
+    reg.configure(StoreSettings(timeout=LONG))
+    plain = running(reg, "plain", heartbeat_timeout_secs=0.2)
+    own = running(reg, "own", heartbeat_timeout_secs=0.2, max_reconnect_attempts=5)
+    capped = running(reg, "capped", heartbeat_timeout_secs=0.2, max_reconnect_attempts=0)
+    manual = running(reg, "manual", heartbeat_timeout_secs=0.2, auto_reconnect=False)
+    slow = running(reg, "slow")
+    lead(reg)
+    due, events, details = sweep_until(reg, 4)
+    assert sorted(due) == sorted([plain, own, capped, manual])
+    assert details[own] == Detail("own", True, 5) and details[manual] == Detail("manual", False, None)
+    by = {sid: [e for e in events if e.service_id == sid] for sid in due}
+    assert kinds(by[plain]) == kinds(by[own]) == ["heartbeat_timeout", "status_changed", "reconnecting"]
+    assert kinds(by[capped]) == ["heartbeat_timeout", "status_changed", "reconnect_failed"]
+    assert kinds(by[manual]) == ["heartbeat_timeout", "status_changed"]
+    first, mine = by[plain][2], by[own][2]
+    assert isinstance(first, Reconnecting) and isinstance(mine, Reconnecting)
+    assert (first.attempt, first.max_attempts, mine.attempt, mine.max_attempts) == (1, 3, 1, 5)
+    assert 1.0 <= first.delay <= 2.0 and 1.0 <= mine.delay <= 2.0
+    assert first.delay != mine.delay  # a draw for each service: a burst's attempts spread over the window
+    assert [reg.get(sid).status for sid in (plain, own, capped, manual, slow)] == [
+        S.RECONNECTING, S.RECONNECTING, S.ERROR, S.ERROR, S.RUNNING]
+    again = reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET)
+    assert again.due == [] and again.events == [] and again.attempts == []  # each timed out once
+    assert 0.5 < again.next_in <= 2.0  # the first attempt's due time, not a deadline
+
+
+def test_a_sweep_without_an_onset_times_nothing_out(reg):
+    sid = running(reg, "fast", heartbeat_timeout_secs=0.2)
+    lead(reg)
+    sweep = poll(lambda: (s := reg.sweep(OWNER, LONG, 30.0, 100)) and s.due and s, what="the deadline")
+    assert sweep.due == [sid] and sweep.events == []
+    assert reg.get(sid).status is S.RUNNING  # left to expire_many
+
+
 def test_a_heartbeat_and_a_revival_arm_the_services_own_timeout(timed):
     reg, fast, _ = timed
     time.sleep(0.1)
@@ -396,12 +451,15 @@ def test_error_reports_beyond_max_restarts_leave_the_service_flapping_in_error(r
     assert events[-1].restarts == 4  # as in memory: at most max_restarts + 1 times are kept
 
 
-def test_a_timeout_beyond_max_restarts_is_a_flap_not_a_reconnect(reg):
+@pytest.mark.parametrize("by", ["expire_many", "onset"])
+def test_a_timeout_beyond_max_restarts_is_a_flap_not_a_reconnect(reg, by):
     intensity(reg, max_restarts=1, timeout=0.15)
     sid = running(reg)
     lead(reg, 0.15)
 
     def expire() -> list[LifecycleEvent]:
+        if by == "onset":
+            return sweep_until(reg, 1, Onset(True, 3, 5.0, 5.0))[1]
         poll(lambda: reg.sweep(OWNER, LONG, 30.0, 100).due, what="the deadline")
         return reg.expire_many(OWNER, LONG, [(sid, RETRY)]) or []
 

@@ -40,7 +40,7 @@ from .pinger import Pinger
 from .placement import elsewhere, leave, member_host, place
 from .policy import ReconnectPolicy, service_timing
 from .runner import Executor, Outcome, connect_first, within
-from .sweeps import SWEEP_LIMIT, drain, plans, send_batch, timeouts_first
+from .sweeps import SWEEP_LIMIT, drain, send_batch, timeouts_first
 
 __all__ = ["FleetEngine"]
 
@@ -335,7 +335,8 @@ class FleetEngine:
     def _claim(self, ticker: Ticker) -> Sweep | None:
         """The partition's sweep; after a failure we saw, with no grace at all (every deadline starts again)."""
         sweep = self._registry.sweep(ticker.owner, self._timeout, 0.0 if ticker.rebase else ticker.ttl,
-                                     SWEEP_LIMIT, tick=ticker.renew_every, **ticker.which)
+                                     SWEEP_LIMIT, tick=ticker.renew_every, onset=self._policy.onset(self._rng),
+                                     **ticker.which)
         if sweep is None:
             ticker.set_leader(False)
         else:
@@ -343,18 +344,13 @@ class FleetEngine:
         return sweep
 
     def _expire(self, sweep: Sweep, ticker: Ticker) -> list[ServiceId]:
-        """Time out the sweep's due services in one atomic step; return the ids it timed out."""
+        """Send the events of the services the sweep timed out (with our onset, in its own atomic step); their ids."""
         if not sweep.due:
             return []
-        planned = plans(sweep, self._policy, self._rng)
-        events = self._registry.expire_many(ticker.owner, self._timeout, planned)
-        if events is None:
-            ticker.set_leader(False)
-            return []
-        expired, first, rest = timeouts_first(events)  # the timeouts first: a burst's receivers wait for no follow-up
+        # the timeouts first: a burst's receivers wait for no follow-up
+        expired, first, rest = timeouts_first(sweep.events)
         send_batch(self._sink.emit, expired, first, rest, sweep.details)
-        timed_out = set(expired)
-        delays = [plan.delay for sid, plan in planned if plan.mode == "retry" and sid in timed_out]
+        delays = [event.delay for event in rest if isinstance(event, Reconnecting)]
         if delays:
             ticker.poke(min(delays))
         return expired

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..backoff import ExponentialBackoff
 from ..config import LifecycleConfig
 from ..errors import FieldValueError
-from ..fleet import Plan
+from ..fleet import Onset, Plan
 from ..model import TransportConfig
 
 __all__ = ["ReconnectPolicy", "RestartIntensity", "service_timing"]
@@ -40,6 +40,11 @@ class ReconnectPolicy:
         if transport.auto_reconnect and transport.max_reconnect_attempts is None:
             return self
         return ReconnectPolicy.of(config, transport)
+
+    def onset(self, rng: random.Random) -> Onset:
+        """`begin` for a registry that times services out and plans attempt 1 itself (`SharedRegistry.sweep`)."""
+        low, high = self.backoff.window(0)
+        return Onset(self.auto_reconnect, self.max_attempts, low, high, rng.getrandbits(31))
 
     def begin(self, rng: random.Random) -> Plan:
         """When a service leaves RUNNING (timeout, error): a reconnect cycle with attempt 1, or stay in ERROR."""
