@@ -186,18 +186,33 @@ def _onset_args(onset: Onset | None) -> tuple[Any, ...]:
 
 def _sweep(result: Sequence[Any]) -> Sweep:
     """A SWEEP reply that is not "fenced": the due services with their details, the claimed attempts, the next due."""
-    _, rows, claimed, next_us, rebased, out = result
+    _, rows, claimed, next_us, rebased = result
     nxt = int(_text(next_us))
     due = [ServiceId(_text(row[0])) for row in rows]
     return Sweep(
         due=due,
-        details={sid: Detail(_text(name), _text(auto) == "1", None if m in ("", b"") else int(_text(m)))
-                 for sid, (_, name, auto, m) in zip(due, rows, strict=True)},
+        details={sid: Detail(_text(row[1]), _text(row[2]) == "1", None if row[3] in ("", b"") else int(_text(row[3])))
+                 for sid, row in zip(due, rows, strict=True)},
         attempts=[(ServiceId(_text(i)), int(_text(k))) for i, k in claimed],
         next_in=None if nxt < 0 else nxt / _US,
         rebased=int(rebased),
-        events=_events(out) if out else [],
+        events=_timed_out(due, rows),
     )
+
+
+def _timed_out(due: list[ServiceId], rows: Sequence[Any]) -> _Events:
+    """The events of the services a SWEEP with an onset timed out, from their compact rows (see SWEEP's `compact`)."""
+    now = time.monotonic()
+    events: _Events = []
+    for sid, row in zip(due, rows, strict=True):
+        if len(row) <= 4:
+            continue  # no onset: a due service, not timed out
+        events += (HeartbeatTimeout(sid, now), StatusChanged(sid, now, ServiceStatus.RUNNING, _status_of(row[4])))
+        if row[5]:
+            follow = _event({"type": row[5], "id": sid, row[6]: row[7], row[8]: row[9], row[10]: row[11]}, now)
+            if follow is not None:
+                events.append(follow)
+    return events
 
 
 def _entry_id(after: str) -> str:

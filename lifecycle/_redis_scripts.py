@@ -154,8 +154,9 @@ local function phi_beat(id, t)
   if not last then return phi_limit(t, struct.unpack('<ddd', sums)) end
   return phi_limit(t, phi_add(id, {math.min(t, math.max(0, NOW - tonumber(last)))}, sums))
 end
-local function set_status(id, new)
-  local old = redis.call('HGET', K_STATUS, id)
+-- `known`: the status the caller just read (nil: read it here).
+local function set_status(id, new, known)
+  local old = known or redis.call('HGET', K_STATUS, id)
   if old == new then return old end
   redis.call('HSET', K_STATUS, id, new)
   redis.call('HSET', K_UPD, id, s(NOW))
@@ -168,27 +169,27 @@ local function set_status(id, new)
   else
     redis.call('ZREM', K_DL, id)
   end
-  if new ~= 'reconnecting' then
+  if new ~= 'reconnecting' and old ~= 'running' then  -- a RUNNING service has no attempt due or claimed
     redis.call('ZREM', K_TODO, id)
     redis.call('HDEL', K_CLAIM, id)
   end
   emit('status_changed', id, 'old', old, 'new', new)
   return old
 end
--- mode, attempt, delay_us, max_attempts
-local function plan(id, mode, k, delay, max)
+-- mode, attempt, delay_us, max_attempts; `known`: the status the caller just read (nil: unknown)
+local function plan(id, mode, k, delay, max, known)
   if mode == 'retry' then
-    set_status(id, 'reconnecting')
+    set_status(id, 'reconnecting', known)
     redis.call('HSET', K_ATT, id, k)
-    redis.call('HDEL', K_CLAIM, id)
+    if known ~= 'running' then redis.call('HDEL', K_CLAIM, id) end
     redis.call('ZADD', K_TODO, s(NOW + tonumber(delay)), id)
     emit('reconnecting', id, 'attempt', k, 'max_attempts', max, 'delay', delay)
   elseif mode == 'giveup' then
-    set_status(id, 'error')
+    set_status(id, 'error', known)
     redis.call('HSET', K_ATT, id, s(tonumber(k) - 1))
     emit('reconnect_failed', id, 'attempts', s(tonumber(k) - 1))
   else
-    set_status(id, 'error')
+    set_status(id, 'error', known)
   end
 end
 -- Restart intensity: the service's restart times within the window now (microseconds, oldest first).
@@ -218,17 +219,17 @@ end
 -- A RUNNING service timed out, or an error was reported, and `plan` follows: with auto-reconnect (any
 -- plan but 'error') that begins a reconnect cycle, which restart intensity may refuse: the service
 -- then stays ERROR, flapping, with no reconnect.
-local function begin_cycle(id, mode, k, delay, max)
+local function begin_cycle(id, mode, k, delay, max, known)
   if mode ~= 'error' and MAX_RESTARTS then
     local over = restart(id)
     if over then
-      set_status(id, 'error')
+      set_status(id, 'error', known)
       redis.call('HSET', K_FLAP, id, '1')
       emit('service_flapping', id, 'restarts', s(over), 'window', s(WINDOW))
       return
     end
   end
-  plan(id, mode, k, delay, max)
+  plan(id, mode, k, delay, max, known)
 end
 local function fenced(owner) return redis.call('GET', K_LEASE) ~= owner end
 -- Ownership of a process-bound service: 'holder|until_us|epoch|child' (holder '' once given up; child
@@ -533,6 +534,17 @@ if onset then
   O_SPAN = tonumber(ARGV[18]) - O_LOW
   math.randomseed(tonumber(ARGV[19]))
 end
+-- A timed-out service's events, told compactly on the row (the client rebuilds them; a burst's reply, and
+-- the copy kept for a re-send, would otherwise carry some thirty strings a service): they are always
+-- its timeout, its status change, and at most one follow-up (reconnecting, reconnect_failed or
+-- service_flapping), read off the events just emitted: the new status, then the follow-up's kind and
+-- its first three fields as name, value pairs ('' for none).
+local function compact(row, from)
+  local changed, follow = OUT[from + 2], OUT[from + 3] or {}
+  row[5], row[6] = changed[10], follow[2] or ''
+  for i = 7, 12 do row[i] = follow[i] or '' end
+  return row
+end
 -- Onset.plan: mode, attempt, delay_us, max attempts of a due service with these details
 local function first(auto, max)
   local limit = O_MAX
@@ -576,9 +588,11 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_DL, '-inf', s(NOW), 'LIMIT', 0
       due[#due + 1] = row
     elseif redis.call('HGET', K_STATUS, id) == 'running' then
       -- its deadline (its last heartbeat plus its limit) passed: nothing to read again
+      local from = #OUT
       emit('heartbeat_timeout', id)
-      begin_cycle(id, first(row[3], max))
-      due[#due + 1] = row
+      local mode, k, delay, most = first(row[3], max)
+      begin_cycle(id, mode, k, delay, most, 'running')
+      due[#due + 1] = compact(row, from)
     else
       redis.call('ZREM', K_DL, id)  -- only a RUNNING service has a deadline
     end
@@ -599,7 +613,7 @@ if a[2] then nxt = tonumber(a[2]) end
 if b[2] and (nxt < 0 or tonumber(b[2]) < nxt) then nxt = tonumber(b[2]) end
 if nxt >= 0 then nxt = math.max(0, nxt - NOW) end
 if redis.call('EXISTS', K_REBASE) == 1 then nxt = 0 end  -- the leader sweeps again at once: more to rebase
-return {'ok', due, claimed, s(nxt), rebased, OUT}
+return {'ok', due, claimed, s(nxt), rebased}
 """
 
 # ARGV[11..]: id, owner, attempt, ok ('1'/'0'), plan mode, next attempt, delay_us, max
