@@ -318,6 +318,12 @@ def test_a_sweep_with_an_onset_times_its_due_services_out_and_begins_each_cycle_
     assert first.delay != mine.delay  # a draw for each service: a burst's attempts spread over the window
     assert [reg.get(sid).status for sid in (plain, own, capped, manual, slow)] == [
         S.RECONNECTING, S.RECONNECTING, S.ERROR, S.ERROR, S.RUNNING]
+    # The reply's events (compact on the wire) are the ones the log got, field for field.
+    said = [(e.signal_name, e.signal_kwargs()) for e in events]
+    logged = [(e.signal_name, e.signal_kwargs()) for _, e in reg.read_events("0-0", count=1000)
+              if e.service_id in due and (e.signal_name != "status_changed" or e.old_status is S.RUNNING)
+              and e.signal_name != "service_started"]
+    assert sorted(said, key=repr) == sorted(logged, key=repr) and len(said) == 11
     again = reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET)
     assert again.due == [] and again.events == [] and again.attempts == []  # each timed out once
     assert 0.5 < again.next_in <= 2.0  # the first attempt's due time, not a deadline
