@@ -439,22 +439,6 @@ class Scripts(Prelude):
         self.set_status(id, new)
         return True
 
-    def expire_many(self, owner: str, plans: list[tuple[str, tuple[str, int, int, int]]]) -> bool:
-        if self.fenced(owner):
-            return False
-        d = self.d
-        for id, plan in plans:
-            if d.status.get(id) is not S.RUNNING:
-                continue
-            last = d.last.get(id)
-            silence = self.limit(id)
-            if last is not None and last + silence > self.now:
-                d.dl[id] = int(last + silence)
-            else:
-                self.emit(HeartbeatTimeout(ServiceId(id), self.at))
-                self.begin_cycle(id, *plan)
-        return True
-
     def lease(self, owner: str, ttl_ms: int, generation: str, polite: bool = False) -> tuple[str, str]:
         d = self.d
         if d.gen is None:
@@ -493,7 +477,7 @@ class Scripts(Prelude):
         if self.d.holder(self.now) == owner:
             self.d.lease = None
 
-    def sweep(self, owner: str, grace: int, batch: int, tick: int, onset: Onset | None = None
+    def sweep(self, owner: str, grace: int, batch: int, tick: int, onset: Onset
               ) -> tuple[list[tuple[str, str, bool, int | None]], list[tuple[str, int]], int | None, int] | None:
         if self.fenced(owner):
             return None
@@ -506,9 +490,7 @@ class Scripts(Prelude):
                 d.last[id] = self.now
             rebased = len(d.dl)
         d.tick = self.now
-        due = [self._detail(id) for id in _range(d.dl, self.now, batch)]
-        if onset is not None:
-            due = self._time_out(due, onset)
+        due = self._time_out([self._detail(id) for id in _range(d.dl, self.now, batch)], onset)
         claimed = []
         for id in _range(d.todo, self.now, batch):
             service = d.svc.get(id)
@@ -521,7 +503,7 @@ class Scripts(Prelude):
 
     def _time_out(self, due: list[tuple[str, str, bool, int | None]], onset: Onset
                   ) -> list[tuple[str, str, bool, int | None]]:
-        """SWEEP with an onset: each due service still RUNNING times out and begins its cycle; those, as `due`."""
+        """SWEEP's timeouts: each due service still RUNNING times out and begins its cycle; those, as `due`."""
         draws = random.Random(onset.seed)
         out = []
         for row in due:

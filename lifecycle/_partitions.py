@@ -37,7 +37,6 @@ _Logs = list[_Rows]  # one list of rows per part, in partition order
 _A = TypeVar("_A")
 _Services = list[ExtensionService]
 _Ids = list[ServiceId]
-_Plans = list[tuple[str, Plan]]
 _Parts = list[Any]
 _Claims = list["NameClaims"]
 _Texts = list[str]
@@ -387,24 +386,11 @@ class Partitioned:
         for part in self._parts if partition is None else [self._parts[partition]]:
             part.release(owner)
 
-    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, tick: float | None = None,
-              onset: Onset | None = None, partition: int = 0) -> Sweep | None:
-        """What is due now in `partition`, or None if `owner` does not lead it."""
+    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, onset: Onset,
+              tick: float | None = None, partition: int = 0) -> Sweep | None:
+        """`SharedRegistry.sweep` of `partition`; None if `owner` does not lead it."""
         return self._parts[partition].sweep(  # type: ignore[no-any-return]
             owner, timeout, grace, limit, tick=tick, onset=onset)
-
-    def expire_many(self, owner: str, timeout: float, plans: _Plans) -> _Events | None:
-        """Leader: time the silent services of `plans` out, one atomic step per partition; None if fenced in any."""
-        groups: dict[int, _Plans] = {}
-        for sid, plan in plans:
-            groups.setdefault(partition_of(sid, self.partitions), []).append((sid, plan))
-        events: _Events = []
-        fenced = False
-        for p, group in groups.items():
-            done = self._parts[p].expire_many(owner, timeout, group)
-            fenced = fenced or done is None
-            events.extend(done or [])
-        return None if fenced and not events else events
 
     # -- the event logs, read together -----------------------------------------------------------
 

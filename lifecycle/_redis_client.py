@@ -215,7 +215,7 @@ _QUOTE_MAX = 200
 
 
 SCRIPTS = ("REGISTER", "RESTORE", "UNREGISTER", "HEARTBEAT", "ACTIVATE", "SET_STATUS", "REPORT_ERROR", "BEGIN_STOP",
-           "EXPIRE", "EXPIRE_MANY", "LEASE", "RELEASE", "SWEEP", "ATTEMPT_DONE", "GET", "SILENCE", "TIMING", "LIST",
+           "EXPIRE", "LEASE", "RELEASE", "SWEEP", "ATTEMPT_DONE", "GET", "SILENCE", "TIMING", "LIST",
            "STATS", "HEALTH_CHECK", "CLEAR", "RESTART", "RESTARTS", "REVIVE", "PHI_READ", "BEAT_MANY", "HEARTBEAT_PHI",
            "BEAT_MANY_PHI", "RESTORE_MANY")
 """The scripts a registry runs (each registered once; redis-py loads it again after a SCRIPT FLUSH)."""

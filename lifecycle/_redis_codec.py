@@ -177,10 +177,8 @@ def _plan_args(plan: Plan) -> tuple[str, int, str, int]:
     return plan.mode, plan.attempt, _us(plan.delay), plan.max_attempts
 
 
-def _onset_args(onset: Onset | None) -> tuple[Any, ...]:
-    """SWEEP's last arguments: the onset of the reconnect cycles it begins, or '' (it times nothing out)."""
-    if onset is None:
-        return ("",)
+def _onset_args(onset: Onset) -> tuple[Any, ...]:
+    """SWEEP's last arguments: how it begins the reconnect cycles of the services it times out."""
     return ("1" if onset.auto_reconnect else "0", onset.max_attempts, _us(onset.low), _us(onset.high), onset.seed)
 
 
@@ -201,12 +199,10 @@ def _sweep(result: Sequence[Any]) -> Sweep:
 
 
 def _timed_out(due: list[ServiceId], rows: Sequence[Any]) -> _Events:
-    """The events of the services a SWEEP with an onset timed out, from their compact rows (see SWEEP's `compact`)."""
+    """The events of the services a SWEEP timed out, from their compact rows (see SWEEP's `compact`)."""
     now = time.monotonic()
     events: _Events = []
     for sid, row in zip(due, rows, strict=True):
-        if len(row) <= 4:
-            continue  # no onset: a due service, not timed out
         events += (HeartbeatTimeout(sid, now), StatusChanged(sid, now, ServiceStatus.RUNNING, _status_of(row[4])))
         if row[5]:
             follow = _event({"type": row[5], "id": sid, row[6]: row[7], row[8]: row[9], row[10]: row[11]}, now)

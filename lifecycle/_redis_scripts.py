@@ -455,7 +455,7 @@ set_status(id, 'stopping')
 return {st, OUT}
 """
 
-# ARGV[11..]: id, status, timeout_us -- the Registry protocol's plain expire (the leader uses EXPIRE_MANY)
+# ARGV[11..]: id, status, timeout_us -- the Registry protocol's plain expire (a leader's SWEEP times services out)
 EXPIRE = """
 local id, timeout = ARGV[11], tonumber(ARGV[13])
 if redis.call('HGET', K_STATUS, id) ~= 'running' then return {'skip'} end
@@ -466,27 +466,6 @@ if last and tonumber(last) + timeout > NOW then
 end
 set_status(id, ARGV[12])
 return {'expired', OUT}
-"""
-
-# ARGV[11..]: owner, n, then n times: id, plan mode, attempt, delay_us, max -- the leader's batch of
-# EXPIRE: each service still RUNNING and silent times out and gets its plan; the others are left alone.
-EXPIRE_MANY = """
-if fenced(ARGV[11]) then return {'fenced'} end
-for j = 0, tonumber(ARGV[12]) - 1 do
-  local b = 13 + j * 5
-  local id = ARGV[b]
-  if redis.call('HGET', K_STATUS, id) == 'running' then
-    local last = redis.call('HGET', K_LAST, id)
-    local silence = limit(id)
-    if last and tonumber(last) + silence > NOW then
-      redis.call('ZADD', K_DL, s(tonumber(last) + silence), id)
-    else
-      emit('heartbeat_timeout', id)
-      begin_cycle(id, ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4])
-    end
-  end
-end
-return {'ok', OUT}
 """
 
 # ARGV[11..]: owner, ttl_ms (0: a peek that seeks nothing), a new generation marker (used if the server has none),
@@ -522,18 +501,14 @@ return {'ok'}
 
 # ARGV[11..]: owner, grace_us, batch limit, tick_us -- a claimed attempt is parked for its connect timeout plus the
 # leader's tick: if its outcome never comes (lost with a restarted server), it is handed out again then.
-# Then the onset (`lifecycle.fleet.Onset`; '' for none): auto_reconnect ('1'/'0'), max attempts, the first
-# delay's window low_us and high_us, a seed. With it, each due service still RUNNING times out here, as
-# EXPIRE_MANY would: one script and one round trip for a burst's batch instead of two, and nothing to re-read.
+# Then the onset (`lifecycle.fleet.Onset`): auto_reconnect ('1'/'0'), max attempts, the first delay's window
+# low_us and high_us, a seed. Each due service still RUNNING times out here and begins its cycle: one script
+# and one round trip for a burst's batch, with what it read at hand (it was two until 2026-12).
 SWEEP = """
 local owner, grace, batch, tick_us = ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])
-local onset = ARGV[15] ~= ''
-local O_AUTO, O_MAX, O_LOW, O_SPAN
-if onset then
-  O_AUTO, O_MAX, O_LOW = ARGV[15] == '1', tonumber(ARGV[16]), tonumber(ARGV[17])
-  O_SPAN = tonumber(ARGV[18]) - O_LOW
-  math.randomseed(tonumber(ARGV[19]))
-end
+local O_AUTO, O_MAX, O_LOW = ARGV[15] == '1', tonumber(ARGV[16]), tonumber(ARGV[17])
+local O_SPAN = tonumber(ARGV[18]) - O_LOW
+math.randomseed(tonumber(ARGV[19]))
 -- A timed-out service's events, told compactly on the row (the client rebuilds them; a burst's reply, and
 -- the copy kept for a re-send, would otherwise carry some thirty strings a service): they are always
 -- its timeout, its status change, and at most one follow-up (reconnecting, reconnect_failed or
@@ -584,9 +559,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_DL, '-inf', s(NOW), 'LIMIT', 0
     local max = transport.max_reconnect_attempts
     if type(max) ~= 'number' then max = '' else max = s(max) end
     local row = {id, svc.name, transport.auto_reconnect == false and '0' or '1', max}
-    if not onset then
-      due[#due + 1] = row
-    elseif redis.call('HGET', K_STATUS, id) == 'running' then
+    if redis.call('HGET', K_STATUS, id) == 'running' then
       -- its deadline (its last heartbeat plus its limit) passed: nothing to read again
       local from = #OUT
       emit('heartbeat_timeout', id)
@@ -803,7 +776,7 @@ return {'ok'}
 # repeat gets the first reply, kept for `OP_KEEP_MS`. HEARTBEAT, BEAT_MANY, LEASE and RELEASE are idempotent
 # and skip the bookkeeping.
 ONCE = frozenset({"REGISTER", "RESTORE", "UNREGISTER", "ACTIVATE", "SET_STATUS", "REPORT_ERROR", "BEGIN_STOP",
-                  "EXPIRE", "EXPIRE_MANY", "SWEEP", "ATTEMPT_DONE", "HEALTH_CHECK", "RESTART"})
+                  "EXPIRE", "SWEEP", "ATTEMPT_DONE", "HEALTH_CHECK", "RESTART"})
 
 OP_KEEP_MS = 60_000
 

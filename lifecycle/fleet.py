@@ -75,7 +75,7 @@ class Detail(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Onset:
-    """How a sweep that times services out itself begins each one's reconnect cycle: the config's policy for attempt 1.
+    """How a leader's sweep begins each timed-out service's reconnect cycle: the config's policy for attempt 1.
 
     A service's transport narrows it (auto_reconnect off: it stays in ERROR; its own
     max_reconnect_attempts replaces `max_attempts`, 0 giving up at once). The first delay is drawn
@@ -114,16 +114,16 @@ class Timing(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Sweep:
-    """What the leader must do now: deadlines that passed, reconnect attempts it has claimed."""
+    """What a leader's sweep did and left to do: the services it timed out, reconnect attempts it claimed."""
 
     due: list[ServiceId]
     attempts: list[tuple[ServiceId, int]]
     next_in: float | None  # seconds until the next deadline or attempt; None when there is none
     rebased: int = 0  # services given a fresh full timeout after an outage
-    # For each due service: its name, its transport's auto_reconnect and max_reconnect_attempts, so
-    # the leader can plan every expiry of the batch without reading each service.
+    # For each due service: its name (for the leader's log line), its transport's auto_reconnect and
+    # max_reconnect_attempts, from which its plan was made.
     details: dict[ServiceId, Detail] = field(default_factory=dict)
-    # With an `Onset`: the sweep timed `due` out itself, and these are the events, in order.
+    # What timing `due` out did: each one's timeout, its status change and what followed, in order.
     events: list[LifecycleEvent] = field(default_factory=list)
 
 
@@ -264,14 +264,15 @@ class SharedRegistry(Registry, Protocol):
         """Give the lease up (if `owner` holds it) so another manager takes over at once."""
         ...
 
-    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, tick: float | None = None,
-              onset: Onset | None = None) -> Sweep | None:
-        """Leader: what is due now, claiming due attempts; after a gap > `grace`, fresh deadlines for all.
+    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, onset: Onset,
+              tick: float | None = None) -> Sweep | None:
+        """Leader: time out what is due now and claim due attempts; after a gap > `grace`, fresh deadlines for all.
 
+        One atomic step: each service whose deadline passed (at most `limit`) times out and begins
+        its reconnect cycle as `onset.plan` says for its details (restart intensity may refuse
+        it: flapping); `due` lists them, `events` says what happened to each, in order.
         A claim lasts the service's `transport.timeout_secs` plus `tick` (the leader's tick interval;
         None: the registry's default); an attempt whose outcome never came is then handed out again.
-        With `onset`, each due service still RUNNING times out in the same atomic step, as
-        `expire_many` would with its `onset.plan`: `due` lists those, `events` says what happened.
         """
         ...
 
@@ -282,13 +283,6 @@ class SharedRegistry(Registry, Protocol):
     def read_events(self, after: str = "$", *, block: float | None = None, count: int = 100
                     ) -> list[tuple[str, LifecycleEvent]]:
         """The fleet event log after entry `after` ("$": from now on), oldest first, with entry ids."""
-        ...
-
-    def expire_many(self, owner: str, timeout: float, plans: list[tuple[str, Plan]]) -> _Events | None:
-        """Leader: each service of `plans` still RUNNING and silent for `timeout`: `heartbeat_timeout`, then its plan.
-
-        One atomic step; returns the events of those it timed out.
-        """
         ...
 
     def attempt_done(self, id: str, owner: str, attempt: int, ok: bool, plan: Plan, *,

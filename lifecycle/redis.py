@@ -64,7 +64,6 @@ _Events = list[LifecycleEvent]
 _Services = list[ExtensionService]
 _Rows = list[tuple[str, LifecycleEvent]]
 _Ids = list[ServiceId]
-_Plans = list[tuple[str, Plan]]
 
 
 class RedisRegistry(ManyAtOnce, SharedRegistry):
@@ -426,32 +425,20 @@ class RedisRegistry(ManyAtOnce, SharedRegistry):
         """Give the lease up if `owner` holds it."""
         self._run("RELEASE", owner)
 
-    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, tick: float | None = None,
-              onset: Onset | None = None) -> Sweep | None:
-        """What is due now (claiming due attempts), or None if `owner` no longer holds the lease.
+    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, onset: Onset,
+              tick: float | None = None) -> Sweep | None:
+        """Time out what is due now and claim due attempts (see `SharedRegistry.sweep`); None if `owner` is fenced.
 
         A claimed attempt is parked for its service's `transport.timeout_secs` plus `tick` (the
         leader's tick interval; default `lease_ttl_secs`): the leader reports its outcome well
         before then. If the outcome is lost (the server restarted mid-attempt), the parked
         attempt is due again then and the next sweep hands the same attempt out again.
-        With `onset`, the due services time out in the same script (see `SharedRegistry.sweep`).
         """
         tick = self.lease_ttl_secs if tick is None else _validate.duration(tick, "tick", positive=False)
         result = self._run("SWEEP", owner, _us(grace), limit, _us(tick), *_onset_args(onset), timeout=timeout)
         if _text(result[0]) == "fenced":
             return None
         return _sweep(result)
-
-    def expire_many(self, owner: str, timeout: float, plans: _Plans) -> _Events | None:
-        """Leader: each service still RUNNING and silent for `timeout` times out and gets its plan, in one script.
-
-        None when `owner` no longer holds the lease, else the events of those it timed out.
-        """
-        if not plans:
-            return []
-        flat = [x for sid, plan in plans for x in (sid, *_plan_args(plan))]
-        result = self._run("EXPIRE_MANY", owner, len(plans), *flat, timeout=timeout)
-        return None if _text(result[0]) == "fenced" else _events(result[1])
 
     def attempt_done(self, id: str, owner: str, attempt: int, ok: bool, plan: Plan, *,
                      timeout: float | None = None) -> _Events | None:

@@ -43,7 +43,6 @@ _Events = list[LifecycleEvent]
 _Services = list[ExtensionService]
 _Rows = list[tuple[str, LifecycleEvent]]
 _PlanArgs = tuple[str, int, int, int]
-_Plans = list[tuple[str, Plan]]
 _Ids = list[ServiceId]
 
 
@@ -431,9 +430,9 @@ class SharedMemoryRegistry(SharedRegistry):
         with self._script() as run:
             run.release(owner)
 
-    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, tick: float | None = None,
-              onset: Onset | None = None) -> Sweep | None:
-        """What is due now (claiming due attempts), or None if `owner` no longer holds the lease.
+    def sweep(self, owner: str, timeout: float, grace: float, limit: int, *, onset: Onset,
+              tick: float | None = None) -> Sweep | None:
+        """Time out what is due now and claim due attempts (see `SharedRegistry.sweep`); None if `owner` is fenced.
 
         A claim is parked for its service's `transport.timeout_secs` plus `tick` (default: `lease_ttl_secs`).
         """
@@ -451,14 +450,6 @@ class SharedMemoryRegistry(SharedRegistry):
             rebased=rebased,
             events=run.out,
         )
-
-    def expire_many(self, owner: str, timeout: float, plans: _Plans) -> _Events | None:
-        """Leader: each service still RUNNING and silent times out and gets its plan, in one atomic step."""
-        if not plans:
-            return []
-        with self._script(timeout) as run:
-            ok = run.expire_many(owner, [(sid, _plan_args(plan)) for sid, plan in plans])
-        return run.out if ok else None
 
     def attempt_done(self, id: str, owner: str, attempt: int, ok: bool, plan: Plan, *,
                      timeout: float | None = None) -> _Events | None:

@@ -59,6 +59,8 @@ CONFIG = LifecycleConfig(heartbeat_interval_secs=0.1, heartbeat_timeout_secs=TIM
                          max_reconnect_delay_ms=50, max_reconnect_attempts=3, jitter=0.0)
 TTL = 3.0  # a lease no tick misses on a loaded machine; tests about losing it say so
 WAIT = 10.0  # generous bound for what takes well under a second
+RETRY_AT_ONCE = Onset(True, 3, 0.0, 0.0)  # a leader's sweep by hand: a timeout's attempt 1 due at once
+LATER = Onset(True, 3, 10.0, 10.0)  # the same, attempt 1 in 10 s: no test waits for it
 PASSWORD = "pw-Zq8-never-printed"
 
 _Rows = list[tuple[object, LifecycleEvent]]
@@ -298,8 +300,7 @@ def test_a_leader_whose_lease_was_taken_cannot_expire(make, events):
     assert b.is_leader and a.is_leader  # a has not noticed: it has not ticked
     eventually(lambda: a.registry.silence(sid)[1] >= TIMEOUT, what="the service's silence")
     registry = a.registry
-    assert registry.sweep(a._engine.ticker.owner, TIMEOUT, TTL, 10) is None
-    assert registry.expire_many(a._engine.ticker.owner, TIMEOUT, [(sid, Plan("retry", 1, 0.0, 3))]) is None
+    assert registry.sweep(a._engine.ticker.owner, TIMEOUT, TTL, 10, onset=RETRY_AT_ONCE) is None
     assert registry.attempt_done(sid, a._engine.ticker.owner, 1, True, Plan("retry", 2, 0.0, 3)) is None
     assert a.health_check() == []
     assert not a.is_leader and events.of(HeartbeatTimeout) == []
@@ -344,7 +345,7 @@ def test_a_lease_that_expired_on_the_server_fences_its_old_holder(make):
     b = make(autostart=False, ttl=1.0)
     b.run_pending()
     assert b.is_leader
-    assert a.registry.sweep(a._engine.ticker.owner, TIMEOUT, 1.0, 10) is None
+    assert a.registry.sweep(a._engine.ticker.owner, TIMEOUT, 1.0, 10, onset=RETRY_AT_ONCE) is None
 
 
 def test_graceful_shutdown_hands_the_lease_on_at_the_next_tick(frozen_lifecycle, make_lifecycle_manager,
@@ -418,13 +419,15 @@ def test_a_heartbeat_racing_expiry_at_the_deadline_is_never_lost(redis_server, n
     timeout = 0.5
     try:
         assert reg.lease("me", 30.0).leader
+        reg.sweep("me", timeout, 30.0, 10, onset=LATER)  # the first sweep: no outage to rebase after it
         outcomes = set()
         for i in range(12):
             sid = reg.register(ExtensionService(f"s{i}", "1"))
             reg.activate(sid, timeout)
             eventually(lambda sid=sid: reg.silence(sid)[1] >= timeout, what="the deadline")
             expired, (prior, revived) = race(
-                lambda sid=sid: reg.expire_many("me", timeout, [(sid, Plan("retry", 1, 10.0, 3))]),
+                lambda sid=sid: [e for e in reg.sweep("me", timeout, 30.0, 10, onset=LATER).events
+                                 if e.service_id == sid],  # (the services of earlier rounds go silent too)
                 lambda sid=sid: reg.beat(sid, timeout),
             )
             status, silent = reg.silence(sid)
@@ -436,7 +439,7 @@ def test_a_heartbeat_racing_expiry_at_the_deadline_is_never_lost(redis_server, n
             else:  # the beat came first: nothing expired
                 assert prior is ServiceStatus.RUNNING and revived == []
                 outcomes.add("beat first")
-            assert reg.sweep("me", timeout, 30.0, 10).attempts == []  # no attempt left behind
+            assert reg.sweep("me", timeout, 30.0, 10, onset=LATER).attempts == []  # no attempt left behind
         # Both orders are legal; which ones occurred is up to the scheduler.
         assert outcomes
     finally:
@@ -859,7 +862,7 @@ def lossy_registry(dropper: servers.ReplyDropper, namespace: str) -> Iterator[Re
     reg.begin_stop(warm)
     reg.finish_stop(warm)
     reg.lease("me", 30.0)
-    reg.sweep("me", TIMEOUT, 30.0, 10)
+    reg.sweep("me", TIMEOUT, 30.0, 10, onset=RETRY_AT_ONCE)
     yield reg
     reg.clear()
     reg.client.close()
@@ -906,7 +909,7 @@ def test_a_lost_sweep_reply_loses_no_claimed_attempt(lossy_registry, dropper):
     sid = reg.register(ExtensionService("svc", "1"))
     reg.activate(sid, TIMEOUT)
     reg.report_error(sid, "boom", Plan("retry", 1, 0.0, 3))
-    sweep = lossy(reg, dropper, lambda: reg.sweep("me", TIMEOUT, 30.0, 10))
+    sweep = lossy(reg, dropper, lambda: reg.sweep("me", TIMEOUT, 30.0, 10, onset=RETRY_AT_ONCE))
     assert sweep.attempts == [(sid, 1)]
 
 

@@ -43,7 +43,7 @@ from lifecycle import (
 )
 from lifecycle.__main__ import main
 from lifecycle._redis_client import _classify
-from lifecycle.fleet import Plan, StoreSettings
+from lifecycle.fleet import Onset, Plan, StoreSettings
 from lifecycle.phi import PhiSettings
 from lifecycle.redis import RedisRegistry
 
@@ -352,8 +352,7 @@ _REGISTRY_CALLS: dict[str, Callable[[RedisRegistry], object]] = {
     "own": lambda r: r.own("x", "me", 1.0, 0.3),
     "disown": lambda r: r.disown("x", "me"),
     "owner_of": lambda r: r.owner_of("x"),
-    "sweep": lambda r: r.sweep("me", 1.0, 0.0, 10),
-    "expire_many": lambda r: r.expire_many("me", 1.0, [("x", Plan("retry"))]),
+    "sweep": lambda r: r.sweep("me", 1.0, 0.0, 10, onset=Onset(True, 3, 1.0, 1.0)),
     "attempt_done": lambda r: r.attempt_done("x", "me", 1, True, Plan("retry")),
     "last_event_id": lambda r: r.last_event_id(),
     "read_events": lambda r: r.read_events("0"),

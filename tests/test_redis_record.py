@@ -12,11 +12,13 @@ import time
 import pytest
 
 from lifecycle import Capability, ExtensionService, TransportConfig, TransportType
-from lifecycle.fleet import Detail, Plan
+from lifecycle.fleet import Detail, Onset
 
 redis_module = pytest.importorskip("redis")
 
 from lifecycle.redis import RedisRegistry  # noqa: E402
+
+ONSET = Onset(True, 3, 30.0, 30.0)  # a timeout's attempt 1 in 30 s: no test waits for it
 
 
 @pytest.fixture
@@ -86,12 +88,14 @@ def test_the_leader_reads_auto_reconnect_from_the_compact_form(registry, auto_re
     registry.activate(sid, 0.01)
     assert registry.lease("me", 5.0).leader
     deadline = time.monotonic() + 5.0  # the server's clock must pass the 10 ms deadline (after the rebase)
-    sweep = registry.sweep("me", 0.01, 60.0, 10)
+    sweep = registry.sweep("me", 0.01, 60.0, 10, onset=ONSET)
     while sweep is not None and not sweep.due and time.monotonic() < deadline:
         threading.Event().wait(0.005)
-        sweep = registry.sweep("me", 0.01, 60.0, 10)
+        sweep = registry.sweep("me", 0.01, 60.0, 10, onset=ONSET)
     assert sweep is not None and sweep.due == [sid]
     assert sweep.details[sid] == Detail("s", auto_reconnect, None)
+    # and its plan followed from it: a reconnect cycle, or ERROR without one
+    assert [e.signal_name for e in sweep.events][2:] == (["reconnecting"] if auto_reconnect else [])
 
 
 def test_the_sweep_reads_each_due_services_name_and_reconnect_settings_whatever_its_record_holds(registry):
@@ -118,10 +122,8 @@ def test_the_sweep_reads_each_due_services_name_and_reconnect_settings_whatever_
     deadline = time.monotonic() + 5.0  # the server's clock must pass the 10 ms deadlines (after the rebase)
     details: dict[str, Detail] = {}
     while len(details) < len(expected) and time.monotonic() < deadline:
-        sweep = registry.sweep("me", 0.01, 60.0, 100)
+        sweep = registry.sweep("me", 0.01, 60.0, 100, onset=ONSET)
         assert sweep is not None
         details.update(sweep.details)
-        if sweep.due:
-            registry.expire_many("me", 0.01, [(sid, Plan("error")) for sid in sweep.due])
         threading.Event().wait(0.005)
     assert details == expected

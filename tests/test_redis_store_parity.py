@@ -34,6 +34,8 @@ S = ServiceStatus
 LONG = 30.0  # a timeout no test waits out
 WAIT = 10.0  # a generous bound for what takes well under a second
 OWNER = "leader-1"
+ONSET = Onset(True, 3, 1.0, 2.0, seed=11)  # a timeout's attempt 1 between 1 and 2 s: no test waits for it
+STAY = Onset(False, 3, 1.0, 2.0)  # auto_reconnect off: a timeout stays in ERROR
 
 
 _KINDS = [*sorted(servers.binaries()), "shared_memory"]
@@ -110,7 +112,7 @@ def lead(reg: RedisRegistry, timeout: float = LONG) -> None:
     That first sweep gives every deadline a fresh `timeout` (the default timeout when unconfigured).
     """
     assert reg.lease(OWNER, 30.0).leader
-    assert reg.sweep(OWNER, timeout, 30.0, 100) is not None
+    assert reg.sweep(OWNER, timeout, 30.0, 100, onset=ONSET) is not None
 
 
 def kinds(events: list[LifecycleEvent]) -> list[str]:
@@ -160,14 +162,15 @@ def test_a_claimed_attempt_whose_outcome_is_lost_is_handed_out_again_after_its_t
     lead(reg)
     reg.report_error(sid, "boom", Plan("retry", 1, 0.0, 3))
     started = time.monotonic()
-    first = reg.sweep(OWNER, LONG, 30.0, 100, tick=0.2)
+    first = reg.sweep(OWNER, LONG, 30.0, 100, tick=0.2, onset=ONSET)
     assert first is not None and first.attempts == [(sid, 1)]
     # Parked for 0.3 + 0.2 s: not handed out before, and the leader is told to look again then.
-    again = reg.sweep(OWNER, LONG, 30.0, 100, tick=0.2)
+    again = reg.sweep(OWNER, LONG, 30.0, 100, tick=0.2, onset=ONSET)
     assert again is not None and again.attempts == []
     assert again.next_in is not None and 0.2 < again.next_in <= 0.5
     # The outcome never comes (a server restarted mid-attempt loses it): the same attempt is due again.
-    handed = poll(lambda: (reg.sweep(OWNER, LONG, 30.0, 100, tick=0.2) or first).attempts, what="the re-claim")
+    handed = poll(lambda: (reg.sweep(OWNER, LONG, 30.0, 100, tick=0.2, onset=ONSET) or first).attempts,
+                  what="the re-claim")
     waited = time.monotonic() - started
     assert handed == [(sid, 1)]
     assert 0.45 <= waited < 5.0
@@ -183,8 +186,8 @@ def test_a_claim_defaults_to_the_lease_ttl_as_the_tick(reg):
     sid = running(reg, timeout_secs=0.5)
     lead(reg)
     reg.report_error(sid, "boom", Plan("retry", 1, 0.0, 3))
-    assert reg.sweep(OWNER, LONG, 30.0, 100).attempts == [(sid, 1)]
-    nxt = reg.sweep(OWNER, LONG, 30.0, 100).next_in
+    assert reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET).attempts == [(sid, 1)]
+    nxt = reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET).next_in
     assert nxt is not None and 29.0 < nxt <= 30.5  # 0.5 s connect timeout + the 30 s lease, not an hour
 
 
@@ -192,10 +195,10 @@ def test_a_new_leader_gets_the_claims_of_the_old_one_at_once(reg):
     sid = running(reg, timeout_secs=60.0)
     lead(reg)
     reg.report_error(sid, "boom", Plan("retry", 1, 0.0, 3))
-    assert reg.sweep(OWNER, LONG, 30.0, 100, tick=0.1).attempts == [(sid, 1)]
+    assert reg.sweep(OWNER, LONG, 30.0, 100, tick=0.1, onset=ONSET).attempts == [(sid, 1)]
     reg.release(OWNER)
     assert reg.lease("leader-2", 30.0).leader
-    assert reg.sweep("leader-2", LONG, 30.0, 100).attempts == [(sid, 1)]
+    assert reg.sweep("leader-2", LONG, 30.0, 100, onset=ONSET).attempts == [(sid, 1)]
     # The old claimant's late outcome is refused (fenced); the new one's is taken.
     assert reg.attempt_done(sid, OWNER, 1, True, Plan("retry", 2, 0.0, 3)) is None
     assert kinds(reg.attempt_done(sid, "leader-2", 1, False, Plan("retry", 2, 0.0, 3)) or []) == ["reconnecting"]
@@ -209,21 +212,20 @@ def test_configured_settings_give_every_operation_its_default_timeout(reg):
     assert reg.settings == StoreSettings(timeout=0.25)
     sid = running(reg, timeout=LONG)  # the call's timeout no longer counts
     lead(reg)
-    nxt = reg.sweep(OWNER, LONG, 30.0, 100).next_in
+    nxt = reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET).next_in
     assert nxt is not None and nxt <= 0.25
-    due = poll(lambda: reg.sweep(OWNER, LONG, 30.0, 100).due, what="the deadline")
-    assert due == [sid]
-    events = reg.expire_many(OWNER, LONG, [(sid, Plan("error"))])
-    assert kinds(events) == ["heartbeat_timeout", "status_changed"]
+    sweep = poll(lambda: (s := reg.sweep(OWNER, LONG, 30.0, 100, onset=STAY)) and s.due and s, what="the deadline")
+    assert sweep.due == [sid]
+    assert kinds(sweep.events) == ["heartbeat_timeout", "status_changed"]
     assert reg.get(sid).status is S.ERROR
 
 
 def test_unconfigured_each_calls_timeout_is_the_default(reg):
-    sid = running(reg, timeout=0.25)
+    sid = running(reg, timeout=0.25)  # the activation's 0.25 s sets the deadline, whatever the sweep's call says
     lead(reg, 0.25)
-    poll(lambda: reg.sweep(OWNER, 0.25, 30.0, 100).due, what="the deadline")
-    assert kinds(reg.expire_many(OWNER, LONG, [(sid, Plan("error"))])) == []  # silent 0.25 s, not 30
-    assert kinds(reg.expire_many(OWNER, 0.25, [(sid, Plan("error"))]))[:1] == ["heartbeat_timeout"]
+    assert 0.0 < reg.sweep(OWNER, LONG, 30.0, 100, onset=STAY).next_in <= 0.25
+    sweep = poll(lambda: (s := reg.sweep(OWNER, LONG, 30.0, 100, onset=STAY)) and s.due and s, what="the deadline")
+    assert sweep.due == [sid] and kinds(sweep.events)[:1] == ["heartbeat_timeout"]
 
 
 def test_the_plain_expire_keeps_its_own_timeout_when_configured(reg):
@@ -264,19 +266,16 @@ def timed(reg: RedisRegistry) -> tuple[RedisRegistry, str, str]:
 
 def test_a_services_own_timeout_sets_its_deadlines_and_its_expiry(timed):
     reg, fast, slow = timed
-    nxt = reg.sweep(OWNER, LONG, 30.0, 100).next_in
+    nxt = reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET).next_in
     assert nxt is not None and nxt <= 0.2
-    sweep = poll(lambda: (s := reg.sweep(OWNER, LONG, 30.0, 100)) and s.due and s, what="the fast deadline")
+    sweep = poll(lambda: (s := reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET)) and s.due and s,
+                 what="the fast deadline")
     assert sweep.due == [fast]
     assert sweep.details == {fast: Detail("fast", True, 1)}
-    plans = [(fast, Plan("retry", 1, 5.0, 1)), (slow, Plan("retry", 1, 5.0, 3))]
-    events = reg.expire_many(OWNER, LONG, plans)
+    events = sweep.events
     assert [(e.signal_name, e.service_id) for e in events][:1] == [("heartbeat_timeout", fast)]
-    assert {e.service_id for e in events} == {fast}
+    assert {e.service_id for e in events} == {fast} and events[-1].max_attempts == 1  # its own limit
     assert reg.get(slow).status is S.RUNNING and reg.get(fast).status is S.RECONNECTING
-
-
-ONSET = Onset(True, 3, 1.0, 2.0, seed=11)  # attempt 1 between 1 and 2 s: no test waits for it
 
 
 def sweep_until(reg: RedisRegistry, n: int, onset: Onset = ONSET) -> tuple[list[str], list[LifecycleEvent], dict]:
@@ -329,25 +328,17 @@ def test_a_sweep_with_an_onset_times_its_due_services_out_and_begins_each_cycle_
     assert 0.5 < again.next_in <= 2.0  # the first attempt's due time, not a deadline
 
 
-def test_a_sweep_without_an_onset_times_nothing_out(reg):
-    sid = running(reg, "fast", heartbeat_timeout_secs=0.2)
-    lead(reg)
-    sweep = poll(lambda: (s := reg.sweep(OWNER, LONG, 30.0, 100)) and s.due and s, what="the deadline")
-    assert sweep.due == [sid] and sweep.events == []
-    assert reg.get(sid).status is S.RUNNING  # left to expire_many
-
-
 def test_a_heartbeat_and_a_revival_arm_the_services_own_timeout(timed):
     reg, fast, _ = timed
     time.sleep(0.1)
     reg.beat(fast, LONG)
-    nxt = reg.sweep(OWNER, LONG, 30.0, 100).next_in
+    nxt = reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET).next_in
     assert nxt is not None and 0.1 < nxt <= 0.2
     reg.report_error(fast, "boom", None)  # ERROR, no plan
-    assert reg.sweep(OWNER, LONG, 30.0, 100).next_in > 1.0  # only the slow deadline is left
+    assert reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET).next_in > 1.0  # only the slow deadline is left
     prior, events = reg.beat(fast, LONG)
     assert prior is S.ERROR and "reconnected" in kinds(events)
-    nxt = reg.sweep(OWNER, LONG, 30.0, 100).next_in
+    nxt = reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET).next_in
     assert nxt is not None and nxt <= 0.2
 
 
@@ -366,7 +357,7 @@ def test_timing_and_is_healthy_use_the_services_own_timeout(timed):
 def test_an_outage_rebase_gives_each_service_its_own_timeout(timed):
     reg, _, _ = timed
     time.sleep(0.15)
-    sweep = reg.sweep(OWNER, LONG, 0.0, 100)  # no grace: as after an outage, every deadline starts again
+    sweep = reg.sweep(OWNER, LONG, 0.0, 100, onset=ONSET)  # no grace: as after an outage, every deadline starts again
     assert sweep.rebased == 2 and sweep.due == []
     assert 0.1 < sweep.next_in <= 0.2  # the fast service's own 0.2 s from now, not 30 s
 
@@ -378,11 +369,11 @@ def test_an_outage_rebase_on_a_large_namespace_goes_a_chunk_per_sweep_and_times_
     lead(reg)
     ids = [running(reg, f"s{i}", timeout=0.2) for i in range(300)]  # more than a small sorted set holds
     time.sleep(0.3)  # every deadline passed during what the next sweep takes for an outage
-    sweep = reg.sweep(OWNER, LONG, 0.0, 5)  # no grace: the gap counts for nothing
+    sweep = reg.sweep(OWNER, LONG, 0.0, 5, onset=ONSET)  # no grace: the gap counts for nothing
     assert sweep.rebased == 300 and sweep.due == []
     sweeps = 1
     while sweep.next_in == 0 and sweeps < 1000:  # the server's rebase is not done: sweep again at once
-        sweep = reg.sweep(OWNER, LONG, LONG, 5)
+        sweep = reg.sweep(OWNER, LONG, LONG, 5, onset=ONSET)
         assert sweep.due == [] and sweep.rebased == 0
         sweeps += 1
     assert sweep.next_in is not None and sweep.next_in > 20.0  # every deadline a full 30 s from its rebase
@@ -457,17 +448,13 @@ def test_error_reports_beyond_max_restarts_leave_the_service_flapping_in_error(r
     assert events[-1].restarts == 4  # as in memory: at most max_restarts + 1 times are kept
 
 
-@pytest.mark.parametrize("by", ["expire_many", "onset"])
-def test_a_timeout_beyond_max_restarts_is_a_flap_not_a_reconnect(reg, by):
+def test_a_timeout_beyond_max_restarts_is_a_flap_not_a_reconnect(reg):
     intensity(reg, max_restarts=1, timeout=0.15)
     sid = running(reg)
     lead(reg, 0.15)
 
     def expire() -> list[LifecycleEvent]:
-        if by == "onset":
-            return sweep_until(reg, 1, Onset(True, 3, 5.0, 5.0))[1]
-        poll(lambda: reg.sweep(OWNER, LONG, 30.0, 100).due, what="the deadline")
-        return reg.expire_many(OWNER, LONG, [(sid, RETRY)]) or []
+        return sweep_until(reg, 1, Onset(True, 3, 5.0, 5.0))[1]
 
     assert kinds(expire()) == ["heartbeat_timeout", "status_changed", "reconnecting"]
     revive(reg, sid)
@@ -476,7 +463,7 @@ def test_a_timeout_beyond_max_restarts_is_a_flap_not_a_reconnect(reg, by):
     assert (events[1].old_status, events[1].new_status) == (S.RUNNING, S.ERROR)
     assert events[-1].restarts == 2
     assert reg.get(sid).status is S.ERROR and reg.get(sid).retry_count == 0
-    assert reg.sweep(OWNER, LONG, 30.0, 100).next_in is None  # nothing left to watch or attempt
+    assert reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET).next_in is None  # nothing left to watch or attempt
 
 
 def test_giving_up_at_once_counts_as_a_restart_and_no_auto_reconnect_does_not(reg):
@@ -539,7 +526,7 @@ def test_restart_brings_a_flapping_service_back_with_a_fresh_window(reg):
     assert kinds(events) == ["status_changed", "reconnecting"]
     assert isinstance(events[-1], Reconnecting) and (events[-1].attempt, events[-1].delay) == (1, 0.0)
     assert reg.get(sid).status is S.RECONNECTING and reg.restarts(sid) == 0
-    assert reg.sweep(OWNER, LONG, 30.0, 100).attempts == [(sid, 1)]
+    assert reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET).attempts == [(sid, 1)]
     assert "reconnected" in kinds(reg.attempt_done(sid, OWNER, 1, True, Plan("retry", 2, 0.0, 3)))
     # The window starts afresh: one restart is allowed again, and no longer flapping.
     assert kinds(reg.report_error(sid, "x", RETRY)[1])[-1] == "reconnecting"
@@ -550,9 +537,9 @@ def test_restart_from_running_and_reconnecting_voids_the_claim(reg):
     lead(reg)
     prior, events = reg.restart(sid, Plan("retry", 1, 0.0, 3))
     assert prior is S.RUNNING and kinds(events) == ["status_changed", "reconnecting"]
-    assert reg.sweep(OWNER, LONG, 30.0, 100).attempts == [(sid, 1)]
+    assert reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET).attempts == [(sid, 1)]
     assert reg.attempt_done(sid, OWNER, 1, False, Plan("retry", 2, 0.0, 3)) is not None
-    assert reg.sweep(OWNER, LONG, 30.0, 100).attempts == [(sid, 2)]  # attempt 2 claimed, in flight
+    assert reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET).attempts == [(sid, 2)]  # attempt 2 claimed, in flight
     prior, events = reg.restart(sid, Plan("retry", 1, 1.0, 3))
     assert prior is S.RECONNECTING and kinds(events) == ["reconnecting"]  # no status change
     assert reg.get(sid).retry_count == 1
@@ -722,7 +709,7 @@ def test_a_revival_by_heartbeat_learns_the_silence_and_a_reconnect_does_not(reg,
     # A reconnect made by the leader: the outage is no interval to learn; the deadline is from now.
     lead(reg)
     reg.restart(sid, Plan("retry", 1, 0.0, 3))
-    assert reg.sweep(OWNER, LONG, 30.0, 100).attempts == [(sid, 1)]
+    assert reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET).attempts == [(sid, 1)]
     time.sleep(0.05)
     assert "reconnected" in kinds(reg.attempt_done(sid, OWNER, 1, True, Plan("retry", 2, 0.0, 3)))
     assert intervals(reg, raw, sid) == learned
@@ -734,22 +721,20 @@ def test_the_leader_expires_at_the_phi_limit_not_the_timeout(reg):
     with_phi(reg)
     sid = running(reg)
     lead(reg)
-    nxt = reg.sweep(OWNER, LONG, 30.0, 100).next_in
+    nxt = reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET).next_in
     assert nxt is not None and nxt <= 0.177
-    # Not silent long enough: left alone (and re-armed at the same limit).
-    assert reg.expire_many(OWNER, LONG, [(sid, RETRY)]) == []
-    due = poll(lambda: reg.sweep(OWNER, LONG, 30.0, 100).due, what="the phi deadline")
-    assert due == [sid]
+    sweep = poll(lambda: (s := reg.sweep(OWNER, LONG, 30.0, 100, onset=ONSET)) and s.due and s,
+                 what="the phi deadline")
+    assert sweep.due == [sid]
     assert 0.176 <= reg.timing(sid).silent < 5.0
-    assert kinds(reg.expire_many(OWNER, LONG, [(sid, RETRY)])) == ["heartbeat_timeout", "status_changed",
-                                                                   "reconnecting"]
+    assert kinds(sweep.events) == ["heartbeat_timeout", "status_changed", "reconnecting"]
 
 
 def test_an_outage_rebase_arms_the_phi_limit(reg):
     with_phi(reg)
     running(reg)
     lead(reg)
-    sweep = reg.sweep(OWNER, LONG, 0.0, 100)
+    sweep = reg.sweep(OWNER, LONG, 0.0, 100, onset=ONSET)
     assert sweep.rebased == 1 and sweep.next_in is not None and 0.1 < sweep.next_in <= 0.177
 
 

@@ -36,7 +36,7 @@ from lifecycle.events import (
     ServiceFlapping,
     Started,
 )
-from lifecycle.fleet import Plan, is_shared
+from lifecycle.fleet import Onset, Plan, is_shared
 from lifecycle.phi import History
 from lifecycle.shared_memory import SharedMemoryRegistry
 from lifecycle.testing import FrozenLifecycle
@@ -209,8 +209,7 @@ def test_a_leader_whose_lease_ran_out_is_fenced(fleet):
     assert b.is_leader and fleet.store.leader() == owner(b)
     assert not a.is_leader  # its lease is older than a TTL, whatever it last heard
     registry = a.registry
-    assert registry.sweep(owner(a), 5.0, TTL, 10) is None
-    assert registry.expire_many(owner(a), 5.0, [(sid, Plan("retry", 1, 0.0, 3))]) is None
+    assert registry.sweep(owner(a), 5.0, TTL, 10, onset=Onset(True, 3, 0.0, 0.0)) is None
     assert registry.attempt_done(sid, owner(a), 1, True, Plan("retry", 2, 0.0, 3)) is None
     fleet.frozen.freezer.tick(2.0)  # no tick runs: the service is now 6 s silent
     assert a.health_check() == [] and fleet.of(HeartbeatTimeout) == []  # beyond its 5 s, but a cannot act

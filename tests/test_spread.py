@@ -26,7 +26,7 @@ from test_shared_memory import STEP, Fleet, owner
 from lifecycle import ExtensionService, LifecycleConfig, LifecycleManager
 from lifecycle._partitions import partition_of
 from lifecycle.events import HeartbeatTimeout, Started
-from lifecycle.fleet import Plan
+from lifecycle.fleet import Onset
 from lifecycle.model import ServiceId
 from lifecycle.redis import RedisRegistry
 from lifecycle.shared_memory import SharedMemoryRegistry
@@ -37,6 +37,7 @@ TTL = 3.0
 TICK = TTL / 3  # a ticker's renewal interval
 BOUND = TTL + 2 * TICK  # the longest a dead leader's partition goes without one (engine/spread.py)
 TIMEOUT = 5.0
+STAY = Onset(False, 3, 1.0, 1.0)  # a sweep by hand: a timeout stays in ERROR
 CONFIG = LifecycleConfig(heartbeat_interval_secs=1.0, heartbeat_timeout_secs=TIMEOUT, reconnect_delay_ms=100,
                          max_reconnect_delay_ms=400, max_reconnect_attempts=3, jitter=0.0)
 
@@ -173,9 +174,7 @@ def test_a_newcomer_takes_its_share_without_a_false_timeout_and_each_hand_over_i
     for p in range(P):  # each hand-over a new lease; the one who gave it up is fenced
         assert spread.store.data.parts[p].epoch == epochs[p] + (p in moved)
         if p in moved:
-            assert spread.store.sweep(before[p], TIMEOUT, TTL, 10, partition=p) is None
-            mine = [(sid, Plan("error")) for sid in spread.beaten if partition_of(sid, P) == p]
-            assert spread.store.expire_many(before[p], 0.0, mine) is None
+            assert spread.store.sweep(before[p], TIMEOUT, TTL, 10, onset=STAY, partition=p) is None
     spread.run(2 * TIMEOUT)
     assert timeouts(spread) == Counter(silent)  # every silent one once, never a beaten one
     assert "missed its heartbeat deadline" in caplog.text and "nobody watched" not in caplog.text
@@ -339,7 +338,7 @@ def test_on_a_server_three_members_spread_heal_after_a_close_and_rebalance_for_a
         after = view.leaders()
         for p in range(P):  # whoever gave a partition up is fenced in it
             if after[p] != before[p]:
-                assert view.sweep(before[p], 1.0, SERVER_TTL, 10, partition=p) is None
+                assert view.sweep(before[p], 1.0, SERVER_TTL, 10, onset=STAY, partition=p) is None
         threading.Event().wait(SERVER_TTL)  # an observation window: the beaten services stay up
     assert [e for r in recorders for e in r.events if isinstance(e, HeartbeatTimeout)] == []
 

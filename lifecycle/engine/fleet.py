@@ -313,13 +313,13 @@ class FleetEngine:
     def sweep_now(self) -> list[ServiceId]:
         """The leader expires what is due now; others do nothing."""
         sweeps = [(ticker, self._claim(ticker)) for ticker in self.ticker.tickers if ticker.claims]
-        return [sid for ticker, sweep in sweeps if sweep is not None for sid in self._expire(sweep, ticker)]
+        return [sid for ticker, sweep in sweeps if sweep is not None for sid in self._send(sweep, ticker)]
 
     # -- the leader's actions -------------------------------------------------------------------
 
     def _lead(self, ticker: Ticker, within: float) -> float:
         """Sweeps of `ticker`'s partition: time out what is due, run the claimed attempts; seconds until the next."""
-        return drain(ticker, within, self._claim, self._expire, self._attempt)
+        return drain(ticker, within, self._claim, self._send, self._attempt)
 
     def _nudge(self, events: list[LifecycleEvent]) -> None:
         """Events of the fleet: one that set a deadline or an attempt brings the leader's next sweep forward."""
@@ -333,7 +333,7 @@ class FleetEngine:
             self._owners.nudge(events)
 
     def _claim(self, ticker: Ticker) -> Sweep | None:
-        """The partition's sweep; after a failure we saw, with no grace at all (every deadline starts again)."""
+        """The partition's sweep, which times its due services out; after a failure we saw, with no grace at all."""
         sweep = self._registry.sweep(ticker.owner, self._timeout, 0.0 if ticker.rebase else ticker.ttl,
                                      SWEEP_LIMIT, tick=ticker.renew_every, onset=self._policy.onset(self._rng),
                                      **ticker.which)
@@ -343,7 +343,7 @@ class FleetEngine:
             ticker.rebase = False
         return sweep
 
-    def _expire(self, sweep: Sweep, ticker: Ticker) -> list[ServiceId]:
+    def _send(self, sweep: Sweep, ticker: Ticker) -> list[ServiceId]:
         """Send the events of the services the sweep timed out (with our onset, in its own atomic step); their ids."""
         if not sweep.due:
             return []

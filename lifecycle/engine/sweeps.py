@@ -11,18 +11,15 @@ tick's thread, the thread that caused the events, as everywhere else.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 from ..events import HeartbeatTimeout, LifecycleEvent, StatusChanged
-from ..fleet import Detail, Plan, Sweep
+from ..fleet import Detail, Sweep
 from ..model import ServiceId
 from .lease import Ticker
-from .policy import ReconnectPolicy
 
-__all__ = ["SWEEP_LIMIT", "drain", "log_timeouts", "plans", "send_batch", "timeouts_first"]
+__all__ = ["SWEEP_LIMIT", "drain", "log_timeouts", "send_batch", "timeouts_first"]
 
 log = logging.getLogger("lifecycle")
 
@@ -33,9 +30,11 @@ _UNKNOWN = Detail("?", True)
 
 
 def drain(ticker: Ticker, within: float, claim: Callable[[Ticker], Sweep | None],
-          expire: Callable[[Sweep, Ticker], object], attempt: Callable[[ServiceId, int], None]) -> float:
+          send: Callable[[Sweep, Ticker], object], attempt: Callable[[ServiceId, int], None]) -> float:
     """Sweep `ticker`'s partition until no full batch is left (or the tick's time is up); seconds until the next tick.
 
+    Each sweep (`claim`) times its due services out; `send` sends their events, then each claimed
+    attempt runs (`attempt`).
     The lease was renewed when the tick began: sweeps go on for at most a renewal interval shared
     by the partitions' ticks (which run one after another on one thread), so every partition's
     lease is renewed, and swept, in time; a full last batch asks for a tick at once. Meanwhile
@@ -55,7 +54,7 @@ def drain(ticker: Ticker, within: float, claim: Callable[[Ticker], Sweep | None]
                             "failover); %d service(s) get a fresh full timeout", sweep.rebased)
             full = len(sweep.due) >= SWEEP_LIMIT or len(sweep.attempts) >= SWEEP_LIMIT
             ticker.draining = full
-            expire(sweep, ticker)
+            send(sweep, ticker)
             ticker.bursts += bool(sweep.due)
             for sid, k in sweep.attempts:
                 attempt(sid, k)
@@ -66,23 +65,6 @@ def drain(ticker: Ticker, within: float, claim: Callable[[Ticker], Sweep | None]
         return 0.0
     finally:
         ticker.draining = False
-
-
-def plans(sweep: Sweep, policy: ReconnectPolicy, rng: random.Random) -> list[tuple[str, Plan]]:
-    """What follows each due service's timeout: a reconnect plan (its transport's limit, if any) or ERROR."""
-    out: list[tuple[str, Plan]] = []
-    details = sweep.details
-    own: dict[int | None, ReconnectPolicy] = {None: policy}  # one policy per transport limit met in the batch
-    for sid in sweep.due:
-        detail = details.get(sid, _UNKNOWN)
-        if not detail.auto_reconnect:
-            out.append((sid, Plan("error")))
-            continue
-        limit = detail.max_attempts
-        if limit is not None and limit not in own:
-            own[limit] = replace(policy, max_attempts=limit)
-        out.append((sid, own[limit].begin(rng)))
-    return out
 
 
 def timeouts_first(events: Sequence[LifecycleEvent]) -> tuple[list[ServiceId], list[LifecycleEvent],
