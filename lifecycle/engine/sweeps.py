@@ -35,6 +35,7 @@ def drain(ticker: Ticker, within: float, claim: Callable[[Ticker], Sweep | None]
 
     Each sweep (`claim`) times its due services out; `send` sends their events, then each claimed
     attempt runs (`attempt`).
+
     The lease was renewed when the tick began: sweeps go on for at most a renewal interval shared
     by the partitions' ticks (which run one after another on one thread), so every partition's
     lease is renewed, and swept, in time; a full last batch asks for a tick at once. Meanwhile
