@@ -17,6 +17,10 @@ Parts (each prints a Markdown table):
   wall clock (in the leader) minus (the service's last beat + timeout), 1 s timeouts.
 - ``failover``: SIGKILL the leader of three members 20 times (lease TTL 1 s): time until
   another member holds the lease, seen from here.
+- ``expiry``: what a timeout costs: 20,000 RUNNING services, 10,000 of them silent past a 1 s
+  timeout, swept by hand as a leader does (scripts of 500, each timing its due services out and
+  beginning their cycles); the scripts' time (INFO commandstats), the server's CPU (INFO cpu) and
+  this process's round trips, each per timed-out service, over three rounds.
 - ``inmemory``: the in-memory heartbeat case (`benchmarks.cases heartbeat 1000`) of this tree
   against commit 92aa561 (before fleet mode) in a temporary worktree, alternating runs.
 
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -429,6 +434,54 @@ TREES = (("92aa561", "before fleet mode"), ("085bd07", "fleet mode lands"), ("5d
          ("dd781e2", "metrics() counts beats"))
 
 
+def part_expiry(url: str, quick: bool) -> dict[str, Any]:
+    from lifecycle.engine.policy import ReconnectPolicy
+    from lifecycle.engine.sweeps import SWEEP_LIMIT
+
+    n, silent = (4_000, 2_000) if quick else (20_000, 10_000)
+    policy = ReconnectPolicy.of(LifecycleConfig(max_reconnect_attempts=0))  # each timeout gives up: 3 events
+    rng = random.Random(1)
+    admin = redis.Redis.from_url(url, decode_responses=True)
+    rows: list[list[Any]] = []
+    per: dict[str, list[float]] = {"script": [], "server": [], "client": []}
+    for r in range(3):
+        reg = RedisRegistry.from_url(url, namespace=f"bench-expiry-{r}", lease_ttl_secs=30.0)
+        services = [ExtensionService(f"s{i}", "1") for i in range(n)]
+        for k in range(0, n, 5_000):
+            reg.restore_many(services[k:k + 5_000], 1.0 if k < silent else 600.0)
+        ids = [service.id for service in services]
+        assert reg.lease("me", 30.0).leader
+        reg.sweep("me", 1.0, 30.0, SWEEP_LIMIT, onset=policy.onset(rng))  # the first sweep: no outage after it
+        while admin.exists(reg.keys["rebase"]):
+            reg.sweep("me", 1.0, 30.0, SWEEP_LIMIT, onset=policy.onset(rng))
+        for k in range(0, n, 5_000):  # every deadline from now: the silent ones 1 s, the rest 600 s
+            reg.beat_many(ids[k:k + 5_000], 1.0 if k < silent else 600.0)
+        threading.Event().wait(1.2)
+        stats0, cpu0 = admin.info("commandstats"), admin.info("cpu")
+        took, done = 0.0, 0
+        while True:
+            t0 = time.perf_counter()
+            sweep = reg.sweep("me", 1.0, 30.0, SWEEP_LIMIT, onset=policy.onset(rng))
+            took += time.perf_counter() - t0
+            if sweep is None or not sweep.due:
+                break
+            done += len(sweep.due)
+        stats1, cpu1 = admin.info("commandstats"), admin.info("cpu")
+        script = stats1["cmdstat_evalsha"]["usec"] - stats0["cmdstat_evalsha"]["usec"]
+        server = sum(float(cpu1[k]) - float(cpu0[k]) for k in ("used_cpu_user", "used_cpu_sys"))
+        per["script"].append(script / done)
+        per["server"].append(server * 1e6 / done)
+        per["client"].append(took * 1e6 / done)
+        rows.append([f"round {r + 1}: {done:,} timed out", f"{script / done:.1f}", f"{server * 1e6 / done:.1f}",
+                     f"{took * 1e6 / done:.1f}"])
+        reg.clear()
+        reg.client.close()
+    rows.append(["median", *(f"{statistics.median(v):.1f}" for v in per.values())])
+    _table(f"What a timeout costs: {silent:,} of {n:,} services due together, swept as a leader does "
+           "(µs per timed-out service)", ["round", "scripts' time", "server CPU", "this process's round trips"], rows)
+    return per
+
+
 def part_inmemory(quick: bool) -> dict[str, Any]:
     repeats = 3 if quick else 9
     tmp = Path(tempfile.mkdtemp())
@@ -471,7 +524,7 @@ def server_binary(choice: str | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("parts", nargs="*", default=["latency", "scale", "lag", "failover", "inmemory"])
+    parser.add_argument("parts", nargs="*", default=["latency", "scale", "lag", "failover", "expiry", "inmemory"])
     parser.add_argument("--binary", choices=["redis", "valkey"], help="server binary (default: redis if found)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes and windows (a smoke run)")
     args = parser.parse_args(argv)
@@ -491,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
                 results[part] = part_lag(server.url, args.quick)
             elif part == "failover":
                 results[part] = part_failover(server.url, args.quick)
+            elif part == "expiry":
+                results[part] = part_expiry(server.url, args.quick)
             elif part == "inmemory":
                 results[part] = part_inmemory(args.quick)
             else:
